@@ -1,0 +1,98 @@
+// Package registry reads erasure.yaml: the server's configuration and the registry of datasets.
+// It expands ${VAR} from the environment, validates everything, and reports every problem with
+// its file and line.
+package registry
+
+import (
+	"erasure"
+)
+
+// Config is a loaded erasure.yaml.
+type Config struct {
+	// File is the path the configuration was read from.
+	File string
+
+	Server  Server  `yaml:"server"`
+	Store   Store   `yaml:"store"`
+	Auth    Auth    `yaml:"auth"`
+	Audit   Audit   `yaml:"audit"`
+	NATS    NATS    `yaml:"nats"`
+	Records Records `yaml:"records"`
+
+	// Identifiers are the identifier types subjects may carry.
+	Identifiers []string `yaml:"identifiers"`
+	// Defaults apply to every dataset that does not set its own.
+	Defaults erasure.Policy `yaml:"-"`
+	// Datasets are the registered datasets, in file order, with their connectors built.
+	Datasets []*erasure.Dataset `yaml:"-"`
+}
+
+// Server is the `server` section.
+type Server struct {
+	Addr    string `yaml:"addr"`     // default 127.0.0.1:8080
+	DataDir string `yaml:"data_dir"` // default ./erasure-data
+	// MaxBodyBytes limits request bodies (default 1 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Workers is the number of tasks executed at once (default 16).
+	Workers int `yaml:"workers"`
+}
+
+// Store is the `store` section: driver sqlite (default, in the data dir) or postgres.
+type Store struct {
+	Driver string `yaml:"driver"`
+	DSN    string `yaml:"dsn"`
+}
+
+// Auth is the `auth` section.
+type Auth struct {
+	Tokens []Token `yaml:"tokens"`
+}
+
+// Token is one bearer token. Roles are submit, operate, read, write (record writes) and
+// ack:DATASET (acknowledge tasks of one async dataset; ack:* for all).
+type Token struct {
+	Name   string   `yaml:"name"`
+	Secret string   `yaml:"secret"`
+	Roles  []string `yaml:"roles"`
+}
+
+// Audit is the `audit` section. Key is the HMAC key for identifier hashes in hex; when empty a
+// key is generated once into the data dir.
+type Audit struct {
+	Key string `yaml:"key"`
+}
+
+// NATS is the `nats` section. With URL empty the server runs an embedded NATS with JetStream
+// listening on 127.0.0.1:Port (default 4233), storing under the data dir.
+type NATS struct {
+	URL         string `yaml:"url"`
+	Credentials string `yaml:"credentials"`
+	TLS         struct {
+		CA   string `yaml:"ca"`
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	Port int `yaml:"port"`
+	// Stream is the JetStream stream for erasure commands (default ERASURE).
+	Stream string `yaml:"stream"`
+}
+
+// Records is the `records` section: the tombstone store.
+type Records struct {
+	// MaxArchiveShare is the largest share of a source's records one archive may move without
+	// --force (default 0.5).
+	MaxArchiveShare float64 `yaml:"max_archive_share"`
+	// MaxReconcileShare is the largest share of a source's live records one reconcile may
+	// tombstone (default 0.1).
+	MaxReconcileShare float64 `yaml:"max_reconcile_share"`
+}
+
+// Dataset returns the dataset called name, or nil.
+func (c *Config) Dataset(name string) *erasure.Dataset {
+	for _, d := range c.Datasets {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package registry
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+
+	"erasure"
+)
+
+// Driver builds the connectors of one kind (http, sql, redis, nats, files, records) from a
+// dataset's connector block. Each connector package registers its Driver in an init function:
+//
+//	func init() { registry.Register("http", driver{}) }
+type Driver interface {
+	// Method is the method of datasets using this connector unless they set one.
+	Method() erasure.Method
+	// Build decodes and validates the connector block (b.Block, the value under the key named
+	// like the connector, with ${VAR}s already expanded), sets b.Dataset.Keys to the identifier
+	// types it needs, and returns the connector. It performs no I/O: connecting happens on
+	// first use, so that `datasets validate` works offline. It reports problems with b.Errorf
+	// (with the offending node, for its line) and returns a nil connector when there were any.
+	Build(b *Build) erasure.Connector
+}
+
+// Build is what a Driver gets to build one dataset's connector.
+type Build struct {
+	Dataset *erasure.Dataset
+	// Block is the connector block; nil when the dataset has none.
+	Block *yaml.Node
+	// Identifiers are the identifier types the registry declares.
+	Identifiers []string
+	// Config is the whole configuration being loaded (data dir, NATS settings...).
+	Config *Config
+	File   string
+	errs   *[]error
+}
+
+// Errorf records an error located at n (or at the dataset when n is nil).
+func (b *Build) Errorf(n *yaml.Node, format string, args ...any) {
+	line := b.Dataset.Line
+	if n != nil {
+		line = n.Line
+	}
+	*b.errs = append(*b.errs, &LineError{File: b.File, Line: line, Msg: fmt.Sprintf("dataset %s: ", b.Dataset.Name) + fmt.Sprintf(format, args...)})
+}
+
+// Declared reports whether typ is a declared identifier type.
+func (b *Build) Declared(typ string) bool {
+	for _, t := range b.Identifiers {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// LineError is one registry or configuration error, located in its file.
+type LineError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+var (
+	driversMu sync.RWMutex
+	drivers   = map[string]Driver{}
+)
+
+// Register makes a connector kind available under name. It panics if name is taken.
+func Register(name string, d Driver) {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	if _, dup := drivers[name]; dup {
+		panic("registry: connector registered twice: " + name)
+	}
+	drivers[name] = d
+}
+
+// Lookup returns the Driver registered under name.
+func Lookup(name string) (Driver, bool) {
+	driversMu.RLock()
+	defer driversMu.RUnlock()
+	d, ok := drivers[name]
+	return d, ok
+}
+
+// Drivers returns the names of the registered connectors, sorted.
+func Drivers() []string {
+	driversMu.RLock()
+	defer driversMu.RUnlock()
+	var out []string
+	for n := range drivers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,342 @@
+package erasure
+
+import (
+	"context"
+	"time"
+)
+
+// RequestStatus is where a request stands. It is derived from its tasks (see TaskState):
+//
+//	pending    no task has started yet
+//	running    some task is active, blocked behind another, or done while others are not
+//	completed  every task is done or skipped                                  (final)
+//	failed     a task failed and nothing else can progress; an operator may retry it
+//	cancelled  an operator cancelled it; its unfinished tasks were cancelled  (final)
+//
+// A request is open until it is completed or cancelled. While open its identifiers are kept
+// in clear; when it ends they are replaced by keyed hashes. A failed request stays open so
+// that retry can still erase.
+type RequestStatus string
+
+const (
+	RequestPending   RequestStatus = "pending"
+	RequestRunning   RequestStatus = "running"
+	RequestCompleted RequestStatus = "completed"
+	RequestFailed    RequestStatus = "failed"
+	RequestCancelled RequestStatus = "cancelled"
+)
+
+// Valid reports whether s is a known request status.
+func (s RequestStatus) Valid() bool {
+	switch s {
+	case RequestPending, RequestRunning, RequestCompleted, RequestFailed, RequestCancelled:
+		return true
+	}
+	return false
+}
+
+// Ended reports whether the request is completed or cancelled.
+func (s RequestStatus) Ended() bool { return s == RequestCompleted || s == RequestCancelled }
+
+// TaskKind says what a task does to its dataset.
+type TaskKind string
+
+const (
+	// TaskLookup reads further identifiers of the subject from the dataset (Resolver).
+	TaskLookup TaskKind = "lookup"
+	// TaskErase erases the subject from the dataset, then verifies where it can.
+	TaskErase TaskKind = "erase"
+)
+
+// TaskState is the state of one task (one request × one dataset × one kind).
+//
+//	            plan
+//	              │
+//	   ┌──────────┴──────────┐
+//	   ▼                     ▼
+//	blocked ──deps done──► pending ◄──────────── retry (operator), backoff, ack timeout
+//	   │                     │ lease                  ▲
+//	   │                     ▼                        │
+//	   │                  running ──transient error───┘ (attempts left)
+//	   │        ┌────────────┼──────────────┬─────────────┬───────────────┐
+//	   │        ▼            ▼              ▼             ▼               ▼
+//	   │    dispatched     queued          done        skipped          failed
+//	   │   (async: waits  (offline: waits (erased,    (no identifier   (permanent error,
+//	   │    for its ack)   for a sweep)    verified)   for its keys)    attempts used up)
+//	   │        │ ack        │ sweep commits
+//	   │        └─► done     └─► done
+//	   └──────────────────────────────────────────────────────────────────► cancelled
+//
+// Erase tasks start blocked until every lookup task of their request is done or skipped and
+// every erase task of the datasets named in `after:` is done or skipped; lookup tasks start
+// pending. A running task holds a lease (owner, expiry); an expired lease makes it due again,
+// so a crashed worker's task is executed again (at least once) while the store accepts only
+// the result of the lease holder (completed exactly once). Every transition is written in one
+// transaction together with its audit event. done, skipped and cancelled are final; failed
+// re-opens on retry; a late acknowledgement still completes a dispatched, pending or failed
+// async task.
+type TaskState string
+
+const (
+	TaskBlocked    TaskState = "blocked"
+	TaskPending    TaskState = "pending"
+	TaskRunning    TaskState = "running"
+	TaskDispatched TaskState = "dispatched"
+	TaskQueued     TaskState = "queued"
+	TaskDone       TaskState = "done"
+	TaskSkipped    TaskState = "skipped"
+	TaskFailed     TaskState = "failed"
+	TaskCancelled  TaskState = "cancelled"
+)
+
+// Final reports whether no further transition can happen (done, skipped, cancelled).
+func (s TaskState) Final() bool { return s == TaskDone || s == TaskSkipped || s == TaskCancelled }
+
+// Succeeded reports whether the task reached its goal (done or skipped).
+func (s TaskState) Succeeded() bool { return s == TaskDone || s == TaskSkipped }
+
+// Active reports whether the task is making progress by itself (pending, running, dispatched
+// or queued).
+func (s TaskState) Active() bool {
+	return s == TaskPending || s == TaskRunning || s == TaskDispatched || s == TaskQueued
+}
+
+// Task is one request × one dataset × one kind.
+type Task struct {
+	ID        int64     `json:"id"`
+	RequestID string    `json:"request_id"`
+	Dataset   string    `json:"dataset"`
+	Kind      TaskKind  `json:"kind"`
+	Method    Method    `json:"method"`
+	State     TaskState `json:"status"`
+	// After are the datasets whose erase tasks must succeed first.
+	After []string `json:"after,omitempty"`
+	// Keys are the identifier types the task needs (copied from the dataset at plan time).
+	Keys []string `json:"keys,omitempty"`
+	// Attempts counts started attempts (leases), including one running now.
+	Attempts   int        `json:"attempts"`
+	LastError  string     `json:"last_error,omitempty"`
+	Removed    int64      `json:"removed"`
+	Note       string     `json:"note,omitempty"`
+	VerifiedAt *time.Time `json:"verified_at,omitempty"`
+	// DueAt is when a pending task may run, when a running task's lease expires, and when a
+	// dispatched task's acknowledgement is overdue.
+	DueAt      time.Time  `json:"due_at"`
+	LeaseOwner string     `json:"-"`
+	SweepID    string     `json:"sweep_id,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+
+	// Filled on lease: the request's subject as known now, and its deadline.
+	Subject  Subject   `json:"-"`
+	Deadline time.Time `json:"-"`
+	// PrevState is the state the task was leased from (pending, running or dispatched).
+	PrevState TaskState `json:"-"`
+}
+
+// Request is one erasure of one subject.
+type Request struct {
+	ID     string        `json:"id"`
+	Status RequestStatus `json:"status"`
+	Reason string        `json:"reason"`
+	// Subject is in clear while the request is open, nil after it ended.
+	Subject Subject `json:"-"`
+	// SubjectHashes are the keyed hashes of the subject's identifiers ("type:hmac"), always set.
+	SubjectHashes []string   `json:"subject_hashes"`
+	Deadline      time.Time  `json:"deadline"`
+	Overdue       bool       `json:"overdue"`
+	SubmittedBy   string     `json:"submitted_by"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	Tasks         []Task     `json:"tasks,omitempty"`
+}
+
+// RequestStatusOf derives a request's status from its tasks' states.
+func RequestStatusOf(cancelled bool, tasks []Task) RequestStatus {
+	if cancelled {
+		return RequestCancelled
+	}
+	var active, failed, succeeded, started int
+	for _, t := range tasks {
+		switch {
+		case t.State.Succeeded():
+			succeeded++
+		case t.State == TaskFailed:
+			failed++
+		case t.State.Active():
+			active++
+		}
+		if t.Attempts > 0 || t.State.Succeeded() {
+			started++
+		}
+	}
+	switch {
+	case succeeded == len(tasks):
+		return RequestCompleted
+	case active == 0 && failed > 0:
+		return RequestFailed
+	case started == 0:
+		return RequestPending
+	}
+	return RequestRunning
+}
+
+// Runnable returns the ids of blocked tasks that may now become pending: erase tasks whose
+// request has no unfinished lookup and whose `after:` datasets' erase tasks all succeeded.
+// Tasks of one request are given.
+func Runnable(tasks []Task) []int64 {
+	erased := map[string]bool{}
+	lookupsDone := true
+	for _, t := range tasks {
+		if t.Kind == TaskLookup && !t.State.Succeeded() {
+			lookupsDone = false
+		}
+		if t.Kind == TaskErase && t.State.Succeeded() {
+			erased[t.Dataset] = true
+		}
+	}
+	if !lookupsDone {
+		return nil
+	}
+	var out []int64
+	for _, t := range tasks {
+		if t.State != TaskBlocked {
+			continue
+		}
+		ok := true
+		for _, a := range t.After {
+			if !erased[a] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, t.ID)
+		}
+	}
+	return out
+}
+
+// TaskSpec is one planned task.
+type TaskSpec struct {
+	Dataset string
+	Kind    TaskKind
+	Method  Method
+	Keys    []string
+	After   []string
+}
+
+// NewRequest is a request about to be stored.
+type NewRequest struct {
+	ID             string
+	Subject        Subject
+	Reason         string
+	Deadline       time.Time
+	SubmittedBy    string
+	IdempotencyKey string
+	// Fingerprint identifies the submitted content; the same key with another fingerprint
+	// is a conflict.
+	Fingerprint string
+	Tasks       []TaskSpec
+}
+
+// TaskResult is the outcome of one leased attempt, written by Store.FinishTasks.
+type TaskResult struct {
+	TaskID int64
+	// Owner and Attempt identify the lease; a result whose lease was lost is dropped.
+	Owner   string
+	Attempt int
+	// State is the next state: done, skipped, pending (a retry at DueAt), failed, dispatched
+	// (until DueAt) or queued.
+	State      TaskState
+	DueAt      time.Time
+	Removed    int64
+	Error      string
+	Note       string
+	Verified   bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// Found are identifiers a lookup found.
+	Found []Identifier
+}
+
+// Ack is an async dataset owner's report on a task.
+type Ack struct {
+	TaskID  int64  `json:"task_id"`
+	Status  string `json:"status"` // "done" or "failed"
+	Removed int64  `json:"removed"`
+	Error   string `json:"error,omitempty"`
+}
+
+// RequestFilter selects requests for a listing.
+type RequestFilter struct {
+	Status  RequestStatus
+	Overdue bool
+	Cursor  string
+	Limit   int
+}
+
+// RequestPage is one page of a listing; Next is the cursor of the next page, empty at the end.
+type RequestPage struct {
+	Requests []Request `json:"requests"`
+	Next     string    `json:"next_cursor,omitempty"`
+}
+
+// DatasetStats is the health of one dataset as the store sees it.
+type DatasetStats struct {
+	Dataset  string         `json:"dataset"`
+	ByState  map[string]int `json:"tasks_by_status"`
+	Backlog  int            `json:"backlog"`
+	Failures int            `json:"failures"`
+	// LastDone is when a task of the dataset last finished.
+	LastDone *time.Time `json:"last_done,omitempty"`
+}
+
+// Store keeps requests, identifiers, tasks and the audit trail. Every method that changes
+// state writes its audit events in the same transaction. Implementations: store/sqlite (and
+// any later one); store/storetest is the conformance suite every implementation must pass.
+type Store interface {
+	// CreateRequest stores a request, its identifiers and tasks. When IdempotencyKey is set and
+	// already used it returns the existing request and created=false, or ECONFLICT if its
+	// Fingerprint differs.
+	CreateRequest(ctx context.Context, r NewRequest) (req *Request, created bool, err error)
+	// Request returns a request with its tasks, or ENOTFOUND.
+	Request(ctx context.Context, id string) (*Request, error)
+	// Requests lists requests, newest first.
+	Requests(ctx context.Context, f RequestFilter) (RequestPage, error)
+	// CancelRequest cancels every unfinished task; ENOTFOUND, ECONFLICT when already ended.
+	CancelRequest(ctx context.Context, id, actor string) (*Request, error)
+	// RetryRequest re-opens failed tasks (attempts reset); ENOTFOUND, ECONFLICT when none failed.
+	RetryRequest(ctx context.Context, id, actor string) (*Request, error)
+
+	// LeaseTasks claims up to n due tasks for owner until now+lease: pending tasks whose DueAt
+	// has passed, running tasks whose lease expired, dispatched tasks whose ack is overdue.
+	// Each leased task's Attempts is incremented and its Subject filled. It must be safe with
+	// concurrent callers (PostgreSQL: FOR UPDATE SKIP LOCKED).
+	LeaseTasks(ctx context.Context, owner string, n int, lease time.Duration) ([]Task, error)
+	// ExtendLease pushes the lease of running tasks held by owner to now+lease.
+	ExtendLease(ctx context.Context, owner string, ids []int64, lease time.Duration) error
+	// ReleaseLeases makes every running task due now (a single-node server starting up owns
+	// every lease of the ones before it).
+	ReleaseLeases(ctx context.Context) (int, error)
+	// FinishTasks writes each result whose lease is still held, with its audit event, and the
+	// consequences: new identifiers, re-opened lookups, unblocked tasks, request status. It
+	// returns the ids of the results it dropped because their lease was lost.
+	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
+	// AckTask applies an async acknowledgement for a task of dataset; ENOTFOUND for an unknown
+	// task or one of another dataset, ECONFLICT for a cancelled one. An ack for a done task is
+	// a no-op.
+	AckTask(ctx context.Context, dataset string, ack Ack, actor string) (*Task, error)
+
+	// DatasetStats returns per-dataset task counts.
+	DatasetStats(ctx context.Context) ([]DatasetStats, error)
+	// OverdueRequests counts open requests past their deadline.
+	OverdueRequests(ctx context.Context) (int, error)
+
+	// Audit returns events in order.
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	Close() error
+}
