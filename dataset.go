@@ -45,6 +45,9 @@ type Policy struct {
 	AckTimeout time.Duration `json:"ack_timeout,omitempty"`
 	// SweepEvery is how often an offline dataset is swept.
 	SweepEvery time.Duration `json:"sweep_every,omitempty"`
+	// SweepMode is "internal" (the connector's Sweeper erases) or "external" (an exported job
+	// run elsewhere acknowledges the sweep).
+	SweepMode string `json:"sweep_mode,omitempty"`
 }
 
 // Provide declares that a dataset can look up identifiers of type Identifier, read from
