@@ -1,0 +1,270 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"erasure"
+)
+
+// DefaultMaxBodyBytes is the body size limit when Config.MaxBodyBytes is zero.
+const DefaultMaxBodyBytes = 1 << 20
+
+// MaxSubjectIdentifiers is the largest number of identifiers one submission may carry.
+const MaxSubjectIdentifiers = 100
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
+const MaxIdempotencyKey = 255
+
+// reasonRE is what a reason may look like: a short label such as "user_request" or
+// "gdpr art-17", never free text (it is stored in clear and shown in listings).
+var reasonRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9_ -]{0,63}$`)
+
+// submissionWire is the JSON body of POST /v1/requests.
+type submissionWire struct {
+	Subject  *subjectWire `json:"subject"`
+	Reason   string       `json:"reason"`
+	Deadline string       `json:"deadline"`
+}
+
+// subjectWire is a subject as submitted: an object from identifier type to one value or an
+// array of values, {"user_id":"42","email":["a@x","b@x"]}.
+type subjectWire struct{ ids []erasure.Identifier }
+
+// UnmarshalJSON decodes the object token by token so that a type given twice is an error
+// instead of one value silently replacing the other.
+func (s *subjectWire) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return erasure.Errorf(erasure.EINVALID, `subject must be an object such as {"user_id":"42"}`)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return erasure.Errorf(erasure.EINVALID, "subject is not valid JSON")
+		}
+		typ, _ := tok.(string)
+		if seen[typ] {
+			return erasure.Errorf(erasure.EINVALID, "subject gives identifier type %q twice: give several values as an array", truncate(typ, 64))
+		}
+		seen[typ] = true
+		if !erasure.ValidIdentifierType(typ) {
+			return erasure.Errorf(erasure.EINVALID, "identifier type %q is not valid: use lower case letters, digits and _", truncate(typ, 64))
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return erasure.Errorf(erasure.EINVALID, "subject is not valid JSON")
+		}
+		var values []string
+		switch {
+		case len(raw) > 0 && raw[0] == '"':
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return erasure.Errorf(erasure.EINVALID, "identifier %s: not a valid JSON string", typ)
+			}
+			values = []string{v}
+		case len(raw) > 0 && raw[0] == '[':
+			if err := json.Unmarshal(raw, &values); err != nil {
+				return erasure.Errorf(erasure.EINVALID, "identifier %s: expected an array of strings", typ)
+			}
+			if len(values) == 0 {
+				return erasure.Errorf(erasure.EINVALID, "identifier %s: the array of values is empty", typ)
+			}
+		default:
+			return erasure.Errorf(erasure.EINVALID, "identifier %s: expected a string or an array of strings", typ)
+		}
+		for _, v := range values {
+			if len(s.ids) == MaxSubjectIdentifiers {
+				return erasure.Errorf(erasure.EINVALID, "subject has more than %d identifiers", MaxSubjectIdentifiers)
+			}
+			s.ids = append(s.ids, erasure.Identifier{Type: typ, Value: v})
+		}
+	}
+	return nil
+}
+
+// DecodeSubmission reads the JSON body of POST /v1/requests from r, reading at most limit
+// bytes, and returns the submission with its Fingerprint set. It returns ETOOLARGE when the
+// body is longer than limit and EINVALID for anything else wrong: malformed JSON, unknown
+// fields, trailing data, a missing or empty subject, a malformed identifier, a type given twice,
+// a bad reason or deadline. Error messages never contain identifier values. It does not check
+// that identifier types are declared (the Service does) nor that the deadline is in the future.
+func DecodeSubmission(r io.Reader, limit int64) (erasure.Submission, error) {
+	var w submissionWire
+	if err := decodeJSON(r, limit, &w); err != nil {
+		return erasure.Submission{}, err
+	}
+	if w.Subject == nil || len(w.Subject.ids) == 0 {
+		return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, `subject is required: an object such as {"user_id":"42"}`)
+	}
+	for _, id := range w.Subject.ids {
+		if err := id.Validate(); err != nil {
+			return erasure.Submission{}, err
+		}
+	}
+	sub := erasure.Submission{Subject: erasure.NewSubject(w.Subject.ids...), Reason: w.Reason}
+	if !reasonRE.MatchString(w.Reason) || strings.TrimSpace(w.Reason) != w.Reason {
+		if w.Reason == "" {
+			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, `reason is required, such as "user_request"`)
+		}
+		return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "reason must be 1 to 64 characters of a-z, 0-9, _, - and inner spaces")
+	}
+	if w.Deadline != "" {
+		d, err := time.Parse(time.RFC3339Nano, w.Deadline)
+		if err != nil {
+			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", truncate(w.Deadline, 64))
+		}
+		sub.Deadline = d.UTC()
+	}
+	sub.Fingerprint = Fingerprint(sub)
+	return sub, nil
+}
+
+// Fingerprint returns the SHA-256 (hex) of a canonical encoding of what a submission asks for:
+// its subject (sorted, without duplicates), reason and deadline. Two bodies that decode to the
+// same submission have the same fingerprint whatever their key order, spacing or escaping.
+func Fingerprint(s erasure.Submission) string {
+	h := sha256.New()
+	field := func(v string) { fmt.Fprintf(h, "%d:%s;", len(v), v) }
+	subject := erasure.NewSubject(s.Subject...)
+	field(strconv.Itoa(len(subject)))
+	for _, id := range subject {
+		field(id.Type)
+		field(id.Value)
+	}
+	field(s.Reason)
+	if !s.Deadline.IsZero() {
+		field(s.Deadline.UTC().Format(time.RFC3339Nano))
+	} else {
+		field("")
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// DecodeJSON decodes the JSON body of r into v, strictly: the body must be declared as JSON
+// (EUNSUPPORTED otherwise), at most limit bytes (ETOOLARGE), one well-formed value (EINVALID)
+// with no unknown fields (EINVALID naming the field) and nothing after it. Handlers mounted next
+// to the API use it to get the same answers to bad input.
+func DecodeJSON(r *http.Request, limit int64, v any) error {
+	if err := checkJSONType(r); err != nil {
+		return err
+	}
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	return decodeJSON(r.Body, limit, v)
+}
+
+func checkJSONType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return erasure.Errorf(EUNSUPPORTED, "Content-Type must be application/json")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return erasure.Errorf(EUNSUPPORTED, "Content-Type must be application/json")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return erasure.Errorf(EUNSUPPORTED, "JSON bodies must be UTF-8")
+	}
+	return nil
+}
+
+func tooLarge(limit int64) error {
+	return erasure.Errorf(erasure.ETOOLARGE, "request body is larger than %d bytes", limit)
+}
+
+func decodeJSON(r io.Reader, limit int64, v any) error {
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	lr := &io.LimitedReader{R: r, N: limit + 1}
+	dec := json.NewDecoder(lr)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		// Anything but white space after the value is an error, and reading up to the end
+		// also finds bodies that are too large past a complete value.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errTrailing
+		}
+	}
+	if lr.N <= 0 {
+		return tooLarge(limit)
+	}
+	if err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+var errTrailing = errors.New("trailing data")
+
+// jsonError turns a decoding error into an EINVALID error for people.
+func jsonError(err error) error {
+	var (
+		e      *erasure.Error
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &e):
+		return e
+	case err == errTrailing:
+		return erasure.Errorf(erasure.EINVALID, "request body has data after the JSON object: send exactly one object")
+	case err == io.EOF:
+		return erasure.Errorf(erasure.EINVALID, "request body is empty: send a JSON object")
+	case err == io.ErrUnexpectedEOF:
+		return erasure.Errorf(erasure.EINVALID, "request body is truncated JSON")
+	case errors.As(err, &syntax):
+		return erasure.Errorf(erasure.EINVALID, "request body is malformed JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return erasure.Errorf(erasure.EINVALID, "request body must be a JSON object")
+		}
+		return erasure.Errorf(erasure.EINVALID, "field %s must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no error type for this; its message is stable.
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return erasure.Errorf(erasure.EINVALID, "unknown field %q", truncate(name, 64))
+	}
+	return erasure.Errorf(erasure.EINVALID, "request body is not valid JSON")
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "uint", "uint64":
+		return "an integer"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return "of another type"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
