@@ -325,10 +325,15 @@ type Store interface {
 	// consequences: new identifiers, re-opened lookups, unblocked tasks, request status. It
 	// returns the ids of the results it dropped because their lease was lost.
 	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
+	// Task returns one task (without its subject); ENOTFOUND.
+	Task(ctx context.Context, id int64) (*Task, error)
 	// AckTask applies an async acknowledgement for a task of dataset; ENOTFOUND for an unknown
 	// task or one of another dataset, ECONFLICT for a cancelled one. An ack for a done task is
-	// a no-op.
-	AckTask(ctx context.Context, dataset string, ack Ack, actor string) (*Task, error)
+	// a no-op. A "done" ack completes a dispatched, pending, running or failed task; a "failed"
+	// ack of a dispatched task asks onFailed (called inside the transaction with the task) for
+	// the next state (pending with a DueAt, or failed); a "failed" ack of a task in any other
+	// state is ignored, since a newer attempt is under way.
+	AckTask(ctx context.Context, dataset string, ack Ack, actor string, onFailed func(Task) (TaskState, time.Time)) (*Task, error)
 
 	// DatasetStats returns per-dataset task counts.
 	DatasetStats(ctx context.Context) ([]DatasetStats, error)

@@ -1,0 +1,287 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unicode"
+
+	"erasure"
+)
+
+// Service implements erasure.Service over a store and the registered datasets.
+type Service struct {
+	Store    erasure.Store
+	Registered []*erasure.Dataset
+	// Identifiers are the declared identifier types.
+	Identifiers []string
+	// DefaultDeadline applies when a submission sets none.
+	DefaultDeadline time.Duration
+	// Engine, when set, is woken after submissions and acknowledgements.
+	Engine  *Engine
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics
+
+	mu   sync.Mutex
+	rand *rand.Rand
+}
+
+var _ erasure.Service = (*Service)(nil)
+
+// MaxIdentifiers bounds the identifiers of one submission.
+const MaxIdentifiers = 64
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) wake() {
+	if s.Engine != nil {
+		s.Engine.Wake()
+	}
+}
+
+func (s *Service) dataset(name string) *erasure.Dataset {
+	for _, d := range s.Registered {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// Submit implements erasure.Service.
+func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.Request, bool, error) {
+	if len(sub.Subject) == 0 {
+		return nil, false, erasure.Errorf(erasure.EINVALID, "subject has no identifier")
+	}
+	if len(sub.Subject) > MaxIdentifiers {
+		return nil, false, erasure.Errorf(erasure.EINVALID, "subject has more than %d identifiers", MaxIdentifiers)
+	}
+	for _, id := range sub.Subject {
+		if err := id.Validate(); err != nil {
+			return nil, false, err
+		}
+		if !contains(s.Identifiers, id.Type) {
+			return nil, false, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
+		}
+	}
+	if err := validReason(sub.Reason); err != nil {
+		return nil, false, err
+	}
+	now := s.now()
+	deadline := sub.Deadline
+	if deadline.IsZero() {
+		deadline = now.Add(s.DefaultDeadline)
+	} else if !deadline.After(now) {
+		return nil, false, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", deadline.Format(time.RFC3339))
+	}
+	if len(s.Registered) == 0 {
+		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
+	}
+	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
+		ID: NewRequestID(now), Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
+		SubmittedBy: sub.Actor, IdempotencyKey: sub.IdempotencyKey, Fingerprint: sub.Fingerprint, Tasks: Plan(s.Registered),
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if created {
+		if s.Metrics != nil {
+			s.Metrics.submitted.Inc()
+		}
+		if s.Logger != nil {
+			s.Logger.Info("request submitted", "request", r.ID, "tasks", len(r.Tasks), "actor", sub.Actor)
+		}
+		s.wake()
+	}
+	return r, created, nil
+}
+
+func validReason(r string) error {
+	if r == "" || len(r) > 200 {
+		return erasure.Errorf(erasure.EINVALID, "reason must be 1 to 200 characters")
+	}
+	for _, c := range r {
+		if !unicode.IsPrint(c) {
+			return erasure.Errorf(erasure.EINVALID, "reason holds a control character")
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Request implements erasure.Service.
+func (s *Service) Request(ctx context.Context, id string) (*erasure.Request, error) {
+	if !ValidRequestID(id) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
+	}
+	return s.Store.Request(ctx, id)
+}
+
+func truncateID(id string) string {
+	if len(id) > 40 {
+		return id[:40] + "…"
+	}
+	return id
+}
+
+// Requests implements erasure.Service.
+func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.RequestPage, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "unknown status %q", truncateID(string(f.Status)))
+	}
+	if f.Cursor != "" && !ValidRequestID(f.Cursor) {
+		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "bad cursor")
+	}
+	if f.Limit < 0 || f.Limit > 500 {
+		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "limit must be between 1 and 500")
+	}
+	return s.Store.Requests(ctx, f)
+}
+
+// Cancel implements erasure.Service.
+func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Request, error) {
+	if !ValidRequestID(id) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
+	}
+	return s.Store.CancelRequest(ctx, id, actor)
+}
+
+// Retry implements erasure.Service.
+func (s *Service) Retry(ctx context.Context, id, actor string) (*erasure.Request, error) {
+	if !ValidRequestID(id) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
+	}
+	r, err := s.Store.RetryRequest(ctx, id, actor)
+	if err == nil {
+		s.wake()
+	}
+	return r, err
+}
+
+// Task implements erasure.Service.
+func (s *Service) Task(ctx context.Context, id int64) (*erasure.Task, error) {
+	return s.Store.Task(ctx, id)
+}
+
+// Ack implements erasure.Service. A failed acknowledgement follows the dataset's retry policy:
+// the command is published again after the backoff, or the task fails after its last attempt.
+func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor string) (*erasure.Task, error) {
+	if a.Status != "done" && a.Status != "failed" {
+		return nil, erasure.Errorf(erasure.EINVALID, `ack status must be "done" or "failed"`)
+	}
+	if a.Removed < 0 {
+		return nil, erasure.Errorf(erasure.EINVALID, "ack removed must not be negative")
+	}
+	d := s.dataset(dataset)
+	if d == nil {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %q not found", truncateID(dataset))
+	}
+	t, err := s.Store.AckTask(ctx, dataset, a, actor, func(t erasure.Task) (erasure.TaskState, time.Time) {
+		if t.Attempts >= d.Policy.MaxAttempts {
+			return erasure.TaskFailed, s.now()
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.rand == nil {
+			s.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		}
+		return erasure.TaskPending, s.now().Add(Backoff(d.Policy.Backoff, t.Attempts, 0, s.rand))
+	})
+	if err == nil {
+		s.wake()
+	}
+	return t, err
+}
+
+// Datasets implements erasure.Service.
+func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
+	stats, err := s.Store.DatasetStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	by := map[string]erasure.DatasetStats{}
+	for _, st := range stats {
+		by[st.Dataset] = st
+	}
+	out := make([]erasure.DatasetInfo, 0, len(s.Registered))
+	for _, d := range s.Registered {
+		h, ok := by[d.Name]
+		if !ok {
+			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
+		}
+		out = append(out, erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h})
+	}
+	return out, nil
+}
+
+// Dataset implements erasure.Service.
+func (s *Service) Dataset(ctx context.Context, name string) (*erasure.DatasetInfo, error) {
+	all, err := s.Datasets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Name == name {
+			return &all[i], nil
+		}
+	}
+	return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %q not found", truncateID(name))
+}
+
+// Audit implements erasure.Service.
+func (s *Service) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.AuditEvent, error) {
+	if f.RequestID != "" && !ValidRequestID(f.RequestID) {
+		return nil, erasure.Errorf(erasure.EINVALID, "bad request id")
+	}
+	if f.Limit <= 0 || f.Limit > 10000 {
+		f.Limit = 1000
+	}
+	return s.Store.Audit(ctx, f)
+}
+
+// Ready implements erasure.Service.
+func (s *Service) Ready(ctx context.Context) error {
+	if _, err := s.Store.OverdueRequests(ctx); err != nil {
+		return erasure.Errorf(erasure.EUNAVAILABLE, "store not ready: %v", err)
+	}
+	return nil
+}
+
+// WatchOverdue logs and exports the number of overdue requests every interval until ctx ends:
+// overdue work is loud.
+func (s *Service) WatchOverdue(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := s.Store.OverdueRequests(ctx)
+		if err == nil {
+			if s.Metrics != nil {
+				s.Metrics.overdue.Set(float64(n))
+			}
+			if n > 0 && s.Logger != nil {
+				s.Logger.Warn("requests are past their deadline", "overdue", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

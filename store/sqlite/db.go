@@ -1,0 +1,210 @@
+// Package sqlite is the embedded store: requests, identifiers, tasks and the audit trail in one
+// SQLite database (modernc.org/sqlite, pure Go) in WAL mode.
+//
+// Writes go through one connection and take the write lock when they begin (BEGIN IMMEDIATE),
+// so transactions never deadlock on lock upgrades; reads use a separate pool and see the last
+// committed state. synchronous=FULL makes every commit durable before it returns, so a request
+// accepted with 2xx survives a kill -9 or a power loss.
+//
+// SQLite is the single-node store: one `erasure serve` owns the database. The lease queries are
+// written so that a PostgreSQL store can run the same protocol with FOR UPDATE SKIP LOCKED.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"erasure"
+	"erasure/audit"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is a SQLite store. It implements erasure.Store.
+type DB struct {
+	w, r   *sql.DB
+	path   string
+	hasher *audit.Hasher
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+var _ erasure.Store = (*DB)(nil)
+
+// Options configure Open.
+type Options struct {
+	// Hasher computes the keyed hashes of identifiers (required).
+	Hasher *audit.Hasher
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Synchronous is the SQLite synchronous pragma: FULL (default) or NORMAL (faster; survives a
+	// process crash but not a power loss).
+	Synchronous string
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if opts.Hasher == nil {
+		return nil, fmt.Errorf("sqlite: Options.Hasher is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	if sync == "" {
+		sync = "FULL"
+	} else if sync != "FULL" && sync != "NORMAL" {
+		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL")
+	}
+	dsn := func(extra string) string {
+		q := url.Values{}
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous("+sync+")")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_time_format", "sqlite")
+		return "file:" + path + "?" + q.Encode() + extra
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(8)
+	db := &DB{w: w, r: r, path: path, hasher: opts.Hasher, Now: opts.Now}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	err := db.w.Close()
+	if err2 := db.r.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// SQL returns the write pool (one connection, BEGIN IMMEDIATE), for packages that keep their
+// own tables in the same database and must write audit events in their own transactions.
+func (db *DB) SQL() *sql.DB { return db.w }
+
+// ReadSQL returns the read pool.
+func (db *DB) ReadSQL() *sql.DB { return db.r }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.r.PingContext(ctx) }
+
+// migrate applies the embedded migrations not yet applied, each in its own transaction.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := db.migrateOne(ctx, name); err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (db *DB) migrateOne(ctx context.Context, name string) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	body, err := migrations.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, db.Now().UnixMilli()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// inTx runs fn in a write transaction, committing when it returns nil.
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// unavailable classifies a failure to reach the database itself.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &erasure.Error{Code: erasure.EUNAVAILABLE, Message: "store unavailable: " + err.Error()}
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func nullMS(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}

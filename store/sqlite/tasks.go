@@ -1,0 +1,380 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"erasure"
+)
+
+// LeaseTasks implements erasure.Store. Within one IMMEDIATE transaction it picks the due tasks
+// (oldest due first) and marks them running under owner; the PostgreSQL equivalent is
+// SELECT ... FOR UPDATE SKIP LOCKED followed by the same UPDATE.
+func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Duration) ([]erasure.Task, error) {
+	var out []erasure.Task
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		now := db.Now()
+		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE state IN ('pending', 'running', 'dispatched') AND due_at <= ? ORDER BY due_at LIMIT ?`, ms(now), n)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			t, err := scanTask(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(out) == 0 {
+			return err
+		}
+		upd, err := tx.PrepareContext(ctx, `UPDATE tasks SET state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		until := now.Add(lease)
+		subjects := map[string]erasure.Subject{}
+		deadlines := map[string]time.Time{}
+		for i := range out {
+			t := &out[i]
+			if _, err := upd.ExecContext(ctx, owner, ms(until), ms(now), t.ID); err != nil {
+				return err
+			}
+			t.PrevState, t.State, t.LeaseOwner, t.DueAt = t.State, erasure.TaskRunning, owner, until
+			t.Attempts++
+			if _, ok := subjects[t.RequestID]; !ok {
+				s, deadline, err := subjectOf(ctx, tx, t.RequestID)
+				if err != nil {
+					return err
+				}
+				subjects[t.RequestID], deadlines[t.RequestID] = s, deadline
+			}
+			t.Subject, t.Deadline = subjects[t.RequestID], deadlines[t.RequestID]
+		}
+		return nil
+	})
+	return out, err
+}
+
+func subjectOf(ctx context.Context, q querier, requestID string) (erasure.Subject, time.Time, error) {
+	var deadline int64
+	if err := q.QueryRowContext(ctx, `SELECT deadline FROM requests WHERE id = ?`, requestID).Scan(&deadline); err != nil {
+		return nil, time.Time{}, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT type, value FROM identifiers WHERE request_id = ? AND value IS NOT NULL`, requestID)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer rows.Close()
+	var ids []erasure.Identifier
+	for rows.Next() {
+		var id erasure.Identifier
+		if err := rows.Scan(&id.Type, &id.Value); err != nil {
+			return nil, time.Time{}, err
+		}
+		ids = append(ids, id)
+	}
+	return erasure.NewSubject(ids...), fromMS(deadline), rows.Err()
+}
+
+// ExtendLease implements erasure.Store.
+func (db *DB) ExtendLease(ctx context.Context, owner string, ids []int64, lease time.Duration) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		until := ms(db.Now().Add(lease))
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET due_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`, until, id, owner); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReleaseLeases implements erasure.Store.
+func (db *DB) ReleaseLeases(ctx context.Context) (int, error) {
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET due_at = ? WHERE state = 'running'`, ms(db.Now()))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+// attemptData is the data of a task.attempt audit event.
+type attemptData struct {
+	Attempt  int               `json:"attempt"`
+	Outcome  erasure.TaskState `json:"outcome"`
+	Removed  int64             `json:"removed,omitempty"`
+	Verified bool              `json:"verified,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Note     string            `json:"note,omitempty"`
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+	DueAt    *time.Time        `json:"due_at,omitempty"`
+	Found    []string          `json:"found,omitempty"`
+}
+
+// FinishTasks implements erasure.Store.
+func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]int64, error) {
+	var dropped []int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		dropped = dropped[:0]
+		now := db.Now()
+		upd, err := tx.PrepareContext(ctx, `UPDATE tasks SET state = ?, due_at = ?, removed = removed + ?, last_error = ?, note = ?, verified_at = coalesce(?, verified_at), lease_owner = '', updated_at = ?, finished_at = ?
+			WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ? RETURNING request_id, dataset`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		a := &auditWriter{tx: tx}
+		defer a.close()
+		var touched []string
+		seen := map[string]bool{}
+		for _, r := range results {
+			var verified, finished any
+			if r.Verified {
+				verified = ms(r.FinishedAt)
+			}
+			if r.State.Final() || r.State == erasure.TaskFailed {
+				finished = ms(r.FinishedAt)
+			}
+			due := r.DueAt
+			if due.IsZero() {
+				due = now
+			}
+			var requestID, dataset string
+			err := upd.QueryRowContext(ctx, r.State, ms(due), r.Removed, r.Error, r.Note, verified, ms(now), finished, r.TaskID, r.Owner, r.Attempt).Scan(&requestID, &dataset)
+			if errors.Is(err, sql.ErrNoRows) {
+				dropped = append(dropped, r.TaskID)
+				continue
+			} else if err != nil {
+				return err
+			}
+			d := attemptData{Attempt: r.Attempt, Outcome: r.State, Removed: r.Removed, Verified: r.Verified, Error: r.Error, Note: r.Note,
+				Started: r.StartedAt.UTC(), Finished: r.FinishedAt.UTC()}
+			if r.State == erasure.TaskPending || r.State == erasure.TaskDispatched {
+				d.DueAt = &due
+			}
+			if len(r.Found) > 0 {
+				added, err := db.insertIdentifiers(ctx, tx, requestID, r.Found, dataset, now)
+				if err != nil {
+					return err
+				}
+				d.Found = added
+				if len(added) > 0 {
+					if err := reopenLookups(ctx, tx, requestID, r.TaskID, r.Found, now); err != nil {
+						return err
+					}
+				}
+			}
+			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: r.Owner, Type: erasure.EventTaskAttempt, RequestID: requestID, TaskID: r.TaskID, Dataset: dataset, Data: eventData(d)}); err != nil {
+				return err
+			}
+			if !seen[requestID] {
+				seen[requestID] = true
+				touched = append(touched, requestID)
+			}
+		}
+		for _, id := range touched {
+			if err := db.settle(ctx, tx, a, id, "pipeline", now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dropped, err
+}
+
+// reopenLookups makes the finished lookups of a request that take one of the found identifier
+// types run again, so that identity expansion reaches a fixpoint.
+func reopenLookups(ctx context.Context, tx *sql.Tx, requestID string, except int64, found []erasure.Identifier, now time.Time) error {
+	tasks, err := tasksOf(ctx, tx, requestID)
+	if err != nil {
+		return err
+	}
+	types := map[string]bool{}
+	for _, id := range found {
+		types[id.Type] = true
+	}
+	for _, t := range tasks {
+		if t.Kind != erasure.TaskLookup || t.ID == except || !t.State.Succeeded() {
+			continue
+		}
+		for _, k := range t.Keys {
+			if types[k] {
+				if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?, finished_at = NULL WHERE id = ?`, ms(now), ms(now), t.ID); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// promote makes runnable blocked tasks pending (see erasure.Runnable) and updates tasks.
+func promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) error {
+	ids := erasure.Runnable(tasks)
+	if len(ids) == 0 {
+		return nil
+	}
+	set := map[int64]bool{}
+	for _, id := range ids {
+		set[id] = true
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'pending', due_at = ?, updated_at = ? WHERE id = ? AND state = 'blocked'`, ms(now), ms(now), id); err != nil {
+			return err
+		}
+	}
+	for i := range tasks {
+		if set[tasks[i].ID] {
+			tasks[i].State = erasure.TaskPending
+		}
+	}
+	return nil
+}
+
+// settle brings a request up to date after its tasks changed: promotes runnable tasks,
+// derives the status, audits a change of status, and hashes the identifiers once it ended.
+func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID, actor string, now time.Time) error {
+	var status erasure.RequestStatus
+	var cancelled bool
+	if err := tx.QueryRowContext(ctx, `SELECT status, cancelled FROM requests WHERE id = ?`, requestID).Scan(&status, &cancelled); err != nil {
+		return err
+	}
+	tasks, err := tasksOf(ctx, tx, requestID)
+	if err != nil {
+		return err
+	}
+	if !cancelled {
+		if err := promote(ctx, tx, tasks, now); err != nil {
+			return err
+		}
+	}
+	next := erasure.RequestStatusOf(cancelled, tasks)
+	if next == status {
+		return nil
+	}
+	var finished any
+	if next.Ended() {
+		finished = ms(now)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?`, next, ms(now), finished, requestID); err != nil {
+		return err
+	}
+	evType := map[erasure.RequestStatus]string{erasure.RequestCompleted: erasure.EventRequestCompleted, erasure.RequestFailed: erasure.EventRequestFailed, erasure.RequestCancelled: erasure.EventRequestCancelled}[next]
+	if evType != "" {
+		counts := map[erasure.TaskState]int{}
+		var removed int64
+		for _, t := range tasks {
+			counts[t.State]++
+			removed += t.Removed
+		}
+		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: evType, RequestID: requestID,
+			Data: eventData(map[string]any{"from": status, "tasks": counts, "removed": removed})}); err != nil {
+			return err
+		}
+	}
+	if next.Ended() {
+		res, err := tx.ExecContext(ctx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, requestID)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: "pipeline", Type: erasure.EventSubjectHashed, RequestID: requestID,
+			Data: eventData(map[string]any{"identifiers": n})}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Task implements erasure.Store.
+func (db *DB) Task(ctx context.Context, id int64) (*erasure.Task, error) {
+	t, err := scanTask(db.r.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d not found", id)
+	}
+	return &t, err
+}
+
+// AckTask implements erasure.Store.
+func (db *DB) AckTask(ctx context.Context, dataset string, ack erasure.Ack, actor string, onFailed func(erasure.Task) (erasure.TaskState, time.Time)) (*erasure.Task, error) {
+	var out erasure.Task
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		t, err := scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, ack.TaskID))
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && t.Dataset != dataset) {
+			return erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", ack.TaskID, dataset)
+		} else if err != nil {
+			return err
+		}
+		out = t
+		if t.Method != erasure.MethodAsync {
+			return erasure.Errorf(erasure.ECONFLICT, "task %d is not an async task", t.ID)
+		}
+		switch {
+		case t.State == erasure.TaskCancelled:
+			return erasure.Errorf(erasure.ECONFLICT, "task %d was cancelled", t.ID)
+		case t.State == erasure.TaskDone || t.State == erasure.TaskSkipped:
+			return nil // idempotent
+		}
+		now := db.Now()
+		var next erasure.TaskState
+		due := now
+		switch ack.Status {
+		case "done":
+			next = erasure.TaskDone
+		case "failed":
+			if t.State != erasure.TaskDispatched {
+				return nil // a newer attempt is under way
+			}
+			next, due = onFailed(t)
+		default:
+			return erasure.Errorf(erasure.EINVALID, "ack status must be done or failed")
+		}
+		var finished any
+		if next == erasure.TaskDone || next == erasure.TaskFailed {
+			finished = ms(now)
+		}
+		removed := ack.Removed
+		if next != erasure.TaskDone {
+			removed = 0
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, due_at = ?, removed = removed + ?, last_error = ?, lease_owner = '', updated_at = ?, finished_at = ? WHERE id = ? AND state = ?`,
+			next, ms(due), removed, truncate(ack.Error, 1000), ms(now), finished, t.ID, t.State); err != nil {
+			return err
+		}
+		a := &auditWriter{tx: tx}
+		defer a.close()
+		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventTaskAcked, RequestID: t.RequestID, TaskID: t.ID, Dataset: t.Dataset,
+			Data: eventData(map[string]any{"status": ack.Status, "removed": ack.Removed, "error": truncate(ack.Error, 1000), "from": t.State, "outcome": next, "attempt": t.Attempts})}); err != nil {
+			return err
+		}
+		if err := db.settle(ctx, tx, a, t.RequestID, actor, now); err != nil {
+			return err
+		}
+		out, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, t.ID))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
