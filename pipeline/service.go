@@ -13,7 +13,7 @@ import (
 
 // Service implements erasure.Service over a store and the registered datasets.
 type Service struct {
-	Store    erasure.Store
+	Store      erasure.Store
 	Registered []*erasure.Dataset
 	// Identifiers are the declared identifier types.
 	Identifiers []string
