@@ -1,0 +1,239 @@
+// Package natsconn is the `nats` connector: erasure of async datasets by commands published
+// through NATS JetStream and acknowledged by the datasets' owners (docs/async.md).
+//
+// A dataset declares
+//
+//	connector: nats
+//	nats: { subject: erasure.notifications, ack_timeout: 1h, identifiers: [user_id] }
+//
+// subject is where its commands go (default "erasure.<dataset>", the subject the mutator
+// package reads by default), identifiers the identifier types its owner needs (only those go
+// into a command), ack_timeout how long a dispatched task waits for its acknowledgement before
+// the command is published again (default: the registry's).
+//
+// Wiring, in the server: Connect (embedded server or external cluster), Bind the registry's
+// datasets to the Conn, EnsureStream with the subjects Bind returned, ListenAcks with apply set
+// to erasure.Service.Ack. Building a connector performs no I/O.
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
+
+	"erasure"
+	"erasure/registry"
+)
+
+func init() { registry.Register("nats", driver{}) }
+
+// Block is the `nats:` block of a dataset.
+type Block struct {
+	Subject     string        `yaml:"subject"`
+	AckTimeout  time.Duration `yaml:"ack_timeout"`
+	Identifiers []string      `yaml:"identifiers"`
+}
+
+type driver struct{}
+
+func (driver) Method() erasure.Method { return erasure.MethodAsync }
+
+func (driver) Build(b *registry.Build) erasure.Connector {
+	var blk Block
+	if !b.Decode(b.Block, &blk) {
+		return nil
+	}
+	ok := true
+	node := func(key string) *yaml.Node { return valueOf(b.Block, key) }
+	if b.Dataset.Method != "" && b.Dataset.Method != erasure.MethodAsync {
+		b.Errorf(nil, "the nats connector is async; method %q is not possible", b.Dataset.Method)
+		ok = false
+	}
+	if blk.Subject == "" {
+		blk.Subject = "erasure." + b.Dataset.Name
+	}
+	if err := ValidSubject(blk.Subject); err != nil {
+		b.Errorf(node("subject"), "nats.subject: %v", err)
+		ok = false
+	} else if under(blk.Subject, DefaultAckPrefix) {
+		b.Errorf(node("subject"), "nats.subject %q is under %s, where acknowledgements go", blk.Subject, DefaultAckPrefix)
+		ok = false
+	}
+	switch {
+	case blk.AckTimeout < 0:
+		b.Errorf(node("ack_timeout"), "nats.ack_timeout must be positive")
+		ok = false
+	case blk.AckTimeout > 0 && blk.AckTimeout < time.Second:
+		b.Errorf(node("ack_timeout"), "nats.ack_timeout %s is shorter than a second", blk.AckTimeout)
+		ok = false
+	}
+	if len(blk.Identifiers) == 0 {
+		b.Errorf(b.Block, "nats.identifiers is required: list the identifier types the owner needs, such as [user_id]")
+		ok = false
+	}
+	seen := map[string]bool{}
+	for i, typ := range blk.Identifiers {
+		at := itemOf(node("identifiers"), i)
+		switch {
+		case !b.Declared(typ):
+			b.Errorf(at, "nats.identifiers: %q is not a declared identifier (declared: %v)", typ, b.Identifiers)
+			ok = false
+		case seen[typ]:
+			b.Errorf(at, "nats.identifiers: %q is listed twice", typ)
+			ok = false
+		}
+		seen[typ] = true
+	}
+	if !ok {
+		return nil
+	}
+	if blk.AckTimeout > 0 {
+		b.Dataset.Policy.AckTimeout = blk.AckTimeout
+	}
+	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
+	return &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
+}
+
+// under reports whether subject s is prefix or below it.
+func under(s, prefix string) bool {
+	return s == prefix || len(s) > len(prefix) && s[:len(prefix)] == prefix && s[len(prefix)] == '.'
+}
+
+// valueOf returns the value node of key in mapping n, or nil.
+func valueOf(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func itemOf(n *yaml.Node, i int) *yaml.Node {
+	if n == nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+		return n
+	}
+	return n.Content[i]
+}
+
+// Connector publishes one async dataset's commands. It is built by the registry and bound to
+// a Conn by Bind; until then Dispatch fails permanently (a wiring bug, not a passing failure).
+type Connector struct {
+	dataset string
+	subject string
+	keys    []string
+	conn    atomic.Pointer[Conn]
+}
+
+var (
+	_ erasure.Dispatcher = (*Connector)(nil)
+	_ erasure.Checker    = (*Connector)(nil)
+)
+
+// Subject returns the subject the dataset's commands are published on.
+func (c *Connector) Subject() string { return c.subject }
+
+// Bind binds the nats connectors among datasets to conn and returns their command subjects,
+// without duplicates, for EnsureStream. Datasets of other connectors are left alone.
+func Bind(datasets []*erasure.Dataset, conn *Conn) []string {
+	var subjects []string
+	seen := map[string]bool{}
+	for _, d := range datasets {
+		nc, ok := d.Conn.(*Connector)
+		if !ok {
+			continue
+		}
+		nc.conn.Store(conn)
+		if !seen[nc.subject] {
+			seen[nc.subject] = true
+			subjects = append(subjects, nc.subject)
+		}
+	}
+	return subjects
+}
+
+// Dispatch publishes c on the dataset's subject through JetStream and returns once the stream
+// has stored it (PubAck). The message id is "<task_id>-<attempt>", so publishing the same
+// attempt again within the stream's duplicate window stores nothing new: Dispatch is
+// idempotent per (task, attempt). The command's AckSubject is set from the bound Conn when
+// empty, and only the identifiers of the dataset's types are sent.
+//
+// Errors: *erasure.PermanentError when the connector is not bound, the command cannot be
+// encoded, or JetStream refuses the message for good (too large, stream sealed);
+// *erasure.TransientError when no stream answers, on timeouts and lost connections.
+func (c *Connector) Dispatch(ctx context.Context, cmd erasure.Command) error {
+	conn := c.conn.Load()
+	if conn == nil {
+		return erasure.Permanentf("nats connector of %s is not bound to a NATS connection", c.dataset)
+	}
+	if cmd.Dataset == "" {
+		cmd.Dataset = c.dataset
+	}
+	if cmd.AckSubject == "" {
+		cmd.AckSubject = conn.AckSubject(c.dataset)
+	}
+	data, err := EncodeCommand(cmd, c.keys)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: c.subject, Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%d", cmd.TaskID, cmd.Attempt))
+	msg.Header.Set("Content-Type", "application/json")
+	if _, err := conn.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(conn.stream)); err != nil {
+		return classify(err)
+	}
+	return nil
+}
+
+// classify sorts a publish error into transient and permanent, by type.
+func classify(err error) error {
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, os.ErrDeadlineExceeded):
+		return erasure.Transient(fmt.Errorf("nats publish: %w", err), 0)
+	case errors.Is(err, context.Canceled):
+		return erasure.Transient(fmt.Errorf("nats publish cancelled: %w", err), 0)
+	case errors.As(err, &api) && (api.Code == 503 || api.Code == 500 || api.Code == 408):
+		// JetStream temporarily unavailable (no quorum, leader election).
+		return erasure.Transient(fmt.Errorf("nats publish: %w", err), 0)
+	case errors.As(err, &api):
+		return erasure.Permanent(fmt.Errorf("nats publish refused: %w", err))
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject):
+		return erasure.Permanent(fmt.Errorf("nats publish: %w", err))
+	}
+	// Anything else (a network error) is worth another attempt.
+	return erasure.Transient(fmt.Errorf("nats publish: %w", err), 0)
+}
+
+// Check verifies that the connector is bound and that a stream captures its subject.
+func (c *Connector) Check(ctx context.Context) error {
+	conn := c.conn.Load()
+	if conn == nil {
+		return erasure.Errorf(erasure.EUNAVAILABLE, "nats connector of %s is not bound", c.dataset)
+	}
+	name, err := conn.js.StreamNameBySubject(ctx, c.subject)
+	if err != nil {
+		return erasure.Errorf(erasure.EUNAVAILABLE, "no stream captures %s: %v", c.subject, err)
+	}
+	if name != conn.stream {
+		return erasure.Errorf(erasure.EINVALID, "subject %s is captured by stream %s, not %s", c.subject, name, conn.stream)
+	}
+	return nil
+}
+
+// Close does nothing: the Conn belongs to whoever connected it.
+func (c *Connector) Close() error { return nil }
