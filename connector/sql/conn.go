@@ -1,0 +1,606 @@
+package sqlconn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"erasure"
+	"erasure/registry"
+)
+
+// MaxResolved is the most values one provides entry may yield for one subject. More means the
+// key is almost certainly wrong (it matches far more than one subject), so Resolve fails
+// rather than returning a truncated or a wrong set.
+const MaxResolved = 10_000
+
+// inChunk is the most values of one key bound in one statement; more are split.
+const inChunk = 500
+
+// Conn is the connector of one `sql` dataset. It implements erasure.Eraser, Verifier,
+// Resolver, Checker and Sweeper. It is safe for concurrent use.
+type Conn struct {
+	cfg Config
+	d   dialect
+	ds  *erasure.Dataset
+	reg *registry.Config // the whole configuration, to name datasets in foreign-key advice
+	log *slog.Logger
+
+	mu     sync.Mutex
+	db     *sql.DB
+	cols   map[string]string // column (lower case) → database type, read on first use
+	closed bool
+}
+
+var (
+	_ erasure.Connector = (*Conn)(nil)
+	_ erasure.Eraser    = (*Conn)(nil)
+	_ erasure.Verifier  = (*Conn)(nil)
+	_ erasure.Resolver  = (*Conn)(nil)
+	_ erasure.Checker   = (*Conn)(nil)
+)
+
+// New returns the connector for dataset ds configured by c, validating c as Build does
+// (without lines) and setting ds.Keys. reg, which may be nil, is the configuration ds belongs
+// to; it is used to name the dataset to order before this one when a foreign key blocks an
+// erase. New performs no I/O.
+func New(ds *erasure.Dataset, c Config, reg *registry.Config) (*Conn, error) {
+	if ps := c.validate(nil, nil); len(ps) > 0 {
+		msgs := make([]string, len(ps))
+		for i, p := range ps {
+			msgs[i] = p.msg
+		}
+		return nil, erasure.Errorf(erasure.EINVALID, "dataset %s: %s", ds.Name, strings.Join(msgs, "; "))
+	}
+	if err := validateProvides(ds.Provides); err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "dataset %s: %v", ds.Name, err)
+	}
+	ds.Keys = keyTypes(&c)
+	return newConn(ds, c, reg), nil
+}
+
+func newConn(ds *erasure.Dataset, c Config, reg *registry.Config) *Conn {
+	return &Conn{
+		cfg: c,
+		d:   dialectOf(c.Driver),
+		ds:  ds,
+		reg: reg,
+		log: slog.Default().With(slog.Group("sql", slog.String("dataset", ds.Name))),
+	}
+}
+
+func keyTypes(c *Config) []string {
+	var out []string
+	for _, k := range c.keyColumns() {
+		dup := false
+		for _, t := range out {
+			dup = dup || t == k.Identifier
+		}
+		if !dup {
+			out = append(out, k.Identifier)
+		}
+	}
+	return out
+}
+
+// Config returns the connector's configuration (with defaults applied).
+func (c *Conn) Config() Config { return c.cfg }
+
+// Close releases the connector's share of its connection pool. Further calls fail.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.db == nil {
+		return nil
+	}
+	c.db = nil
+	return release(c.d, c.cfg.DSN)
+}
+
+// open returns the pool, acquiring it and reading the table's columns on first use.
+func (c *Conn) open(ctx context.Context) (*sql.DB, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, erasure.Permanentf("dataset %s: connector is closed", c.ds.Name)
+	}
+	if c.db == nil {
+		db, err := acquire(c.d, c.cfg.DSN)
+		if err != nil {
+			return nil, erasure.Permanentf("dataset %s: opening the database: %v", c.ds.Name, err)
+		}
+		c.db = db
+	}
+	if c.cols == nil {
+		cols, err := c.columns(ctx, c.db)
+		if err != nil {
+			return nil, c.classify(ctx, "reading the table's columns", err)
+		}
+		if len(cols) == 0 {
+			return nil, erasure.Permanent(c.missingTable())
+		}
+		c.cols = cols
+	}
+	return c.db, nil
+}
+
+func (c *Conn) missingTable() error {
+	return erasure.Errorf(erasure.EINVALID, "dataset %s: table %s does not exist (or is not visible to this user)", c.ds.Name, c.tableName())
+}
+
+func (c *Conn) tableName() string {
+	if c.cfg.Schema != "" {
+		return c.cfg.Schema + "." + c.cfg.Table
+	}
+	return c.cfg.Table
+}
+
+// columns lists the table's columns and their types; an empty map when the table does not
+// exist. PostgreSQL is asked through pg_catalog with the table resolved like in statements
+// (search_path), since information_schema hides columns the user has no privilege on.
+func (c *Conn) columns(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	var rows *sql.Rows
+	var err error
+	switch c.d.name {
+	case "postgres":
+		rows, err = db.QueryContext(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+			FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, c.d.table(&c.cfg))
+	case "mysql":
+		q := `SELECT column_name, column_type FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`
+		args := []any{c.cfg.Table}
+		if c.cfg.Schema != "" {
+			q = `SELECT column_name, column_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?`
+			args = []any{c.cfg.Schema, c.cfg.Table}
+		}
+		rows, err = db.QueryContext(ctx, q, args...)
+	default:
+		schema := c.cfg.Schema
+		if schema == "" {
+			schema = "main"
+		}
+		rows, err = db.QueryContext(ctx, `SELECT name, type FROM pragma_table_info(?, ?)`, c.cfg.Table, schema)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		out[c.fold(name)] = strings.ToLower(typ)
+	}
+	return out, rows.Err()
+}
+
+// fold maps a column name to how the dialect compares names: exactly in PostgreSQL (names are
+// quoted), without case in MySQL and SQLite.
+func (c *Conn) fold(name string) string {
+	if c.d.name == "postgres" {
+		return name
+	}
+	return strings.ToLower(name)
+}
+
+// value converts an identifier value to what is bound for column col, and reports false when
+// no row can hold it, so that it is left out instead of failing the statement or, worse in
+// MySQL, being converted (MySQL compares '42abc' with an integer column as 42). Such values
+// match nothing:
+//   - PostgreSQL text cannot hold NUL bytes or invalid UTF-8;
+//   - integer columns (PostgreSQL, MySQL) hold only integers in range, uuid columns only UUIDs,
+//     numeric columns only numbers; MySQL character columns only valid UTF-8.
+//
+// SQLite compares by type affinity and needs no conversion.
+func (c *Conn) value(col, v string) (any, bool) {
+	typ := c.cols[c.fold(col)]
+	switch c.d.name {
+	case "postgres":
+		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+			return nil, false
+		}
+		base, _, _ := strings.Cut(typ, "(")
+		switch base {
+		case "smallint":
+			n, err := strconv.ParseInt(v, 10, 16)
+			return n, err == nil
+		case "integer":
+			n, err := strconv.ParseInt(v, 10, 32)
+			return n, err == nil
+		case "bigint":
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
+		case "uuid":
+			return v, validUUID(v)
+		case "numeric", "real", "double precision":
+			_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return v, err == nil
+		}
+		return v, true
+	case "mysql":
+		base, _, _ := strings.Cut(typ, "(")
+		unsigned := strings.Contains(typ, "unsigned")
+		switch base {
+		case "tinyint", "smallint", "mediumint", "int", "integer", "bigint":
+			if unsigned {
+				n, err := strconv.ParseUint(v, 10, 64)
+				return n, err == nil
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			return n, err == nil
+		case "decimal", "float", "double", "real":
+			_, err := strconv.ParseFloat(v, 64)
+			return v, err == nil
+		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+			return []byte(v), true
+		}
+		return v, utf8.ValidString(v)
+	}
+	return v, true
+}
+
+func validUUID(v string) bool {
+	v = strings.TrimSuffix(strings.TrimPrefix(v, "{"), "}")
+	v = strings.ReplaceAll(v, "-", "")
+	if len(v) != 32 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// keyValues returns, for each key column, the subject's values that column can hold, split
+// into chunks of at most inChunk. skip is a note for people when nothing can match: the
+// subject lacks a key type, or none of its values fits the column.
+func (c *Conn) keyValues(s erasure.Subject) (chunks [][][]any, skip string) {
+	for _, k := range c.cfg.keyColumns() {
+		raw := s.Values(k.Identifier)
+		if len(raw) == 0 {
+			return nil, "skipped: subject has no " + k.Identifier
+		}
+		var vals []any
+		for _, v := range raw {
+			if x, ok := c.value(k.Column, v); ok {
+				vals = append(vals, x)
+			}
+		}
+		if len(vals) == 0 {
+			return nil, "no " + k.Identifier + " value of the subject can be stored in column " + k.Column
+		}
+		var ch [][]any
+		for len(vals) > 0 {
+			n := min(len(vals), inChunk)
+			ch = append(ch, vals[:n])
+			vals = vals[n:]
+		}
+		chunks = append(chunks, ch)
+	}
+	return chunks, ""
+}
+
+// combos calls f with one chunk of values per key for every combination of chunks (a single
+// call in the common case of a few values).
+func combos(chunks [][][]any, f func(vals [][]any) error) error {
+	idx := make([]int, len(chunks))
+	for {
+		vals := make([][]any, len(chunks))
+		for i, ch := range chunks {
+			vals[i] = ch[idx[i]]
+		}
+		if err := f(vals); err != nil {
+			return err
+		}
+		i := len(idx) - 1
+		for ; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < len(chunks[i]) {
+				break
+			}
+			idx[i] = 0
+		}
+		if i < 0 {
+			return nil
+		}
+	}
+}
+
+// match writes the predicate selecting the dataset's rows for one chunk of key values: every
+// key column in its values, and every where condition.
+func (c *Conn) match(q *sqlBuf, vals [][]any) string {
+	var parts []string
+	for i, k := range c.cfg.keyColumns() {
+		parts = append(parts, q.in(c.d.quote(k.Column), vals[i]))
+	}
+	for _, w := range c.cfg.Where {
+		col := c.d.quote(w.Column)
+		switch {
+		case w.Equals != nil:
+			parts = append(parts, col+" = "+q.arg(*w.Equals))
+		case w.In != nil:
+			vs := make([]any, len(*w.In))
+			for i, v := range *w.In {
+				vs[i] = v
+			}
+			parts = append(parts, q.in(col, vs))
+		case *w.IsNull:
+			parts = append(parts, col+" IS NULL")
+		default:
+			parts = append(parts, col+" IS NOT NULL")
+		}
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// setClause writes "a = NULL, b = p" for a redaction.
+func (c *Conn) setClause(q *sqlBuf) string {
+	var parts []string
+	for _, col := range c.cfg.Columns {
+		parts = append(parts, c.d.quote(col)+" = NULL")
+	}
+	for _, col := range c.cfg.setColumns() {
+		parts = append(parts, c.d.quote(col)+" = "+q.arg(c.cfg.Set[col]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// unredacted writes the predicate true for rows some redacted column of which still differs
+// from its redacted value, so that a redaction touches each row once.
+func (c *Conn) unredacted(q *sqlBuf) string {
+	var parts []string
+	for _, col := range c.cfg.Columns {
+		parts = append(parts, c.d.quote(col)+" IS NOT NULL")
+	}
+	for _, col := range c.cfg.setColumns() {
+		parts = append(parts, c.d.distinct(c.d.quote(col), q.arg(c.cfg.Set[col])))
+	}
+	return "(" + strings.Join(parts, " OR ") + ")"
+}
+
+// remaining writes the predicate of rows still to erase: matching rows, and for a redaction
+// only those not yet redacted.
+func (c *Conn) remaining(q *sqlBuf, vals [][]any) string {
+	p := c.match(q, vals)
+	if c.cfg.Action == ActionRedact {
+		p += " AND " + c.unredacted(q)
+	}
+	return p
+}
+
+// batchStatement returns one bounded erase statement for one chunk of key values: it erases
+// at most cfg.Batch rows (PostgreSQL may exceed it on partitioned tables, see below).
+func (c *Conn) batchStatement(vals [][]any) (string, []any) {
+	q := &sqlBuf{d: c.d}
+	t := c.d.table(&c.cfg)
+	n := strconv.Itoa(c.cfg.Batch)
+	head := "DELETE FROM " + t
+	if c.cfg.Action == ActionRedact {
+		head = "UPDATE " + t + " SET " + c.setClause(q)
+	}
+	p := c.remaining(q, vals)
+	switch c.d.name {
+	case "postgres":
+		// ctid = ANY(array) is a TID scan. The predicate is applied again because on a
+		// partitioned table a ctid is only unique within a partition: re-checking keeps
+		// every touched row one of the subject's (placeholders $n may repeat).
+		q.w(head, " WHERE ctid = ANY(ARRAY(SELECT ctid FROM ", t, " WHERE ", p, " LIMIT ", n, ")) AND ", p)
+	case "mysql":
+		q.w(head, " WHERE ", p, " LIMIT ", n)
+	default:
+		q.w(head, " WHERE rowid IN (SELECT rowid FROM ", t, " WHERE ", p, " LIMIT ", n, ")")
+	}
+	return q.String(), q.args
+}
+
+// Erase deletes (or redacts) the subject's rows in statements of at most batch rows each,
+// until a statement erases fewer. Zero rows is success. A subject lacking a key type, or
+// whose values no key column can hold, is skipped with Removed 0.
+func (c *Conn) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, error) {
+	db, err := c.open(ctx)
+	if err != nil {
+		return erasure.Outcome{}, err
+	}
+	chunks, skip := c.keyValues(s)
+	if skip != "" {
+		return erasure.Outcome{Detail: skip}, nil
+	}
+	var removed, statements int64
+	err = combos(chunks, func(vals [][]any) error {
+		// A redaction whose value the database stores differently (a truncating column)
+		// would match its rows forever; bound the loop by the rows there were.
+		limit := int64(-1)
+		if c.cfg.Action == ActionRedact {
+			n, err := c.count(ctx, db, vals)
+			if err != nil {
+				return err
+			}
+			limit = n/int64(c.cfg.Batch) + 2
+		}
+		stmt, args := c.batchStatement(vals)
+		for i := int64(0); ; i++ {
+			if limit >= 0 && i >= limit {
+				return erasure.Permanentf("dataset %s: redacted rows still differ from their redacted values after %d statements: check that the replacement values fit their columns", c.ds.Name, i)
+			}
+			res, err := db.ExecContext(ctx, stmt, args...)
+			if err != nil {
+				return c.classify(ctx, "erasing", err)
+			}
+			statements++
+			n, err := res.RowsAffected()
+			if err != nil {
+				return c.classify(ctx, "erasing", err)
+			}
+			removed += n
+			if n < int64(c.cfg.Batch) {
+				return nil
+			}
+		}
+	})
+	c.log.LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("statements", statements), slog.Any("error", err))
+	verb := "deleted"
+	if c.cfg.Action == ActionRedact {
+		verb = "redacted"
+	}
+	return erasure.Outcome{Removed: removed, Detail: fmt.Sprintf("%s %d rows of %s", verb, removed, c.tableName())}, err
+}
+
+// count returns the number of rows still to erase for one chunk of key values.
+func (c *Conn) count(ctx context.Context, db *sql.DB, vals [][]any) (int64, error) {
+	q := &sqlBuf{d: c.d}
+	q.w("SELECT COUNT(*) FROM ", c.d.table(&c.cfg), " WHERE ", c.remaining(q, vals))
+	var n int64
+	if err := db.QueryRowContext(ctx, q.String(), q.args...).Scan(&n); err != nil {
+		return 0, c.classify(ctx, "counting", err)
+	}
+	return n, nil
+}
+
+// Holds reports whether rows of the subject remain (for a redaction: rows not yet redacted).
+func (c *Conn) Holds(ctx context.Context, s erasure.Subject) (bool, error) {
+	n, err := c.Remaining(ctx, s)
+	return n > 0, err
+}
+
+// Remaining counts the subject's rows still to erase (for a redaction: matching rows whose
+// columns are not all redacted yet).
+func (c *Conn) Remaining(ctx context.Context, s erasure.Subject) (int64, error) {
+	db, err := c.open(ctx)
+	if err != nil {
+		return 0, err
+	}
+	chunks, skip := c.keyValues(s)
+	if skip != "" {
+		return 0, nil
+	}
+	var total int64
+	err = combos(chunks, func(vals [][]any) error {
+		n, err := c.count(ctx, db, vals)
+		total += n
+		return err
+	})
+	return total, err
+}
+
+// Resolve returns, for each provides entry of the dataset, the distinct non-empty values of its
+// column in the subject's rows, as identifiers of the entry's type. Values that are not valid
+// identifiers (too long, not UTF-8) are left out. More than MaxResolved values for one entry
+// is a permanent error: the key matches far more than one subject.
+func (c *Conn) Resolve(ctx context.Context, s erasure.Subject) ([]erasure.Identifier, error) {
+	if len(c.ds.Provides) == 0 {
+		return nil, nil
+	}
+	if err := validateProvides(c.ds.Provides); err != nil {
+		return nil, erasure.Permanentf("dataset %s: %v", c.ds.Name, err)
+	}
+	db, err := c.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	chunks, skip := c.keyValues(s)
+	if skip != "" {
+		return nil, nil
+	}
+	var out []erasure.Identifier
+	seen := map[erasure.Identifier]bool{}
+	for _, p := range c.ds.Provides {
+		count := 0
+		err := combos(chunks, func(vals [][]any) error {
+			q := &sqlBuf{d: c.d}
+			col := c.d.quote(p.Field)
+			q.w("SELECT DISTINCT ", col, " FROM ", c.d.table(&c.cfg), " WHERE ", c.match(q, vals), " AND ", col, " IS NOT NULL LIMIT ", strconv.Itoa(MaxResolved+1))
+			rows, err := db.QueryContext(ctx, q.String(), q.args...)
+			if err != nil {
+				return c.classify(ctx, "looking up "+p.Identifier, err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var v sql.NullString
+				if err := rows.Scan(&v); err != nil {
+					return c.classify(ctx, "looking up "+p.Identifier, err)
+				}
+				id := erasure.Identifier{Type: p.Identifier, Value: v.String}
+				if !v.Valid || id.Validate() != nil || seen[id] {
+					continue
+				}
+				if count++; count > MaxResolved {
+					return erasure.Permanentf("dataset %s: looking up %s yields more than %d values for one subject: check the key", c.ds.Name, p.Identifier, MaxResolved)
+				}
+				seen[id] = true
+				out = append(out, id)
+			}
+			if err := rows.Err(); err != nil {
+				return c.classify(ctx, "looking up "+p.Identifier, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Check connects and verifies that the table exists and has every configured column (keys,
+// redacted columns, where columns, provides columns). It erases nothing. A missing table or
+// column is a permanent EINVALID error naming all that is missing.
+func (c *Conn) Check(ctx context.Context) error {
+	db, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	cols, err := c.columns(ctx, db)
+	if err != nil {
+		return c.classify(ctx, "reading the table's columns", err)
+	}
+	if len(cols) == 0 {
+		return erasure.Permanent(c.missingTable())
+	}
+	var missing []string
+	need := func(what, col string) {
+		if _, ok := cols[c.fold(col)]; !ok {
+			missing = append(missing, fmt.Sprintf("%s column %s", what, col))
+		}
+	}
+	for _, k := range c.cfg.keyColumns() {
+		need("key", k.Column)
+	}
+	for _, col := range c.cfg.Columns {
+		need("redacted", col)
+	}
+	for _, col := range c.cfg.setColumns() {
+		need("redacted", col)
+	}
+	for _, w := range c.cfg.Where {
+		need("where", w.Column)
+	}
+	for _, p := range c.ds.Provides {
+		need("provides "+p.Identifier, p.Field)
+	}
+	if len(missing) > 0 {
+		return erasure.Permanent(erasure.Errorf(erasure.EINVALID, "dataset %s: table %s has no %s", c.ds.Name, c.tableName(), strings.Join(missing, ", no ")))
+	}
+	return nil
+}
+
+// errorsAs is errors.As, named for readability where a type switch would not do.
+func errorsAs[T error](err error) (T, bool) {
+	var t T
+	ok := errors.As(err, &t)
+	return t, ok
+}
