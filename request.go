@@ -168,7 +168,7 @@ func RequestStatusOf(cancelled bool, tasks []Task) RequestStatus {
 		case t.State.Active():
 			active++
 		}
-		if t.Attempts > 0 || t.State.Succeeded() {
+		if t.Attempts > 0 || t.LastError != "" || t.Removed > 0 || t.State.Succeeded() {
 			started++
 		}
 	}
