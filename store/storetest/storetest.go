@@ -382,7 +382,9 @@ func testAck(t *testing.T, open Opener) {
 	})
 	t.Run("FailedAckFollowsPolicy", func(t *testing.T) {
 		got, err := s.AckTask(ctx, "notif", erasure.Ack{TaskID: tk.ID, Status: "failed", Error: "disk full"}, "svc",
-			func(erasure.Task) (erasure.TaskState, time.Time) { return erasure.TaskPending, c.Now().Add(time.Minute) })
+			func(erasure.Task) (erasure.TaskState, time.Time) {
+				return erasure.TaskPending, c.Now().Add(time.Minute)
+			})
 		if err != nil || got.State != erasure.TaskPending || got.LastError != "disk full" {
 			t.Fatalf("failed ack: %v %+v", err, got)
 		}
