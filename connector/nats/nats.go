@@ -101,6 +101,22 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	return &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
 }
 
+// New returns the connector of dataset publishing on subject and sending the identifiers of
+// the types keys, as the registry builds it (for tests and programs that wire datasets by
+// hand). Errors: EINVALID for a bad dataset name or subject, or no keys.
+func New(dataset, subject string, keys []string) (*Connector, error) {
+	if !datasetRE.MatchString(dataset) {
+		return nil, erasure.Errorf(erasure.EINVALID, "%q is not a dataset name", dataset)
+	}
+	if err := ValidSubject(subject); err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "%v", err)
+	}
+	if len(keys) == 0 {
+		return nil, erasure.Errorf(erasure.EINVALID, "dataset %s: no identifier types", dataset)
+	}
+	return &Connector{dataset: dataset, subject: subject, keys: append([]string(nil), keys...)}, nil
+}
+
 // under reports whether subject s is prefix or below it.
 func under(s, prefix string) bool {
 	return s == prefix || len(s) > len(prefix) && s[:len(prefix)] == prefix && s[len(prefix)] == '.'
