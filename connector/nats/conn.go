@@ -54,7 +54,7 @@ type Conn struct {
 	replicas  int
 	log       *slog.Logger
 
-	closed    chan struct{} // closed when nc is closed
+	closed chan struct{} // closed when nc is closed
 
 	mu        sync.Mutex
 	listeners []jetstream.ConsumeContext
