@@ -70,7 +70,6 @@ func (c *conn) Resolve(ctx context.Context, s erasure.Subject) ([]erasure.Identi
 	return out, nil
 }
 
-
 func dataset(name string, c *conn, keys []string, after ...string) *erasure.Dataset {
 	c.name = name
 	return &erasure.Dataset{Name: name, Owner: "team", Connector: "test", Method: erasure.MethodRealtime, Keys: keys, After: after, Conn: c,
