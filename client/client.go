@@ -1,0 +1,322 @@
+// Package client is the Go client of erasure's HTTP API (see package api for the routes and
+// roles). Every method returns the server's errors as *erasure.Error with the server's code and
+// message, and failures to reach the server as EUNAVAILABLE.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"erasure"
+)
+
+// DefaultURL is the API address when ERASURE_URL is unset.
+const DefaultURL = "http://127.0.0.1:8080"
+
+// MaxResponseBytes bounds the body of any response the client reads.
+const MaxResponseBytes = 64 << 20
+
+// Client calls one erasure API. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	// HTTP is the client used for calls; New sets one with a 30 s timeout.
+	HTTP *http.Client
+}
+
+// New returns a client of the API at baseURL (such as http://127.0.0.1:8080) authenticating
+// with token. EINVALID when baseURL is not an http or https URL.
+func New(baseURL, token string) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, erasure.Errorf(erasure.EINVALID, "API address %q is not an http(s) URL such as %s", baseURL, DefaultURL)
+	}
+	return &Client{base: u, token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// FromEnv returns a client configured by ERASURE_URL (default DefaultURL) and ERASURE_TOKEN.
+func FromEnv() (*Client, error) {
+	u := os.Getenv("ERASURE_URL")
+	if u == "" {
+		u = DefaultURL
+	}
+	return New(u, os.Getenv("ERASURE_TOKEN"))
+}
+
+// URL returns the API address the client calls.
+func (c *Client) URL() string { return c.base.String() }
+
+// Do calls method path (such as "/v1/records/sierra/archive", with its query) sending body as
+// JSON when it is not nil, and decodes a successful response into out when it is not nil. It
+// returns the HTTP status. It serves routes without a method of their own (records).
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) (int, error) {
+	return c.do(ctx, method, path, nil, body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, header http.Header, body, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, erasure.Errorf(erasure.EINVALID, "cannot encode the request body: %v", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	if err != nil {
+		return 0, erasure.Errorf(erasure.EINVALID, "bad request %s %s", method, path)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.base, unwrapURLError(err))}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
+	if err != nil {
+		return resp.StatusCode, erasure.Errorf(erasure.EUNAVAILABLE, "reading the response of %s %s: %v", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, decodeError(resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, erasure.Errorf(erasure.EINTERNAL, "the response of %s %s is not the JSON expected: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// decodeError turns an error response into an *erasure.Error: the server's code and message
+// when the body is the API's error JSON, else a code derived from the status.
+func decodeError(status int, data []byte) error {
+	var body struct {
+		Error struct {
+			Code    string   `json:"code"`
+			Message string   `json:"message"`
+			Details []string `json:"details"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(data, &body) == nil && body.Error.Code != "" {
+		return &erasure.Error{Code: body.Error.Code, Message: body.Error.Message, Details: body.Error.Details}
+	}
+	code := erasure.EINTERNAL
+	switch {
+	case status == http.StatusUnauthorized:
+		code = erasure.EUNAUTHORIZED
+	case status == http.StatusForbidden:
+		code = erasure.EFORBIDDEN
+	case status == http.StatusNotFound:
+		code = erasure.ENOTFOUND
+	case status == http.StatusConflict:
+		code = erasure.ECONFLICT
+	case status == http.StatusGone:
+		code = erasure.EGONE
+	case status == http.StatusRequestEntityTooLarge:
+		code = erasure.ETOOLARGE
+	case status == http.StatusBadGateway, status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+		code = erasure.EUNAVAILABLE
+	case status >= 400 && status < 500:
+		code = erasure.EINVALID
+	}
+	return erasure.Errorf(code, "the server answered %d %s", status, http.StatusText(status))
+}
+
+// Submit submits an erasure of sub.Subject for sub.Reason, by sub.Deadline when it is set,
+// under idemKey when it is not empty (the same key and content again returns the same request
+// with created=false; other content under the key is ECONFLICT). Needs the submit role.
+func (c *Client) Submit(ctx context.Context, sub erasure.Submission, idemKey string) (req *erasure.Request, created bool, err error) {
+	subject := map[string]any{}
+	for _, typ := range sub.Subject.Types() {
+		if vs := sub.Subject.Values(typ); len(vs) == 1 {
+			subject[typ] = vs[0]
+		} else {
+			subject[typ] = vs
+		}
+	}
+	body := map[string]any{"subject": subject, "reason": sub.Reason}
+	if !sub.Deadline.IsZero() {
+		body["deadline"] = sub.Deadline.UTC().Format(time.RFC3339Nano)
+	}
+	var h http.Header
+	if idemKey != "" {
+		h = http.Header{"Idempotency-Key": {idemKey}}
+	}
+	req = new(erasure.Request)
+	status, err := c.do(ctx, http.MethodPost, "/v1/requests", h, body, req)
+	if err != nil {
+		return nil, false, err
+	}
+	return req, status == http.StatusCreated, nil
+}
+
+// Request returns a request with its tasks. Needs the read role.
+func (c *Client) Request(ctx context.Context, id string) (*erasure.Request, error) {
+	req := new(erasure.Request)
+	if _, err := c.do(ctx, http.MethodGet, "/v1/requests/"+url.PathEscape(id), nil, nil, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// Requests returns one page of requests, newest first; pass the page's Next as f.Cursor for
+// the next one. Needs the read role.
+func (c *Client) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.RequestPage, error) {
+	q := url.Values{}
+	if f.Status != "" {
+		q.Set("status", string(f.Status))
+	}
+	if f.Overdue {
+		q.Set("overdue", "true")
+	}
+	if f.Cursor != "" {
+		q.Set("cursor", f.Cursor)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var page erasure.RequestPage
+	_, err := c.do(ctx, http.MethodGet, "/v1/requests"+query(q), nil, nil, &page)
+	return page, err
+}
+
+func query(q url.Values) string {
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+// Cancel cancels a request's unfinished tasks; ECONFLICT when it already ended. Needs operate.
+func (c *Client) Cancel(ctx context.Context, id string) (*erasure.Request, error) {
+	return c.action(ctx, id, "cancel")
+}
+
+// Retry re-opens a request's failed tasks; ECONFLICT when none failed. Needs operate.
+func (c *Client) Retry(ctx context.Context, id string) (*erasure.Request, error) {
+	return c.action(ctx, id, "retry")
+}
+
+func (c *Client) action(ctx context.Context, id, action string) (*erasure.Request, error) {
+	req := new(erasure.Request)
+	if _, err := c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/"+action, nil, nil, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// Ack acknowledges async task a.TaskID as a.Status ("done" or "failed" with a.Error). Needs
+// ack:DATASET for the task's dataset, or ack:*.
+func (c *Client) Ack(ctx context.Context, a erasure.Ack) (*erasure.Task, error) {
+	body := map[string]any{"status": a.Status, "removed": a.Removed}
+	if a.Error != "" {
+		body["error"] = a.Error
+	}
+	t := new(erasure.Task)
+	if _, err := c.do(ctx, http.MethodPost, "/v1/tasks/"+strconv.FormatInt(a.TaskID, 10)+"/ack", nil, body, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Datasets returns every registered dataset with its health. Needs the read role.
+func (c *Client) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
+	var body struct {
+		Datasets []erasure.DatasetInfo `json:"datasets"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/v1/datasets", nil, nil, &body)
+	return body.Datasets, err
+}
+
+// Dataset returns one dataset with its health; ENOTFOUND. Needs the read role.
+func (c *Client) Dataset(ctx context.Context, name string) (*erasure.DatasetInfo, error) {
+	d := new(erasure.DatasetInfo)
+	if _, err := c.do(ctx, http.MethodGet, "/v1/datasets/"+url.PathEscape(name), nil, nil, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// AuditPageSize is how many events AuditEach asks for per call.
+const AuditPageSize = 1000
+
+// AuditEach calls fn with every audit event selected by f (RequestID, After; f.Limit caps
+// the total when positive), in order, fetching them page by page. It stops at fn's first error
+// and returns it. Needs the read role.
+func (c *Client) AuditEach(ctx context.Context, f erasure.AuditFilter, fn func(erasure.AuditEvent) error) error {
+	after, seen := f.After, 0
+	for {
+		q := url.Values{"limit": {strconv.Itoa(AuditPageSize)}}
+		if f.RequestID != "" {
+			q.Set("request", f.RequestID)
+		}
+		if after > 0 {
+			q.Set("after", strconv.FormatInt(after, 10))
+		}
+		var page struct {
+			Events    []erasure.AuditEvent `json:"events"`
+			NextAfter int64                `json:"next_after"`
+		}
+		if _, err := c.do(ctx, http.MethodGet, "/v1/audit"+query(q), nil, nil, &page); err != nil {
+			return err
+		}
+		for _, ev := range page.Events {
+			if err := fn(ev); err != nil {
+				return err
+			}
+			if seen++; f.Limit > 0 && seen == f.Limit {
+				return nil
+			}
+		}
+		if page.NextAfter <= after || len(page.Events) == 0 {
+			return nil
+		}
+		after = page.NextAfter
+	}
+}
+
+// Audit returns every audit event selected by f, fetching all pages (see AuditEach).
+func (c *Client) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.AuditEvent, error) {
+	var out []erasure.AuditEvent
+	err := c.AuditEach(ctx, f, func(ev erasure.AuditEvent) error {
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}
+
+// Ready returns nil when the server answers /readyz with 200, else the reason.
+func (c *Client) Ready(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
+	return err
+}
