@@ -1,0 +1,383 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"erasure"
+)
+
+// Connector sweeps one snapshot directory. It is safe for concurrent use; one sweep at a time
+// per snapshot is the caller's business (Sweep, Resume and BuildIndex take a lock file in the
+// state directory so that two processes never run them at once).
+type Connector struct {
+	cfg  Config
+	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
+	log  *slog.Logger
+	// indexRead counts the skip index bytes read, for reports.
+	indexRead atomic.Int64
+}
+
+var (
+	_ erasure.Connector = (*Connector)(nil)
+	_ erasure.Sweeper   = (*Connector)(nil)
+	_ erasure.Checker   = (*Connector)(nil)
+	_ erasure.Verifier  = (*Connector)(nil)
+)
+
+// New returns a connector for cfg after validating it (an EINVALID *erasure.Error listing
+// every problem). It performs no I/O.
+func New(cfg Config) (*Connector, error) {
+	if ps := cfg.normalize(); len(ps) > 0 {
+		e := erasure.Errorf(erasure.EINVALID, "files: %s", ps[0].msg)
+		for _, p := range ps {
+			e.Details = append(e.Details, p.msg)
+		}
+		return nil, e
+	}
+	return newConnector(cfg), nil
+}
+
+func newConnector(cfg Config) *Connector {
+	c := &Connector{cfg: cfg, log: slog.Default().WithGroup("files")}
+	if cfg.Format != formatCSV {
+		c.path = strings.Split(cfg.Key.Field, ".")
+	}
+	return c
+}
+
+// Config returns the connector's configuration with defaults filled in.
+func (c *Connector) Config() Config { return c.cfg }
+
+// Close releases nothing: the connector holds no open files between calls.
+func (c *Connector) Close() error { return nil }
+
+// Keys returns the distinct values of the connector's identifier type in batch, sorted: the
+// key set a sweep of batch erases.
+func (c *Connector) Keys(batch []erasure.SweepSubject) []string {
+	var keys []string
+	for _, s := range batch {
+		keys = append(keys, s.Subject.Values(c.cfg.Key.Identifier)...)
+	}
+	return normalizeKeys(keys)
+}
+
+func normalizeKeys(keys []string) []string {
+	out := append([]string(nil), keys...)
+	sort.Strings(out)
+	j := 0
+	for i, k := range out {
+		if k == "" || (i > 0 && k == out[i-1]) {
+			continue
+		}
+		out[j] = k
+		j++
+	}
+	return out[:j]
+}
+
+// Partition is one partition file of the snapshot.
+type Partition struct {
+	// Path is slash-separated and relative to the snapshot directory.
+	Path    string    `json:"path"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// Partitions lists the snapshot's partition files, sorted by path. Hidden names (starting with
+// "." or "_", such as the state directory, temporary files and _SUCCESS markers) and files not
+// matching the pattern are not partitions; symbolic links are not followed.
+func (c *Connector) Partitions(ctx context.Context) ([]Partition, error) {
+	root := c.cfg.Path
+	st, err := os.Stat(root)
+	if err != nil {
+		return nil, classifyIO(fmt.Errorf("files: snapshot directory %s: %w", root, err))
+	}
+	if !st.IsDir() {
+		return nil, erasure.Permanentf("files: snapshot path %s is not a directory", root)
+	}
+	stateAbs, _ := filepath.Abs(c.cfg.StateDir)
+	var out []Partition
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		name := d.Name()
+		if p != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if abs, _ := filepath.Abs(p); abs == stateAbs {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !c.matches(name) {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, Partition{Path: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, classifyIO(fmt.Errorf("files: listing %s: %w", root, err))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// matches reports whether a base name is a partition of the configured format.
+func (c *Connector) matches(name string) bool {
+	if c.cfg.Pattern != "" {
+		ok, _ := path.Match(c.cfg.Pattern, name)
+		return ok
+	}
+	if strings.HasSuffix(name, ".gz") {
+		if c.cfg.Compression == "none" || c.cfg.Format == formatParquet {
+			return false
+		}
+		name = strings.TrimSuffix(name, ".gz")
+	} else if c.cfg.Compression == "gzip" {
+		return false
+	}
+	var exts []string
+	switch c.cfg.Format {
+	case formatJSONL:
+		exts = []string{".jsonl", ".ndjson", ".json"}
+	case formatCSV:
+		exts = []string{".csv"}
+	case formatParquet:
+		exts = []string{".parquet"}
+	}
+	for _, e := range exts {
+		if strings.HasSuffix(name, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// gzipped reports whether a partition's bytes are gzip-compressed.
+func (c *Connector) gzipped(rel string) bool {
+	switch c.cfg.Compression {
+	case "gzip":
+		return true
+	case "none":
+		return false
+	}
+	return c.cfg.Format != formatParquet && strings.HasSuffix(rel, ".gz")
+}
+
+func (c *Connector) abs(rel string) string { return filepath.Join(c.cfg.Path, filepath.FromSlash(rel)) }
+
+// Sweep erases every row whose key is one of the batch subjects' values, from every partition,
+// in parallel across Config.Workers. It is the whole-sweep convenience over Begin,
+// RewritePartition and Commit, holding the snapshot's lock throughout.
+//
+// A sweep commits in two phases: every partition that holds a queued key is first rewritten
+// into a synced temporary file beside it; only when all are ready is each renamed over its
+// original and the directories synced. So a sweep that fails before the swap (bad input, a
+// full disk, a cancelled context) swaps nothing: its temporary files and journal are removed
+// and it returns the error, naming the file at fault. A crash at any point leaves a journal
+// that Resume, or a Sweep with the same batch, finishes. Sweep is idempotent: running it again
+// after success changes nothing.
+//
+// Errors: *erasure.PermanentError for bad input or configuration (a corrupt file, a missing
+// key column), *erasure.TransientError for I/O failures and a sweep already running, and the
+// context's error when it is cancelled.
+func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
+	keys := c.Keys(batch)
+	if len(keys) == 0 {
+		return erasure.SweepResult{}, nil
+	}
+	unlock, err := c.lock()
+	if err != nil {
+		return erasure.SweepResult{}, err
+	}
+	defer unlock()
+	rep, err := c.run(ctx, keys, "")
+	return rep.SweepResult(), err
+}
+
+// Resume finishes every sweep whose journal is in the state directory (sweeps interrupted by a
+// crash or by a failed swap) and returns their reports. It is what a restarted server calls
+// before it sweeps again. Resume with nothing to finish returns nil, nil.
+func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
+	unlock, err := c.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ids, err := c.journals()
+	if err != nil {
+		return nil, err
+	}
+	var out []Report
+	for _, id := range ids {
+		j, err := c.openJournal(id)
+		if err != nil {
+			return out, err
+		}
+		rep, err := c.run(ctx, j.Keys, id)
+		out = append(out, rep)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// run executes one whole sweep of keys (a resumed one when id is set).
+func (c *Connector) run(ctx context.Context, keys []string, id string) (Report, error) {
+	var plan *Plan
+	var err error
+	if id != "" {
+		plan, err = c.OpenPlan(ctx, id)
+	} else {
+		plan, err = c.Begin(ctx, keys)
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	indexBase := c.indexRead.Load()
+	prog := newTracker(progressFrom(ctx), plan)
+	ctx = withTracker(ctx, prog)
+	if err := c.rewriteAll(ctx, plan, plan.Partitions); err != nil {
+		if errors.Is(err, errCommitted) {
+			return Report{}, err
+		}
+		c.Abort(plan)
+		return Report{}, err
+	}
+	// Partitions that appeared while the sweep ran are swept too, before the swap.
+	for round := 0; round < 3; round++ {
+		parts, err := c.Partitions(ctx)
+		if err != nil {
+			c.Abort(plan)
+			return Report{}, err
+		}
+		fresh := plan.unknown(parts)
+		if len(fresh) == 0 {
+			break
+		}
+		plan.add(fresh)
+		prog.grow(fresh)
+		if err := c.rewriteAll(ctx, plan, fresh); err != nil {
+			c.Abort(plan)
+			return Report{}, err
+		}
+	}
+	rep, err := c.Commit(ctx, plan)
+	rep.IndexBytes = c.indexRead.Load() - indexBase
+	prog.final()
+	return rep, err
+}
+
+var errCommitted = errors.New("files: sweep already committing")
+
+// rewriteAll runs RewritePartition on parts across the configured workers and stops at the
+// first error, naming its partition.
+func (c *Connector) rewriteAll(ctx context.Context, plan *Plan, parts []Partition) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.cfg.Workers)
+	for _, p := range parts {
+		g.Go(func() error {
+			_, err := c.RewritePartition(gctx, plan, p)
+			return err
+		})
+	}
+	err := g.Wait()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Holds reports whether any partition still has a row keyed by one of the subject's values of
+// the connector's identifier type. It reads every partition the skip index cannot rule out,
+// stopping at the first match.
+func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) {
+	keys := normalizeKeys(s.Values(c.cfg.Key.Identifier))
+	if len(keys) == 0 {
+		return false, nil
+	}
+	ks := newKeySet(keys)
+	parts, err := c.Partitions(ctx)
+	if err != nil {
+		return false, err
+	}
+	var mu sync.Mutex
+	found := false
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.cfg.Workers)
+	for _, p := range parts {
+		g.Go(func() error {
+			if c.cfg.Index {
+				if ix, ok := c.readIndex(p.Path); ok && !ix.mayHold(ks.hashes) {
+					return nil
+				}
+			}
+			st, err := c.process(gctx, p.Path, ks, modeFind, nil)
+			if err != nil {
+				return err
+			}
+			if st.removed > 0 {
+				mu.Lock()
+				found = true
+				mu.Unlock()
+				return errFound
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil && !errors.Is(err, errFound) {
+		return false, err
+	}
+	return found, nil
+}
+
+var errFound = errors.New("found")
+
+// Check verifies that the snapshot directory can be listed and that the first partition has
+// the key field (CSV header, Parquet column); it changes nothing. A snapshot with no partition
+// yet passes.
+func (c *Connector) Check(ctx context.Context) error {
+	parts, err := c.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	_, err = c.process(ctx, parts[0].Path, newKeySet(nil), modeCheck, nil)
+	return err
+}

@@ -1,0 +1,263 @@
+package files
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// The skip index keeps, for each partition, a sidecar in <state>/index/<partition>.idx: the
+// sorted, distinct 64-bit xxhash values of the keys the partition holds (an exact set up to
+// hash collisions: a collision only makes a sweep read a partition it could have skipped).
+//
+//	"ERSKIX01"  magic
+//	size        int64   the partition's size,
+//	mtime       int64   modification time (ns)
+//	sample      uint32  and CRC-32C of its first and last 4 KiB when the sidecar was made
+//	count       uint32
+//	hashes      count × uint64, ascending
+//	crc         uint32  CRC-32C of everything before it
+//
+// A sidecar is used only while the partition's size, mtime and sample checksum match it;
+// otherwise (and when it is missing or torn) the partition is read. Sidecars are written
+// through a temporary name and not synced: a lost one only costs a read.
+
+const indexMagic = "ERSKIX01"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type skipIndex struct {
+	size, mtime int64
+	sample      uint32
+	hashes      []uint64
+}
+
+// mayHold reports whether any of the sorted query hashes is in the index.
+func (ix *skipIndex) mayHold(query []uint64) bool {
+	i, j := 0, 0
+	for i < len(ix.hashes) && j < len(query) {
+		switch {
+		case ix.hashes[i] == query[j]:
+			return true
+		case ix.hashes[i] < query[j]:
+			i++
+		default:
+			j++
+		}
+	}
+	return false
+}
+
+func (c *Connector) indexPath(rel string) string {
+	return filepath.Join(c.cfg.StateDir, "index", filepath.FromSlash(rel)+".idx")
+}
+
+// readIndex returns partition rel's sidecar when it exists, is whole and still describes the
+// partition.
+func (c *Connector) readIndex(rel string) (*skipIndex, bool) {
+	b, err := os.ReadFile(c.indexPath(rel))
+	if err != nil {
+		return nil, false
+	}
+	c.indexRead.Add(int64(len(b)))
+	ix, err := decodeIndex(b)
+	if err != nil {
+		return nil, false
+	}
+	st, err := os.Stat(c.abs(rel))
+	if err != nil || st.Size() != ix.size || st.ModTime().UnixNano() != ix.mtime {
+		return nil, false
+	}
+	sample, err := sampleSum(c.abs(rel), st.Size())
+	if err != nil || sample != ix.sample {
+		return nil, false
+	}
+	return ix, true
+}
+
+func decodeIndex(b []byte) (*skipIndex, error) {
+	const head = 8 + 8 + 8 + 4 + 4
+	if len(b) < head+4 || string(b[:8]) != indexMagic {
+		return nil, errors.New("not a skip index")
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, errors.New("skip index checksum mismatch")
+	}
+	ix := &skipIndex{
+		size:   int64(binary.LittleEndian.Uint64(b[8:])),
+		mtime:  int64(binary.LittleEndian.Uint64(b[16:])),
+		sample: binary.LittleEndian.Uint32(b[24:]),
+	}
+	n := int(binary.LittleEndian.Uint32(b[28:]))
+	if len(body) != head+8*n {
+		return nil, errors.New("skip index length mismatch")
+	}
+	ix.hashes = make([]uint64, n)
+	for i := range ix.hashes {
+		ix.hashes[i] = binary.LittleEndian.Uint64(b[head+8*i:])
+	}
+	return ix, nil
+}
+
+func encodeIndex(ix *skipIndex) []byte {
+	b := make([]byte, 0, 32+8*len(ix.hashes)+4)
+	b = append(b, indexMagic...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(ix.size))
+	b = binary.LittleEndian.AppendUint64(b, uint64(ix.mtime))
+	b = binary.LittleEndian.AppendUint32(b, ix.sample)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(ix.hashes)))
+	for _, h := range ix.hashes {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// sampleSum is the CRC-32C of a file's first and last 4 KiB.
+func sampleSum(name string, size int64) (uint32, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	const n = 4 << 10
+	buf := make([]byte, 2*n)
+	head := min(size, n)
+	if _, err := io.ReadFull(f, buf[:head]); err != nil {
+		return 0, err
+	}
+	tail := min(size, n)
+	if _, err := f.ReadAt(buf[head:head+tail], size-tail); err != nil {
+		return 0, err
+	}
+	return crc32.Checksum(buf[:head+tail], castagnoli), nil
+}
+
+// writeIndex writes partition rel's sidecar from the hashes of the keys it now holds.
+func (c *Connector) writeIndex(rel string, hashes []uint64) {
+	st, err := os.Stat(c.abs(rel))
+	if err == nil {
+		c.writeIndexFor(rel, st, hashes)
+	}
+}
+
+// writeIndexFor writes the sidecar of partition rel as it was when st was taken, unless it
+// has changed since. Failures are logged and ignored: a missing sidecar only costs a read.
+func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	sample, err := sampleSum(c.abs(rel), st.Size())
+	if err != nil {
+		return
+	}
+	now, err := os.Stat(c.abs(rel))
+	if err != nil || now.Size() != st.Size() || !now.ModTime().Equal(st.ModTime()) {
+		return
+	}
+	ix := &skipIndex{size: st.Size(), mtime: st.ModTime().UnixNano(), sample: sample, hashes: hashes}
+	p := c.indexPath(rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+		err = writeFileAtomic(p, encodeIndex(ix), 0o600, false)
+	}
+	if err != nil {
+		c.log.Warn("skip index not written", "partition", rel, "err", err)
+	}
+}
+
+// writeHashes and readHashes keep a prepared partition's kept-key hashes in the journal.
+func writeHashes(name string, hashes []uint64) error {
+	return writeFileAtomic(name, encodeIndex(&skipIndex{hashes: hashes}), 0o600, false)
+}
+
+func readHashes(name string) ([]uint64, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := decodeIndex(b)
+	if err != nil {
+		return nil, err
+	}
+	return ix.hashes, nil
+}
+
+// IndexReport is what BuildIndex did.
+type IndexReport struct {
+	Partitions int   `json:"partitions"`
+	Built      int   `json:"built"`   // sidecars written
+	Current    int   `json:"current"` // sidecars already up to date
+	Rows       int64 `json:"rows_scanned"`
+	BytesRead  int64 `json:"bytes_read"`
+	Elapsed    time.Duration
+}
+
+// BuildIndex brings the skip index up to date: every partition whose sidecar is missing or
+// stale is read and gets a new one. It works whether or not Config.Index is set (sweeps use
+// the index only when it is). progress may be nil. Errors as for Sweep, naming the file.
+func (c *Connector) BuildIndex(ctx context.Context, progress ProgressFunc) (IndexReport, error) {
+	start := time.Now()
+	unlock, err := c.lock()
+	if err != nil {
+		return IndexReport{}, err
+	}
+	defer unlock()
+	parts, err := c.Partitions(ctx)
+	if err != nil {
+		return IndexReport{}, err
+	}
+	var total int64
+	for _, p := range parts {
+		total += p.Size
+	}
+	tr := &tracker{fn: progress, start: start}
+	tr.p.PartitionsTotal, tr.p.BytesTotal = len(parts), total
+	ctx = withTracker(ctx, tr)
+	rep := IndexReport{Partitions: len(parts)}
+	var built, current, rows, read atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.cfg.Workers)
+	for _, p := range parts {
+		g.Go(func() error {
+			if _, ok := c.readIndex(p.Path); ok {
+				current.Add(1)
+				tr.partDone(p.Size, 0, 0)
+				return nil
+			}
+			st, err := os.Stat(c.abs(p.Path))
+			if err != nil {
+				return classifyIO(fmt.Errorf("files: %s: %w", c.abs(p.Path), err))
+			}
+			var hashes []uint64
+			s, err := c.process(gctx, p.Path, newKeySet(nil), modeScan, &processOut{hashes: &hashes})
+			if err != nil {
+				return err
+			}
+			c.writeIndexFor(p.Path, st, hashes)
+			built.Add(1)
+			rows.Add(s.rows)
+			read.Add(s.read)
+			tr.partDone(p.Size, s.rows, 0)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		return rep, err
+	}
+	tr.final()
+	rep.Built, rep.Current, rep.Rows, rep.BytesRead = int(built.Load()), int(current.Load()), rows.Load(), read.Load()
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}

@@ -1,0 +1,223 @@
+package files
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+)
+
+// jsonLookup finds the value at path in one JSON line without decoding the rest of it. It
+// returns the value as the string a key is compared with (a string's text, a number in
+// canonical form — 42, 4.2e1 and 42.0 all give "42" — or true/false), whether the line has a
+// usable value there (null, objects, arrays and missing fields have none), and whether the line
+// is a row at all (a blank line is not). A line that is not a JSON object is an error; the part
+// of the line after the key is not validated.
+func jsonLookup(b []byte, path []string) (val []byte, has, row bool, err error) {
+	i := skipWS(b, 0)
+	if i == len(b) {
+		return nil, false, false, nil
+	}
+	if b[i] != '{' {
+		return nil, false, false, errors.New("not a JSON object")
+	}
+	for depth, seg := range path {
+		if i >= len(b) || b[i] != '{' {
+			if depth == 0 {
+				return nil, false, false, errors.New("not a JSON object")
+			}
+			return nil, false, true, nil
+		}
+		i++
+		found := false
+		for !found {
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return nil, false, false, errors.New("unexpected end of line")
+			}
+			if b[i] == '}' {
+				if depth == 0 {
+					// The top-level object must end the line.
+					if skipWS(b, i+1) != len(b) {
+						return nil, false, false, errors.New("data after the JSON object")
+					}
+				}
+				return nil, false, true, nil
+			}
+			if b[i] != '"' {
+				return nil, false, false, errors.New("expected a field name")
+			}
+			end, esc, err := scanString(b, i)
+			if err != nil {
+				return nil, false, false, err
+			}
+			name := b[i+1 : end-1]
+			if esc {
+				var s string
+				if err := json.Unmarshal(b[i:end], &s); err != nil {
+					return nil, false, false, err
+				}
+				name = []byte(s)
+			}
+			i = skipWS(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return nil, false, false, errors.New("expected ':' after a field name")
+			}
+			i = skipWS(b, i+1)
+			if string(name) == seg {
+				found = true
+				break
+			}
+			if i, err = skipValue(b, i); err != nil {
+				return nil, false, false, err
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ',' {
+				i++
+			} else if i >= len(b) || b[i] != '}' {
+				return nil, false, false, errors.New("expected ',' or '}'")
+			}
+		}
+	}
+	if i >= len(b) {
+		return nil, false, false, errors.New("unexpected end of line")
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, esc, err := scanString(b, i)
+		if err != nil {
+			return nil, false, false, err
+		}
+		if !esc {
+			return b[i+1 : end-1], true, true, nil
+		}
+		var s string
+		if err := json.Unmarshal(b[i:end], &s); err != nil {
+			return nil, false, false, err
+		}
+		return []byte(s), true, true, nil
+	case c == '-' || c >= '0' && c <= '9':
+		end, err := skipValue(b, i)
+		if err != nil {
+			return nil, false, false, err
+		}
+		v, err := canonicalNumber(b[i:end])
+		return v, err == nil, true, err
+	case bytes.HasPrefix(b[i:], []byte("true")):
+		return b[i : i+4], true, true, nil
+	case bytes.HasPrefix(b[i:], []byte("false")):
+		return b[i : i+5], true, true, nil
+	}
+	if _, err := skipValue(b, i); err != nil {
+		return nil, false, false, err
+	}
+	return nil, false, true, nil
+}
+
+// canonicalNumber renders a JSON number as keys are compared: integers as their digits,
+// other numbers as the shortest form that reads back (integral values below 2^53 as integers).
+func canonicalNumber(n []byte) ([]byte, error) {
+	digits := true
+	for j, c := range n {
+		if !(c >= '0' && c <= '9' || c == '-' && j == 0) {
+			digits = false
+			break
+		}
+	}
+	if digits && len(n) > 0 && n[len(n)-1] != '-' {
+		if len(n) > 1 && (n[0] == '0' || n[0] == '-' && n[1] == '0') && string(n) != "-0" {
+			return nil, errors.New("number with a leading zero")
+		}
+		if string(n) == "-0" {
+			return []byte("0"), nil
+		}
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return nil, errors.New("malformed number " + strconv.Quote(string(n)))
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return strconv.AppendInt(nil, int64(f), 10), nil
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the string starting at b[i] == '"' and whether it has
+// escapes.
+func scanString(b []byte, i int) (int, bool, error) {
+	esc := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			esc = true
+			j++
+		case '"':
+			return j + 1, esc, nil
+		case '\n':
+			return 0, false, errors.New("unterminated string")
+		}
+	}
+	return 0, false, errors.New("unterminated string")
+}
+
+// skipValue returns the index after the JSON value starting at b[i], checking its structure
+// only as far as needed to find its end.
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errors.New("unexpected end of line")
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, _, err := scanString(b, i)
+		return end, err
+	case c == '{' || c == '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _, err := scanString(b, j)
+				if err != nil {
+					return 0, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, errors.New("unterminated object or array")
+	default:
+		j := i
+		for j < len(b) {
+			c := b[j]
+			if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+				break
+			}
+			j++
+		}
+		if j == i {
+			return 0, errors.New("expected a value")
+		}
+		lit := string(b[i:j])
+		if lit == "true" || lit == "false" || lit == "null" {
+			return j, nil
+		}
+		if c := b[i]; c == '-' || c >= '0' && c <= '9' {
+			return j, nil
+		}
+		return 0, errors.New("invalid value " + strconv.Quote(lit))
+	}
+}
