@@ -1,0 +1,506 @@
+package records
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"erasure"
+)
+
+// Body size limits.
+const (
+	MaxBody          = 1 << 20  // PUT, archive, restore
+	MaxBatchBody     = 16 << 20 // :batch
+	MaxReconcileBody = 64 << 20 // reconcile carries the source's whole id list
+)
+
+// Roles checked by the handler.
+const (
+	RoleRead    = "read"
+	RoleWrite   = "write"
+	RoleOperate = "operate"
+)
+
+// Handler serves the record store under /v1/records/:
+//
+//	GET    /v1/records/{source}/{id}          read     200 record · 410 tombstone · 404 never seen
+//	PUT    /v1/records/{source}/{id}          write    {"version":N,"payload":{…}} or {"deleted":true,"reason":"…"}
+//	DELETE /v1/records/{source}/{id}          write    ?reason=…&mode=purge&version=N
+//	POST   /v1/records/{source}:batch         write    {"writes":[{"id":…,"version":…,"payload":…},…]}
+//	GET    /v1/records/{source}:export        read     NDJSON of a partition's records, by id range
+//	GET    /v1/records/{source}:segments      read     record count and id boundaries for parallel export
+//	POST   /v1/records/{source}/archive       operate  {"deleted_before":"2017-01-01","dry_run":true,"force":false}
+//	POST   /v1/records/{source}/restore       operate  {"ids":[…]} or {"deleted_after":"…"}
+//	POST   /v1/records/{source}/reconcile     operate  {"present":[…],"control":[…]}
+//	POST   /v1/records/{source}:verify        operate  verify one source; /v1/records/:verify for all
+//
+// authorize returns the actor for a request holding role, or an *erasure.Error with code
+// EUNAUTHORIZED or EFORBIDDEN. Errors are JSON {"error":{"code","message"}}.
+func Handler(s *Store, authorize func(r *http.Request, role string) (string, error)) http.Handler {
+	h := &handler{s: s, auth: authorize}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/records/{source}/{id}", h.get)
+	mux.HandleFunc("PUT /v1/records/{source}/{id}", h.put)
+	mux.HandleFunc("DELETE /v1/records/{source}/{id}", h.delete)
+	mux.HandleFunc("POST /v1/records/{source}/archive", h.archive)
+	mux.HandleFunc("POST /v1/records/{source}/restore", h.restore)
+	mux.HandleFunc("POST /v1/records/{source}/reconcile", h.reconcile)
+	mux.HandleFunc("POST /v1/records/{target}", h.postTarget)
+	mux.HandleFunc("GET /v1/records/{target}", h.getTarget)
+	mux.HandleFunc("/v1/records/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type handler struct {
+	s    *Store
+	auth func(r *http.Request, role string) (string, error)
+}
+
+// StatusOf maps an error code to its HTTP status.
+func StatusOf(code string) int {
+	switch code {
+	case erasure.EINVALID:
+		return http.StatusBadRequest
+	case erasure.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case erasure.EFORBIDDEN:
+		return http.StatusForbidden
+	case erasure.ENOTFOUND:
+		return http.StatusNotFound
+	case erasure.ECONFLICT:
+		return http.StatusConflict
+	case erasure.EGONE:
+		return http.StatusGone
+	case erasure.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case erasure.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := erasure.ErrorCode(err)
+	writeJSON(w, StatusOf(code), map[string]any{"error": errorDetail{Code: code, Message: erasure.ErrorMessage(err)}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// authorized checks the role and returns the actor, or answers the error and returns false.
+func (h *handler) authorized(w http.ResponseWriter, r *http.Request, role string) (string, bool) {
+	actor, err := h.auth(r, role)
+	if err != nil {
+		switch erasure.ErrorCode(err) {
+		case erasure.EUNAUTHORIZED, erasure.EFORBIDDEN:
+			writeError(w, err)
+		default:
+			writeError(w, erasure.Errorf(erasure.EUNAUTHORIZED, "not authorized"))
+		}
+		return "", false
+	}
+	return actor, true
+}
+
+// decode reads a JSON body of at most limit bytes into v, refusing unknown fields and
+// trailing data.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return erasure.Errorf(erasure.EINVALID, "the body must be application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return erasure.Errorf(erasure.ETOOLARGE, "the body is larger than %d bytes", limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return erasure.Errorf(erasure.EINVALID, "the body is empty")
+		}
+		return erasure.Errorf(erasure.EINVALID, "the body is not valid: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return erasure.Errorf(erasure.EINVALID, "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.authorized(w, r, RoleRead); !ok {
+		return
+	}
+	rec, err := h.s.Get(r.Context(), r.PathValue("source"), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rec.Deleted {
+		writeJSON(w, http.StatusGone, map[string]any{
+			"error":      errorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
+			"deleted_at": rec.DeletedAt, "reason": rec.Reason, "version": rec.Version,
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// putBody is the body of a PUT.
+type putBody struct {
+	Version int64           `json:"version"`
+	Payload json.RawMessage `json:"payload"`
+	Deleted bool            `json:"deleted"`
+	Reason  string          `json:"reason"`
+	Purge   bool            `json:"purge"`
+}
+
+func (h *handler) put(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.authorized(w, r, RoleWrite); !ok {
+		return
+	}
+	var b putBody
+	if err := decode(w, r, MaxBody, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), Write{ID: r.PathValue("id"), Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	code := http.StatusOK
+	if status == StatusCreated {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, map[string]any{"status": status, "record": rec})
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.authorized(w, r, RoleWrite); !ok {
+		return
+	}
+	q := r.URL.Query()
+	o := DeleteOptions{Reason: q.Get("reason")}
+	for k := range q {
+		if k != "reason" && k != "mode" && k != "version" {
+			writeError(w, erasure.Errorf(erasure.EINVALID, "unknown query parameter %q", clip(k)))
+			return
+		}
+	}
+	switch q.Get("mode") {
+	case "", "tombstone":
+	case "purge":
+		o.Purge = true
+	default:
+		writeError(w, erasure.Errorf(erasure.EINVALID, "mode must be tombstone or purge"))
+		return
+	}
+	if v := q.Get("version"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			writeError(w, erasure.Errorf(erasure.EINVALID, "version must be a positive integer"))
+			return
+		}
+		o.Version = n
+	}
+	if len(o.Reason) > 256 {
+		writeError(w, erasure.Errorf(erasure.EINVALID, "reason is longer than 256 bytes"))
+		return
+	}
+	rec, status, err := h.s.Delete(r.Context(), r.PathValue("source"), r.PathValue("id"), o)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "record": rec})
+}
+
+// postTarget serves POST /v1/records/{source}:batch and /v1/records/{source}:verify (the mux
+// cannot match a wildcard followed by a literal in one segment).
+func (h *handler) postTarget(w http.ResponseWriter, r *http.Request) {
+	target := r.PathValue("target")
+	switch {
+	case strings.HasSuffix(target, ":batch"):
+		h.batch(w, r, strings.TrimSuffix(target, ":batch"))
+	case strings.HasSuffix(target, ":verify"):
+		h.verify(w, r, strings.TrimSuffix(target, ":verify"))
+	default:
+		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: POST %s", clip(r.URL.Path)))
+	}
+}
+
+func (h *handler) getTarget(w http.ResponseWriter, r *http.Request) {
+	target := r.PathValue("target")
+	switch {
+	case strings.HasSuffix(target, ":export"):
+		h.export(w, r, strings.TrimSuffix(target, ":export"))
+	case strings.HasSuffix(target, ":segments"):
+		h.segments(w, r, strings.TrimSuffix(target, ":segments"))
+	default:
+		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: GET %s", clip(r.URL.Path)))
+	}
+}
+
+// BatchRequest is the body of POST /v1/records/{source}:batch.
+type BatchRequest struct {
+	Writes []Write `json:"writes"`
+}
+
+// BatchItem is one result of a batch: the write's outcome or its error.
+type BatchItem struct {
+	ID      string       `json:"id"`
+	Version int64        `json:"version,omitempty"`
+	Status  string       `json:"status,omitempty"`
+	Error   *errorDetail `json:"error,omitempty"`
+}
+
+func (h *handler) batch(w http.ResponseWriter, r *http.Request, source string) {
+	if _, ok := h.authorized(w, r, RoleWrite); !ok {
+		return
+	}
+	if err := ValidSource(source); err != nil {
+		writeError(w, err)
+		return
+	}
+	var b BatchRequest
+	if err := decode(w, r, MaxBatchBody, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(b.Writes) == 0 {
+		writeError(w, erasure.Errorf(erasure.EINVALID, "writes is empty"))
+		return
+	}
+	res, err := h.s.WriteBatch(r.Context(), source, b.Writes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := make([]BatchItem, len(res))
+	failed := 0
+	for i, x := range res {
+		out[i] = BatchItem{ID: x.ID, Version: x.Version, Status: x.Status}
+		if x.Err != nil {
+			out[i].Error = &errorDetail{Code: x.Err.Code, Message: x.Err.Message}
+			failed++
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
+}
+
+// ArchiveRequest is the body of POST /v1/records/{source}/archive. DeletedBefore is a date
+// (2017-01-01, UTC midnight) or an RFC 3339 time.
+type ArchiveRequest struct {
+	DeletedBefore string `json:"deleted_before"`
+	DryRun        bool   `json:"dry_run"`
+	Force         bool   `json:"force"`
+	BatchSize     int    `json:"batch_size"`
+	// Limit bounds how many records this call moves, so that a client can show progress by
+	// calling again until Remaining is 0.
+	Limit int64 `json:"limit"`
+}
+
+// RestoreRequest is the body of POST /v1/records/{source}/restore.
+type RestoreRequest struct {
+	IDs          []string `json:"ids"`
+	DeletedAfter string   `json:"deleted_after"`
+	DryRun       bool     `json:"dry_run"`
+	BatchSize    int      `json:"batch_size"`
+	Limit        int64    `json:"limit"`
+}
+
+// ReconcileRequest is the body of POST /v1/records/{source}/reconcile.
+type ReconcileRequest struct {
+	Present []string `json:"present"`
+	Control []string `json:"control"`
+	DryRun  bool     `json:"dry_run"`
+	Force   bool     `json:"force"`
+	Reason  string   `json:"reason"`
+}
+
+// ParseDate parses a date (YYYY-MM-DD, UTC) or an RFC 3339 time; EINVALID otherwise.
+func ParseDate(field, s string) (time.Time, error) {
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, erasure.Errorf(erasure.EINVALID, "%s must be a date (2017-01-01) or an RFC 3339 time", field)
+}
+
+func (h *handler) archive(w http.ResponseWriter, r *http.Request) {
+	actor, ok := h.authorized(w, r, RoleOperate)
+	if !ok {
+		return
+	}
+	var b ArchiveRequest
+	if err := decode(w, r, MaxBody, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	before, err := ParseDate("deleted_before", b.DeletedBefore)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rep, err := h.s.Archive(r.Context(), ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor})
+	answerMove(w, rep, err)
+}
+
+func answerMove(w http.ResponseWriter, rep *MoveReport, err error) {
+	if err != nil {
+		code := erasure.ErrorCode(err)
+		if rep != nil && code == erasure.ECONFLICT {
+			writeJSON(w, StatusOf(code), map[string]any{"error": errorDetail{Code: code, Message: erasure.ErrorMessage(err)}, "report": rep})
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
+	actor, ok := h.authorized(w, r, RoleOperate)
+	if !ok {
+		return
+	}
+	var b RestoreRequest
+	if err := decode(w, r, MaxBatchBody, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	o := RestoreOptions{Source: r.PathValue("source"), IDs: b.IDs, DryRun: b.DryRun, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor}
+	if b.DeletedAfter != "" {
+		t, err := ParseDate("deleted_after", b.DeletedAfter)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		o.DeletedAfter = t
+	}
+	rep, err := h.s.Restore(r.Context(), o)
+	answerMove(w, rep, err)
+}
+
+func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
+	actor, ok := h.authorized(w, r, RoleOperate)
+	if !ok {
+		return
+	}
+	var b ReconcileRequest
+	if err := decode(w, r, MaxReconcileBody, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	present := make(map[string]bool, len(b.Present))
+	for _, id := range b.Present {
+		present[id] = true
+	}
+	if len(b.Present) == 0 {
+		writeError(w, erasure.Errorf(erasure.EINVALID, "present is empty: refusing to tombstone every record"))
+		return
+	}
+	rep, err := h.s.Reconcile(r.Context(), ReconcileOptions{Source: r.PathValue("source"), Present: present, Control: b.Control, DryRun: b.DryRun, Force: b.Force, Reason: b.Reason, Actor: actor})
+	answerMove(w, rep, err)
+}
+
+func (h *handler) verify(w http.ResponseWriter, r *http.Request, source string) {
+	if _, ok := h.authorized(w, r, RoleOperate); !ok {
+		return
+	}
+	rep, err := h.s.Verify(r.Context(), source)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// export streams a partition's records of one source as NDJSON, in id order, from `from`
+// (inclusive) or after `after` (exclusive) to before (exclusive), at most limit records: GET
+// /v1/records/{source}:export?partition=live&from=…&after=…&before=…&limit=N.
+func (h *handler) export(w http.ResponseWriter, r *http.Request, source string) {
+	if _, ok := h.authorized(w, r, RoleRead); !ok {
+		return
+	}
+	q := r.URL.Query()
+	seg := Segment{Source: source, From: q.Get("from"), Before: q.Get("before")}
+	part := q.Get("partition")
+	if part == "" {
+		part = Live
+	}
+	var limit int64
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, erasure.Errorf(erasure.EINVALID, "limit must be a positive integer"))
+			return
+		}
+		limit = n
+	}
+	if err := ValidSource(source); err != nil {
+		writeError(w, err)
+		return
+	}
+	if part != Live && part != Deleted {
+		writeError(w, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var line []byte
+	_, err := h.s.Scan(r.Context(), part, seg, q.Get("after"), limit, func(rec *RawRecord) error {
+		line = rec.AppendJSON(line[:0])
+		line = append(line, '\n')
+		_, err := bw.Write(line)
+		return err
+	})
+	if err != nil {
+		// Headers are gone; end the stream with an error line the client recognises.
+		bw.WriteString(`{"error":` + strconv.Quote(erasure.ErrorMessage(err)) + "}\n")
+	}
+	bw.Flush()
+}
+
+func (h *handler) segments(w http.ResponseWriter, r *http.Request, source string) {
+	if _, ok := h.authorized(w, r, RoleRead); !ok {
+		return
+	}
+	q := r.URL.Query()
+	n, err := strconv.Atoi(q.Get("n"))
+	if q.Get("n") == "" {
+		n, err = 1, nil
+	}
+	if err != nil || n < 1 || n > 64 {
+		writeError(w, erasure.Errorf(erasure.EINVALID, "n must be between 1 and 64"))
+		return
+	}
+	part := q.Get("partition")
+	if part == "" {
+		part = Live
+	}
+	segs, total, err := h.s.Segments(r.Context(), part, source, n)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": total, "segments": segs})
+}

@@ -1,0 +1,55 @@
+-- The record store: two partitions of identical shape. `live` is written by adapters and read
+-- by the API and by reindexes; `deleted` holds tombstones moved out of the way by archive.
+-- Times are unix milliseconds. payload is the record's JSON (NULL once purged).
+-- Dialect note: /*WITHOUT_ROWID*/ becomes WITHOUT ROWID on SQLite (the table is then clustered
+-- on (source, id), so id-range segments read contiguous pages) and nothing on PostgreSQL.
+CREATE TABLE records_live (
+    source     TEXT   NOT NULL,
+    id         TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    deleted_at BIGINT,
+    reason     TEXT,
+    updated_at BIGINT NOT NULL,
+    moved_in   BIGINT,
+    payload    TEXT,
+    PRIMARY KEY (source, id)
+) /*WITHOUT_ROWID*/;
+
+-- Tombstones by deletion time: archive selects from here without reading live records.
+CREATE INDEX records_live_tombstones ON records_live (source, deleted_at, id) WHERE deleted_at IS NOT NULL;
+
+CREATE TABLE records_deleted (
+    source     TEXT   NOT NULL,
+    id         TEXT   NOT NULL,
+    version    BIGINT NOT NULL,
+    deleted_at BIGINT,
+    reason     TEXT,
+    updated_at BIGINT NOT NULL,
+    moved_in   BIGINT,
+    payload    TEXT,
+    PRIMARY KEY (source, id)
+) /*WITHOUT_ROWID*/;
+
+CREATE INDEX records_deleted_by_time ON records_deleted (source, deleted_at, id);
+
+-- The ledger holds, per source, the count and checksum of live ∪ deleted as the writes made
+-- them. Moves never change it, so `records verify` detects any loss or duplication.
+CREATE TABLE records_ledger (
+    source   TEXT   NOT NULL PRIMARY KEY,
+    count    BIGINT NOT NULL,
+    checksum BIGINT NOT NULL
+);
+
+-- One row per committed move batch (archive, restore): its manifest.
+CREATE TABLE records_moves (
+    id       BIGINT NOT NULL PRIMARY KEY,
+    source   TEXT   NOT NULL,
+    kind     TEXT   NOT NULL,
+    target   TEXT   NOT NULL,
+    count    BIGINT NOT NULL,
+    checksum BIGINT NOT NULL,
+    first_id TEXT   NOT NULL,
+    last_id  TEXT   NOT NULL,
+    at       BIGINT NOT NULL,
+    actor    TEXT   NOT NULL
+);
