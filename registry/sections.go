@@ -1,0 +1,519 @@
+package registry
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"erasure"
+)
+
+// Defaults of the configuration (see the package documentation for the file format).
+const (
+	DefaultAddr              = "127.0.0.1:8080"
+	DefaultDataDir           = "./erasure-data"
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultWorkers           = 16
+	DefaultStoreDriver       = "sqlite"
+	DefaultNATSPort          = 4233
+	DefaultNATSStream        = "ERASURE"
+	DefaultMaxArchiveShare   = 0.5
+	DefaultMaxReconcileShare = 0.1
+	DefaultSweepEvery        = 24 * time.Hour
+	DefaultSweepMode         = "internal"
+)
+
+// DefaultPolicy is the policy of datasets when the file's defaults section says nothing.
+var DefaultPolicy = erasure.Policy{
+	Deadline:    720 * time.Hour,
+	MaxAttempts: 12,
+	Backoff:     erasure.Backoff{Initial: time.Second, Max: time.Hour},
+	Timeout:     30 * time.Second,
+	AckTimeout:  time.Hour,
+}
+
+var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "records", "identifiers", "defaults", "datasets"}
+
+func (l *loader) top(root *yaml.Node) {
+	sec := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if !contains(topKeys, k.Value) {
+			l.errorf(k, "unknown key %q (known: %s)", k.Value, strings.Join(topKeys, ", "))
+			continue
+		}
+		sec[k.Value] = v
+	}
+	l.version(root, sec["version"])
+	l.server(sec["server"])
+	l.store(sec["store"])
+	l.audit(sec["audit"])
+	l.nats(sec["nats"])
+	l.records(sec["records"])
+	l.identifiers(root, sec["identifiers"])
+	l.defaults(sec["defaults"])
+	l.datasets(root, sec["datasets"])
+	l.auth(sec["auth"])
+}
+
+func (l *loader) version(root, n *yaml.Node) {
+	if n == nil {
+		l.errorf(root, "version is missing: add `version: 1` at the top")
+		return
+	}
+	if v, ok := intOf(n); !ok || v != 1 {
+		l.errorf(n, "version %s is not supported: this erasure reads version 1", truncate(n.Value, 20))
+	}
+}
+
+func (l *loader) server(n *yaml.Node) {
+	s := &l.cfg.Server
+	l.decode(n, "server", s)
+	if v := get(n, "addr"); l.scalar(v) {
+		if err := checkAddr(s.Addr); err != nil {
+			l.errorf(v, "server.addr: %v", err)
+		}
+	} else if v == nil {
+		s.Addr = DefaultAddr
+	}
+	if v := get(n, "data_dir"); l.scalar(v) && s.DataDir == "" {
+		l.errorf(v, "server.data_dir is empty")
+	} else if v == nil {
+		s.DataDir = DefaultDataDir
+	}
+	if v := get(n, "max_body_bytes"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 1<<30) {
+			l.errorf(v, "server.max_body_bytes must be between 1 and %d (1 GiB)", 1<<30)
+		}
+	} else if v == nil {
+		s.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if v := get(n, "workers"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 4096) {
+			l.errorf(v, "server.workers must be between 1 and 4096")
+		}
+	} else if v == nil {
+		s.Workers = DefaultWorkers
+	}
+}
+
+// checkAddr accepts host:port with a numeric port (the host may be empty: all interfaces).
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+func (l *loader) store(n *yaml.Node) {
+	s := &l.cfg.Store
+	l.decode(n, "store", s)
+	v := get(n, "driver")
+	switch {
+	case v == nil:
+		s.Driver = DefaultStoreDriver
+	case !l.scalar(v):
+	case s.Driver != "sqlite" && s.Driver != "postgres":
+		l.errorf(v, "store.driver %q is not known: use sqlite or postgres", truncate(s.Driver, 40))
+	}
+	if s.Driver == "postgres" && s.DSN == "" && !l.bad(get(n, "dsn")) {
+		l.errorf(orNode(get(n, "dsn"), v), "store.dsn is required with driver postgres (for example dsn: ${ERASURE_POSTGRES_DSN})")
+	}
+}
+
+func (l *loader) audit(n *yaml.Node) {
+	l.decode(n, "audit", &l.cfg.Audit)
+	v := get(n, "key")
+	if !l.scalar(v) || l.cfg.Audit.Key == "" && v.Tag == "!!null" {
+		return
+	}
+	if !envRefRE.MatchString(l.rawValue(v)) {
+		l.errorf(v, "audit.key: secrets come from the environment: write key: ${VAR}")
+		return
+	}
+	if k, err := hex.DecodeString(strings.TrimSpace(l.cfg.Audit.Key)); err != nil || len(k) < 16 {
+		l.errorf(v, "audit.key must be at least 32 hex digits (16 bytes), for example from `openssl rand -hex 32`")
+	}
+}
+
+var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+
+func (l *loader) nats(n *yaml.Node) {
+	s := &l.cfg.NATS
+	l.decode(n, "nats", s)
+	if v := get(n, "url"); l.scalar(v) && s.URL != "" {
+		for _, one := range strings.Split(s.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || u.Host == "" || !contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
+				l.errorf(v, "nats.url: %q is not a NATS URL (nats://host:port, tls://, ws://, wss://; several separated by commas)", truncate(one, 80))
+			}
+		}
+	}
+	if v := get(n, "port"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 65535) {
+			l.errorf(v, "nats.port must be between 1 and 65535")
+		}
+	} else if v == nil {
+		s.Port = DefaultNATSPort
+	}
+	if v := get(n, "stream"); l.scalar(v) {
+		if !streamNameRE.MatchString(s.Stream) {
+			l.errorf(v, "nats.stream %q is not a stream name: use letters, digits, - and _", truncate(s.Stream, 40))
+		}
+	} else if v == nil {
+		s.Stream = DefaultNATSStream
+	}
+	if t := get(n, "tls"); t != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
+		l.errorf(t, "nats.tls: cert and key go together")
+	}
+}
+
+func (l *loader) records(n *yaml.Node) {
+	s := &l.cfg.Records
+	l.decode(n, "records", s)
+	for _, f := range []struct {
+		key string
+		v   *float64
+		def float64
+	}{
+		{"max_archive_share", &s.MaxArchiveShare, DefaultMaxArchiveShare},
+		{"max_reconcile_share", &s.MaxReconcileShare, DefaultMaxReconcileShare},
+	} {
+		v := get(n, f.key)
+		if v == nil {
+			*f.v = f.def
+		} else if x, ok := floatOf(v); ok && l.scalar(v) && !(x > 0 && x <= 1) {
+			l.errorf(v, "records.%s must be more than 0 and at most 1", f.key)
+		}
+	}
+}
+
+func (l *loader) identifiers(root, n *yaml.Node) {
+	if n == nil {
+		l.errorf(root, "identifiers is missing: list the identifier types subjects carry, for example identifiers: [user_id, email]")
+		return
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		l.errorf(n, "identifiers must be a non-empty list of identifier types, for example [user_id, email]")
+		return
+	}
+	seen := map[string]int{}
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
+			l.errorf(c, "identifiers: expected an identifier type")
+			continue
+		}
+		if l.bad(c) {
+			continue
+		}
+		if !erasure.ValidIdentifierType(c.Value) {
+			l.errorf(c, "identifiers: %q is not a valid identifier type: use lower case letters, digits and _, starting with a letter", truncate(c.Value, 64))
+			continue
+		}
+		if line, dup := seen[c.Value]; dup {
+			l.errorf(c, "identifiers: %s is listed twice (first at line %d)", c.Value, line)
+			continue
+		}
+		seen[c.Value] = c.Line
+		l.cfg.Identifiers = append(l.cfg.Identifiers, c.Value)
+	}
+}
+
+// policyYAML is the shape of the defaults section and of a dataset's policy overrides.
+type policyYAML struct {
+	Deadline    string `yaml:"deadline"`
+	MaxAttempts int    `yaml:"max_attempts"`
+	Backoff     struct {
+		Initial string `yaml:"initial"`
+		Max     string `yaml:"max"`
+	} `yaml:"backoff"`
+	Timeout    string `yaml:"timeout"`
+	AckTimeout string `yaml:"ack_timeout"`
+}
+
+func (l *loader) defaults(n *yaml.Node) {
+	l.decode(n, "defaults", &policyYAML{})
+	p := DefaultPolicy
+	l.policy(n, "defaults", &p, true)
+	l.cfg.Defaults = p
+}
+
+// policy applies the policy keys present in mapping n to p and validates the result. what
+// prefixes messages. deadline is only read when withDeadline.
+func (l *loader) policy(n *yaml.Node, what string, p *erasure.Policy, withDeadline bool) {
+	if withDeadline {
+		l.durationField(n, "deadline", what, &p.Deadline)
+	}
+	if v := get(n, "max_attempts"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 10000) {
+			l.errorf(v, "%s: max_attempts must be between 1 and 10000", what)
+		} else if ok {
+			p.MaxAttempts = int(x)
+		}
+	}
+	b := get(n, "backoff")
+	l.durationField(b, "initial", what+": backoff", &p.Backoff.Initial)
+	l.durationField(b, "max", what+": backoff", &p.Backoff.Max)
+	l.durationField(n, "timeout", what, &p.Timeout)
+	l.durationField(n, "ack_timeout", what, &p.AckTimeout)
+	if p.Backoff.Initial > p.Backoff.Max {
+		l.errorf(orNode(b, n), "%s: backoff.initial (%s) is longer than backoff.max (%s)", what, fmtDuration(p.Backoff.Initial), fmtDuration(p.Backoff.Max))
+	}
+}
+
+// durationField parses the positive duration under key in mapping n into d, if present.
+func (l *loader) durationField(n *yaml.Node, key, what string, d *time.Duration) {
+	v := get(n, key)
+	if !l.scalar(v) || v.Tag == "!!null" {
+		return
+	}
+	x, err := ParseDuration(v.Value)
+	if err != nil {
+		l.errorf(v, "%s: %s: %v", what, key, err)
+		return
+	}
+	*d = x
+}
+
+var daysRE = regexp.MustCompile(`^([0-9]+)d(.*)$`)
+
+// ParseDuration parses a positive duration as time.ParseDuration does, also accepting a
+// leading number of days ("30d", "1d12h").
+func ParseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration: write for example 30s, 90m, 720h or 30d", truncate(s, 40))
+	var d time.Duration
+	rest := s
+	if m := daysRE.FindStringSubmatch(s); m != nil {
+		days, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || days > 100000 {
+			return 0, bad
+		}
+		d = time.Duration(days) * 24 * time.Hour
+		rest = m[2]
+	}
+	if rest != "" {
+		x, err := time.ParseDuration(rest)
+		if err != nil || x < 0 || rest[0] == '+' || rest[0] == '-' {
+			return 0, bad
+		}
+		d += x
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be more than zero", truncate(s, 40))
+	}
+	return d, nil
+}
+
+// fmtDuration prints d without the trailing zero units time.Duration.String adds.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+var envRefRE = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+
+var roleRE = regexp.MustCompile(`^(submit|operate|read|write|ack:.+)$`)
+
+func (l *loader) auth(n *yaml.Node) {
+	l.decode(n, "auth", &Auth{})
+	tokens := get(n, "tokens")
+	if tokens == nil || tokens.Kind != yaml.SequenceNode {
+		return
+	}
+	names := map[string]int{}
+	secrets := map[string]string{}
+	for _, t := range tokens.Content {
+		if t.Kind != yaml.MappingNode {
+			continue // DecodeStrict reported it
+		}
+		var tok Token
+		nv := get(t, "name")
+		if l.scalar(nv) {
+			tok.Name = nv.Value
+		}
+		label := tok.Name
+		switch {
+		case nv == nil || nv.Kind == yaml.ScalarNode && !l.bad(nv) && tok.Name == "":
+			label = fmt.Sprintf("at line %d", t.Line)
+			l.errorf(orNode(nv, t), "auth.tokens: token needs a name")
+		case !l.scalar(nv):
+			label = fmt.Sprintf("at line %d", t.Line)
+		case names[tok.Name] != 0:
+			l.errorf(nv, "auth.tokens: token %s is declared twice (first at line %d)", tok.Name, names[tok.Name])
+		default:
+			names[tok.Name] = t.Line
+		}
+		sv := get(t, "secret")
+		switch {
+		case sv == nil || sv.Kind == yaml.ScalarNode && sv.Tag == "!!null" && l.rawValue(sv) == "":
+			l.errorf(orNode(sv, t), "auth.tokens: token %s needs a secret: write secret: ${VAR}", label)
+		case sv.Kind != yaml.ScalarNode:
+		case !envRefRE.MatchString(l.rawValue(sv)):
+			l.errorf(sv, "auth.tokens: token %s: secrets come from the environment: write secret: ${VAR}", label)
+		case l.bad(sv):
+		case len(sv.Value) < 16:
+			l.errorf(sv, "auth.tokens: token %s: the secret in %s is shorter than 16 characters", label, l.rawValue(sv))
+		case secrets[sv.Value] != "":
+			l.errorf(sv, "auth.tokens: token %s has the same secret as token %s", label, secrets[sv.Value])
+		default:
+			secrets[sv.Value] = label
+		}
+		if sv != nil && sv.Kind == yaml.ScalarNode {
+			tok.Secret = sv.Value
+		}
+		rv := get(t, "roles")
+		if rv == nil || rv.Kind == yaml.SequenceNode && len(rv.Content) == 0 {
+			l.errorf(orNode(rv, t), "auth.tokens: token %s has no roles (submit, operate, read, write, ack:DATASET, ack:*)", label)
+		} else if rv.Kind == yaml.SequenceNode {
+			seen := map[string]bool{}
+			for _, r := range rv.Content {
+				if r.Kind != yaml.ScalarNode || l.bad(r) {
+					continue
+				}
+				role := r.Value
+				tok.Roles = append(tok.Roles, role)
+				switch {
+				case !roleRE.MatchString(role):
+					l.errorf(r, "auth.tokens: token %s: role %q is not known (submit, operate, read, write, ack:DATASET, ack:*)", label, truncate(role, 40))
+				case seen[role]:
+					l.errorf(r, "auth.tokens: token %s: role %s is listed twice", label, role)
+				case strings.HasPrefix(role, "ack:") && role != "ack:*" && l.names[role[4:]] == nil:
+					l.errorf(r, "auth.tokens: token %s: role %s names no dataset", label, truncate(role, 40))
+				}
+				seen[role] = true
+			}
+		}
+		l.cfg.Auth.Tokens = append(l.cfg.Auth.Tokens, tok)
+	}
+}
+
+// decode decodes section n strictly into v, recording unknown keys and wrong types.
+func (l *loader) decode(n *yaml.Node, section string, v any) {
+	if n == nil {
+		return
+	}
+	DecodeStrict(n, v, l.reporter(section, nil))
+}
+
+var typeErrRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
+
+// reporter returns a DecodeStrict report function that records errors at the line the YAML
+// decoder names, in words, prefixed with what. Type errors at lines where ${VAR} expansion
+// already failed are dropped: they only repeat that error. Each recorded error is also passed to
+// record when it is not nil.
+func (l *loader) reporter(what string, record func(line int, msg string)) func(at *yaml.Node, msg string) {
+	return func(at *yaml.Node, msg string) {
+		line := lineOf(at)
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		}
+		if m := typeErrRE.FindStringSubmatch(msg); m != nil {
+			if l.badLines[line] {
+				return
+			}
+			got := m[2]
+			if got == "" {
+				got = tagWords[m[1]]
+			} else {
+				got = strconv.Quote(got)
+			}
+			want, ok := typeWords[m[3]]
+			switch {
+			case ok:
+			case strings.HasPrefix(m[3], "[]"):
+				want = "a list"
+			default:
+				want = "a mapping"
+			}
+			msg = "expected " + want + ", got " + got
+		}
+		if record != nil {
+			record(line, msg)
+			return
+		}
+		l.errorAt(line, "%s: %s", what, msg)
+	}
+}
+
+var typeWords = map[string]string{
+	"int": "an integer", "int64": "an integer", "float64": "a number", "string": "a string",
+	"bool": "true or false", "[]string": "a list of strings", "time.Duration": "a duration",
+	"[]yaml.Node": "a list", "yaml.Node": "a value",
+}
+
+var tagWords = map[string]string{
+	"!!map": "a mapping", "!!seq": "a list", "!!str": "a string", "!!int": "an integer",
+	"!!float": "a number", "!!bool": "a boolean", "!!null": "nothing", "!!binary": "binary data",
+	"!!timestamp": "a timestamp",
+}
+
+// get returns the value under key in mapping n, or nil.
+func get(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// scalar reports whether n is a scalar whose ${VAR}s expanded.
+func (l *loader) scalar(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.ScalarNode && !l.bad(n)
+}
+
+// bad reports whether ${VAR} expansion failed in n.
+func (l *loader) bad(n *yaml.Node) bool { return n != nil && l.badNodes[n] }
+
+func intOf(n *yaml.Node) (int64, bool) {
+	var x int64
+	if n == nil || n.Kind != yaml.ScalarNode || n.Decode(&x) != nil {
+		return 0, false
+	}
+	return x, true
+}
+
+func floatOf(n *yaml.Node) (float64, bool) {
+	var x float64
+	if n == nil || n.Kind != yaml.ScalarNode || n.Decode(&x) != nil {
+		return 0, false
+	}
+	return x, true
+}
+
+func orNode(n, fallback *yaml.Node) *yaml.Node {
+	if n != nil {
+		return n
+	}
+	return fallback
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
