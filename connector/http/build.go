@@ -1,0 +1,308 @@
+package httpconn
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"erasure"
+	"erasure/registry"
+)
+
+func init() { registry.Register("http", driver{}) }
+
+// block is the `http:` connector block.
+type block struct {
+	Erase   *eraseBlock       `yaml:"erase"`
+	Verify  *verifyBlock      `yaml:"verify"`
+	Lookup  *lookupBlock      `yaml:"lookup"`
+	Headers map[string]string `yaml:"headers"`
+	Timeout time.Duration     `yaml:"timeout"`
+}
+
+type eraseBlock struct {
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url"`
+	Body    string            `yaml:"body"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+type verifyBlock struct {
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+	Gone    []int             `yaml:"gone"`
+}
+
+type lookupBlock struct {
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url"`
+	Body    string            `yaml:"body"`
+	Headers map[string]string `yaml:"headers"`
+	Field   string            `yaml:"field"`
+}
+
+// DefaultTimeout bounds one HTTP exchange when the block sets no timeout.
+const DefaultTimeout = 10 * time.Second
+
+// maxTimeout is the largest timeout accepted; longer work belongs to an async dataset.
+const maxTimeout = 10 * time.Minute
+
+type driver struct{}
+
+func (driver) Method() erasure.Method { return erasure.MethodRealtime }
+
+// Build decodes and validates the block; see the package documentation for its keys.
+func (driver) Build(b *registry.Build) erasure.Connector {
+	var cfg block
+	if !b.Decode(b.Block, &cfg) {
+		return nil
+	}
+	bad := false
+	fail := func(n *yaml.Node, format string, args ...any) {
+		b.Errorf(n, format, args...)
+		bad = true
+	}
+	c := &Connector{name: b.Dataset.Name, timeout: cfg.Timeout, headers: http.Header{}}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	} else if c.timeout < 0 || c.timeout > maxTimeout {
+		fail(child(b.Block, "timeout"), "timeout must be between 1ms and %s", maxTimeout)
+	}
+	if !headersOK(b, child(b.Block, "headers"), "headers", cfg.Headers, c.headers) {
+		bad = true
+	}
+
+	if cfg.Erase == nil {
+		fail(b.Block, "http: erase is required")
+		return nil
+	}
+	en := child(b.Block, "erase")
+	var ok bool
+	if c.erase, ok = buildRequest(b, en, "erase", "DELETE", cfg.Erase.Method, cfg.Erase.URL, cfg.Erase.Body, cfg.Erase.Headers); !ok {
+		bad = true
+	} else if len(c.erase.vars) == 0 {
+		fail(child(en, "url"), "erase: the url or body must contain an identifier placeholder such as {user_id}, or every subject would erase the same thing")
+	}
+	b.Dataset.Keys = slices.Clone(c.erase.vars)
+
+	if v := cfg.Verify; v != nil {
+		vn := child(b.Block, "verify")
+		r, ok := buildRequest(b, vn, "verify", "GET", v.Method, v.URL, "", v.Headers)
+		if !ok {
+			bad = true
+		}
+		for _, name := range r.vars {
+			if !slices.Contains(c.erase.vars, name) {
+				fail(child(vn, "url"), "verify: placeholder {%s} is not used by erase, so a subject being erased may have no value for it", name)
+			}
+		}
+		r.gone = []int{http.StatusNotFound, http.StatusGone}
+		if v.Gone != nil {
+			r.gone = v.Gone
+		}
+		if len(r.gone) == 0 {
+			fail(child(vn, "gone"), "verify: gone must list at least one status code")
+		}
+		for i, code := range r.gone {
+			if code < 100 || code > 599 {
+				fail(item(child(vn, "gone"), i), "verify: gone: %d is not an HTTP status code", code)
+			}
+		}
+		c.verify = &r
+	}
+
+	provides := b.Dataset.Provides
+	if l := cfg.Lookup; l != nil {
+		ln := child(b.Block, "lookup")
+		r, ok := buildRequest(b, ln, "lookup", "GET", l.Method, l.URL, l.Body, l.Headers)
+		if !ok {
+			bad = true
+		} else if len(r.vars) == 0 {
+			fail(child(ln, "url"), "lookup: the url or body must contain an identifier placeholder such as {email}")
+		}
+		if len(provides) == 0 {
+			fail(ln, "lookup is set but the dataset provides no identifier: add provides: [{identifier: TYPE, field: JSON.PATH}]")
+		}
+		var root []string
+		if l.Field != "" {
+			segs, err := parsePath(l.Field)
+			if err != nil {
+				fail(child(ln, "field"), "lookup: field %q: %v", l.Field, err)
+			}
+			root = segs
+		}
+		for _, p := range provides {
+			segs, err := parsePath(p.Field)
+			if err != nil {
+				fail(ln, "lookup: provides %s: field %q: %v", p.Identifier, p.Field, err)
+				continue
+			}
+			src := p.Field
+			if l.Field != "" {
+				src = l.Field + "." + p.Field
+			}
+			c.provides = append(c.provides, provide{typ: p.Identifier, path: append(slices.Clone(root), segs...), src: src})
+		}
+		c.lookup = &r
+	} else if len(provides) > 0 {
+		fail(b.Block, "the dataset provides identifiers but the http block has no lookup to read them")
+	}
+	if bad {
+		return nil
+	}
+	c.client = newClient()
+	switch {
+	case c.verify != nil && c.lookup != nil:
+		return verifyingResolving{c}
+	case c.verify != nil:
+		return verifying{c}
+	case c.lookup != nil:
+		return resolving{c}
+	}
+	return c
+}
+
+var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+
+// buildRequest validates one request block (erase, verify or lookup) found at n.
+func buildRequest(b *registry.Build, n *yaml.Node, what, defMethod, method, rawURL, body string, headers map[string]string) (request, bool) {
+	ok := true
+	r := request{method: defMethod, headers: http.Header{}}
+	if method != "" {
+		r.method = strings.ToUpper(method)
+		if !slices.Contains(methods, r.method) {
+			b.Errorf(child(n, "method"), "%s: method %q is not one of %s", what, method, strings.Join(methods, ", "))
+			ok = false
+		}
+	}
+	if !headersOK(b, child(n, "headers"), what+".headers", headers, r.headers) {
+		ok = false
+	}
+	un := child(n, "url")
+	if rawURL == "" {
+		b.Errorf(n, "%s: url is required", what)
+		return r, false
+	}
+	t, err := registry.ParseTemplate(rawURL)
+	if err != nil {
+		b.Errorf(un, "%s: url: %v", what, err)
+		return r, false
+	}
+	if r.url, err = compileURL(t); err != nil {
+		b.Errorf(un, "%s: url %s %v", what, t.String(), err)
+		return r, false
+	}
+	if !declared(b, un, what+": url", t.Vars()) {
+		ok = false
+	}
+	r.vars = t.Vars()
+	if body != "" {
+		bn := child(n, "body")
+		if r.method == "GET" || r.method == "HEAD" {
+			b.Errorf(bn, "%s: a %s request cannot have a body", what, r.method)
+			ok = false
+		}
+		bt, err := registry.ParseTemplate(body)
+		if err != nil {
+			b.Errorf(bn, "%s: body: %v", what, err)
+			return r, false
+		}
+		if r.headers.Get("Content-Type") == "" {
+			r.headers.Set("Content-Type", "application/json")
+		}
+		esc, known := bodyEscaper(r.headers.Get("Content-Type"))
+		if !known && len(bt.Vars()) > 0 {
+			b.Errorf(bn, "%s: cannot escape identifiers for a body of Content-Type %q: use application/json or application/x-www-form-urlencoded", what, r.headers.Get("Content-Type"))
+			ok = false
+		}
+		if !declared(b, bn, what+": body", bt.Vars()) {
+			ok = false
+		}
+		r.body = &bodyTemplate{t: bt, escape: esc}
+		for _, v := range bt.Vars() {
+			if !slices.Contains(r.vars, v) {
+				r.vars = append(r.vars, v)
+			}
+		}
+	}
+	return r, ok
+}
+
+func declared(b *registry.Build, n *yaml.Node, what string, vars []string) bool {
+	ok := true
+	for _, v := range vars {
+		if !b.Declared(v) {
+			b.Errorf(n, "%s: {%s} is not a declared identifier (declared: %s)", what, v, strings.Join(b.Identifiers, ", "))
+			ok = false
+		}
+	}
+	return ok
+}
+
+// headersOK validates header names and values into h. Values are secrets as often as not, so
+// messages never quote them.
+func headersOK(b *registry.Build, n *yaml.Node, what string, in map[string]string, h http.Header) bool {
+	ok := true
+	for name, value := range in {
+		at := child(n, name)
+		if !validHeaderName(name) {
+			b.Errorf(at, "%s: %q is not a valid header name", what, name)
+			ok = false
+			continue
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			b.Errorf(at, "%s: the value of %s contains a line break or NUL", what, name)
+			ok = false
+			continue
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			b.Errorf(at, "%s: %s is set by the connector and cannot be configured", what, name)
+			ok = false
+			continue
+		}
+		h.Set(name, value)
+	}
+	return ok
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// child returns the value under key in mapping n, or n itself (for a line number) when absent.
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return n
+}
+
+// item returns the i-th element of sequence n, or n.
+func item(n *yaml.Node, i int) *yaml.Node {
+	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i]
+	}
+	return n
+}
