@@ -6,6 +6,7 @@
 //
 // # The block
 //
+//	datasets:
 //	- name: profile-service
 //	  owner: profile-team
 //	  connector: http
