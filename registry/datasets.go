@@ -101,9 +101,11 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 	case nv == nil:
 		ds.Name = "#" + strconv.Itoa(i+1)
 		l.errorf(d, "dataset %s: name is missing", ds.Name)
-	case nv.Kind != yaml.ScalarNode || nv.Tag == "!!null" || nv.Value == "":
+	case nv.Kind != yaml.ScalarNode:
+		ds.Name = "#" + strconv.Itoa(i+1) // DecodeStrict reports it
+	case nv.Tag == "!!null" || nv.Value == "":
 		ds.Name = "#" + strconv.Itoa(i+1)
-		l.errorf(nv, "dataset %s: name must be a string such as accounts.users", ds.Name)
+		l.errorf(nv, "dataset %s: name is empty", ds.Name)
 	case l.bad(nv):
 		ds.Name = l.rawValue(nv)
 	default:
@@ -120,7 +122,7 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 	what := "dataset " + ds.Name
 
 	var y datasetYAML
-	DecodeStrict(fixed, &y, l.reporter(what, nil))
+	DecodeStrict(fixed, &y, l.reporter(what+": ", "", fixed))
 
 	if ov := get(d, "owner"); ov == nil {
 		l.errorf(d, "%s: owner is missing: name the team that answers for this dataset", what)
@@ -220,7 +222,7 @@ func (l *loader) build(e *entry, drv Driver, block *yaml.Node) {
 	b := &Build{Dataset: ds, Block: block, Identifiers: l.cfg.Identifiers, Config: l.cfg, File: l.file, errs: &l.errs}
 	before := len(l.errs)
 	conn := l.runDriver(drv, b)
-	l.relocate(before, "dataset "+ds.Name+": ")
+	l.relocate(before, ds, block)
 	if len(l.errs) > before {
 		if conn != nil {
 			conn.Close()
@@ -251,21 +253,26 @@ func (l *loader) runDriver(drv Driver, b *Build) (conn erasure.Connector) {
 	return drv.Build(b)
 }
 
-// relocate moves the errors recorded since before that quote a YAML decoder line ("line 12:
-// cannot unmarshal...") to that line, in words, and drops those that only repeat a failed
-// ${VAR} expansion.
-func (l *loader) relocate(before int, prefix string) {
+// relocate rewrites the strict-decoding errors a driver recorded since before (through
+// Build.Decode) as explain does: at the line the YAML decoder names, with the key path inside
+// the block.
+func (l *loader) relocate(before int, ds *erasure.Dataset, block *yaml.Node) {
+	prefix := "dataset " + ds.Name + ": "
+	var ix *nodeIndex
 	kept := l.errs[:before]
 	for _, err := range l.errs[before:] {
 		if le, ok := err.(*LineError); ok && strings.HasPrefix(le.Msg, prefix) {
-			var moved *LineError
-			l.reporter("", func(line int, msg string) {
-				moved = &LineError{File: le.File, Line: line, Msg: prefix + msg}
-			})(&yaml.Node{Line: le.Line}, le.Msg[len(prefix):])
-			if moved == nil {
-				continue
+			msg := le.Msg[len(prefix):]
+			if typeErrRE.MatchString(msg) || yamlLineRE.MatchString(msg) || unknownKeyRE.MatchString(msg) {
+				if ix == nil {
+					ix = indexTree(block)
+				}
+				line, text, keep := l.explain(ix, prefix, ds.Connector, nil, le.Line, msg)
+				if !keep {
+					continue
+				}
+				err = &LineError{File: le.File, Line: line, Msg: text}
 			}
-			err = moved
 		}
 		kept = append(kept, err)
 	}

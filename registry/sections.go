@@ -409,48 +409,126 @@ func (l *loader) decode(n *yaml.Node, section string, v any) {
 	if n == nil {
 		return
 	}
-	DecodeStrict(n, v, l.reporter(section, nil))
+	DecodeStrict(n, v, l.reporter("", section, n))
 }
 
-var typeErrRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
-
-// reporter returns a DecodeStrict report function that records errors at the line the YAML
-// decoder names, in words, prefixed with what. Type errors at lines where ${VAR} expansion
-// already failed are dropped: they only repeat that error. Each recorded error is also passed to
-// record when it is not nil.
-func (l *loader) reporter(what string, record func(line int, msg string)) func(at *yaml.Node, msg string) {
+// reporter returns a DecodeStrict report function for the tree at root: each error is recorded
+// at its line with the path of the offending key ("server.workers: expected an integer...").
+// The path is base, then the keys below root; prefix comes before it.
+func (l *loader) reporter(prefix, base string, root *yaml.Node) func(at *yaml.Node, msg string) {
+	var ix *nodeIndex
 	return func(at *yaml.Node, msg string) {
-		line := lineOf(at)
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
+		if ix == nil {
+			ix = indexTree(root)
 		}
-		if m := typeErrRE.FindStringSubmatch(msg); m != nil {
-			if l.badLines[line] {
-				return
-			}
-			got := m[2]
-			if got == "" {
-				got = tagWords[m[1]]
-			} else {
-				got = strconv.Quote(got)
-			}
-			want, ok := typeWords[m[3]]
-			switch {
-			case ok:
-			case strings.HasPrefix(m[3], "[]"):
-				want = "a list"
-			default:
-				want = "a mapping"
-			}
-			msg = "expected " + want + ", got " + got
+		if line, text, ok := l.explain(ix, prefix, base, at, lineOf(at), msg); ok {
+			l.errorAt(line, "%s", text)
 		}
-		if record != nil {
-			record(line, msg)
-			return
-		}
-		l.errorAt(line, "%s: %s", what, msg)
 	}
+}
+
+var (
+	typeErrRE    = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
+	unknownKeyRE = regexp.MustCompile(`^unknown key "(.*?)" \(known`)
+)
+
+// explain turns a strict-decoding message about the tree indexed by ix into a located message
+// for people: at the line the YAML decoder names, with the path of the key at fault, types in
+// words. It returns false for type errors at lines where ${VAR} expansion already failed: they
+// only repeat that error. at is the key node for unknown keys, else the tree's root.
+func (l *loader) explain(ix *nodeIndex, prefix, base string, at *yaml.Node, line int, msg string) (int, string, bool) {
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	path, found := "", false
+	if m := typeErrRE.FindStringSubmatch(msg); m != nil {
+		if l.badLines[line] {
+			return 0, "", false
+		}
+		want, value := m[1], strings.TrimSuffix(m[2], "...")
+		for _, n := range ix.byLine[line] {
+			if n.ShortTag() == want && strings.HasPrefix(n.Value, value) {
+				path, found = ix.path[n], true
+				break
+			}
+		}
+		got := strconv.Quote(m[2])
+		if m[2] == "" {
+			got = tagWords[m[1]]
+		}
+		wantType, ok := typeWords[m[3]]
+		switch {
+		case ok:
+		case strings.HasPrefix(m[3], "[]"):
+			wantType = "a list"
+		default:
+			wantType = "a mapping"
+		}
+		msg = "expected " + wantType + ", got " + got
+	} else if m := unknownKeyRE.FindStringSubmatch(msg); m != nil {
+		if p, ok := ix.path[at]; ok && at != ix.root {
+			path, found = p, true
+		} else {
+			for _, k := range ix.keysByLine[line] {
+				if k.Value == m[1] {
+					path, found = ix.path[k], true
+					break
+				}
+			}
+		}
+	}
+	if found || base != "" {
+		if full := joinPath(base, path); full != "" {
+			msg = full + ": " + msg
+		}
+	}
+	return line, prefix + msg, true
+}
+
+// nodeIndex locates the nodes of one tree, with their paths from its root ("tokens[0].name");
+// a key's path is that of its mapping.
+type nodeIndex struct {
+	root       *yaml.Node
+	path       map[*yaml.Node]string
+	byLine     map[int][]*yaml.Node // values
+	keysByLine map[int][]*yaml.Node
+}
+
+func indexTree(root *yaml.Node) *nodeIndex {
+	ix := &nodeIndex{root: root, path: map[*yaml.Node]string{}, byLine: map[int][]*yaml.Node{}, keysByLine: map[int][]*yaml.Node{}}
+	var walk func(n *yaml.Node, p string)
+	walk = func(n *yaml.Node, p string) {
+		ix.path[n] = p
+		ix.byLine[n.Line] = append(ix.byLine[n.Line], n)
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				ix.path[k] = p
+				ix.keysByLine[k.Line] = append(ix.keysByLine[k.Line], k)
+				walk(n.Content[i+1], joinPath(p, k.Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, p+"["+strconv.Itoa(i)+"]")
+			}
+		}
+	}
+	if root != nil {
+		walk(root, "")
+	}
+	return ix
+}
+
+func joinPath(base, p string) string {
+	switch {
+	case base == "":
+		return p
+	case p == "" || p[0] == '[':
+		return base + p
+	}
+	return base + "." + p
 }
 
 var typeWords = map[string]string{
