@@ -1,0 +1,71 @@
+package records_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"erasure/audit"
+	"erasure/records"
+	"erasure/store/sqlite"
+)
+
+// clock is an injectable time source that moves only when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// openAt opens (creating if needed) the store in the SQLite database at path, with the real
+// store/sqlite audit trail.
+func openAt(t testing.TB, path string, now func() time.Time, opts records.Options) (*records.Store, *sqlite.DB) {
+	t.Helper()
+	h, err := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h, Now: now, Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	opts.AppendAudit, opts.Now, opts.ReadDB = db.AppendAudit, now, db.ReadSQL()
+	s, err := records.Open(context.Background(), db.SQL(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db
+}
+
+func openStore(t testing.TB, c *clock) (*records.Store, *sqlite.DB) {
+	t.Helper()
+	return openAt(t, filepath.Join(t.TempDir(), "erasure.db"), c.Now, records.Options{})
+}
+
+func mustVerify(t testing.TB, s *records.Store) *records.VerifyReport {
+	t.Helper()
+	rep, err := s.Verify(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Fatalf("verify found problems: %v", rep.Problems)
+	}
+	return rep
+}
