@@ -1,0 +1,33 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+
+	"erasure"
+	_ "erasure/connector/files" // registers "files"
+	_ "erasure/connector/http"  // registers "http"
+	_ "erasure/connector/nats"  // registers "nats"
+	_ "erasure/connector/sql"   // registers "sql"
+	"erasure/records"
+	"erasure/registry"
+)
+
+// bindRecords hands the record store to the datasets of the records connector.
+func bindRecords(ds []*erasure.Dataset, s *records.Store) {}
+
+// configError turns the registry's list of errors into one *erasure.Error for the CLI.
+func configError(path string, err error) error {
+	var errs registry.Errors
+	if errors.As(err, &errs) {
+		return &erasure.Error{Code: erasure.EINVALID, Message: plural(len(errs), "error") + " in " + path, Details: errs.Lines()}
+	}
+	return &erasure.Error{Code: erasure.EINVALID, Message: err.Error()}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
