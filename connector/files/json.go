@@ -12,8 +12,9 @@ import (
 // returns the value as the string a key is compared with (a string's text, a number in
 // canonical form — 42, 4.2e1 and 42.0 all give "42" — or true/false), whether the line has a
 // usable value there (null, objects, arrays and missing fields have none), and whether the line
-// is a row at all (a blank line is not). A line that is not a JSON object is an error; the part
-// of the line after the key is not validated.
+// is a row at all (a blank line is not). A line that is not a JSON object is an error, and so
+// is a malformed line, as far as the lookup reads it: a line holding the key is checked to its
+// end; the values skipped on the way are checked for balance and literals only.
 func jsonLookup(b []byte, path []string) (val []byte, has, row bool, err error) {
 	i := skipWS(b, 0)
 	if i == len(b) {
@@ -83,36 +84,78 @@ func jsonLookup(b []byte, path []string) (val []byte, has, row bool, err error) 
 	if i >= len(b) {
 		return nil, false, false, errors.New("unexpected end of line")
 	}
-	switch c := b[i]; {
-	case c == '"':
-		end, esc, err := scanString(b, i)
-		if err != nil {
-			return nil, false, false, err
-		}
-		if !esc {
-			return b[i+1 : end-1], true, true, nil
-		}
-		var s string
-		if err := json.Unmarshal(b[i:end], &s); err != nil {
-			return nil, false, false, err
-		}
-		return []byte(s), true, true, nil
-	case c == '-' || c >= '0' && c <= '9':
-		end, err := skipValue(b, i)
-		if err != nil {
-			return nil, false, false, err
-		}
-		v, err := canonicalNumber(b[i:end])
-		return v, err == nil, true, err
-	case bytes.HasPrefix(b[i:], []byte("true")):
-		return b[i : i+4], true, true, nil
-	case bytes.HasPrefix(b[i:], []byte("false")):
-		return b[i : i+5], true, true, nil
-	}
-	if _, err := skipValue(b, i); err != nil {
+	end, err := skipValue(b, i)
+	if err != nil {
 		return nil, false, false, err
 	}
-	return nil, false, true, nil
+	val, has, err = scalar(b[i:end])
+	if err != nil {
+		return nil, false, false, err
+	}
+	// Check the rest of the line: the objects around the value must close, and nothing follow.
+	for range path {
+		if end, err = finishObject(b, end); err != nil {
+			return nil, false, false, err
+		}
+	}
+	if skipWS(b, end) != len(b) {
+		return nil, false, false, errors.New("data after the JSON object")
+	}
+	return val, has, true, nil
+}
+
+// scalar returns the key form of a JSON value: a string's text, a canonical number, true or
+// false; null, objects and arrays have none.
+func scalar(v []byte) ([]byte, bool, error) {
+	switch c := v[0]; {
+	case c == '"':
+		if bytes.IndexByte(v, '\\') < 0 {
+			return v[1 : len(v)-1], true, nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, false, err
+		}
+		return []byte(s), true, nil
+	case c == '-' || c >= '0' && c <= '9':
+		n, err := canonicalNumber(v)
+		return n, err == nil, err
+	case string(v) == "true" || string(v) == "false":
+		return v, true, nil
+	}
+	return nil, false, nil
+}
+
+// finishObject consumes the remaining members of an object from just after a member's value
+// to its closing brace, and returns the index after it.
+func finishObject(b []byte, i int) (int, error) {
+	for {
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return 0, errors.New("unexpected end of line")
+		}
+		if b[i] == '}' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return 0, errors.New("expected ',' or '}'")
+		}
+		i = skipWS(b, i+1)
+		if i >= len(b) || b[i] != '"' {
+			return 0, errors.New("expected a field name")
+		}
+		end, _, err := scanString(b, i)
+		if err != nil {
+			return 0, err
+		}
+		i = skipWS(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return 0, errors.New("expected ':' after a field name")
+		}
+		if i, err = skipValue(b, skipWS(b, i+1)); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // canonicalNumber renders a JSON number as keys are compared: integers as their digits,

@@ -108,6 +108,7 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 	}
 	w := parquet.NewWriter(out.sink.w, append([]parquet.WriterOption{f.Schema()}, opts...)...)
 	rows := make([]parquet.Row, 256)
+	kept := make([]parquet.Row, 0, len(rows)) // not rows[:0]: ReadRows reuses each row's buffer
 	for g, rg := range groups {
 		if len(matched[g]) == 0 {
 			if _, err := w.WriteRowGroup(rg); err != nil {
@@ -120,7 +121,7 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 		row := int64(0)
 		for {
 			n, err := rr.ReadRows(rows)
-			kept := rows[:0]
+			kept = kept[:0]
 			for _, rw := range rows[:n] {
 				if len(drop) > 0 && drop[0] == row {
 					drop = drop[1:]

@@ -171,7 +171,7 @@ func (c *Connector) process(ctx context.Context, rel string, ks *keySet, md mode
 		}
 		return st, erasure.Permanent(fmt.Errorf("files: %s: %w", name, err))
 	}
-	if out != nil && out.sink.f != nil {
+	if out != nil && out.sink != nil && out.sink.f != nil {
 		if err := out.sink.close(); err != nil {
 			return st, classifyIO(fmt.Errorf("files: writing %s: %w", out.sink.path, err))
 		}
