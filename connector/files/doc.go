@@ -3,11 +3,11 @@
 //
 // # Registry
 //
-//	- name: warehouse.events
-//	  connector: files                      # method offline
-//	  files: { path: /data/events, format: jsonl, compression: auto, pattern: "*.jsonl.gz",
-//	           key: { field: user.id, identifier: user_id }, index: true, workers: 0,
-//	           state_dir: "" }
+//   - name: warehouse.events
+//     connector: files                      # method offline
+//     files: { path: /data/events, format: jsonl, compression: auto, pattern: "*.jsonl.gz",
+//     key: { field: user.id, identifier: user_id }, index: true, workers: 0,
+//     state_dir: "" }
 //
 // key.field is a dotted path into nested JSON objects, a CSV header name, or a dotted Parquet
 // column path (through optional and nested groups; repeated columns cannot be keys). Keys are
