@@ -77,7 +77,15 @@ func (s *NATSSink) Send(ctx context.Context, b *Batch) error {
 	}
 	// Bound what sits unacknowledged in the client buffer: a flush per batch means a
 	// checkpoint never runs ahead of what the server received.
-	return s.nc.FlushWithContext(ctx)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		return erasure.Transient(err, 0)
+	}
+	return nil
 }
 
 // Close flushes and closes the connection.
