@@ -2,6 +2,7 @@ package sqlconn
 
 import (
 	"context"
+	"math"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -202,8 +203,7 @@ func (c *Conn) fold(name string) string {
 //   - PostgreSQL text cannot hold NUL bytes or invalid UTF-8;
 //   - integer columns (PostgreSQL, MySQL) hold only integers in range, uuid columns only UUIDs,
 //     numeric columns only numbers; MySQL character columns only valid UTF-8.
-//
-// SQLite compares by type affinity and needs no conversion.
+//   - SQLite columns of numeric affinity only numbers (see below).
 func (c *Conn) value(col, v string) (any, bool) {
 	typ := c.cols[c.fold(col)]
 	switch c.d.name {
@@ -248,7 +248,35 @@ func (c *Conn) value(col, v string) (any, bool) {
 		}
 		return v, utf8.ValidString(v)
 	}
+	// SQLite converts a value compared with a column of INTEGER, REAL or NUMERIC affinity
+	// when it looks like a number, reading text only up to a NUL byte and past blanks
+	// ("42\x00" and " 42" would match 42): such columns get numbers, and other values match
+	// nothing.
+	switch affinity(typ) {
+	case "integer", "real", "numeric":
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n, true
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+	}
 	return v, true
+}
+
+// affinity returns the SQLite type affinity of a declared column type.
+func affinity(typ string) string {
+	t := strings.ToUpper(typ)
+	switch {
+	case strings.Contains(t, "INT"):
+		return "integer"
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+		return "text"
+	case t == "", strings.Contains(t, "BLOB"):
+		return "blob"
+	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+		return "real"
+	}
+	return "numeric"
 }
 
 func validUUID(v string) bool {

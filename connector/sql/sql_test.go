@@ -1,0 +1,273 @@
+package sqlconn_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+
+	"erasure"
+	sqlconn "erasure/connector/sql"
+	"erasure/connector/sql/sqltest"
+	"erasure/internal/testenv"
+	"erasure/registry"
+)
+
+func TestConformance_PostgreSQL(t *testing.T) {
+	base := testenv.Address(t, "ERASURE_TEST_POSTGRES")
+	sqltest.Run(t, sqltest.Target{
+		Driver: "postgres",
+		Text:   "TEXT",
+		Sweeps: true,
+		Open: func(t *testing.T) string {
+			t.Helper()
+			db, err := sql.Open("pgx", base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			schema := testenv.Name("sqlconn")
+			if _, err := db.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
+				testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
+			}
+			t.Cleanup(func() {
+				db, err := sql.Open("pgx", base)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer db.Close()
+				if _, err := db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+					t.Errorf("drop schema %s: %v", schema, err)
+				}
+			})
+			u, err := url.Parse(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("search_path", schema)
+			u.RawQuery = q.Encode()
+			return u.String()
+		},
+		Schema: func(dsn string) string {
+			u, _ := url.Parse(dsn)
+			return u.Query().Get("search_path")
+		},
+	})
+}
+
+func TestConformance_MySQL(t *testing.T) {
+	base := testenv.Address(t, "ERASURE_TEST_MYSQL")
+	sqltest.Run(t, sqltest.Target{
+		Driver: "mysql",
+		Text:   "VARCHAR(255)",
+		Sweeps: true,
+		Open: func(t *testing.T) string {
+			t.Helper()
+			db, err := sql.Open("mysql", base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			name := testenv.Name("sqlconn")
+			if _, err := db.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+				testenv.Unavailable(t, "ERASURE_TEST_MYSQL", err)
+			}
+			t.Cleanup(func() {
+				db, err := sql.Open("mysql", base)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer db.Close()
+				if _, err := db.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
+					t.Errorf("drop database %s: %v", name, err)
+				}
+			})
+			cfg, err := mysql.ParseDSN(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DBName = name
+			return cfg.FormatDSN()
+		},
+		Schema: func(dsn string) string {
+			cfg, _ := mysql.ParseDSN(dsn)
+			return cfg.DBName
+		},
+	})
+}
+
+func TestConformance_SQLite(t *testing.T) {
+	sqltest.Run(t, sqltest.Target{
+		Driver: "sqlite",
+		Text:   "TEXT",
+		Sweeps: true,
+		Open: func(t *testing.T) string {
+			return "file:" + filepath.Join(t.TempDir(), "test.db") + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+		},
+	})
+}
+
+func TestBuild_Errors(t *testing.T) {
+	cases := []struct {
+		name  string
+		block string // the sql block, from line 8 of the file
+		want  []string
+	}{
+		{"InjectionInTableName", `
+      driver: postgres
+      dsn: postgres://x
+      table: "users; DROP"
+      key: { column: id, identifier: user_id }`,
+			[]string{`test.yaml:10: dataset app.users: sql: table "users; DROP" is not a valid name`}},
+		{"InjectionInColumnName", `
+      driver: postgres
+      dsn: postgres://x
+      table: users
+      key: { column: "id\" OR 1=1 --", identifier: user_id }`,
+			[]string{`test.yaml:11: dataset app.users: sql: key column "id\" OR 1=1 --" is not a valid name`}},
+		{"UnknownKey", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      primary: id
+      key: { column: id, identifier: user_id }`,
+			[]string{`test.yaml:11: dataset app.users: sql: unknown key "primary"`}},
+		{"BadAction", `
+      driver: mysql
+      dsn: root@tcp(127.0.0.1:3306)/test
+      table: users
+      key: { column: id, identifier: user_id }
+      action: truncate`,
+			[]string{`test.yaml:12: dataset app.users: sql: action "truncate" is not known (delete or redact)`}},
+		{"UndeclaredIdentifier", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: phone }`,
+			[]string{`test.yaml:11: dataset app.users: sql: key identifier "phone" is not declared`}},
+		{"RedactWithoutColumns", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: user_id }
+      action: redact`,
+			[]string{`test.yaml:12: dataset app.users: sql: action redact needs columns`}},
+		{"WhereWithTwoOperators", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: user_id }
+      where:
+        - { column: status, equals: a, is_null: true }`,
+			[]string{`test.yaml:13: dataset app.users: sql: where: set exactly one of equals, in, is_null`}},
+		{"KeyAndKeys", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: user_id }
+      keys: [ { column: id, identifier: user_id } ]`,
+			[]string{`test.yaml:12: dataset app.users: sql: set key or keys, not both`}},
+		{"NoKey", `
+      driver: sqlite
+      dsn: x.db
+      table: users`,
+			[]string{`test.yaml:8: dataset app.users: sql: key is required`}},
+		{"UnknownDriverAndBadBatch", `
+      driver: oracle
+      dsn: x
+      table: users
+      key: { column: id, identifier: user_id }
+      batch: -1`,
+			[]string{`test.yaml:8: dataset app.users: sql: driver "oracle" is not known`, `test.yaml:12: dataset app.users: sql: batch must be between 1 and`}},
+		{"BadMySQLDSNIsNotEchoed", `
+      driver: mysql
+      dsn: "secret-password@nowhere"
+      table: users
+      key: { column: id, identifier: user_id }`,
+			[]string{`test.yaml:9: dataset app.users: sql: dsn is not a valid MySQL DSN`}},
+		{"ColumnsWithDelete", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: user_id }
+      columns: [email]`,
+			[]string{`test.yaml:12: dataset app.users: sql: columns and set apply to action redact only`}},
+		{"ColumnInColumnsAndSet", `
+      driver: sqlite
+      dsn: x.db
+      table: users
+      key: { column: id, identifier: user_id }
+      action: redact
+      columns: [email]
+      set: { email: x }`,
+			[]string{`test.yaml:14: dataset app.users: sql: column email is both in columns (NULL) and set`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := "version: 1\nidentifiers: [user_id, email]\ndatasets:\n  - name: app.users\n    owner: app\n    connector: sql\n    sql:" + c.block + "\n"
+			_, err := registry.Parse("test.yaml", []byte(src), func(string) (string, bool) { return "", false })
+			if err == nil {
+				t.Fatal("Parse succeeded, want errors")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("errors:\n%v\ndo not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "secret-password") {
+				t.Errorf("errors echo the DSN: %v", err)
+			}
+		})
+	}
+}
+
+func TestBuild_ProvidesColumnMustBeAName(t *testing.T) {
+	src := `version: 1
+identifiers: [user_id, email]
+datasets:
+  - name: app.users
+    owner: app
+    connector: sql
+    sql: { driver: sqlite, dsn: x.db, table: users, key: { column: id, identifier: user_id } }
+    provides: [ { identifier: email, column: "email FROM users; --" } ]
+`
+	_, err := registry.Parse("test.yaml", []byte(src), nil)
+	if err == nil || !strings.Contains(err.Error(), `column "email FROM users; --" is not a valid name`) {
+		t.Errorf("Parse = %v, want an error about the provides column", err)
+	}
+}
+
+func TestErase_UnreachableServerIsTransient(t *testing.T) {
+	for _, c := range []struct{ driver, dsn string }{
+		{"postgres", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"},
+		{"mysql", "root@tcp(127.0.0.1:1)/test?timeout=2s"},
+	} {
+		t.Run(c.driver, func(t *testing.T) {
+			ds := &erasure.Dataset{Name: "app.users"}
+			conn, err := sqlconn.New(ds, sqlconn.Config{Driver: c.driver, DSN: c.dsn, Table: "users", Key: &sqlconn.Key{Column: "id", Identifier: "user_id"}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_, err = conn.Erase(t.Context(), erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}))
+			if err == nil || erasure.IsPermanent(err) {
+				t.Errorf("Erase against a closed port = %v, want a transient error", err)
+			}
+		})
+	}
+}
+
+func TestNew_Validates(t *testing.T) {
+	ds := &erasure.Dataset{Name: "app.users"}
+	_, err := sqlconn.New(ds, sqlconn.Config{Driver: "sqlite", DSN: "x.db", Table: "users; DROP TABLE x", Key: &sqlconn.Key{Column: "id", Identifier: "user_id"}}, nil)
+	if erasure.ErrorCode(err) != erasure.EINVALID {
+		t.Errorf("New with an injected table name = %v, want EINVALID", err)
+	}
+}
