@@ -40,6 +40,7 @@ type skipIndex struct {
 	size, mtime int64
 	sample      uint32
 	hashes      []uint64
+	bytes       int64 // size of the sidecar read
 }
 
 // mayHold reports whether any of the sorted query hashes is in the index.
@@ -65,6 +66,21 @@ func (c *Connector) indexPath(rel string) string {
 // readIndex returns partition rel's sidecar when it exists, is whole and still describes the
 // partition.
 func (c *Connector) readIndex(rel string) (*skipIndex, bool) {
+	ix, _, ok := c.readIndexN(rel)
+	return ix, ok
+}
+
+// readIndexN is readIndex that also returns the bytes read.
+func (c *Connector) readIndexN(rel string) (*skipIndex, int64, bool) {
+	ix, ok := c.loadIndex(rel)
+	n := int64(0)
+	if ix != nil {
+		n = ix.bytes
+	}
+	return ix, n, ok
+}
+
+func (c *Connector) loadIndex(rel string) (*skipIndex, bool) {
 	b, err := os.ReadFile(c.indexPath(rel))
 	if err != nil {
 		return nil, false
@@ -72,15 +88,16 @@ func (c *Connector) readIndex(rel string) (*skipIndex, bool) {
 	c.indexRead.Add(int64(len(b)))
 	ix, err := decodeIndex(b)
 	if err != nil {
-		return nil, false
+		return &skipIndex{bytes: int64(len(b))}, false
 	}
+	ix.bytes = int64(len(b))
 	st, err := os.Stat(c.abs(rel))
 	if err != nil || st.Size() != ix.size || st.ModTime().UnixNano() != ix.mtime {
-		return nil, false
+		return ix, false
 	}
 	sample, err := sampleSum(c.abs(rel), st.Size())
 	if err != nil || sample != ix.sample {
-		return nil, false
+		return ix, false
 	}
 	return ix, true
 }

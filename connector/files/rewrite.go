@@ -60,7 +60,9 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 	m := marker{Path: p.Path, State: stateClean, Size: st.Size(), ModNs: st.ModTime().UnixNano()}
 	indexed := false
 	if c.cfg.Index {
-		if ix, ok := c.readIndex(p.Path); ok {
+		ix, n, ok := c.readIndexN(p.Path)
+		tr.index(n)
+		if ok {
 			indexed = true
 			if !ix.mayHold(plan.keys.hashes) {
 				m.Skipped = true
