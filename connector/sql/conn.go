@@ -2,11 +2,11 @@ package sqlconn
 
 import (
 	"context"
-	"math"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
