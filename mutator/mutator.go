@@ -221,10 +221,14 @@ func Run(ctx context.Context, js jetstream.JetStream, dataset string, h Handler,
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	stopped := make(chan struct{})
+	connClosed := js.Conn().StatusChanged(nats.CLOSED)
+	defer js.Conn().RemoveStatusListener(connClosed)
 	go func() {
 		select {
 		case <-ctx.Done():
 			iter.Drain()
+		case <-connClosed:
+			iter.Stop()
 		case <-stopped:
 		}
 	}()
@@ -237,6 +241,9 @@ func Run(ctx context.Context, js jetstream.JetStream, dataset string, h Handler,
 		if err != nil {
 			<-slots
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				if ctx.Err() == nil {
+					runErr = errors.New("mutator: stopped reading commands: the NATS connection is closed")
+				}
 				break
 			}
 			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
@@ -321,7 +328,10 @@ func (r *runner) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.NakWithDelay(delay)
 		return
 	}
-	if err := m.Ack(); err != nil {
+	// A confirmed ack: once Run returns, JetStream holds nothing of this command as pending.
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m.DoubleAck(actx); err != nil {
 		// The acknowledgement reached erasure; a redelivery will only repeat it.
 		log.Warn("acknowledging the command to JetStream", "err", err)
 	}

@@ -90,8 +90,8 @@ func publish(t *testing.T, env *natstest.Env, subject, data string) {
 }
 
 func TestConn_ListenAcks(t *testing.T) {
-	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
-		t.Run("AppliesAValidAckWithItsDataset", func(t *testing.T) {
+	t.Run("AppliesAValidAckWithItsDataset", func(t *testing.T) {
+		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied()
 			listen(t, env, a)
 			publish(t, env, env.Conn.AckSubject("accounts.users"), `{"task_id":11,"status":"done","removed":3}`)
@@ -102,8 +102,8 @@ func TestConn_ListenAcks(t *testing.T) {
 			}
 		})
 	})
-	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
-		t.Run("MalformedAcksAreRejectedAndLoggedWithoutApply", func(t *testing.T) {
+	t.Run("MalformedAcksAreRejectedAndLoggedWithoutApply", func(t *testing.T) {
+		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied()
 			listen(t, env, a)
 			const secret = "alice@example.com"
@@ -142,8 +142,8 @@ func TestConn_ListenAcks(t *testing.T) {
 			}
 		})
 	})
-	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
-		t.Run("RejectedByApplyIsNotDeliveredAgain", func(t *testing.T) {
+	t.Run("RejectedByApplyIsNotDeliveredAgain", func(t *testing.T) {
+		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied(erasure.Errorf(erasure.ENOTFOUND, "task 5 is not a task of ds"))
 			listen(t, env, a)
 			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":5,"status":"done"}`)
@@ -158,8 +158,8 @@ func TestConn_ListenAcks(t *testing.T) {
 			}
 		})
 	})
-	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
-		t.Run("PassingApplyFailureIsDeliveredAgain", func(t *testing.T) {
+	t.Run("PassingApplyFailureIsDeliveredAgain", func(t *testing.T) {
+		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied(erasure.Errorf(erasure.EUNAVAILABLE, "store is down"))
 			listen(t, env, a)
 			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":8,"status":"failed","error":"disk full"}`)
@@ -170,8 +170,8 @@ func TestConn_ListenAcks(t *testing.T) {
 			}
 		})
 	})
-	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
-		t.Run("AcksPublishedWhileNotListeningAreAppliedLater", func(t *testing.T) {
+	t.Run("AcksPublishedWhileNotListeningAreAppliedLater", func(t *testing.T) {
+		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			if err := env.Conn.EnsureStream(context.Background(), nil); err != nil {
 				t.Fatal(err)
 			}
