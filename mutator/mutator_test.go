@@ -348,7 +348,9 @@ func TestRun(t *testing.T) {
 		for name, run := range map[string]func() error{
 			"BadDataset": func() error { return mutator.Run(context.Background(), js, "Bad Name", h) },
 			"NoHandler":  func() error { return mutator.Run(context.Background(), js, "ok", nil) },
-			"NoStream":   func() error { return mutator.Run(context.Background(), js, "ok", h, mutator.Subject(env.Subject("none"))) },
+			"NoStream": func() error {
+				return mutator.Run(context.Background(), js, "ok", h, mutator.Subject(env.Subject("none")))
+			},
 			"ZeroFlight": func() error { return mutator.Run(context.Background(), js, "ok", h, mutator.MaxInFlight(0)) },
 		} {
 			if err := run(); err == nil {
