@@ -36,9 +36,9 @@ func init() { registry.Register("nats", driver{}) }
 
 // Block is the `nats:` block of a dataset.
 type Block struct {
-	Subject     string        `yaml:"subject"`
-	AckTimeout  time.Duration `yaml:"ack_timeout"`
-	Identifiers []string      `yaml:"identifiers"`
+	Subject     string   `yaml:"subject"`
+	AckTimeout  string   `yaml:"ack_timeout"` // a registry duration: 90m, 4h, 2d
+	Identifiers []string `yaml:"identifiers"`
 }
 
 type driver struct{}
@@ -66,13 +66,18 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Errorf(node("subject"), "nats.subject %q is under %s, where acknowledgements go", blk.Subject, DefaultAckPrefix)
 		ok = false
 	}
-	switch {
-	case blk.AckTimeout < 0:
-		b.Errorf(node("ack_timeout"), "nats.ack_timeout must be positive")
-		ok = false
-	case blk.AckTimeout > 0 && blk.AckTimeout < time.Second:
-		b.Errorf(node("ack_timeout"), "nats.ack_timeout %s is shorter than a second", blk.AckTimeout)
-		ok = false
+	var ackTimeout time.Duration
+	if blk.AckTimeout != "" {
+		d, err := registry.ParseDuration(blk.AckTimeout)
+		switch {
+		case err != nil:
+			b.Errorf(node("ack_timeout"), "nats.ack_timeout: %v", err)
+			ok = false
+		case d < time.Second:
+			b.Errorf(node("ack_timeout"), "nats.ack_timeout %s is shorter than a second", d)
+			ok = false
+		}
+		ackTimeout = d
 	}
 	if len(blk.Identifiers) == 0 {
 		b.Errorf(b.Block, "nats.identifiers is required: list the identifier types the owner needs, such as [user_id]")
@@ -94,8 +99,8 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	if !ok {
 		return nil
 	}
-	if blk.AckTimeout > 0 {
-		b.Dataset.Policy.AckTimeout = blk.AckTimeout
+	if ackTimeout > 0 {
+		b.Dataset.Policy.AckTimeout = ackTimeout
 	}
 	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
 	return &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
