@@ -374,7 +374,11 @@ type Ack struct {
 // message id makes a repeated report of the same attempt a duplicate JetStream drops.
 func (r *runner) report(ctx context.Context, c Command, status string, removed int64, reason string) error {
 	if status == "failed" {
-		reason = clip(reason, 4096)
+		// erasure refuses a failed acknowledgement without a reason, or with more than 1 KiB.
+		if reason == "" {
+			reason = "the handler failed without saying why"
+		}
+		reason = clip(reason, 1024)
 	}
 	data, err := json.Marshal(Ack{TaskID: c.TaskID, Status: status, Removed: max(removed, 0), Error: reason})
 	if err != nil {

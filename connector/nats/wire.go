@@ -17,7 +17,7 @@ import (
 const MaxAckBytes = 64 << 10
 
 // MaxAckError is the longest "error" text an acknowledgement may carry, in bytes.
-const MaxAckError = 4096
+const MaxAckError = 1024
 
 // wireCommand is the JSON form of a command (docs/async.md, docs/schemas/command.schema.json).
 type wireCommand struct {
