@@ -10,8 +10,13 @@ import (
 	"erasure/registry"
 )
 
-// globChars are the characters special to Redis MATCH patterns (and "]", escaped for symmetry).
-const globChars = `*?[]\`
+// globChars are escaped in identifier values placed in a pattern: the characters special to
+// Redis MATCH, and "]" for symmetry. patternChars, in a template's literal text, make it a
+// pattern ("]" alone is literal in MATCH).
+const (
+	globChars    = `*?[]\`
+	patternChars = `*?[\`
+)
 
 // pattern is a compiled key, field or member template.
 type pattern struct {
@@ -46,7 +51,7 @@ func compilePattern(src string) (pattern, error) {
 	for i := 0; i < len(pieces); i += 2 {
 		literal.WriteString(pieces[i])
 	}
-	p.glob = strings.ContainsAny(literal.String(), globChars)
+	p.glob = strings.ContainsAny(literal.String(), patternChars)
 	if p.glob {
 		for i := 1; i < len(pieces); i += 2 {
 			before, after := pieces[i-1], pieces[i+1]
