@@ -6,7 +6,7 @@
 // (registry.Token) holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
-//	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..1000, default 100)
+//	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
 //	POST /v1/requests/{id}/retry      operate  409 when nothing failed
@@ -279,7 +279,7 @@ func intParam(q url.Values, name string, def, lo, hi int64) (int64, error) {
 // Listing limits.
 const (
 	DefaultRequestsLimit = 100
-	MaxRequestsLimit     = 1000
+	MaxRequestsLimit     = 500
 	DefaultAuditLimit    = 1000
 	MaxAuditLimit        = 10000
 )

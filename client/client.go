@@ -32,6 +32,8 @@ type Client struct {
 	token string
 	// HTTP is the client used for calls; New sets one with a 30 s timeout.
 	HTTP *http.Client
+	// AuditPageSize is how many events AuditEach asks for per call (0: DefaultAuditPageSize).
+	AuditPageSize int
 }
 
 // New returns a client of the API at baseURL (such as http://127.0.0.1:8080) authenticating
@@ -267,16 +269,19 @@ func (c *Client) Dataset(ctx context.Context, name string) (*erasure.DatasetInfo
 	return d, nil
 }
 
-// AuditPageSize is how many events AuditEach asks for per call.
-const AuditPageSize = 1000
+// DefaultAuditPageSize is how many events AuditEach asks for per call by default.
+const DefaultAuditPageSize = 1000
 
 // AuditEach calls fn with every audit event selected by f (RequestID, After; f.Limit caps
 // the total when positive), in order, fetching them page by page. It stops at fn's first error
 // and returns it. Needs the read role.
 func (c *Client) AuditEach(ctx context.Context, f erasure.AuditFilter, fn func(erasure.AuditEvent) error) error {
-	after, seen := f.After, 0
+	after, seen, size := f.After, 0, c.AuditPageSize
+	if size <= 0 {
+		size = DefaultAuditPageSize
+	}
 	for {
-		q := url.Values{"limit": {strconv.Itoa(AuditPageSize)}}
+		q := url.Values{"limit": {strconv.Itoa(size)}}
 		if f.RequestID != "" {
 			q.Set("request", f.RequestID)
 		}
