@@ -36,7 +36,7 @@ func registryYAML(block string, extra ...string) string {
 
 // build loads block as the http block of dataset "profile" and returns its connector, closed
 // when the test ends.
-func build(t *testing.T, block string, extra ...string) erasure.Connector {
+func build(t testing.TB, block string, extra ...string) erasure.Connector {
 	t.Helper()
 	cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML(block, extra...)), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -68,7 +68,7 @@ type server struct {
 	respond  func(n int, r *http.Request, w http.ResponseWriter) // n counts requests from 0
 }
 
-func newServer(t *testing.T, respond func(n int, r *http.Request, w http.ResponseWriter)) *server {
+func newServer(t testing.TB, respond func(n int, r *http.Request, w http.ResponseWriter)) *server {
 	t.Helper()
 	s := &server{respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

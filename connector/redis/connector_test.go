@@ -44,7 +44,7 @@ type conn interface {
 }
 
 // build loads blocks and returns their connectors, closed when the test ends.
-func build(t *testing.T, blocks ...string) []conn {
+func build(t testing.TB, blocks ...string) []conn {
 	t.Helper()
 	cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML(blocks...)), func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -70,7 +70,7 @@ type env struct {
 	prefix string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	u := testenv.Address(t, "ERASURE_TEST_REDIS")
 	opts, err := redis.ParseURL(u)
@@ -89,7 +89,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // drop unlinks every key of the test's prefix in rdb's database.
-func (e *env) drop(t *testing.T, rdb *redis.Client) {
+func (e *env) drop(t testing.TB, rdb *redis.Client) {
 	t.Helper()
 	ctx := context.Background()
 	iter := rdb.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
@@ -105,7 +105,7 @@ func (e *env) drop(t *testing.T, rdb *redis.Client) {
 }
 
 // count returns how many keys of the prefix exist.
-func (e *env) count(t *testing.T, rdb *redis.Client) int {
+func (e *env) count(t testing.TB, rdb *redis.Client) int {
 	t.Helper()
 	ctx := context.Background()
 	n := 0
@@ -120,7 +120,7 @@ func (e *env) count(t *testing.T, rdb *redis.Client) int {
 }
 
 // exists counts which of keys exist.
-func exists(t *testing.T, rdb *redis.Client, keys []string) int {
+func exists(t testing.TB, rdb *redis.Client, keys []string) int {
 	t.Helper()
 	ctx := context.Background()
 	total := 0
@@ -136,7 +136,7 @@ func exists(t *testing.T, rdb *redis.Client, keys []string) int {
 	return total
 }
 
-func set(t *testing.T, rdb *redis.Client, keys ...string) {
+func set(t testing.TB, rdb *redis.Client, keys ...string) {
 	t.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
