@@ -87,7 +87,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	} else if len(c.erase.vars) == 0 {
 		fail(child(en, "url"), "erase: the url or body must contain an identifier placeholder such as {user_id}, or every subject would erase the same thing")
 	}
-	b.Dataset.Keys = slices.Clone(c.erase.vars)
+	keys := slices.Clone(c.erase.vars)
 
 	if v := cfg.Verify; v != nil {
 		vn := child(b.Block, "verify")
@@ -148,9 +148,17 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 			c.provides = append(c.provides, provide{typ: p.Identifier, path: append(slices.Clone(root), segs...), src: src})
 		}
 		c.lookup = &r
+		for _, v := range r.vars {
+			if !slices.Contains(keys, v) {
+				keys = append(keys, v)
+			}
+		}
 	} else if len(provides) > 0 {
 		fail(b.Block, "the dataset provides identifiers but the http block has no lookup to read them")
 	}
+	// The pipeline runs a task when the subject has any of the keys and passes only those
+	// identifiers, to lookups as to erasures: the lookup's identifiers are keys too.
+	b.Dataset.Keys = keys
 	if bad {
 		return nil
 	}

@@ -61,7 +61,7 @@ func TestDriver_Build(t *testing.T) {
 		}
 	})
 
-	t.Run("SetsKeysToTheEraseIdentifiers", func(t *testing.T) {
+	t.Run("SetsKeysToTheIdentifiersOfEraseAndLookup", func(t *testing.T) {
 		block := "erase:\n  method: POST\n  url: \"http://svc/accounts/{account_id}/erase\"\n  body: '{{\"user\": \"{user_id}\"}}'\n" +
 			"lookup: { url: \"http://svc/users?email={email}\" }\n"
 		cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML(block, "provides: [{identifier: user_id, field: id}]")), func(string) (string, bool) { return "", false })
@@ -70,8 +70,8 @@ func TestDriver_Build(t *testing.T) {
 		}
 		d := cfg.Dataset("profile")
 		defer d.Conn.Close()
-		if !slices.Equal(d.Keys, []string{"account_id", "user_id"}) {
-			t.Errorf("Keys = %q, want [account_id user_id]", d.Keys)
+		if !slices.Equal(d.Keys, []string{"account_id", "user_id", "email"}) {
+			t.Errorf("Keys = %q, want [account_id user_id email]", d.Keys)
 		}
 		if d.Method != erasure.MethodRealtime {
 			t.Errorf("Method = %q, want realtime", d.Method)

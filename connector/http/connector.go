@@ -132,6 +132,11 @@ func (c *Connector) Close() error {
 // *TransientError carrying Retry-After; network errors and timeouts are transient; other
 // statuses (redirects included) are permanent. It stops at the first failure.
 func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, error) {
+	if missing, found := c.lookedUpNothing(s, c.erase.vars); missing != "" {
+		if !found {
+			return erasure.Outcome{Detail: "nothing to erase: the lookup found no " + missing}, nil
+		}
+	}
 	combos, err := combinations(s, c.erase.vars)
 	if err != nil {
 		return erasure.Outcome{}, err
@@ -154,10 +159,40 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	return erasure.Outcome{Removed: removed, Detail: fmt.Sprintf("%d erased, %d already gone", removed, gone)}, nil
 }
 
+// lookedUpNothing explains a subject lacking some of vars. When every missing identifier is one
+// this dataset's lookup provides, and the subject has the lookup's own identifiers, the lookup
+// (which the pipeline runs before erasing) found nothing here: found is false and the dataset
+// holds nothing of the subject. Otherwise found is true and the caller reports the missing
+// identifier as an error. missing is "" when the subject has every identifier of vars.
+func (c *Connector) lookedUpNothing(s erasure.Subject, vars []string) (missing string, found bool) {
+	var absent []string
+	for _, v := range vars {
+		if !s.Has(v) {
+			absent = append(absent, v)
+		}
+	}
+	if len(absent) == 0 {
+		return "", true
+	}
+	missing = strings.Join(absent, ", ")
+	if c.lookup == nil || !s.HasAll(c.lookup.vars) {
+		return missing, true
+	}
+	for _, v := range absent {
+		if !slices.ContainsFunc(c.provides, func(p provide) bool { return p.typ == v }) {
+			return missing, true
+		}
+	}
+	return missing, false
+}
+
 // holds sends the verify request for every combination of the subject's values: a status listed
 // in gone means absent, 2xx means the subject is still there (true at the first one). 429 and
 // 5xx are transient, anything else permanent.
 func (c *Connector) holds(ctx context.Context, s erasure.Subject) (bool, error) {
+	if missing, found := c.lookedUpNothing(s, c.verify.vars); missing != "" && !found {
+		return false, nil
+	}
 	combos, err := combinations(s, c.verify.vars)
 	if err != nil {
 		return false, err

@@ -513,6 +513,28 @@ func TestConnector_Resolve(t *testing.T) {
 		})
 	}
 
+	t.Run("EraseAfterALookupThatFoundNothingRemovesNothing", func(t *testing.T) {
+		srv := newServer(t, byEmail(`{}`, 404))
+		block := eraseBlock(srv.URL) + "verify: { url: \"" + srv.URL + "/users/{user_id}\" }\n" +
+			"lookup: { url: \"" + srv.URL + "/users?email={email}\" }\n"
+		c := build(t, block, "provides: [{identifier: user_id, field: user.id}]")
+		ids, err := c.(erasure.Resolver).Resolve(ctx, email)
+		if err != nil || len(ids) != 0 {
+			t.Fatalf("Resolve = %v, %v; want nothing", ids, err)
+		}
+		out, err := c.(erasure.Eraser).Erase(ctx, email)
+		if err != nil || out.Removed != 0 {
+			t.Errorf("Erase = %+v, %v; want nothing removed and no error", out, err)
+		}
+		holds, err := c.(erasure.Verifier).Holds(ctx, email)
+		if err != nil || holds {
+			t.Errorf("Holds = %v, %v; want false", holds, err)
+		}
+		if n := len(srv.got()); n != 1 {
+			t.Errorf("server got %d requests, want the lookup's only", n)
+		}
+	})
+
 	t.Run("ServerErrorIsTransient", func(t *testing.T) {
 		srv := newServer(t, byEmail(`{}`, 502))
 		r := resolver(t, srv, `{ url: "`+srv.URL+`/users?email={email}" }`, `[{identifier: user_id, field: user.id}]`)

@@ -42,9 +42,12 @@
 // placeholders. Headers are literal. Put secrets in headers, not in URLs: error messages name a
 // request by its URL template.
 //
-// The dataset's keys are the identifiers the erase request uses. A subject with several values
-// for them gets one request per combination of values. Values that are empty or missing give a
-// permanent error (the pipeline skips subjects without the keys before erasing).
+// The dataset's keys are the identifiers the erase and lookup requests use (the pipeline runs a
+// task when the subject has any of them, and passes only those). A subject with several values
+// gets one request per combination of values. A subject lacking an erase identifier that the
+// lookup provides, while having the lookup's own, was looked up here and not found: Erase
+// succeeds with nothing removed (without a request) and Holds is false. Any other missing or
+// empty value is a permanent error.
 //
 // # Semantics
 //
