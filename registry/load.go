@@ -118,6 +118,9 @@ type loader struct {
 	// names indexes the datasets by name (the first of each name).
 	names   map[string]*entry
 	entries []*entry
+	// lines is the number of lines of the file: errors are clamped to it, since the YAML
+	// parser places some nodes (an empty document) past the end.
+	lines int
 }
 
 func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
@@ -147,6 +150,11 @@ func (l *loader) errors() Errors {
 		if !ok { // cannot happen: every path records a *LineError
 			le = &LineError{File: l.file, Line: 1, Msg: err.Error()}
 		}
+		if le.Line > l.lines && l.lines > 0 {
+			c := *le
+			c.Line = l.lines
+			le = &c
+		}
 		if seen[*le] {
 			continue
 		}
@@ -162,17 +170,28 @@ var (
 	unknownAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
 )
 
+// parserProblems are the messages of the YAML parser, whose line numbers start at 0.
+var parserProblems = map[string]bool{
+	"did not find expected <stream-start>": true, "did not find expected <document start>": true,
+	"found undefined tag handle": true, "did not find expected node content": true,
+	"did not find expected '-' indicator": true, "did not find expected key": true,
+	"did not find expected ',' or ']'": true, "did not find expected ',' or '}'": true,
+	"found duplicate %YAML directive": true, "found incompatible YAML document": true,
+	"found duplicate %TAG directive": true,
+}
+
 // syntaxError records a YAML parser error at the line it names.
 func (l *loader) syntaxError(data []byte, err error) {
 	msg := err.Error()
-	lines := bytes.Split(data, []byte("\n"))
+	lines := splitLines(data)
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		msg = m[2]
-		// The parser (unlike the scanner) counts these lines from 0.
-		if strings.HasPrefix(msg, "did not find expected") {
+		// The YAML parser (unlike its scanner) counts lines from 0.
+		if parserProblems[msg] {
 			line++
 		}
+		line = max(1, min(line, len(lines)))
 		if line >= 1 && line <= len(lines) && bytes.Contains(lines[line-1], []byte("${")) && strings.Contains(msg, "expected ',' or") {
 			msg += ` (inside { } and [ ], write "${VAR}" in quotes)`
 		}
@@ -195,6 +214,7 @@ func (l *loader) parse(data []byte) *Config {
 		l.errorAt(1, "file is larger than %d MiB", MaxFileBytes>>20)
 		return nil
 	}
+	l.lines = len(splitLines(data))
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
@@ -215,6 +235,10 @@ func (l *loader) parse(data []byte) *Config {
 		return nil
 	}
 	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		l.errorAt(root.Line, "file is empty: it needs at least version, identifiers and datasets")
+		return nil
+	}
 	l.sanitize(root, 0)
 	l.expandEnv(root, false)
 	if root.Kind != yaml.MappingNode {
@@ -272,6 +296,35 @@ func (l *loader) sanitize(n *yaml.Node, depth int) {
 		}
 		n.Content = kept
 	}
+}
+
+// splitLines splits data at YAML line breaks: \n, \r\n, \r, and U+0085, U+2028, U+2029.
+func splitLines(data []byte) [][]byte {
+	var out [][]byte
+	start := 0
+	for i := 0; i < len(data); i++ {
+		switch {
+		case data[i] == '\n':
+			out = append(out, data[start:i])
+			start = i + 1
+		case data[i] == '\r':
+			out = append(out, data[start:i])
+			if i+1 < len(data) && data[i+1] == '\n' {
+				i++
+			}
+			start = i + 1
+		case data[i] == 0xC2 && i+1 < len(data) && data[i+1] == 0x85,
+			data[i] == 0xE2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xA8 || data[i+2] == 0xA9):
+			out = append(out, data[start:i])
+			if data[i] == 0xC2 {
+				i++
+			} else {
+				i += 2
+			}
+			start = i + 1
+		}
+	}
+	return append(out, data[start:])
 }
 
 // nullify turns n into a null scalar in place, keeping its position.
