@@ -406,6 +406,24 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 	})
 }
 
+func TestParse_Version(t *testing.T) {
+	body := strings.TrimPrefix(minimal, "version: 1\n")
+	for _, v := range []string{"1", `"1"`, "'1'", "0x1"} {
+		mustParse(t, "x.yaml", "version: "+v+"\n"+body)
+	}
+	for v, want := range map[string]string{
+		"2":   `x.yaml:1: version "2" is not supported: this erasure reads version 1`,
+		"v1":  `x.yaml:1: version "v1" is not supported: this erasure reads version 1`,
+		"":    `x.yaml:1: version "" is not supported: this erasure reads version 1`,
+		"[1]": `x.yaml:1: version must be 1`,
+	} {
+		got := parseErrors(t, "x.yaml", "version: "+v+"\n"+body)
+		if !reflect.DeepEqual(got, []string{want}) {
+			t.Errorf("version: %s: errors = %q, want %q", v, got, want)
+		}
+	}
+}
+
 func TestParse_After(t *testing.T) {
 	ds := func(name, after string) string {
 		return "  - name: " + name + "\n    owner: o\n    connector: fake\n    fake: { keys: [\"{user_id}\"] }\n    after: " + after + "\n"

@@ -68,8 +68,12 @@ func (l *loader) version(root, n *yaml.Node) {
 		l.errorf(root, "version is missing: add `version: 1` at the top")
 		return
 	}
-	if v, ok := intOf(n); !ok || v != 1 {
-		l.errorf(n, "version %s is not supported: this erasure reads version 1", truncate(n.Value, 20))
+	switch v, ok := intOf(n); {
+	case n.Kind != yaml.ScalarNode:
+		l.errorf(n, "version must be 1")
+	case l.bad(n), ok && v == 1, n.Value == "1":
+	default:
+		l.errorf(n, "version %q is not supported: this erasure reads version 1", truncate(n.Value, 20))
 	}
 }
 
