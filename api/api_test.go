@@ -594,8 +594,15 @@ func TestAPI_MountedRoutes(t *testing.T) {
 		}
 		api.WriteJSON(w, 200, map[string]string{"actor": actor, "path": r.URL.Path})
 	})
-	e := newEnv(t, func(c *api.Config) { c.Records = records })
+	ui := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("dashboard")) })
+	e := newEnv(t, func(c *api.Config) {
+		c.Records = records
+		c.Extra = map[string]http.Handler{"GET /ui/": ui}
+	})
 	srv = e.api
+	if r := e.call("GET", "/ui/", "", ""); r.status != 200 || string(r.body) != "dashboard" {
+		t.Fatalf("extra route: %d %s", r.status, r.body)
+	}
 	if r := e.call("POST", "/v1/records/sierra/archive", tokRead, "{}"); r.status != 403 {
 		t.Fatalf("read token on records: %d %s", r.status, r.body)
 	}

@@ -25,6 +25,7 @@ type Service struct {
 	byID        map[string]*erasure.Request
 	keys        map[string]idem
 	tasks       map[int64]*erasure.Task
+	taskIDs     map[string][]int64 // by request, in plan order
 	events      []erasure.AuditEvent
 	nextTask    int64
 	hasher      *audit.Hasher
@@ -53,7 +54,7 @@ func New(identifiers []string, datasets ...erasure.DatasetInfo) *Service {
 	return &Service{
 		identifiers: identifiers, datasets: datasets, hasher: h,
 		byID: map[string]*erasure.Request{}, keys: map[string]idem{}, tasks: map[int64]*erasure.Task{},
-		reads: map[string]int{},
+		taskIDs: map[string][]int64{}, reads: map[string]int{},
 	}
 }
 
@@ -121,6 +122,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 		s.nextTask++
 		t := &erasure.Task{ID: s.nextTask, RequestID: r.ID, Dataset: d.Name, Kind: erasure.TaskErase, Method: d.Method, State: erasure.TaskPending, Keys: d.Keys, CreatedAt: now, UpdatedAt: now, DueAt: now}
 		s.tasks[t.ID] = t
+		s.taskIDs[r.ID] = append(s.taskIDs[r.ID], t.ID)
 	}
 	s.requests = append(s.requests, r)
 	s.byID[r.ID] = r
@@ -135,10 +137,8 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 func (s *Service) copyOf(r *erasure.Request) *erasure.Request {
 	c := *r
 	c.Tasks = nil
-	for id := int64(1); id <= s.nextTask; id++ {
-		if t, ok := s.tasks[id]; ok && t.RequestID == r.ID {
-			c.Tasks = append(c.Tasks, *t)
-		}
+	for _, id := range s.taskIDs[r.ID] {
+		c.Tasks = append(c.Tasks, *s.tasks[id])
 	}
 	c.Status = erasure.RequestStatusOf(r.Status == erasure.RequestCancelled, c.Tasks)
 	c.Overdue = !c.Status.Ended() && s.now().After(c.Deadline)
@@ -336,9 +336,9 @@ func (s *Service) Finish(id string, state erasure.TaskState, lastError string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	for tid := int64(1); tid <= s.nextTask; tid++ {
-		t, ok := s.tasks[tid]
-		if !ok || t.RequestID != id || t.State.Final() {
+	for _, tid := range s.taskIDs[id] {
+		t := s.tasks[tid]
+		if t.State.Final() {
 			continue
 		}
 		t.State, t.Attempts, t.UpdatedAt = state, t.Attempts+1, now
