@@ -42,7 +42,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	reason := fs.String("reason", "user_request", "why the subject is erased: a short label (a-z, 0-9, _, -, spaces)")
 	deadline := fs.String("deadline", "", "when the erasure must be done: an RFC 3339 time, or a delay such as 30d or 72h (default: the registry's)")
 	key := fs.String("idempotency-key", "", "submitting again with the same key returns the same request instead of a new one")
-	wait := fs.Bool("wait", false, "wait until the request ends and print its outcome")
+	wait := fs.Bool("wait", false, "wait until the request ends and print its outcome (the token needs the read role too)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
 	pos, err := parse(fs, args)
 	if err != nil {
