@@ -63,7 +63,7 @@ func TestArchive_CrashSafe(t *testing.T) {
 	// Kill it once some batches have committed, well before the end.
 	var moves int
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if err := db.ReadSQL().QueryRow(`SELECT COUNT(*) FROM records_moves`).Scan(&moves); err != nil {
+		if err := db.R.QueryRow(`SELECT COUNT(*) FROM records_moves`).Scan(&moves); err != nil {
 			t.Fatal(err)
 		}
 		if moves >= 10 {

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"erasure/audit"
 	"erasure/records"
-	"erasure/store/sqlite"
+	"erasure/records/recordstest"
 )
 
 // clock is an injectable time source that moves only when told.
@@ -32,28 +31,14 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// openAt opens (creating if needed) the store in the SQLite database at path, with the real
-// store/sqlite audit trail.
-func openAt(t testing.TB, path string, now func() time.Time, opts records.Options) (*records.Store, *sqlite.DB) {
+// openAt opens (creating if needed) the store in the SQLite database at path.
+func openAt(t testing.TB, path string, now func() time.Time, opts records.Options) (*records.Store, *recordstest.DB) {
 	t.Helper()
-	h, err := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h, Now: now, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	opts.AppendAudit, opts.Now, opts.ReadDB = db.AppendAudit, now, db.ReadSQL()
-	s, err := records.Open(context.Background(), db.SQL(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, db
+	opts.Now = now
+	return recordstest.Open(t, path, opts)
 }
 
-func openStore(t testing.TB, c *clock) (*records.Store, *sqlite.DB) {
+func openStore(t testing.TB, c *clock) (*records.Store, *recordstest.DB) {
 	t.Helper()
 	return openAt(t, filepath.Join(t.TempDir(), "erasure.db"), c.Now, records.Options{})
 }
