@@ -35,6 +35,7 @@ const (
 //	POST   /v1/records/{source}:batch         write    {"writes":[{"id":…,"version":…,"payload":…},…]}
 //	GET    /v1/records/{source}:export        read     NDJSON of a partition's records, by id range
 //	GET    /v1/records/{source}:segments      read     record count and id boundaries for parallel export
+//	GET    /v1/records/:sources               read     {"sources":[…]}
 //	POST   /v1/records/{source}/archive       operate  {"deleted_before":"2017-01-01","dry_run":true,"force":false}
 //	POST   /v1/records/{source}/restore       operate  {"ids":[…]} or {"deleted_after":"…"}
 //	POST   /v1/records/{source}/reconcile     operate  {"present":[…],"control":[…]}
@@ -248,6 +249,16 @@ func (h *handler) postTarget(w http.ResponseWriter, r *http.Request) {
 func (h *handler) getTarget(w http.ResponseWriter, r *http.Request) {
 	target := r.PathValue("target")
 	switch {
+	case target == ":sources":
+		if _, ok := h.authorized(w, r, RoleRead); !ok {
+			return
+		}
+		srcs, err := h.s.Sources(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"sources": srcs})
 	case strings.HasSuffix(target, ":export"):
 		h.export(w, r, strings.TrimSuffix(target, ":export"))
 	case strings.HasSuffix(target, ":segments"):

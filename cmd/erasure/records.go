@@ -1,0 +1,454 @@
+package main
+
+// The record store commands: records archive | restore | reindex | reconcile | verify.
+//
+// All of them talk to the API (ERASURE_URL, ERASURE_TOKEN). Archive and restore move at most
+// recordsCallLimit records per call and call again until nothing is left, so that each call is
+// short, progress shows on stderr and an interrupted run is finished by running it again.
+// Reindex streams from the API's NDJSON export (one streaming response per id-range segment,
+// read in parallel) or, with --db, reads the SQLite database directly: the fastest path, for a
+// reindex run on the server's machine (WAL lets it read while `erasure serve` writes).
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // --db
+
+	"erasure"
+	"erasure/records"
+)
+
+func init() {
+	command("records archive", "move tombstones deleted before a date to the deleted partition: records archive --source S --deleted-before DATE [--dry-run] [--force]", runRecordsArchive)
+	command("records restore", "move records back to live: records restore --source S ID... | --ids-file F | --deleted-after DATE [--dry-run]", runRecordsRestore)
+	command("records reindex", "stream live records to a sink: records reindex [--source S] [--ids a,b|--limit N] --to stdout|file:PATH|nats:SUBJECT|http(s)://URL", runRecordsReindex)
+	command("records reconcile", "tombstone live records absent from a hard-delete source: records reconcile --source S --present FILE [--control FILE] [--dry-run] [--force]", runRecordsReconcile)
+	command("records verify", "check that live ∪ deleted matches the ledger and every move manifest: records verify [--source S]", runRecordsVerify)
+}
+
+// recordsCallLimit is how many records one archive or restore call moves.
+const recordsCallLimit = 20000
+
+// recordsProgress prints one progress line on stderr, at most once a second.
+type recordsProgress struct {
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+func (p *recordsProgress) show(force bool, format string, args ...any) {
+	if !force && time.Since(p.last) < time.Second {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+func recordsRate(done int64, since time.Time) float64 {
+	if s := time.Since(since).Seconds(); s > 0 {
+		return float64(done) / s
+	}
+	return 0
+}
+
+func recordsETA(done, total int64, rate float64) string {
+	if rate <= 0 || total <= done {
+		return "-"
+	}
+	return time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+}
+
+func recordsPath(source, what string) string { return "/v1/records/" + url.PathEscape(source) + what }
+
+func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("records archive", stderr)
+	source := fs.String("source", "", "the record source (required)")
+	before := fs.String("deleted-before", "", "move tombstones deleted before this date (2017-01-01) or RFC 3339 time (required)")
+	dry := fs.Bool("dry-run", false, "report how many records and bytes would move, by year, and move nothing")
+	force := fs.Bool("force", false, "move even when it is more than the configured share of the source's records")
+	batch := fs.Int("batch", 0, "records per transaction (default 1000)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError("archive takes no arguments, only flags")
+	}
+	if *source == "" || *before == "" {
+		return usageError("--source and --deleted-before are required")
+	}
+	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit}
+	return recordsMove(ctx, "archive", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
+		return fmt.Sprintf("archived %d tombstones of %s deleted before %s", rep.Moved, *source, *before)
+	})
+}
+
+func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("records restore", stderr)
+	source := fs.String("source", "", "the record source (required)")
+	idsFile := fs.String("ids-file", "", "a file of record ids, one per line")
+	after := fs.String("deleted-after", "", "restore every record of the source deleted at or after this date or RFC 3339 time")
+	dry := fs.Bool("dry-run", false, "report what would move, and move nothing")
+	batch := fs.Int("batch", 0, "records per transaction (default 1000)")
+	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *source == "" {
+		return usageError("--source is required")
+	}
+	if *idsFile != "" {
+		more, err := recordsReadIDs(*idsFile)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, more...)
+	}
+	if (len(ids) == 0) == (*after == "") {
+		return usageError("give record ids (arguments or --ids-file) or --deleted-after, not both")
+	}
+	if *after != "" {
+		body := records.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
+		return recordsMove(ctx, "restore", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
+			return fmt.Sprintf("restored %d records of %s deleted after %s", rep.Moved, *source, *after)
+		})
+	}
+	// Ids go in chunks, each a call of its own.
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	p := &recordsProgress{w: stderr, start: time.Now()}
+	total := &records.MoveReport{}
+	for i := 0; i < len(ids); i += recordsCallLimit {
+		chunk := ids[i:min(i+recordsCallLimit, len(ids))]
+		var rep records.MoveReport
+		if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/restore"), records.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch}, &rep); err != nil {
+			return err
+		}
+		total.Candidates += rep.Candidates
+		total.Moved += rep.Moved
+		total.Batches += rep.Batches
+		total.Bytes += rep.Bytes
+		total.AlreadyLive += rep.AlreadyLive
+		total.NotFound += rep.NotFound
+		p.show(false, "restore: %d of %d ids done", i+len(chunk), len(ids))
+	}
+	if *dry {
+		fmt.Fprintf(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen\n", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
+		return nil
+	}
+	fmt.Fprintf(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen\n", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
+	return nil
+}
+
+// recordsMove calls archive or restore until nothing is left, showing progress.
+func recordsMove(ctx context.Context, what, source string, body any, stdout, stderr io.Writer, done func(*records.MoveReport) string) error {
+	if err := records.ValidSource(source); err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	p := &recordsProgress{w: stderr, start: time.Now()}
+	total := &records.MoveReport{}
+	var first int64 = -1
+	for {
+		var rep records.MoveReport
+		if _, err := c.Do(ctx, http.MethodPost, recordsPath(source, "/"+what), body, &rep); err != nil {
+			return err
+		}
+		if rep.DryRun {
+			recordsPrintYears(stdout, &rep)
+			fmt.Fprintf(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)\n", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
+			return nil
+		}
+		if first < 0 {
+			first = rep.Candidates
+		}
+		total.Moved += rep.Moved
+		total.Batches += rep.Batches
+		total.Checksum += rep.Checksum
+		rate := recordsRate(total.Moved, p.start)
+		p.show(false, "%s: %d of %d records, %.0f/s, ETA %s", what, total.Moved, first, rate, recordsETA(total.Moved, first, rate))
+		if rep.Moved == 0 || rep.Remaining == 0 {
+			break
+		}
+	}
+	fmt.Fprintf(stdout, "%s in %d batches (%s, checksum %s)\n", done(total), total.Batches, time.Since(p.start).Round(time.Millisecond), total.Checksum)
+	return nil
+}
+
+func recordsPrintYears(w io.Writer, rep *records.MoveReport) {
+	if len(rep.ByYear) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%-6s %12s %14s\n", "year", "records", "bytes")
+	for _, y := range rep.ByYear {
+		fmt.Fprintf(w, "%-6d %12d %14d\n", y.Year, y.Records, y.Bytes)
+	}
+}
+
+// recordsReadIDs reads one id per line, skipping blank lines and # comments.
+func recordsReadIDs(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "%v", err)
+	}
+	defer f.Close()
+	var ids []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if err := records.ValidID(line); err != nil {
+			return nil, erasure.Errorf(erasure.EINVALID, "%s:%d: %s", path, n, erasure.ErrorMessage(err))
+		}
+		ids = append(ids, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "%s: %v", path, err)
+	}
+	return ids, nil
+}
+
+func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("records reconcile", stderr)
+	source := fs.String("source", "", "the record source (required)")
+	present := fs.String("present", "", "a file of every id the source holds now, one per line (required)")
+	control := fs.String("control", "", "a file of ids known to exist at the source; any missing from --present stops the reconcile")
+	dry := fs.Bool("dry-run", false, "report how many records would be tombstoned, and change nothing")
+	force := fs.Bool("force", false, "tombstone even more than the configured share of the source's live records")
+	reason := fs.String("reason", "", "the tombstones' reason (default: absent at source)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError("reconcile takes no arguments, only flags")
+	}
+	if *source == "" || *present == "" {
+		return usageError("--source and --present are required")
+	}
+	if err := records.ValidSource(*source); err != nil {
+		return err
+	}
+	body := records.ReconcileRequest{DryRun: *dry, Force: *force, Reason: *reason}
+	var err error
+	if body.Present, err = recordsReadIDs(*present); err != nil {
+		return err
+	}
+	if *control != "" {
+		if body.Control, err = recordsReadIDs(*control); err != nil {
+			return err
+		}
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	c.HTTP.Timeout = 0 // a reconcile of a large source takes a while; ctx still bounds it
+	var rep records.MoveReport
+	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/reconcile"), body, &rep); err != nil {
+		return err
+	}
+	if rep.DryRun {
+		fmt.Fprintf(stdout, "dry run: reconcile would tombstone %d of %d live records of %s (%.1f%%)\n", rep.Candidates, rep.SourceRecords, *source, 100*rep.Share)
+		return nil
+	}
+	fmt.Fprintf(stdout, "tombstoned %d of %d live records of %s absent from %s\n", rep.Moved, rep.SourceRecords, *source, *present)
+	return nil
+}
+
+func runRecordsVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("records verify", stderr)
+	source := fs.String("source", "", "verify one source (default: all)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usageError("verify takes no arguments, only flags")
+	}
+	if *source != "" {
+		if err := records.ValidSource(*source); err != nil {
+			return err
+		}
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	c.HTTP.Timeout = 0
+	var rep records.VerifyReport
+	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, ":verify"), nil, &rep); err != nil {
+		return err
+	}
+	for _, s := range rep.Sources {
+		fmt.Fprintf(stdout, "%-20s live %d (%d tombstones), deleted %d, checksum %s, ledger %d/%s, moves %d (%d intact)\n",
+			s.Source, s.Live, s.LiveTombstones, s.Deleted, s.Checksum, s.LedgerCount, s.LedgerChecksum, s.Moves, s.MovesIntact)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "problem: %s\n", p)
+	}
+	if !rep.OK {
+		return &erasure.Error{Code: erasure.EINTERNAL, Message: fmt.Sprintf("verify found %d problems in the record store", len(rep.Problems)), Details: rep.Problems}
+	}
+	fmt.Fprintf(stdout, "verified %d sources: live ∪ deleted matches every ledger and manifest\n", len(rep.Sources))
+	return nil
+}
+
+func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("records reindex", stderr)
+	source := fs.String("source", "", "reindex one source (default: all)")
+	idList := fs.String("ids", "", "comma-separated record ids (specific mode; needs --source); ids may also be arguments")
+	limit := fs.Int64("limit", 0, "stop after this many records (partial mode)")
+	to := fs.String("to", "", "the sink: stdout, file:PATH, nats:SUBJECT or an http(s):// URL that receives NDJSON batches (required)")
+	natsURL := fs.String("nats-url", recordsEnv("ERASURE_NATS_URL", "nats://127.0.0.1:4222"), "the NATS server of a nats: sink")
+	batchRecords := fs.Int("batch-records", 1000, "at most this many records per batch")
+	batchBytes := fs.Int("batch-bytes", 4<<20, "at most this many bytes per batch (a larger record travels alone)")
+	parallel := fs.Int("parallel", 4, "segments read at once")
+	checkpoint := fs.String("checkpoint", "", "a file to resume from after an interruption (kept until the reindex ends)")
+	includeDeleted := fs.Bool("include-deleted", false, "also stream the deleted partition (for the deleted-record pipeline)")
+	dbPath := fs.String("db", "", "read this SQLite database directly instead of the API (fastest; on the server's machine)")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *idList != "" {
+		ids = append(ids, strings.Split(*idList, ",")...)
+	}
+	if *to == "" {
+		return usageError("--to is required: stdout, file:PATH, nats:SUBJECT or an http(s):// URL")
+	}
+	if len(ids) > 0 && *limit > 0 {
+		return usageError("--ids and --limit do not go together")
+	}
+	sink, err := recordsSink(*to, *natsURL, stdout)
+	if err != nil {
+		return err
+	}
+	var reader records.Reader
+	if *dbPath != "" {
+		s, closeDB, err := recordsOpenDB(ctx, *dbPath)
+		if err != nil {
+			sink.Close()
+			return err
+		}
+		defer closeDB()
+		reader = s
+	} else {
+		reader = &records.RemoteReader{BaseURL: recordsEnv("ERASURE_URL", "http://127.0.0.1:8080"), Token: os.Getenv("ERASURE_TOKEN"), HTTP: &http.Client{}}
+	}
+	o := records.ReindexOptions{Source: *source, IDs: ids, Limit: *limit, IncludeDeleted: *includeDeleted,
+		BatchRecords: *batchRecords, BatchBytes: *batchBytes, Parallel: *parallel, Checkpoint: *checkpoint,
+		Warn: func(m string) { fmt.Fprintln(stderr, "warning:", m) }}
+	if !*quiet {
+		o.Progress = func(p records.Progress) {
+			if p.Done {
+				return
+			}
+			eta := "-"
+			if p.ETA > 0 {
+				eta = p.ETA.Round(time.Second).String()
+			}
+			fmt.Fprintf(stderr, "reindex: %d of %d records, %.1f MB, %.0f records/s, ETA %s\n", p.Records, p.Total, float64(p.Bytes)/1e6, p.Rate, eta)
+		}
+	}
+	rep, err := records.Reindex(ctx, reader, sink, o)
+	if cerr := sink.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		if *checkpoint != "" {
+			fmt.Fprintf(stderr, "reindex stopped; run the same command again to resume from %s\n", *checkpoint)
+		}
+		return err
+	}
+	what := "every source"
+	if *source != "" {
+		what = *source
+	}
+	resumed := ""
+	if rep.Resumed {
+		resumed = ", resumed"
+	}
+	fmt.Fprintf(stderr, "reindexed %d records of %s (%.1f MB in %d batches, %d segments%s) to %s in %s, %.0f records/s; %d ids not streamed\n",
+		rep.Records, what, float64(rep.Bytes)/1e6, rep.Batches, rep.Segments, resumed, *to, rep.Elapsed.Round(time.Millisecond), recordsRateOf(rep), rep.Missing)
+	return nil
+}
+
+func recordsRateOf(rep *records.ReindexReport) float64 {
+	if s := rep.Elapsed.Seconds(); s > 0 {
+		return float64(rep.Records) / s
+	}
+	return 0
+}
+
+func recordsEnv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// recordsSink builds the sink named by to.
+func recordsSink(to, natsURL string, stdout io.Writer) (records.Sink, error) {
+	switch {
+	case to == "stdout" || to == "-":
+		return records.NewJSONLSink(stdout, nil), nil
+	case strings.HasPrefix(to, "file:"):
+		path := strings.TrimPrefix(to, "file:")
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, erasure.Errorf(erasure.EINVALID, "%v", err)
+		}
+		return records.NewJSONLSink(f, f), nil
+	case strings.HasPrefix(to, "nats:"):
+		return records.NewNATSSink(natsURL, strings.TrimPrefix(to, "nats:"))
+	case strings.HasPrefix(to, "http://"), strings.HasPrefix(to, "https://"):
+		s, err := records.NewHTTPSink(to)
+		if err != nil {
+			return nil, err
+		}
+		if tok := os.Getenv("ERASURE_SINK_TOKEN"); tok != "" {
+			s.Header.Set("Authorization", "Bearer "+tok)
+		}
+		return s, nil
+	}
+	return nil, usageError(fmt.Sprintf("unknown sink %q: use stdout, file:PATH, nats:SUBJECT or an http(s):// URL", to))
+}
+
+// recordsOpenDB opens the record store of a SQLite database for reading: a read pool, and a
+// write handle that the store uses only for its (already applied) migrations.
+func recordsOpenDB(ctx context.Context, path string) (*records.Store, func(), error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, erasure.Errorf(erasure.EINVALID, "--db: %v", err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	db.SetMaxOpenConns(16)
+	s, err := records.Open(ctx, db, records.Options{
+		AppendAudit: func(context.Context, *sql.Tx, *erasure.AuditEvent) error {
+			return erasure.Errorf(erasure.EINVALID, "a reindex does not write")
+		},
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return s, func() { db.Close() }, nil
+}
