@@ -245,6 +245,9 @@ type NewRequest struct {
 // TaskResult is the outcome of one leased attempt, written by Store.FinishTasks.
 type TaskResult struct {
 	TaskID int64
+	// RequestID and Dataset must be the leased task's (the store does not read them back).
+	RequestID string
+	Dataset   string
 	// Owner and Attempt identify the lease; a result whose lease was lost is dropped.
 	Owner   string
 	Attempt int

@@ -165,6 +165,9 @@ func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- stru
 	batch := make([]erasure.TaskResult, 0, e.Batch)
 	for r := range results {
 		batch = append(batch[:0], r)
+		// Linger briefly so that results finishing together share one commit (and one fsync);
+		// a lone result waits at most the linger.
+		linger := time.NewTimer(2 * time.Millisecond)
 	fill:
 		for len(batch) < e.Batch {
 			select {
@@ -173,10 +176,11 @@ func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- stru
 					break fill
 				}
 				batch = append(batch, r)
-			default:
+			case <-linger.C:
 				break fill
 			}
 		}
+		linger.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var err error
 		for try := 0; try < 5; try++ {
@@ -219,7 +223,7 @@ func (e *Engine) backoff(p erasure.Policy, attempt int, retryAfter time.Duration
 func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult {
 	e.init()
 	start := e.Now()
-	r := erasure.TaskResult{TaskID: t.ID, Owner: e.Owner, Attempt: t.Attempts, StartedAt: start}
+	r := erasure.TaskResult{TaskID: t.ID, RequestID: t.RequestID, Dataset: t.Dataset, Owner: e.Owner, Attempt: t.Attempts, StartedAt: start}
 	finish := func(state erasure.TaskState, err error) erasure.TaskResult {
 		r.State, r.FinishedAt = state, e.Now()
 		if err != nil {

@@ -304,7 +304,7 @@ func TestScheduler_Retries(t *testing.T) {
 		crashed, _ := h.store.LeaseTasks(ctx, "dead-worker", 10, time.Minute)
 		c.Add(2 * time.Minute)
 		h.step(t)
-		if _, err := h.store.FinishTasks(ctx, []erasure.TaskResult{{TaskID: crashed[0].ID, Owner: "dead-worker", Attempt: 1, State: erasure.TaskDone}}); err != nil {
+		if _, err := h.store.FinishTasks(ctx, []erasure.TaskResult{{TaskID: crashed[0].ID, RequestID: crashed[0].RequestID, Dataset: crashed[0].Dataset, Owner: "dead-worker", Attempt: 1, State: erasure.TaskDone}}); err != nil {
 			t.Fatal(err)
 		}
 		evs, _ := h.svc.Audit(ctx, erasure.AuditFilter{RequestID: r.ID})

@@ -14,16 +14,16 @@ import (
 // auditWriter appends events within one transaction, keeping the chain head in memory so
 // that a batch of events reads the head once.
 type auditWriter struct {
+	db   *DB
 	tx   *sql.Tx
 	seq  int64
 	hash string
 	read bool
-	stmt *sql.Stmt
 }
 
 func (a *auditWriter) append(ctx context.Context, ev *erasure.AuditEvent) error {
 	if !a.read {
-		err := a.tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&a.seq, &a.hash)
+		err := a.db.queryRow(ctx, a.tx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&a.seq, &a.hash)
 		if errors.Is(err, sql.ErrNoRows) {
 			a.seq, a.hash = 0, audit.Genesis
 		} else if err != nil {
@@ -31,36 +31,24 @@ func (a *auditWriter) append(ctx context.Context, ev *erasure.AuditEvent) error 
 		}
 		a.read = true
 	}
-	if a.stmt == nil {
-		var err error
-		a.stmt, err = a.tx.PrepareContext(ctx, `INSERT INTO audit_events (seq, at, actor, type, request_id, task_id, dataset, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-	}
 	ev.Seq = a.seq + 1
 	ev.Time = ev.Time.Truncate(1e6).UTC()
 	audit.Seal(a.hash, ev)
-	if _, err := a.stmt.ExecContext(ctx, ev.Seq, ms(ev.Time), ev.Actor, ev.Type, ev.RequestID, ev.TaskID, ev.Dataset, string(ev.Data), ev.PrevHash, ev.Hash); err != nil {
+	if _, err := a.db.exec(ctx, a.tx, `INSERT INTO audit_events (seq, at, actor, type, request_id, task_id, dataset, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Seq, ms(ev.Time), ev.Actor, ev.Type, ev.RequestID, ev.TaskID, ev.Dataset, string(ev.Data), ev.PrevHash, ev.Hash); err != nil {
 		return err
 	}
 	a.seq, a.hash = ev.Seq, ev.Hash
 	return nil
 }
 
-func (a *auditWriter) close() {
-	if a.stmt != nil {
-		a.stmt.Close()
-	}
-}
+// auditWriter returns an audit writer for tx.
+func (db *DB) auditWriter(tx *sql.Tx) *auditWriter { return &auditWriter{db: db, tx: tx} }
 
 // AppendAudit appends ev to the audit trail inside tx (a transaction of SQL()), setting its
 // Seq, PrevHash and Hash. ev.Time must be set. It is how other packages sharing the database
 // (the record store) audit their changes in the same transaction as the changes.
 func (db *DB) AppendAudit(ctx context.Context, tx *sql.Tx, ev *erasure.AuditEvent) error {
-	a := &auditWriter{tx: tx}
-	defer a.close()
-	return a.append(ctx, ev)
+	return db.auditWriter(tx).append(ctx, ev)
 }
 
 // Audit returns audit events in sequence order.

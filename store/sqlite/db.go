@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -38,6 +39,11 @@ type DB struct {
 	hasher *audit.Hasher
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+
+	stmts   sync.Map // query → *sql.Stmt prepared on w
+	seen    sync.Map // queries used in a transaction, not yet prepared for good
+	creates chan *createOp
+	done    chan struct{}
 }
 
 var _ erasure.Store = (*DB)(nil)
@@ -61,17 +67,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	sync := strings.ToUpper(opts.Synchronous)
-	if sync == "" {
-		sync = "FULL"
-	} else if sync != "FULL" && sync != "NORMAL" {
+	syncMode := strings.ToUpper(opts.Synchronous)
+	if syncMode == "" {
+		syncMode = "FULL"
+	} else if syncMode != "FULL" && syncMode != "NORMAL" {
 		return nil, fmt.Errorf("sqlite: synchronous must be FULL or NORMAL")
 	}
 	dsn := func(extra string) string {
 		q := url.Values{}
 		q.Add("_pragma", "busy_timeout(10000)")
 		q.Add("_pragma", "journal_mode(WAL)")
-		q.Add("_pragma", "synchronous("+sync+")")
+		q.Add("_pragma", "synchronous("+syncMode+")")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_time_format", "sqlite")
 		return "file:" + path + "?" + q.Encode() + extra
@@ -88,16 +94,21 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{w: w, r: r, path: path, hasher: opts.Hasher, Now: opts.Now}
+	db := &DB{w: w, r: r, path: path, hasher: opts.Hasher, Now: opts.Now, creates: make(chan *createOp, 256), done: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
-		db.Close()
+		w.Close()
+		r.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
+	go db.groupCommit()
 	return db, nil
 }
 
 // Close closes the database.
 func (db *DB) Close() error {
+	close(db.creates)
+	<-db.done
+	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	err := db.w.Close()
 	if err2 := db.r.Close(); err == nil {
 		err = err2
@@ -159,6 +170,61 @@ func (db *DB) migrateOne(ctx context.Context, name string) error {
 	return tx.Commit()
 }
 
+// stmt returns query prepared on the write connection, bound to tx. Parsing a statement costs
+// more than running it, so statements are prepared once and kept: the write pool has a single
+// connection, which tx holds now, so a statement seen for the first time is prepared inside tx
+// and remembered; it is prepared for good once the connection is free again (prepareSeen).
+func (db *DB) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts.Load(query); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	db.seen.Store(query, true)
+	return tx.PrepareContext(ctx, query)
+}
+
+// prepareSeen prepares the statements first seen in a transaction; called when none is open.
+func (db *DB) prepareSeen(ctx context.Context) {
+	db.seen.Range(func(k, _ any) bool {
+		q := k.(string)
+		db.seen.Delete(q)
+		if _, ok := db.stmts.Load(q); ok {
+			return true
+		}
+		if st, err := db.w.PrepareContext(ctx, q); err == nil {
+			db.stmts.Store(q, st)
+		}
+		return true
+	})
+}
+
+// exec runs a cached statement in tx.
+func (db *DB) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := db.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// query runs a cached statement in tx.
+func (db *DB) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	st, err := db.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// queryRow runs a cached statement in tx.
+func (db *DB) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	st, err := db.stmt(ctx, tx, query)
+	if err != nil {
+		// Surface the error through Scan, like database/sql does.
+		return tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // inTx runs fn in a write transaction, committing when it returns nil.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
@@ -172,6 +238,7 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return unavailable(err)
 	}
+	db.prepareSeen(ctx)
 	return nil
 }
 

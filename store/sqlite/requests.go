@@ -11,82 +11,153 @@ import (
 	"erasure"
 )
 
-// CreateRequest implements erasure.Store.
-func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasure.Request, bool, error) {
-	var id string
-	created := false
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if nr.IdempotencyKey != "" {
-			var fp string
-			err := tx.QueryRowContext(ctx, `SELECT id, fingerprint FROM requests WHERE idempotency_key = ?`, nr.IdempotencyKey).Scan(&id, &fp)
-			if err == nil {
-				if fp != nr.Fingerprint {
-					return erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", id)
-				}
-				return nil
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		id, created = nr.ID, true
-		return db.insertRequest(ctx, tx, nr)
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	r, err := db.request(ctx, db.w, id)
-	return r, created, err
+// createOp is one CreateRequest waiting for the group commit.
+type createOp struct {
+	ctx     context.Context
+	nr      erasure.NewRequest
+	req     *erasure.Request
+	created bool
+	err     error
+	done    chan struct{}
 }
 
-func (db *DB) insertRequest(ctx context.Context, tx *sql.Tx, nr erasure.NewRequest) error {
-	now := db.Now()
+// CreateRequest implements erasure.Store. Concurrent calls are committed together (group
+// commit): one transaction, one fsync, a savepoint per request so that one failing request
+// does not undo the others. Each call still returns only once its request is durable.
+func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasure.Request, bool, error) {
+	op := &createOp{ctx: ctx, nr: nr, done: make(chan struct{})}
+	select {
+	case db.creates <- op:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	<-op.done
+	if op.err != nil {
+		return nil, false, op.err
+	}
+	if !op.created {
+		r, err := db.request(ctx, db.r, op.req.ID)
+		return r, false, err
+	}
+	return op.req, true, nil
+}
+
+// groupCommit runs the waiting CreateRequest calls in batches until Close.
+func (db *DB) groupCommit() {
+	defer close(db.done)
+	for op := range db.creates {
+		batch := []*createOp{op}
+	more:
+		for len(batch) < 128 {
+			select {
+			case op, ok := <-db.creates:
+				if !ok {
+					break more
+				}
+				batch = append(batch, op)
+			default:
+				break more
+			}
+		}
+		err := db.inTx(context.Background(), func(tx *sql.Tx) error {
+			for i, op := range batch {
+				sp := fmt.Sprintf("create%d", i)
+				if _, err := tx.ExecContext(op.ctx, `SAVEPOINT `+sp); err != nil {
+					return err
+				}
+				op.req, op.created, op.err = db.createOne(op.ctx, tx, op.nr)
+				if op.err != nil {
+					if _, err := tx.ExecContext(context.Background(), `ROLLBACK TO `+sp); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.ExecContext(context.Background(), `RELEASE `+sp); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, op := range batch {
+			if err != nil && op.err == nil {
+				op.err = err
+			}
+			close(op.done)
+		}
+	}
+}
+
+// createOne stores one request inside the group's transaction.
+func (db *DB) createOne(ctx context.Context, tx *sql.Tx, nr erasure.NewRequest) (*erasure.Request, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if nr.IdempotencyKey != "" {
+		var id, fp string
+		err := db.queryRow(ctx, tx, `SELECT id, fingerprint FROM requests WHERE idempotency_key = ?`, nr.IdempotencyKey).Scan(&id, &fp)
+		if err == nil {
+			if fp != nr.Fingerprint {
+				return nil, false, erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", id)
+			}
+			return &erasure.Request{ID: id}, false, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, err
+		}
+	}
+	r, err := db.insertRequest(ctx, tx, nr)
+	return r, err == nil, err
+}
+
+// insertRequest stores a new request and returns it as stored.
+func (db *DB) insertRequest(ctx context.Context, tx *sql.Tx, nr erasure.NewRequest) (*erasure.Request, error) {
+	now := db.Now().Truncate(time.Millisecond).UTC()
 	var key any
 	if nr.IdempotencyKey != "" {
 		key = nr.IdempotencyKey
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := db.exec(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now)); err != nil {
-		return err
+		return nil, err
 	}
 	hashes, err := db.insertIdentifiers(ctx, tx, nr.ID, nr.Subject, "submitted", now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Tasks are inserted blocked (erase) or pending (lookup), then the runnable ones promoted.
-	tasks := make([]erasure.Task, len(nr.Tasks))
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
+	r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: nr.Subject, SubjectHashes: hashes,
+		Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline)}
 	type planned struct {
 		Dataset string           `json:"dataset"`
 		Kind    erasure.TaskKind `json:"kind"`
 		Method  erasure.Method   `json:"method"`
 	}
 	plan := make([]planned, len(nr.Tasks))
+	r.Tasks = make([]erasure.Task, len(nr.Tasks))
 	for i, ts := range nr.Tasks {
 		state := erasure.TaskBlocked
 		if ts.Kind == erasure.TaskLookup {
 			state = erasure.TaskPending
 		}
-		res, err := ins.ExecContext(ctx, nr.ID, ts.Dataset, ts.Kind, ts.Method, state, strings.Join(ts.Keys, ","), strings.Join(ts.After, ","), ms(now), ms(now), ms(now))
-		if err != nil {
-			return err
-		}
-		tid, _ := res.LastInsertId()
-		tasks[i] = erasure.Task{ID: tid, Dataset: ts.Dataset, Kind: ts.Kind, State: state, After: ts.After}
+		r.Tasks[i] = erasure.Task{ID: int64(i), RequestID: nr.ID, Dataset: ts.Dataset, Kind: ts.Kind, Method: ts.Method, State: state, Keys: ts.Keys, After: ts.After, DueAt: now, CreatedAt: now, UpdatedAt: now}
 		plan[i] = planned{ts.Dataset, ts.Kind, ts.Method}
 	}
-	if err := promote(ctx, tx, tasks, now); err != nil {
-		return err
+	// Tasks runnable from the start are inserted pending (Runnable works on the plan's indexes).
+	for _, i := range erasure.Runnable(r.Tasks) {
+		r.Tasks[i].State = erasure.TaskPending
 	}
-	a := &auditWriter{tx: tx}
-	defer a.close()
-	return a.append(ctx, &erasure.AuditEvent{
+	for i := range r.Tasks {
+		t := &r.Tasks[i]
+		res, err := db.exec(ctx, tx, `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			nr.ID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(now), ms(now), ms(now))
+		if err != nil {
+			return nil, err
+		}
+		t.ID, _ = res.LastInsertId()
+	}
+	err = db.auditWriter(tx).append(ctx, &erasure.AuditEvent{
 		Time: now, Actor: nr.SubmittedBy, Type: erasure.EventRequestSubmitted, RequestID: nr.ID,
 		Data: eventData(map[string]any{"reason": nr.Reason, "deadline": nr.Deadline.UTC(), "subject": hashes, "tasks": plan}),
 	})
+	return r, err
 }
 
 // insertIdentifiers stores the identifiers not yet known for the request and returns the keyed
@@ -95,7 +166,7 @@ func (db *DB) insertIdentifiers(ctx context.Context, tx *sql.Tx, requestID strin
 	var out []string
 	for _, id := range ids {
 		h := db.hasher.Identifier(id)
-		res, err := tx.ExecContext(ctx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		res, err := db.exec(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			requestID, id.Type, id.Value, h, foundBy, ms(now))
 		if err != nil {
 			return nil, err
@@ -166,19 +237,28 @@ func (db *DB) request(ctx context.Context, q querier, id string) (*erasure.Reque
 
 const taskColumns = `id, request_id, dataset, kind, method, state, keys, after, attempts, last_error, removed, note, verified_at, due_at, lease_owner, sweep_id, created_at, updated_at, finished_at`
 
-func scanTask(sc interface{ Scan(...any) error }) (erasure.Task, error) {
-	var t erasure.Task
+// scanTask scans taskColumns, then any extra destinations, into t.
+func scanTask(sc interface{ Scan(...any) error }, t *erasure.Task, extra ...any) error {
 	var keys, after string
 	var verified, finished sql.NullInt64
 	var due, created, updated int64
-	err := sc.Scan(&t.ID, &t.RequestID, &t.Dataset, &t.Kind, &t.Method, &t.State, &keys, &after, &t.Attempts, &t.LastError, &t.Removed, &t.Note, &verified, &due, &t.LeaseOwner, &t.SweepID, &created, &updated, &finished)
-	if err != nil {
-		return t, err
+	dest := append([]any{&t.ID, &t.RequestID, &t.Dataset, &t.Kind, &t.Method, &t.State, &keys, &after, &t.Attempts, &t.LastError, &t.Removed, &t.Note, &verified, &due, &t.LeaseOwner, &t.SweepID, &created, &updated, &finished}, extra...)
+	if err := sc.Scan(dest...); err != nil {
+		return err
 	}
 	t.Keys, t.After = splitList(keys), splitList(after)
 	t.VerifiedAt, t.FinishedAt = fromNullMS(verified), fromNullMS(finished)
 	t.DueAt, t.CreatedAt, t.UpdatedAt = fromMS(due), fromMS(created), fromMS(updated)
-	return t, nil
+	return nil
+}
+
+// tasksTx returns the tasks of a request inside tx.
+func (db *DB) tasksTx(ctx context.Context, tx *sql.Tx, requestID string) ([]erasure.Task, error) {
+	rows, err := db.query(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE request_id = ? ORDER BY id`, requestID)
+	if err != nil {
+		return nil, err
+	}
+	return collectTasks(rows)
 }
 
 func tasksOf(ctx context.Context, q querier, requestID string) ([]erasure.Task, error) {
@@ -186,11 +266,15 @@ func tasksOf(ctx context.Context, q querier, requestID string) ([]erasure.Task, 
 	if err != nil {
 		return nil, err
 	}
+	return collectTasks(rows)
+}
+
+func collectTasks(rows *sql.Rows) ([]erasure.Task, error) {
 	defer rows.Close()
 	var out []erasure.Task
 	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
+		var t erasure.Task
+		if err := scanTask(rows, &t); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
@@ -258,8 +342,7 @@ func (db *DB) CancelRequest(ctx context.Context, id, actor string) (*erasure.Req
 			return erasure.Errorf(erasure.ECONFLICT, "request %s is already %s", id, r.Status)
 		}
 		now := db.Now()
-		a := &auditWriter{tx: tx}
-		defer a.close()
+		a := db.auditWriter(tx)
 		for _, t := range r.Tasks {
 			if t.State.Final() {
 				continue
@@ -303,8 +386,7 @@ func (db *DB) RetryRequest(ctx context.Context, id, actor string) (*erasure.Requ
 		if n == 0 {
 			return erasure.Errorf(erasure.ECONFLICT, "request %s has no failed task to retry", id)
 		}
-		a := &auditWriter{tx: tx}
-		defer a.close()
+		a := db.auditWriter(tx)
 		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventRequestRetried, RequestID: id, Data: eventData(map[string]any{"tasks": n})}); err != nil {
 			return err
 		}

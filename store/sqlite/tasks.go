@@ -10,47 +10,41 @@ import (
 	"erasure"
 )
 
-// LeaseTasks implements erasure.Store. Within one IMMEDIATE transaction it picks the due tasks
-// (oldest due first) and marks them running under owner; the PostgreSQL equivalent is
-// SELECT ... FOR UPDATE SKIP LOCKED followed by the same UPDATE.
+// LeaseTasks implements erasure.Store. One statement picks the due tasks (oldest due first)
+// and marks them running under owner, remembering the state each was leased from; the
+// PostgreSQL equivalent selects them with FOR UPDATE SKIP LOCKED.
 func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Duration) ([]erasure.Task, error) {
 	var out []erasure.Task
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		now := db.Now()
-		rows, err := tx.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE state IN ('pending', 'running', 'dispatched') AND due_at <= ? ORDER BY due_at LIMIT ?`, ms(now), n)
+		until := now.Add(lease)
+		rows, err := db.query(ctx, tx, `UPDATE tasks SET leased_from = state, state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1, updated_at = ?
+			WHERE id IN (SELECT id FROM tasks WHERE state IN ('pending', 'running', 'dispatched') AND due_at <= ? ORDER BY due_at LIMIT ?)
+			RETURNING `+taskColumns+`, leased_from`, owner, ms(until), ms(now), ms(now), n)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
+			var t erasure.Task
+			var from string
+			if err := scanTask(rows, &t, &from); err != nil {
 				rows.Close()
 				return err
 			}
+			t.PrevState = erasure.TaskState(from)
 			out = append(out, t)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil || len(out) == 0 {
 			return err
 		}
-		upd, err := tx.PrepareContext(ctx, `UPDATE tasks SET state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer upd.Close()
-		until := now.Add(lease)
 		subjects := map[string]erasure.Subject{}
 		deadlines := map[string]time.Time{}
 		for i := range out {
 			t := &out[i]
-			if _, err := upd.ExecContext(ctx, owner, ms(until), ms(now), t.ID); err != nil {
-				return err
-			}
-			t.PrevState, t.State, t.LeaseOwner, t.DueAt = t.State, erasure.TaskRunning, owner, until
-			t.Attempts++
 			if _, ok := subjects[t.RequestID]; !ok {
-				s, deadline, err := subjectOf(ctx, tx, t.RequestID)
+				s, deadline, err := db.subjectOf(ctx, tx, t.RequestID)
 				if err != nil {
 					return err
 				}
@@ -63,12 +57,12 @@ func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Du
 	return out, err
 }
 
-func subjectOf(ctx context.Context, q querier, requestID string) (erasure.Subject, time.Time, error) {
+func (db *DB) subjectOf(ctx context.Context, tx *sql.Tx, requestID string) (erasure.Subject, time.Time, error) {
 	var deadline int64
-	if err := q.QueryRowContext(ctx, `SELECT deadline FROM requests WHERE id = ?`, requestID).Scan(&deadline); err != nil {
+	if err := db.queryRow(ctx, tx, `SELECT deadline FROM requests WHERE id = ?`, requestID).Scan(&deadline); err != nil {
 		return nil, time.Time{}, err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT type, value FROM identifiers WHERE request_id = ? AND value IS NOT NULL`, requestID)
+	rows, err := db.query(ctx, tx, `SELECT type, value FROM identifiers WHERE request_id = ? AND value IS NOT NULL`, requestID)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -131,14 +125,12 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		dropped = dropped[:0]
 		now := db.Now()
-		upd, err := tx.PrepareContext(ctx, `UPDATE tasks SET state = ?, due_at = ?, removed = removed + ?, last_error = ?, note = ?, verified_at = coalesce(?, verified_at), lease_owner = '', updated_at = ?, finished_at = ?
-			WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ? RETURNING request_id, dataset`)
+		upd, err := db.stmt(ctx, tx, `UPDATE tasks SET state = ?, due_at = ?, removed = removed + ?, last_error = ?, note = ?, verified_at = coalesce(?, verified_at), lease_owner = '', updated_at = ?, finished_at = ?
+			WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?`)
 		if err != nil {
 			return err
 		}
-		defer upd.Close()
-		a := &auditWriter{tx: tx}
-		defer a.close()
+		a := db.auditWriter(tx)
 		var touched []string
 		seen := map[string]bool{}
 		for _, r := range results {
@@ -153,14 +145,15 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 			if due.IsZero() {
 				due = now
 			}
-			var requestID, dataset string
-			err := upd.QueryRowContext(ctx, r.State, ms(due), r.Removed, r.Error, r.Note, verified, ms(now), finished, r.TaskID, r.Owner, r.Attempt).Scan(&requestID, &dataset)
-			if errors.Is(err, sql.ErrNoRows) {
-				dropped = append(dropped, r.TaskID)
-				continue
-			} else if err != nil {
+			res, err := upd.ExecContext(ctx, r.State, ms(due), r.Removed, r.Error, r.Note, verified, ms(now), finished, r.TaskID, r.Owner, r.Attempt)
+			if err != nil {
 				return err
 			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				dropped = append(dropped, r.TaskID)
+				continue
+			}
+			requestID, dataset := r.RequestID, r.Dataset
 			d := attemptData{Attempt: r.Attempt, Outcome: r.State, Removed: r.Removed, Verified: r.Verified, Error: r.Error, Note: r.Note,
 				Started: r.StartedAt.UTC(), Finished: r.FinishedAt.UTC()}
 			if r.State == erasure.TaskPending || r.State == erasure.TaskDispatched {
@@ -173,7 +166,7 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 				}
 				d.Found = added
 				if len(added) > 0 {
-					if err := reopenLookups(ctx, tx, requestID, r.TaskID, r.Found, now); err != nil {
+					if err := db.reopenLookups(ctx, tx, requestID, r.TaskID, r.Found, now); err != nil {
 						return err
 					}
 				}
@@ -198,8 +191,8 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 
 // reopenLookups makes the finished lookups of a request that take one of the found identifier
 // types run again, so that identity expansion reaches a fixpoint.
-func reopenLookups(ctx context.Context, tx *sql.Tx, requestID string, except int64, found []erasure.Identifier, now time.Time) error {
-	tasks, err := tasksOf(ctx, tx, requestID)
+func (db *DB) reopenLookups(ctx context.Context, tx *sql.Tx, requestID string, except int64, found []erasure.Identifier, now time.Time) error {
+	tasks, err := db.tasksTx(ctx, tx, requestID)
 	if err != nil {
 		return err
 	}
@@ -224,7 +217,7 @@ func reopenLookups(ctx context.Context, tx *sql.Tx, requestID string, except int
 }
 
 // promote makes runnable blocked tasks pending (see erasure.Runnable) and updates tasks.
-func promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) error {
+func (db *DB) promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) error {
 	ids := erasure.Runnable(tasks)
 	if len(ids) == 0 {
 		return nil
@@ -232,7 +225,7 @@ func promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Tim
 	set := map[int64]bool{}
 	for _, id := range ids {
 		set[id] = true
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = 'pending', due_at = ?, updated_at = ? WHERE id = ? AND state = 'blocked'`, ms(now), ms(now), id); err != nil {
+		if _, err := db.exec(ctx, tx, `UPDATE tasks SET state = 'pending', due_at = ?, updated_at = ? WHERE id = ? AND state = 'blocked'`, ms(now), ms(now), id); err != nil {
 			return err
 		}
 	}
@@ -249,15 +242,15 @@ func promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Tim
 func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID, actor string, now time.Time) error {
 	var status erasure.RequestStatus
 	var cancelled bool
-	if err := tx.QueryRowContext(ctx, `SELECT status, cancelled FROM requests WHERE id = ?`, requestID).Scan(&status, &cancelled); err != nil {
+	if err := db.queryRow(ctx, tx, `SELECT status, cancelled FROM requests WHERE id = ?`, requestID).Scan(&status, &cancelled); err != nil {
 		return err
 	}
-	tasks, err := tasksOf(ctx, tx, requestID)
+	tasks, err := db.tasksTx(ctx, tx, requestID)
 	if err != nil {
 		return err
 	}
 	if !cancelled {
-		if err := promote(ctx, tx, tasks, now); err != nil {
+		if err := db.promote(ctx, tx, tasks, now); err != nil {
 			return err
 		}
 	}
@@ -269,7 +262,7 @@ func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID,
 	if next.Ended() {
 		finished = ms(now)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?`, next, ms(now), finished, requestID); err != nil {
+	if _, err := db.exec(ctx, tx, `UPDATE requests SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?`, next, ms(now), finished, requestID); err != nil {
 		return err
 	}
 	evType := map[erasure.RequestStatus]string{erasure.RequestCompleted: erasure.EventRequestCompleted, erasure.RequestFailed: erasure.EventRequestFailed, erasure.RequestCancelled: erasure.EventRequestCancelled}[next]
@@ -286,7 +279,7 @@ func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID,
 		}
 	}
 	if next.Ended() {
-		res, err := tx.ExecContext(ctx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, requestID)
+		res, err := db.exec(ctx, tx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, requestID)
 		if err != nil {
 			return err
 		}
@@ -301,7 +294,8 @@ func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID,
 
 // Task implements erasure.Store.
 func (db *DB) Task(ctx context.Context, id int64) (*erasure.Task, error) {
-	t, err := scanTask(db.r.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
+	var t erasure.Task
+	err := scanTask(db.r.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id), &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d not found", id)
 	}
@@ -312,7 +306,8 @@ func (db *DB) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 func (db *DB) AckTask(ctx context.Context, dataset string, ack erasure.Ack, actor string, onFailed func(erasure.Task) (erasure.TaskState, time.Time)) (*erasure.Task, error) {
 	var out erasure.Task
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		t, err := scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, ack.TaskID))
+		var t erasure.Task
+		err := scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, ack.TaskID), &t)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && t.Dataset != dataset) {
 			return erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", ack.TaskID, dataset)
 		} else if err != nil {
@@ -354,8 +349,7 @@ func (db *DB) AckTask(ctx context.Context, dataset string, ack erasure.Ack, acto
 			next, ms(due), removed, truncate(ack.Error, 1000), ms(now), finished, t.ID, t.State); err != nil {
 			return err
 		}
-		a := &auditWriter{tx: tx}
-		defer a.close()
+		a := db.auditWriter(tx)
 		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventTaskAcked, RequestID: t.RequestID, TaskID: t.ID, Dataset: t.Dataset,
 			Data: eventData(map[string]any{"status": ack.Status, "removed": ack.Removed, "error": truncate(ack.Error, 1000), "from": t.State, "outcome": next, "attempt": t.Attempts})}); err != nil {
 			return err
@@ -363,8 +357,7 @@ func (db *DB) AckTask(ctx context.Context, dataset string, ack erasure.Ack, acto
 		if err := db.settle(ctx, tx, a, t.RequestID, actor, now); err != nil {
 			return err
 		}
-		out, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, t.ID))
-		return err
+		return scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, t.ID), &out)
 	})
 	if err != nil {
 		return nil, err

@@ -90,7 +90,7 @@ func finish(t *testing.T, s erasure.Store, c *Clock, state erasure.TaskState, ta
 	t.Helper()
 	var rs []erasure.TaskResult
 	for _, tk := range tasks {
-		rs = append(rs, erasure.TaskResult{TaskID: tk.ID, Owner: tk.LeaseOwner, Attempt: tk.Attempts, State: state, Removed: 1, Verified: state == erasure.TaskDone, StartedAt: c.Now(), FinishedAt: c.Now()})
+		rs = append(rs, erasure.TaskResult{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Owner: tk.LeaseOwner, Attempt: tk.Attempts, State: state, Removed: 1, Verified: state == erasure.TaskDone, StartedAt: c.Now(), FinishedAt: c.Now()})
 	}
 	dropped, err := s.FinishTasks(context.Background(), rs)
 	if err != nil {
@@ -204,7 +204,7 @@ func testLease(t *testing.T, open Opener) {
 		if len(tk) != 1 {
 			t.Fatalf("leased %d", len(tk))
 		}
-		_, err := s.FinishTasks(context.Background(), []erasure.TaskResult{{TaskID: tk[0].ID, Owner: "w1", Attempt: 1, State: erasure.TaskPending, DueAt: c.Now().Add(10 * time.Second), Error: "boom"}})
+		_, err := s.FinishTasks(context.Background(), []erasure.TaskResult{{TaskID: tk[0].ID, RequestID: tk[0].RequestID, Dataset: tk[0].Dataset, Owner: "w1", Attempt: 1, State: erasure.TaskPending, DueAt: c.Now().Add(10 * time.Second), Error: "boom"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func testLookups(t *testing.T, open Opener) {
 	}
 	// accounts finds nothing yet (no user_id); users finds user_id 42.
 	finish(t, s, c, erasure.TaskSkipped, accounts)
-	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: users.ID, Owner: "w", Attempt: 1, State: erasure.TaskDone, Found: []erasure.Identifier{{Type: "user_id", Value: "42"}}}})
+	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: users.ID, RequestID: users.RequestID, Dataset: users.Dataset, Owner: "w", Attempt: 1, State: erasure.TaskDone, Found: []erasure.Identifier{{Type: "user_id", Value: "42"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func testAck(t *testing.T, open Opener) {
 	async := erasure.TaskSpec{Dataset: "notif", Kind: erasure.TaskErase, Method: erasure.MethodAsync, Keys: []string{"user_id"}}
 	r := create(t, s, newRequest(c, subject("user_id", "1"), async))
 	tk := lease(t, s, "w", 10)[0]
-	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: tk.ID, Owner: "w", Attempt: 1, State: erasure.TaskDispatched, DueAt: c.Now().Add(time.Hour)}})
+	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Owner: "w", Attempt: 1, State: erasure.TaskDispatched, DueAt: c.Now().Add(time.Hour)}})
 	if err != nil {
 		t.Fatal(err)
 	}

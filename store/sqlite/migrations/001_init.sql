@@ -43,6 +43,7 @@ CREATE TABLE tasks (
     verified_at INTEGER,
     due_at      INTEGER NOT NULL,
     lease_owner TEXT    NOT NULL DEFAULT '',
+    leased_from TEXT    NOT NULL DEFAULT '',
     sweep_id    TEXT    NOT NULL DEFAULT '',
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
