@@ -356,8 +356,18 @@ func (c *Conn) match(q *sqlBuf, vals [][]any) string {
 	for i, k := range c.cfg.keyColumns() {
 		parts = append(parts, q.in(c.d.quote(k.Column), vals[i]))
 	}
+	if w := c.where(q, ""); w != "" {
+		parts = append(parts, w)
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// where writes the where conditions ANDed ("" when there are none), with columns prefixed by
+// prefix (a table alias and a dot, or "").
+func (c *Conn) where(q *sqlBuf, prefix string) string {
+	var parts []string
 	for _, w := range c.cfg.Where {
-		col := c.d.quote(w.Column)
+		col := prefix + c.d.quote(w.Column)
 		switch {
 		case w.Equals != nil:
 			parts = append(parts, col+" = "+q.arg(*w.Equals))
@@ -376,27 +386,27 @@ func (c *Conn) match(q *sqlBuf, vals [][]any) string {
 	return strings.Join(parts, " AND ")
 }
 
-// setClause writes "a = NULL, b = p" for a redaction.
-func (c *Conn) setClause(q *sqlBuf) string {
+// setClause writes "a = NULL, b = p" for a redaction, columns prefixed by prefix.
+func (c *Conn) setClause(q *sqlBuf, prefix string) string {
 	var parts []string
 	for _, col := range c.cfg.Columns {
-		parts = append(parts, c.d.quote(col)+" = NULL")
+		parts = append(parts, prefix+c.d.quote(col)+" = NULL")
 	}
 	for _, col := range c.cfg.setColumns() {
-		parts = append(parts, c.d.quote(col)+" = "+q.arg(c.cfg.Set[col]))
+		parts = append(parts, prefix+c.d.quote(col)+" = "+q.arg(c.cfg.Set[col]))
 	}
 	return strings.Join(parts, ", ")
 }
 
 // unredacted writes the predicate true for rows some redacted column of which still differs
 // from its redacted value, so that a redaction touches each row once.
-func (c *Conn) unredacted(q *sqlBuf) string {
+func (c *Conn) unredacted(q *sqlBuf, prefix string) string {
 	var parts []string
 	for _, col := range c.cfg.Columns {
-		parts = append(parts, c.d.quote(col)+" IS NOT NULL")
+		parts = append(parts, prefix+c.d.quote(col)+" IS NOT NULL")
 	}
 	for _, col := range c.cfg.setColumns() {
-		parts = append(parts, c.d.distinct(c.d.quote(col), q.arg(c.cfg.Set[col])))
+		parts = append(parts, c.d.distinct(prefix+c.d.quote(col), q.arg(c.cfg.Set[col])))
 	}
 	return "(" + strings.Join(parts, " OR ") + ")"
 }
@@ -406,7 +416,7 @@ func (c *Conn) unredacted(q *sqlBuf) string {
 func (c *Conn) remaining(q *sqlBuf, vals [][]any) string {
 	p := c.match(q, vals)
 	if c.cfg.Action == ActionRedact {
-		p += " AND " + c.unredacted(q)
+		p += " AND " + c.unredacted(q, "")
 	}
 	return p
 }
@@ -419,7 +429,7 @@ func (c *Conn) batchStatement(vals [][]any) (string, []any) {
 	n := strconv.Itoa(c.cfg.Batch)
 	head := "DELETE FROM " + t
 	if c.cfg.Action == ActionRedact {
-		head = "UPDATE " + t + " SET " + c.setClause(q)
+		head = "UPDATE " + t + " SET " + c.setClause(q, "")
 	}
 	p := c.remaining(q, vals)
 	switch c.d.name {

@@ -228,4 +228,8 @@ func Run(t *testing.T, tg Target) {
 	t.Run("Check", func(t *testing.T) { testCheck(t, tg) })
 	t.Run("SchemaErrorsArePermanent", func(t *testing.T) { testSchemaErrors(t, tg) })
 	t.Run("SharedPool", func(t *testing.T) { testSharedPool(t, tg) })
+	if tg.Sweeps {
+		t.Run("Sweep", func(t *testing.T) { testSweep(t, tg) })
+		t.Run("SweepIsAtomic", func(t *testing.T) { testSweepAtomic(t, tg) })
+	}
 }
