@@ -246,7 +246,8 @@ func Run(ctx context.Context, js jetstream.JetStream, dataset string, h Handler,
 				}
 				break
 			}
-			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+			if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) ||
+				errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				runErr = fmt.Errorf("mutator: %w", err)
 				iter.Stop()
 				break
