@@ -6,10 +6,10 @@
 //
 // with a registry declaring
 //
-//	- name: notifications
-//	  owner: messaging-team
-//	  connector: nats
-//	  nats: { subject: erasure.notifications, identifiers: [user_id] }
+//   - name: notifications
+//     owner: messaging-team
+//     connector: nats
+//     nats: { subject: erasure.notifications, identifiers: [user_id] }
 //
 // It seeds a few users' notifications (-seed) so that an erasure has something to remove.
 package main
