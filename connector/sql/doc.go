@@ -5,26 +5,27 @@
 //
 // # Block
 //
-//	- name: accounts.users
-//	  owner: accounts-team
-//	  connector: sql
-//	  sql:
-//	    driver: postgres            # postgres | mysql (or mariadb) | sqlite
-//	    dsn: ${ACCOUNTS_DSN}        # a pgx URL or key=value string, a MySQL DSN, a SQLite file
-//	    schema: public              # optional: PostgreSQL schema, MySQL database, SQLite attached db
-//	    table: users
-//	    key: { column: id, identifier: user_id }
-//	    # or, all of which must match:
-//	    # keys: [ { column: tenant, identifier: tenant_id }, { column: id, identifier: user_id } ]
-//	    action: delete              # default; or redact
-//	    columns: [email, name]      # redact: set these to NULL...
-//	    set: { name: "[erased]" }   # ...and/or these to a replacement (bound as a parameter)
-//	    where:                      # optional restriction, every condition ANDed
-//	      - { column: status, equals: "active" }
-//	      - { column: region, in: [eu, uk] }
-//	      - { column: archived_at, is_null: true }   # false: IS NOT NULL
-//	    batch: 1000                 # rows per statement (1 to 100000)
-//	  provides: [ { identifier: email, column: email } ]   # lookups
+//	datasets:
+//	  - name: accounts.users
+//	    owner: accounts-team
+//	    connector: sql
+//	    sql:
+//	      driver: postgres            # postgres | mysql (or mariadb) | sqlite
+//	      dsn: ${ACCOUNTS_DSN}        # a pgx URL or key=value string, a MySQL DSN, a SQLite file
+//	      schema: public              # optional: PostgreSQL schema, MySQL database, SQLite attached db
+//	      table: users
+//	      key: { column: id, identifier: user_id }
+//	      # or, all of which must match:
+//	      # keys: [ { column: tenant, identifier: tenant_id }, { column: id, identifier: user_id } ]
+//	      action: delete              # default; or redact
+//	      columns: [email, name]      # redact: set these to NULL...
+//	      set: { name: "[erased]" }   # ...and/or these to a replacement (bound as a parameter)
+//	      where:                      # optional restriction, every condition ANDed
+//	        - { column: status, equals: "active" }
+//	        - { column: region, in: [eu, uk] }
+//	        - { column: archived_at, is_null: true }   # false: IS NOT NULL
+//	      batch: 1000                 # rows per statement (1 to 100000); sweep: keys per statement
+//	    provides: [ { identifier: email, column: email } ]   # lookups
 //
 // Schema, table and column names must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$ and are quoted in
 // statements ("x" in PostgreSQL and SQLite, `x` in MySQL), so they are case-sensitive in
