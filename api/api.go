@@ -356,6 +356,9 @@ func (s *Server) operate(w http.ResponseWriter, r *http.Request, action func(ctx
 
 // AckBody is the JSON body of POST /v1/tasks/{id}/ack.
 type AckBody struct {
+	// TaskID is optional, so that one acknowledgement document serves both ways (NATS and
+	// HTTP); when present it must be the task of the path.
+	TaskID *int64 `json:"task_id,omitempty"`
 	// Status is "done" or "failed".
 	Status  string `json:"status"`
 	Removed int64  `json:"removed"`
@@ -387,6 +390,8 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case body.TaskID != nil && *body.TaskID != id:
+		err = erasure.Errorf(erasure.EINVALID, "task_id %d in the body is not task %d of the path", *body.TaskID, id)
 	case body.Status != "done" && body.Status != "failed":
 		err = erasure.Errorf(erasure.EINVALID, `status must be "done" or "failed"`)
 	case body.Removed < 0:

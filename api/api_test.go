@@ -410,8 +410,9 @@ func TestAPI_Ack(t *testing.T) {
 		{"BadStatusIs400", ack(notif), tokAckNotif, `{"status":"ok"}`, 400, erasure.EINVALID},
 		{"FailedWithoutErrorIs400", ack(notif), tokAckNotif, `{"status":"failed"}`, 400, erasure.EINVALID},
 		{"NegativeRemovedIs400", ack(notif), tokAckNotif, `{"status":"done","removed":-1}`, 400, erasure.EINVALID},
-		{"UnknownFieldIs400", ack(notif), tokAckNotif, `{"status":"done","task_id":5}`, 400, erasure.EINVALID},
-		{"ScopedTokenAcksItsDataset", ack(notif), tokAckNotif, done, 200, ""},
+		{"UnknownFieldIs400", ack(notif), tokAckNotif, `{"status":"done","attempt":5}`, 400, erasure.EINVALID},
+		{"TaskIDOfAnotherTaskIs400", ack(notif), tokAckNotif, fmt.Sprintf(`{"task_id":%d,"status":"done"}`, notif+1000), 400, erasure.EINVALID},
+		{"ScopedTokenAcksItsDataset", ack(notif), tokAckNotif, fmt.Sprintf(`{"task_id":%d,"status":"done","removed":3}`, notif), 200, ""},
 		{"AckAgainIsNoop", ack(notif), tokAckNotif, done, 200, ""},
 		{"WildcardAcksAnyDataset", ack(profile), tokAckAll, `{"status":"failed","error":"disk full"}`, 200, ""},
 	}
