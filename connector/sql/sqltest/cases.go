@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"erasure"
@@ -174,6 +176,29 @@ func testWhere(t *testing.T, tg Target) {
 	wantCount(t, "rows of 42 outside the restriction", e.count("users", "id = ?", 42), 3)
 	wantCount(t, "rows erased", e.count("users", "email IN (?, ?)", "1", "2"), 0)
 	wantCount(t, "other user", e.count("users", "id = ?", 43), 1)
+}
+
+func testWhereOnNumbers(t *testing.T, tg Target) {
+	e := newEnv(t, tg)
+	e.exec(`CREATE TABLE scores (user_id BIGINT, season BIGINT, points BIGINT)`)
+	e.insert("scores", []string{"user_id", "season", "points"}, [][]any{{42, 2024, 1}, {42, 2025, 2}, {42, 2026, 3}, {43, 2025, 4}})
+	cfg := e.load(`
+  - name: app.scores
+    owner: app
+    connector: sql
+    sql:
+      driver: DRIVER
+      dsn: ${DSN}
+      table: scores
+      key: { column: user_id, identifier: user_id }
+      action: redact
+      set: { points: "0" }
+      where: [ { column: season, in: ["2025", "2026"] } ]
+`)
+	wantRemoved(t, "redact", e.erase(cfg.Dataset("app.scores"), subject("user_id", "42")), 2)
+	wantCount(t, "redacted rows", e.count("scores", "points = ?", 0), 2)
+	wantCount(t, "season 2024 kept", e.count("scores", "season = ? AND points = ?", 2024, 1), 1)
+	wantCount(t, "other user kept", e.count("scores", "user_id = ? AND points = ?", 43, 4), 1)
 }
 
 func testZeroRows(t *testing.T, tg Target) {
@@ -596,4 +621,48 @@ func testSharedPool(t *testing.T, tg Target) {
 	if got := sqlconn.OpenPools(); got != before {
 		t.Errorf("open pools after closing both = %d, want %d", got, before)
 	}
+}
+
+// testConcurrent erases from many goroutines at once on a connector's first use, as the
+// pipeline's workers do.
+func testConcurrent(t *testing.T, tg Target) {
+	e := newEnv(t, tg)
+	e.exec(usersDDL)
+	var rows [][]any
+	for i := 0; i < 200; i++ {
+		rows = append(rows, user(i, "u"+strconv.Itoa(i)), user(i, "v"+strconv.Itoa(i)))
+	}
+	e.insert("users", userCols, rows)
+	cfg := e.load(`
+  - name: app.users
+    owner: app
+    connector: sql
+    sql: { driver: DRIVER, dsn: "${DSN}", table: users, key: { column: id, identifier: user_id } }
+`)
+	c := eraser(t, cfg.Dataset("app.users"))
+	var wg sync.WaitGroup
+	var removed atomic.Int64
+	errs := make(chan error, 100)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 100; i += 4 {
+				out, err := c.Erase(e.ctx, subject("user_id", strconv.Itoa(i)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				removed.Add(out.Removed)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Erase: %v", err)
+	}
+	wantRemoved(t, "100 subjects erased at once", removed.Load(), 200)
+	wantCount(t, "rows left", e.count("users", ""), 200)
+	wantCount(t, "rows of erased subjects", e.count("users", "id < ?", 100), 0)
 }

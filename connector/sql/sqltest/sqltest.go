@@ -218,6 +218,7 @@ func Run(t *testing.T, tg Target) {
 	t.Run("RedactToReplacement", func(t *testing.T) { testRedactReplacement(t, tg) })
 	t.Run("CompositeKey", func(t *testing.T) { testComposite(t, tg) })
 	t.Run("WhereRestriction", func(t *testing.T) { testWhere(t, tg) })
+	t.Run("WhereAndSetOnNumbers", func(t *testing.T) { testWhereOnNumbers(t, tg) })
 	t.Run("ZeroRowsIsSuccess", func(t *testing.T) { testZeroRows(t, tg) })
 	t.Run("LargeErasureInBatches", func(t *testing.T) { testLarge(t, tg) })
 	t.Run("ManyKeyValues", func(t *testing.T) { testManyValues(t, tg) })
@@ -227,6 +228,7 @@ func Run(t *testing.T, tg Target) {
 	t.Run("ForeignKeyIsPermanent", func(t *testing.T) { testForeignKey(t, tg) })
 	t.Run("Check", func(t *testing.T) { testCheck(t, tg) })
 	t.Run("SchemaErrorsArePermanent", func(t *testing.T) { testSchemaErrors(t, tg) })
+	t.Run("ConcurrentErase", func(t *testing.T) { testConcurrent(t, tg) })
 	t.Run("SharedPool", func(t *testing.T) { testSharedPool(t, tg) })
 	if tg.Sweeps {
 		t.Run("Sweep", func(t *testing.T) { testSweep(t, tg) })
