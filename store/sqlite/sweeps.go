@@ -1,0 +1,362 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"erasure"
+)
+
+var _ erasure.SweepStore = (*DB)(nil)
+
+// Audit event types of sweeps. A sweep's tasks also get one task.attempt event each when the
+// sweep commits (outcome done), so that every task's completion is in its request's trail.
+const (
+	eventSweepStarted   = "sweep.started"
+	eventSweepCommitted = "sweep.committed"
+	eventSweepFailed    = "sweep.failed"
+)
+
+// Sweep modes.
+const (
+	sweepInternal = "internal"
+	sweepExternal = "external"
+)
+
+const sweepColumns = `id, dataset, state, mode, actor, tasks, started, finished, partitions, rows_scanned, rows_removed, bytes, error`
+
+func scanSweep(sc interface{ Scan(...any) error }) (*erasure.Sweep, error) {
+	var s erasure.Sweep
+	var started int64
+	var finished sql.NullInt64
+	if err := sc.Scan(&s.ID, &s.Dataset, &s.State, &s.Mode, &s.Actor, &s.Tasks, &started, &finished,
+		&s.Partitions, &s.Scanned, &s.Removed, &s.Bytes, &s.Error); err != nil {
+		return nil, err
+	}
+	s.Started, s.Finished = fromMS(started), fromNullMS(finished)
+	return &s, nil
+}
+
+// sweepTaskData is the data of a task.attempt event written when a sweep commits.
+type sweepTaskData struct {
+	Attempt  int               `json:"attempt"`
+	Outcome  erasure.TaskState `json:"outcome"`
+	Verified bool              `json:"verified"`
+	Note     string            `json:"note"`
+	Sweep    string            `json:"sweep"`
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+}
+
+// StartSweep implements erasure.SweepStore. The sweep takes, in one transaction, every erase
+// task of dataset that is queued and in no sweep; an internal sweep starts running, an
+// external one exported. EINVALID for an empty id or an unknown mode.
+func (db *DB) StartSweep(ctx context.Context, dataset, id, mode, actor string) (*erasure.Sweep, []erasure.SweepSubject, error) {
+	if id == "" || dataset == "" {
+		return nil, nil, erasure.Errorf(erasure.EINVALID, "a sweep needs an id and a dataset")
+	}
+	state := erasure.SweepRunning
+	switch mode {
+	case sweepInternal:
+	case sweepExternal:
+		state = erasure.SweepExported
+	default:
+		return nil, nil, erasure.Errorf(erasure.EINVALID, "sweep mode %q is not internal or external", mode)
+	}
+	var sw *erasure.Sweep
+	var subjects []erasure.SweepSubject
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		now := db.Now().Truncate(time.Millisecond).UTC()
+		sw = &erasure.Sweep{ID: id, Dataset: dataset, State: state, Mode: mode, Actor: actor, Started: now}
+		subjects = nil
+		var open string
+		err := db.queryRow(ctx, tx, `SELECT id FROM sweeps WHERE dataset = ? AND state IN ('running', 'exported')`, dataset).Scan(&open)
+		if err == nil {
+			return erasure.Errorf(erasure.ECONFLICT, "dataset %s already has sweep %s open", dataset, open)
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`, dataset)
+		if err != nil {
+			return err
+		}
+		type queued struct {
+			id        int64
+			requestID string
+			keys      []string
+		}
+		var tasks []queued
+		for rows.Next() {
+			var q queued
+			var keys string
+			if err := rows.Scan(&q.id, &q.requestID, &keys); err != nil {
+				rows.Close()
+				return err
+			}
+			q.keys = splitList(keys)
+			tasks = append(tasks, q)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(tasks) == 0 {
+			return err
+		}
+		sw.Tasks = len(tasks)
+		if _, err := db.exec(ctx, tx, `INSERT INTO sweeps (`+sweepColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 0, '')`,
+			id, dataset, state, mode, actor, len(tasks), ms(now)); err != nil {
+			return err
+		}
+		ids := make([]int64, len(tasks))
+		subjectOf := map[string]erasure.Subject{}
+		for i, q := range tasks {
+			ids[i] = q.id
+			if _, err := db.exec(ctx, tx, `UPDATE tasks SET sweep_id = ?, updated_at = ? WHERE id = ?`, id, ms(now), q.id); err != nil {
+				return err
+			}
+			s, ok := subjectOf[q.requestID]
+			if !ok {
+				if s, _, err = db.subjectOf(ctx, tx, q.requestID); err != nil {
+					return err
+				}
+				subjectOf[q.requestID] = s
+			}
+			if len(q.keys) > 0 {
+				s = s.Only(q.keys)
+			}
+			subjects = append(subjects, erasure.SweepSubject{TaskID: q.id, Subject: s})
+		}
+		return db.auditWriter(tx).append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepStarted, Dataset: dataset,
+			Data: eventData(map[string]any{"sweep": id, "mode": mode, "state": state, "tasks": ids})})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sw, subjects, nil
+}
+
+// SweepSubjects implements erasure.SweepStore: the subjects of every task of the sweep that is
+// still queued, as StartSweep returned them (a task cancelled since is left out).
+func (db *DB) SweepSubjects(ctx context.Context, id string) ([]erasure.SweepSubject, error) {
+	if _, err := db.Sweep(ctx, id); err != nil {
+		return nil, err
+	}
+	var out []erasure.SweepSubject
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
+		if err != nil {
+			return err
+		}
+		type ref struct {
+			id        int64
+			requestID string
+			keys      string
+		}
+		var refs []ref
+		for rows.Next() {
+			var r ref
+			if err := rows.Scan(&r.id, &r.requestID, &r.keys); err != nil {
+				rows.Close()
+				return err
+			}
+			refs = append(refs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range refs {
+			s, _, err := db.subjectOf(ctx, tx, r.requestID)
+			if err != nil {
+				return err
+			}
+			if keys := splitList(r.keys); len(keys) > 0 {
+				s = s.Only(keys)
+			}
+			out = append(out, erasure.SweepSubject{TaskID: r.id, Subject: s})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// FinishSweep implements erasure.SweepStore. On success each task of the sweep still queued
+// becomes done (verified: a committed sweep leaves no row of its subjects) with a task.attempt
+// event, the sweep gets a sweep.committed event, and each request touched is settled; on
+// failure the sweep keeps the error, its queued tasks leave it (they wait for the next sweep)
+// with the error as their last error, and a sweep.failed event lists them.
+func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResult, sweepErr error, actor string) (*erasure.Sweep, error) {
+	var out *erasure.Sweep
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		sw, err := scanSweep(db.queryRow(ctx, tx, `SELECT `+sweepColumns+` FROM sweeps WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return erasure.Errorf(erasure.ENOTFOUND, "sweep %s not found", id)
+		} else if err != nil {
+			return err
+		}
+		if sw.State != erasure.SweepRunning && sw.State != erasure.SweepExported {
+			return erasure.Errorf(erasure.ECONFLICT, "sweep %s already ended: %s", id, sw.State)
+		}
+		now := db.Now().Truncate(time.Millisecond).UTC()
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, attempts FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
+		if err != nil {
+			return err
+		}
+		type ref struct {
+			id        int64
+			requestID string
+			attempts  int
+		}
+		var refs []ref
+		for rows.Next() {
+			var r ref
+			if err := rows.Scan(&r.id, &r.requestID, &r.attempts); err != nil {
+				rows.Close()
+				return err
+			}
+			refs = append(refs, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		ids := make([]int64, len(refs))
+		for i, r := range refs {
+			ids[i] = r.id
+		}
+		a := db.auditWriter(tx)
+		sw.SweepResult, sw.Finished = res, &now
+		if sweepErr != nil {
+			sw.State, sw.Error = erasure.SweepFailed, sweepError(sweepErr)
+			if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = ? WHERE id = ?`,
+				sw.State, ms(now), res.Partitions, res.Scanned, res.Removed, res.Bytes, sw.Error, id); err != nil {
+				return err
+			}
+			if _, err := db.exec(ctx, tx, `UPDATE tasks SET sweep_id = '', last_error = ?, updated_at = ? WHERE sweep_id = ? AND state = 'queued'`,
+				truncate("sweep "+id+" failed: "+sw.Error, 1000), ms(now), id); err != nil {
+				return err
+			}
+			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepFailed, Dataset: sw.Dataset,
+				Data: eventData(map[string]any{"sweep": id, "error": sw.Error, "result": res, "requeued": ids})}); err != nil {
+				return err
+			}
+			out = sw
+			return nil
+		}
+		sw.State = erasure.SweepCommitted
+		if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = '' WHERE id = ?`,
+			sw.State, ms(now), res.Partitions, res.Scanned, res.Removed, res.Bytes, id); err != nil {
+			return err
+		}
+		note := fmt.Sprintf("sweep %s", id)
+		var touched []string
+		seen := map[string]bool{}
+		for _, r := range refs {
+			if _, err := db.exec(ctx, tx, `UPDATE tasks SET state = 'done', last_error = '', note = ?, verified_at = ?, lease_owner = '', updated_at = ?, finished_at = ? WHERE id = ? AND state = 'queued'`,
+				note, ms(now), ms(now), ms(now), r.id); err != nil {
+				return err
+			}
+			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventTaskAttempt, RequestID: r.requestID, TaskID: r.id, Dataset: sw.Dataset,
+				Data: eventData(sweepTaskData{Attempt: r.attempts, Outcome: erasure.TaskDone, Verified: true, Note: note, Sweep: id, Started: sw.Started, Finished: now})}); err != nil {
+				return err
+			}
+			if !seen[r.requestID] {
+				seen[r.requestID] = true
+				touched = append(touched, r.requestID)
+			}
+		}
+		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepCommitted, Dataset: sw.Dataset,
+			Data: eventData(map[string]any{"sweep": id, "result": res, "done": ids})}); err != nil {
+			return err
+		}
+		for _, rid := range touched {
+			if err := db.settle(ctx, tx, a, rid, actor, now); err != nil {
+				return err
+			}
+		}
+		out = sw
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sweepError renders a sweep's error for the sweep and its tasks: one line, bounded.
+func sweepError(err error) string {
+	var e *erasure.Error
+	s := err.Error()
+	if errors.As(err, &e) {
+		s = e.Message
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		s = "failed"
+	}
+	return truncate(s, 1000)
+}
+
+// Sweep implements erasure.SweepStore.
+func (db *DB) Sweep(ctx context.Context, id string) (*erasure.Sweep, error) {
+	sw, err := scanSweep(db.r.QueryRowContext(ctx, `SELECT `+sweepColumns+` FROM sweeps WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "sweep %s not found", id)
+	}
+	return sw, err
+}
+
+// Sweeps implements erasure.SweepStore. limit is taken between 1 and 500 (default 50).
+func (db *DB) Sweeps(ctx context.Context, dataset string, limit int) ([]erasure.Sweep, error) {
+	if limit <= 0 || limit > 500 {
+		limit = 50
+	}
+	q := `SELECT ` + sweepColumns + ` FROM sweeps`
+	var args []any
+	if dataset != "" {
+		q += ` WHERE dataset = ?`
+		args = append(args, dataset)
+	}
+	q += fmt.Sprintf(` ORDER BY started DESC, id DESC LIMIT %d`, limit)
+	return db.sweeps(ctx, q, args...)
+}
+
+// OpenSweeps implements erasure.SweepStore, oldest first.
+func (db *DB) OpenSweeps(ctx context.Context) ([]erasure.Sweep, error) {
+	return db.sweeps(ctx, `SELECT `+sweepColumns+` FROM sweeps WHERE state IN ('running', 'exported') ORDER BY started, id`)
+}
+
+func (db *DB) sweeps(ctx context.Context, q string, args ...any) ([]erasure.Sweep, error) {
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []erasure.Sweep{}
+	for rows.Next() {
+		sw, err := scanSweep(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *sw)
+	}
+	return out, rows.Err()
+}
+
+// QueuedTasks implements erasure.SweepStore.
+func (db *DB) QueuedTasks(ctx context.Context, dataset string) (int, time.Time, error) {
+	var n int
+	var earliest sql.NullInt64
+	err := db.r.QueryRowContext(ctx, `SELECT count(*), min(r.deadline) FROM tasks t JOIN requests r ON r.id = t.request_id
+		WHERE t.dataset = ? AND t.state = 'queued' AND t.sweep_id = '' AND t.kind = 'erase'`, dataset).Scan(&n, &earliest)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if !earliest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, fromMS(earliest.Int64), nil
+}
