@@ -98,11 +98,14 @@ func (s *Store) Archive(ctx context.Context, o ArchiveOptions) (*MoveReport, err
 		return rep, erasure.Errorf(erasure.ECONFLICT, "archive would move %d of %d records of %s (%.0f%%, above the %.0f%% guard): check the date, or force it",
 			rep.Candidates, rep.SourceRecords, o.Source, 100*rep.Share, 100*s.opts.MaxArchiveShare)
 	}
-	sel := s.q(`SELECT ` + cols + ` FROM records_live WHERE ` + where + ` ORDER BY deleted_at, id LIMIT ?`)
+	// Batches walk the source in id order (a cursor on the primary key), so each one touches
+	// contiguous pages of both partitions.
+	sel := s.q(`SELECT ` + cols + ` FROM records_live WHERE ` + where + ` AND id > ? ORDER BY id LIMIT ?`)
 	extra, _ := json.Marshal(map[string]string{"deleted_before": o.DeletedBefore.UTC().Format(time.RFC3339)})
+	cursor := ""
 	for o.Limit == 0 || rep.Moved < o.Limit {
-		n, err := s.moveBatch(ctx, rep, "archive", Live, Deleted, o.Actor, extra, func(tx *sql.Tx) (*sql.Rows, error) {
-			return tx.QueryContext(ctx, sel, o.Source, before, batch)
+		n, err := s.moveBatch(ctx, rep, "archive", Live, Deleted, o.Actor, extra, &cursor, func(tx *sql.Tx) (*sql.Rows, error) {
+			return tx.QueryContext(ctx, sel, o.Source, before, cursor, batch)
 		})
 		if err != nil {
 			return rep, err
@@ -172,10 +175,11 @@ func (s *Store) Restore(ctx context.Context, o RestoreOptions) (*MoveReport, err
 			return rep, nil
 		}
 		extra, _ := json.Marshal(map[string]string{"deleted_after": o.DeletedAfter.UTC().Format(time.RFC3339)})
-		sel := s.q(`SELECT ` + cols + ` FROM records_deleted WHERE ` + where + ` ORDER BY deleted_at, id LIMIT ?`)
+		sel := s.q(`SELECT ` + cols + ` FROM records_deleted WHERE ` + where + ` AND id > ? ORDER BY id LIMIT ?`)
+		cursor := ""
 		for o.Limit == 0 || rep.Moved < o.Limit {
-			n, err := s.moveBatch(ctx, rep, "restore", Deleted, Live, o.Actor, extra, func(tx *sql.Tx) (*sql.Rows, error) {
-				return tx.QueryContext(ctx, sel, o.Source, after, batch)
+			n, err := s.moveBatch(ctx, rep, "restore", Deleted, Live, o.Actor, extra, &cursor, func(tx *sql.Tx) (*sql.Rows, error) {
+				return tx.QueryContext(ctx, sel, o.Source, after, cursor, batch)
 			})
 			if err != nil {
 				return rep, err
@@ -219,7 +223,7 @@ func (s *Store) Restore(ctx context.Context, o RestoreOptions) (*MoveReport, err
 		if o.Limit > 0 && rep.Moved >= o.Limit {
 			break
 		}
-		_, err := s.moveBatch(ctx, rep, "restore", Deleted, Live, o.Actor, nil, func(tx *sql.Tx) (*sql.Rows, error) {
+		_, err := s.moveBatch(ctx, rep, "restore", Deleted, Live, o.Actor, nil, nil, func(tx *sql.Tx) (*sql.Rows, error) {
 			return tx.QueryContext(ctx, s.q(sel+placeholders(len(chunk))), append([]any{o.Source}, anys(chunk)...)...)
 		})
 		if err != nil {
@@ -342,8 +346,9 @@ func (s *Store) sourceCount(ctx context.Context, source string) (int64, error) {
 
 // moveBatch moves the rows that sel returns (read inside the transaction) from one partition
 // to the other: copy, then delete, then the manifest and its audit event, all in one
-// transaction. It returns how many records it moved.
-func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, actor string, extra json.RawMessage, sel func(tx *sql.Tx) (*sql.Rows, error)) (int, error) {
+// transaction. It returns how many records it moved and, when cursor is not nil, sets it to
+// the highest id moved.
+func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, actor string, extra json.RawMessage, cursor *string, sel func(tx *sql.Tx) (*sql.Rows, error)) (int, error) {
 	var n int
 	var batchSum uint64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -414,6 +419,9 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 			return unavailable(err)
 		}
 		n, batchSum = len(ids), sum
+		if cursor != nil {
+			*cursor = ids[len(ids)-1]
+		}
 		return nil
 	})
 	if err != nil {

@@ -133,6 +133,7 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 	pg   bool
+	get  *sql.Stmt
 }
 
 //go:embed migrations/*.sql
@@ -169,6 +170,11 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Store, error) {
 	s := &Store{db: db, rdb: opts.ReadDB, opts: opts, log: opts.Logger.WithGroup("records"), pg: opts.Dialect == "postgres"}
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("records: migrate: %w", err)
+	}
+	var err error
+	s.get, err = s.rdb.PrepareContext(ctx, s.q(`SELECT 'live', `+cols+` FROM records_live WHERE source = ? AND id = ? UNION ALL SELECT 'deleted', `+cols+` FROM records_deleted WHERE source = ? AND id = ? LIMIT 1`))
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
 	}
 	return s, nil
 }
@@ -382,15 +388,15 @@ func (s *Store) Get(ctx context.Context, source, id string) (*Record, error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
 	}
-	for _, part := range []string{Live, Deleted} {
-		var r row
-		err := s.rdb.QueryRowContext(ctx, s.q(`SELECT `+cols+` FROM records_`+part+` WHERE source = ? AND id = ?`), source, id).Scan(r.dest()...)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		} else if err != nil {
-			return nil, unavailable(err)
-		}
+	// One statement for both partitions: a GET costs one round trip whatever it finds, and
+	// both sides are primary-key lookups.
+	var r row
+	var part string
+	err := s.get.QueryRowContext(ctx, source, id, source, id).Scan(append([]any{&part}, r.dest()...)...)
+	if err == nil {
 		return r.record(part), nil
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return nil, unavailable(err)
 	}
 	return nil, erasure.Errorf(erasure.ENOTFOUND, "record %s/%s was never seen", source, clip(id))
 }
@@ -761,3 +767,6 @@ func (s *Store) Import(ctx context.Context, source string, recs []Record) error 
 		return l.save(ctx, tx)
 	})
 }
+
+// Close releases the store's prepared statements; it does not close the database.
+func (s *Store) Close() error { return s.get.Close() }

@@ -1,0 +1,322 @@
+// Command records benchmarks the record store on a catalogue of 1,000,000 records of which
+// 44% are tombstones, and prints in one run, each next to a baseline measured in the same run:
+//
+//   - reindex time before and after archiving the tombstones (target ratio ≤ 0.60);
+//   - reindex rate next to a plain SELECT scan of the same table (target ≥ 0.7 of it);
+//   - archive records per second;
+//   - GET requests per second for 200, 410 (archived) and 404 next to a bare net/http handler,
+//     under the same loopback load generator.
+//
+// Usage: go run ./bench/records [-records 1000000] [-tombstones 0.44] [-dir DIR]
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"erasure/records"
+	"erasure/records/recordstest"
+)
+
+func main() {
+	n := flag.Int("records", 1_000_000, "records in the catalogue")
+	share := flag.Float64("tombstones", 0.44, "share of tombstones")
+	dir := flag.String("dir", "", "directory for the database (default: a temporary one, removed after)")
+	parallel := flag.Int("parallel", runtime.GOMAXPROCS(0), "reindex segments read at once")
+	requests := flag.Int("requests", 30000, "GET requests per case")
+	conc := flag.Int("concurrency", 16, "concurrent GET clients")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the archive step to this file")
+	flag.Parse()
+	profile = *cpuprofile
+	if err := run(*n, *share, *dir, *parallel, *requests, *conc); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+var profile string
+
+func run(n int, share float64, dir string, parallel, requests, conc int) error {
+	ctx := context.Background()
+	if dir == "" {
+		d, err := os.MkdirTemp("", "records-bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	db, err := recordstest.OpenDB(filepath.Join(dir, "records.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	s, err := records.Open(ctx, db.W, records.Options{AppendAudit: db.AppendAudit, ReadDB: db.R})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("records bench: %d records, %.0f%% tombstones, GOMAXPROCS %d, %s\n", n, 100*share, runtime.GOMAXPROCS(0), runtime.Version())
+
+	// Load.
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Now()
+	var live, tombs []string
+	batch := make([]records.Record, 0, 10000)
+	filler := strings.Repeat("lorem ipsum dolor sit amet ", 10)
+	for i := range n {
+		id := fmt.Sprintf("b%08d", i)
+		r := records.Record{ID: id, Version: int64(1 + rng.IntN(5)),
+			Payload: []byte(fmt.Sprintf(`{"title":"Record %d","author":"Author %d","year":%d,"subjects":["a","b"],"note":"%s"}`, i, rng.IntN(50000), 1900+rng.IntN(120), filler[:100+rng.IntN(150)]))}
+		if rng.Float64() < share {
+			at := time.Date(2010+rng.IntN(14), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), 0, 0, 0, 0, time.UTC)
+			r.DeletedAt, r.Reason = &at, "withdrawn"
+			tombs = append(tombs, id)
+		} else {
+			live = append(live, id)
+		}
+		batch = append(batch, r)
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := s.Import(ctx, "sierra", batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	fmt.Printf("load          %9d records in %7.2fs  (%.0f records/s)\n", n, time.Since(start).Seconds(), float64(n)/time.Since(start).Seconds())
+	if _, err := db.W.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return err
+	}
+	if _, err := db.W.Exec(`ANALYZE`); err != nil {
+		return err
+	}
+
+	var scan func() (int64, time.Duration, error)
+	scan = func() (int64, time.Duration, error) {
+		start := time.Now()
+		rows, err := db.R.QueryContext(ctx, `SELECT source, id, version, deleted_at, reason, updated_at, payload FROM records_live`)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer rows.Close()
+		var c int64
+		var src, id string
+		var v, up int64
+		var at sql.NullInt64
+		var reason sql.NullString
+		var payload sql.RawBytes
+		for rows.Next() {
+			if err := rows.Scan(&src, &id, &v, &at, &reason, &up, &payload); err != nil {
+				return 0, 0, err
+			}
+			c++
+		}
+		return c, time.Since(start), rows.Err()
+	}
+	reindexOnce := func() (*records.ReindexReport, error) {
+		return records.Reindex(ctx, s, records.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "sierra", Parallel: parallel})
+	}
+	// The machine is shared: each figure is the best of three runs.
+	scanOnce := scan
+	scan = func() (int64, time.Duration, error) {
+		var bestN int64
+		var bestT time.Duration
+		for range 3 {
+			n, t, err := scanOnce()
+			if err != nil {
+				return 0, 0, err
+			}
+			if bestT == 0 || t < bestT {
+				bestN, bestT = n, t
+			}
+		}
+		return bestN, bestT, nil
+	}
+	reindex := func() (*records.ReindexReport, error) {
+		var best *records.ReindexReport
+		for range 3 {
+			rep, err := reindexOnce()
+			if err != nil {
+				return nil, err
+			}
+			if best == nil || rep.Elapsed < best.Elapsed {
+				best = rep
+			}
+		}
+		return best, nil
+	}
+	scanN, scanT, err := scan()
+	if err != nil {
+		return err
+	}
+	if profile != "" {
+		f, err := os.Create(profile + ".reindex")
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+	}
+	before, err := reindex()
+	if err != nil {
+		return err
+	}
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	scanRate := float64(scanN) / scanT.Seconds()
+	reRate := float64(before.Records) / before.Elapsed.Seconds()
+	fmt.Printf("plain SELECT  %9d rows    in %7.3fs  (%.0f rows/s)  [baseline]\n", scanN, scanT.Seconds(), scanRate)
+	fmt.Printf("reindex       %9d records in %7.3fs  (%.0f records/s, %.1f MB of JSON lines, %d segments)\n", before.Records, before.Elapsed.Seconds(), reRate, float64(before.Bytes)/1e6, before.Segments)
+	fmt.Printf("  reindex rate / plain SELECT rate = %.2f  (target ≥ 0.70)\n", reRate/scanRate)
+
+	// Archive every tombstone.
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+	}
+	start = time.Now()
+	rep, err := s.Archive(ctx, records.ArchiveOptions{Source: "sierra", DeletedBefore: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		return err
+	}
+	archT := time.Since(start)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	fmt.Printf("archive       %9d records in %7.2fs  (%.0f records/s, %d batches)\n", rep.Moved, archT.Seconds(), float64(rep.Moved)/archT.Seconds(), rep.Batches)
+	var busy, logN, ckpt int
+	if err := db.W.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logN, &ckpt); err != nil {
+		return err
+	}
+	fmt.Printf("  checkpoint after archive: busy=%d log=%d checkpointed=%d\n", busy, logN, ckpt)
+	vr, err := s.Verify(ctx, "sierra")
+	if err != nil {
+		return err
+	}
+	if !vr.OK {
+		return fmt.Errorf("verify after archive: %v", vr.Problems)
+	}
+	after, err := reindex()
+	if err != nil {
+		return err
+	}
+	scanN2, scanT2, err := scan()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("reindex after %9d records in %7.3fs  (%.0f records/s)\n", after.Records, after.Elapsed.Seconds(), float64(after.Records)/after.Elapsed.Seconds())
+	fmt.Printf("  reindex time after / before = %.2f  (live share %.2f; target ≤ 0.60)\n", after.Elapsed.Seconds()/before.Elapsed.Seconds(), float64(after.Records)/float64(before.Records))
+	fmt.Printf("  plain SELECT after: %d rows in %.3fs; reindex rate / SELECT rate = %.2f\n", scanN2, scanT2.Seconds(), (float64(after.Records)/after.Elapsed.Seconds())/(float64(scanN2)/scanT2.Seconds()))
+	fmt.Printf("verify        ok: live %d, deleted %d, checksum %s = ledger %s\n", vr.Sources[0].Live, vr.Sources[0].Deleted, vr.Sources[0].Checksum, vr.Sources[0].LedgerChecksum)
+
+	// GET load, against the records handler and a bare handler, same generator.
+	allow := func(*http.Request, string) (string, error) { return "bench", nil }
+	srv, url, err := serve(records.Handler(s, allow))
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	bare, bareURL, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"source":"sierra","id":"b00000001","version":1,"payload":{"title":"x"}}`+"\n")
+	}))
+	if err != nil {
+		return err
+	}
+	defer bare.Close()
+	never := make([]string, 1000)
+	for i := range never {
+		never[i] = fmt.Sprintf("x%08d", i)
+	}
+	pick := func(ids []string) func(i int) string {
+		return func(i int) string { return ids[(i*7919)%len(ids)] }
+	}
+	baseRate, err := load(bareURL, conc, requests, 200, func(int) string { return "/v1/records/sierra/b00000001" })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GET bare net/http handler  %8.0f req/s  [baseline, %d requests, %d clients]\n", baseRate, requests, conc)
+	for _, c := range []struct {
+		name   string
+		status int
+		ids    []string
+	}{{"200 live", 200, live}, {"410 archived", 410, tombs}, {"404 never seen", 404, never}} {
+		p := pick(c.ids)
+		rate, err := load(url, conc, requests, c.status, func(i int) string { return "/v1/records/sierra/" + p(i) })
+		if err != nil {
+			return err
+		}
+		fmt.Printf("GET %-22s %8.0f req/s  (%.2f of bare)\n", c.name, rate, rate/baseRate)
+	}
+	return nil
+}
+
+func serve(h http.Handler) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	return srv, "http://" + ln.Addr().String(), nil
+}
+
+// load sends requests GETs from conc keep-alive clients and returns requests per second; any
+// status other than want is an error.
+func load(base string, conc, requests, want int, path func(i int) string) (float64, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var next atomic.Int64
+	var bad atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > requests {
+					return
+				}
+				resp, err := client.Get(base + path(i))
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					bad.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					once.Do(func() { firstErr = fmt.Errorf("GET %s: %d, want %d", path(i), resp.StatusCode, want) })
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("%d requests failed, first: %w", bad.Load(), firstErr)
+	}
+	return float64(requests) / time.Since(start).Seconds(), nil
+}
