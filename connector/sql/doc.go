@@ -56,8 +56,10 @@
 // being converted. In particular an integer column gets only integers (MySQL would compare
 // '42abc' as 42; SQLite would read "42\x00" as 42), a PostgreSQL uuid column only UUIDs, and
 // PostgreSQL text never NUL bytes or invalid UTF-8 (PostgreSQL text cannot hold them, so such a
-// value cannot match and is dropped, without error). MySQL compares text by the column's
-// collation, as the owning application's own queries do: usually without case and ignoring
+// value cannot match and is dropped, without error). Where values and replacements come from
+// the registry, not from subjects: they are bound as text and converted by the database to the
+// column's type (a where value PostgreSQL cannot convert is a permanent error). MySQL compares
+// text by the column's collation, as the owning application's own queries do: usually without case and ignoring
 // trailing spaces.
 //
 // # Verify, Resolve, Check
