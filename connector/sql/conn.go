@@ -108,31 +108,35 @@ func (c *Conn) Close() error {
 	return release(c.d, c.cfg.DSN)
 }
 
-// open returns the pool, acquiring it and reading the table's columns on first use.
-func (c *Conn) open(ctx context.Context) (*sql.DB, error) {
+// open returns the pool and the table's column types, acquiring the pool and reading the
+// types on first use. The map returned is never modified.
+func (c *Conn) open(ctx context.Context) (*sql.DB, map[string]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, erasure.Permanentf("dataset %s: connector is closed", c.ds.Name)
+		return nil, nil, erasure.Permanentf("dataset %s: connector is closed", c.ds.Name)
 	}
 	if c.db == nil {
 		db, err := acquire(c.d, c.cfg.DSN)
 		if err != nil {
-			return nil, erasure.Permanentf("dataset %s: opening the database: %v", c.ds.Name, err)
+			return nil, nil, erasure.Permanentf("dataset %s: opening the database: %v", c.ds.Name, err)
 		}
 		c.db = db
 	}
 	if c.cols == nil {
 		cols, err := c.columns(ctx, c.db)
 		if err != nil {
-			return nil, c.classify(ctx, "reading the table's columns", err)
+			c.mu.Unlock() // classify may take the lock
+			err = c.classify(ctx, "reading the table's columns", err)
+			c.mu.Lock()
+			return nil, nil, err
 		}
 		if len(cols) == 0 {
-			return nil, erasure.Permanent(c.missingTable())
+			return nil, nil, erasure.Permanent(c.missingTable())
 		}
 		c.cols = cols
 	}
-	return c.db, nil
+	return c.db, c.cols, nil
 }
 
 func (c *Conn) missingTable() error {
@@ -204,8 +208,8 @@ func (c *Conn) fold(name string) string {
 //   - integer columns (PostgreSQL, MySQL) hold only integers in range, uuid columns only UUIDs,
 //     numeric columns only numbers; MySQL character columns only valid UTF-8.
 //   - SQLite columns of numeric affinity only numbers (see below).
-func (c *Conn) value(col, v string) (any, bool) {
-	typ := c.cols[c.fold(col)]
+func (c *Conn) value(cols map[string]string, col, v string) (any, bool) {
+	typ := cols[c.fold(col)]
 	switch c.d.name {
 	case "postgres":
 		if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
@@ -297,7 +301,7 @@ func validUUID(v string) bool {
 // keyValues returns, for each key column, the subject's values that column can hold, split
 // into chunks of at most inChunk. skip is a note for people when nothing can match: the
 // subject lacks a key type, or none of its values fits the column.
-func (c *Conn) keyValues(s erasure.Subject) (chunks [][][]any, skip string) {
+func (c *Conn) keyValues(s erasure.Subject, cols map[string]string) (chunks [][][]any, skip string) {
 	for _, k := range c.cfg.keyColumns() {
 		raw := s.Values(k.Identifier)
 		if len(raw) == 0 {
@@ -305,7 +309,7 @@ func (c *Conn) keyValues(s erasure.Subject) (chunks [][][]any, skip string) {
 		}
 		var vals []any
 		for _, v := range raw {
-			if x, ok := c.value(k.Column, v); ok {
+			if x, ok := c.value(cols, k.Column, v); ok {
 				vals = append(vals, x)
 			}
 		}
@@ -450,11 +454,11 @@ func (c *Conn) batchStatement(vals [][]any) (string, []any) {
 // until a statement erases fewer. Zero rows is success. A subject lacking a key type, or
 // whose values no key column can hold, is skipped with Removed 0.
 func (c *Conn) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, error) {
-	db, err := c.open(ctx)
+	db, cols, err := c.open(ctx)
 	if err != nil {
 		return erasure.Outcome{}, err
 	}
-	chunks, skip := c.keyValues(s)
+	chunks, skip := c.keyValues(s, cols)
 	if skip != "" {
 		return erasure.Outcome{Detail: skip}, nil
 	}
@@ -518,11 +522,11 @@ func (c *Conn) Holds(ctx context.Context, s erasure.Subject) (bool, error) {
 // Remaining counts the subject's rows still to erase (for a redaction: matching rows whose
 // columns are not all redacted yet).
 func (c *Conn) Remaining(ctx context.Context, s erasure.Subject) (int64, error) {
-	db, err := c.open(ctx)
+	db, cols, err := c.open(ctx)
 	if err != nil {
 		return 0, err
 	}
-	chunks, skip := c.keyValues(s)
+	chunks, skip := c.keyValues(s, cols)
 	if skip != "" {
 		return 0, nil
 	}
@@ -546,11 +550,11 @@ func (c *Conn) Resolve(ctx context.Context, s erasure.Subject) ([]erasure.Identi
 	if err := validateProvides(c.ds.Provides); err != nil {
 		return nil, erasure.Permanentf("dataset %s: %v", c.ds.Name, err)
 	}
-	db, err := c.open(ctx)
+	db, cols, err := c.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	chunks, skip := c.keyValues(s)
+	chunks, skip := c.keyValues(s, cols)
 	if skip != "" {
 		return nil, nil
 	}
@@ -598,7 +602,7 @@ func (c *Conn) Resolve(ctx context.Context, s erasure.Subject) ([]erasure.Identi
 // redacted columns, where columns, provides columns). It erases nothing. A missing table or
 // column is a permanent EINVALID error naming all that is missing.
 func (c *Conn) Check(ctx context.Context) error {
-	db, err := c.open(ctx)
+	db, _, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,9 @@ func (c *Conn) classify(ctx context.Context, op string, err error) error {
 		default:
 			// 42P01 undefined table, 42703 undefined column, 42501 permission denied, 42601
 			// syntax, 28xxx authentication, 3D000 unknown database...
+			if pe.Code == "42P01" || pe.Code == "42703" || pe.Code == "42804" {
+				c.forgetColumns()
+			}
 			return erasure.Permanent(wrap(msg))
 		}
 	}
@@ -113,6 +116,9 @@ func (c *Conn) classify(ctx context.Context, op string, err error) error {
 			return erasure.Permanent(wrap(fmt.Sprintf("a value does not fit its column (MySQL error %d)", me.Number)))
 		default:
 			// 1146 no such table, 1054 unknown column, 1142/1143/1044/1045 denied, 1064 syntax.
+			if me.Number == 1146 || me.Number == 1054 {
+				c.forgetColumns()
+			}
 			return erasure.Permanent(wrap(msg))
 		}
 	}
@@ -127,6 +133,9 @@ func (c *Conn) classify(ctx context.Context, op string, err error) error {
 			return erasure.Transient(wrap(se.Error()), 0)
 		default:
 			// SQLITE_ERROR (no such table or column, syntax), READONLY, CANTOPEN, CORRUPT...
+			if code == sqlite3.SQLITE_ERROR {
+				c.forgetColumns()
+			}
 			return erasure.Permanent(wrap(se.Error()))
 		}
 	}
@@ -135,6 +144,15 @@ func (c *Conn) classify(ctx context.Context, op string, err error) error {
 		return erasure.Transient(wrap("connection failed: "+err.Error()), 0)
 	}
 	return erasure.Transient(wrap(err.Error()), 0)
+}
+
+// forgetColumns drops the column types read on first use, after an error saying the table
+// changed, so that the next call reads them again: an operator's fix takes effect without a
+// restart.
+func (c *Conn) forgetColumns() {
+	c.mu.Lock()
+	c.cols = nil
+	c.mu.Unlock()
 }
 
 func qualify(schema, table string) string {

@@ -33,11 +33,11 @@ const sweepLoadRows = 500
 // type, and values their column cannot hold, are left out. Removed counts the rows erased;
 // Scanned counts the key tuples loaded. Errors are classified as for Erase.
 func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
-	db, err := c.open(ctx)
+	db, cols, err := c.open(ctx)
 	if err != nil {
 		return erasure.SweepResult{}, err
 	}
-	tuples := c.sweepTuples(batch)
+	tuples := c.sweepTuples(batch, cols)
 	if len(tuples) == 0 {
 		return erasure.SweepResult{}, nil
 	}
@@ -68,7 +68,7 @@ func (c *Conn) sweepOn(ctx context.Context, db *sql.DB, tuples [][]any) (int64, 
 
 // sweepTuples returns the distinct key tuples of the queued subjects (every combination of a
 // subject's values for composite keys), converted for their columns.
-func (c *Conn) sweepTuples(batch []erasure.SweepSubject) [][]any {
+func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) [][]any {
 	keys := c.cfg.keyColumns()
 	seen := map[string]bool{}
 	var out [][]any
@@ -77,7 +77,7 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject) [][]any {
 		ok := true
 		for i, k := range keys {
 			for _, v := range sub.Subject.Values(k.Identifier) {
-				if x, fits := c.value(k.Column, v); fits {
+				if x, fits := c.value(cols, k.Column, v); fits {
 					per[i] = append(per[i], x)
 				}
 			}

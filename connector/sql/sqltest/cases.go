@@ -589,6 +589,15 @@ func testSchemaErrors(t *testing.T, tg Target) {
 		})
 	}
 	wantCount(t, "rows", e.count("users", "email IS NOT NULL"), 1)
+
+	t.Run("FixTakesEffectWithoutRestart", func(t *testing.T) {
+		e := e.sub(t)
+		e.exec(`ALTER TABLE users ADD nickname TEXT`)
+		e.exec(`CREATE TABLE people (id BIGINT)`)
+		e.insert("people", []string{"id"}, [][]any{{42}, {43}})
+		wantRemoved(t, "redact after adding the column", e.erase(cfg.Dataset("app.missing-column"), subject("user_id", "42")), 0)
+		wantRemoved(t, "delete after creating the table", e.erase(cfg.Dataset("app.missing-table"), subject("user_id", "42")), 1)
+	})
 }
 
 func testSharedPool(t *testing.T, tg Target) {
