@@ -1,0 +1,565 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"erasure"
+)
+
+// SweepStore is the store a Sweeper needs.
+type SweepStore interface {
+	erasure.Store
+	erasure.SweepStore
+}
+
+// ExportFunc writes the queued identifiers of subjects (those of the given types) in format for
+// a sweep run by an external engine, and returns the rows written; EINVALID for an unknown
+// format. connector/files.WriteExport is one.
+type ExportFunc func(w io.Writer, format string, subjects []erasure.SweepSubject, types []string) (int, error)
+
+// ProgressFunc returns a context whose sweeps report their progress to report (for the files
+// connector, a wrapper of files.ContextWithProgress). report's argument must encode to JSON.
+type ProgressFunc func(ctx context.Context, report func(progress any)) context.Context
+
+// Sweeper runs the sweeps of offline datasets: on demand (RunNow), on a schedule (Schedule),
+// after a restart (Resume), and for datasets swept by an external job, as an export that the
+// job acknowledges (Export, Ack). A sweep's tasks become done only when the whole sweep has
+// committed, in one transaction of the store; a failed sweep leaves them queued for the next.
+//
+// One process runs the sweeps of a store (the single-node server): sweeps of different
+// datasets run at once, one per dataset.
+//
+// Scheduling (Schedule): every Interval, each offline dataset whose sweep mode is internal and
+// whose connector is an erasure.Sweeper is swept when it has queued tasks and no open sweep,
+// and either Policy.SweepEvery has passed since its last sweep started (or it never had one),
+// or the earliest deadline among its queued tasks falls before the next regular sweep plus
+// UrgentMargin, so that no task waits for a sweep that would come after its deadline. After a
+// failed sweep the next one comes RetryFailed (capped at SweepEvery) after it ended: soon
+// enough to catch a transient failure, not so soon that a broken dataset is read every minute.
+type Sweeper struct {
+	Store    SweepStore
+	Datasets map[string]*erasure.Dataset
+	// Now is the clock (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Export writes exports (default: JSON lines only, see WriteJSONLines).
+	Export ExportFunc
+	// Progress, when set, gives running sweeps a context that reports their progress.
+	Progress ProgressFunc
+	// Interval is how often Schedule looks for datasets to sweep (default 1 minute).
+	Interval time.Duration
+	// UrgentMargin is how long before a deadline a sweep is started out of turn (default 24h).
+	UrgentMargin time.Duration
+	// RetryFailed is the least time after a failed sweep before the next (default 1h).
+	RetryFailed time.Duration
+
+	once sync.Once
+	mu   sync.Mutex
+	ctx  context.Context // lifetime of background sweeps (Start); Background before
+	live map[string]*liveSweep
+	wg   sync.WaitGroup
+}
+
+// liveSweep is a sweep running in this process.
+type liveSweep struct {
+	sweep    erasure.Sweep
+	progress any
+	done     chan struct{}
+	final    *erasure.Sweep
+}
+
+// Live is a running sweep with its last reported progress (nil before the first report or for
+// connectors that report none).
+type Live struct {
+	Sweep    erasure.Sweep `json:"sweep"`
+	Progress any           `json:"progress,omitempty"`
+}
+
+func (s *Sweeper) init() {
+	s.once.Do(func() {
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		s.Logger = s.Logger.WithGroup("sweeper")
+		if s.Interval <= 0 {
+			s.Interval = time.Minute
+		}
+		if s.UrgentMargin <= 0 {
+			s.UrgentMargin = 24 * time.Hour
+		}
+		if s.RetryFailed <= 0 {
+			s.RetryFailed = time.Hour
+		}
+		if s.Export == nil {
+			s.Export = WriteJSONLines
+		}
+		s.live = map[string]*liveSweep{}
+		if s.ctx == nil {
+			s.ctx = context.Background()
+		}
+	})
+}
+
+// Start sets the lifetime of the sweeps run in the background: when ctx is cancelled they stop
+// where they are, stay running in the store, and are resumed by the next Resume. Call it once,
+// before anything else.
+func (s *Sweeper) Start(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	s.init()
+}
+
+// Wait waits for the background sweeps to end.
+func (s *Sweeper) Wait() { s.wg.Wait() }
+
+// NewSweepID returns "s_" and 26 characters: 48 bits of milliseconds then 80 random bits.
+func NewSweepID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	rand.Read(b[6:])
+	return "s_" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// dataset returns an offline dataset; ENOTFOUND, EINVALID when it is not offline.
+func (s *Sweeper) dataset(name string) (*erasure.Dataset, error) {
+	d := s.Datasets[name]
+	if d == nil {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %s is not registered", name)
+	}
+	if d.Method != erasure.MethodOffline {
+		return nil, erasure.Errorf(erasure.EINVALID, "dataset %s is %s, not offline: it is not swept", name, d.Method)
+	}
+	return d, nil
+}
+
+// sweeper returns the dataset's Sweeper; EINVALID when its connector cannot sweep.
+func sweeperOf(d *erasure.Dataset) (erasure.Sweeper, error) {
+	sw, ok := d.Conn.(erasure.Sweeper)
+	if !ok {
+		return nil, erasure.Errorf(erasure.EINVALID, "dataset %s cannot be swept here (its connector has no sweep): export it for an external job", d.Name)
+	}
+	return sw, nil
+}
+
+// Running returns the sweep of dataset running in this process, if any.
+func (s *Sweeper) Running(dataset string) (*Live, bool) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.live[dataset]
+	if l == nil {
+		return nil, false
+	}
+	return &Live{Sweep: l.sweep, Progress: l.progress}, true
+}
+
+// RunNow starts a sweep of dataset's queued tasks in the background and returns it as started
+// (Tasks 0, not stored, when nothing is queued). ENOTFOUND for an unknown dataset, EINVALID for
+// one that is not offline or cannot be swept here, ECONFLICT when a sweep of it is open.
+func (s *Sweeper) RunNow(ctx context.Context, dataset, actor string) (*erasure.Sweep, error) {
+	s.init()
+	sw, subjects, err := s.begin(ctx, dataset, actor)
+	if err != nil || sw.Tasks == 0 {
+		return sw, err
+	}
+	s.mu.Lock()
+	bg := s.ctx
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.execute(bg, sw, subjects)
+	}()
+	return sw, nil
+}
+
+// SweepNow runs a sweep of dataset to its end and returns it as it ended (committed, failed,
+// or still running when ctx was cancelled). Errors as RunNow.
+func (s *Sweeper) SweepNow(ctx context.Context, dataset, actor string) (*erasure.Sweep, error) {
+	s.init()
+	sw, subjects, err := s.begin(ctx, dataset, actor)
+	if err != nil || sw.Tasks == 0 {
+		return sw, err
+	}
+	return s.execute(ctx, sw, subjects), nil
+}
+
+// WaitSweep waits until the sweep id running in this process ends and returns it as it
+// ended; nil when no such sweep runs here.
+func (s *Sweeper) WaitSweep(ctx context.Context, id string) (*erasure.Sweep, error) {
+	s.init()
+	s.mu.Lock()
+	var l *liveSweep
+	for _, x := range s.live {
+		if x.sweep.ID == id {
+			l = x
+		}
+	}
+	s.mu.Unlock()
+	if l == nil {
+		return nil, nil
+	}
+	select {
+	case <-l.done:
+		return l.final, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// begin starts an internal sweep of dataset in the store and registers it as live.
+func (s *Sweeper) begin(ctx context.Context, dataset, actor string) (*erasure.Sweep, []erasure.SweepSubject, error) {
+	d, err := s.dataset(dataset)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := sweeperOf(d); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.live[dataset]; l != nil {
+		return nil, nil, erasure.Errorf(erasure.ECONFLICT, "dataset %s is being swept (sweep %s)", dataset, l.sweep.ID)
+	}
+	sw, subjects, err := s.Store.StartSweep(ctx, dataset, NewSweepID(s.Now()), "internal", actor)
+	if err != nil || sw.Tasks == 0 {
+		return sw, nil, err
+	}
+	s.live[dataset] = &liveSweep{sweep: *sw, done: make(chan struct{})}
+	return sw, subjects, nil
+}
+
+// execute runs a registered sweep through the dataset's connector and ends it in the store.
+// When ctx is cancelled (shutdown) the sweep is left running in the store for Resume.
+func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []erasure.SweepSubject) *erasure.Sweep {
+	log := s.Logger.With("sweep", sw.ID, "dataset", sw.Dataset)
+	s.mu.Lock()
+	l := s.live[sw.Dataset]
+	s.mu.Unlock()
+	final := sw
+	defer func() {
+		s.mu.Lock()
+		if s.live[sw.Dataset] == l {
+			delete(s.live, sw.Dataset)
+		}
+		s.mu.Unlock()
+		if l != nil {
+			l.final = final
+			close(l.done)
+		}
+	}()
+	var res erasure.SweepResult
+	var err error
+	d, derr := s.dataset(sw.Dataset)
+	var conn erasure.Sweeper
+	if derr == nil {
+		conn, derr = sweeperOf(d)
+	}
+	start := s.Now()
+	if derr != nil {
+		err = derr
+	} else {
+		log.Info("sweep started", "tasks", len(subjects))
+		sctx := ctx
+		if s.Progress != nil && l != nil {
+			sctx = s.Progress(ctx, func(p any) {
+				s.mu.Lock()
+				l.progress = p
+				s.mu.Unlock()
+			})
+		}
+		res, err = conn.Sweep(sctx, subjects)
+	}
+	if err != nil && ctx.Err() != nil {
+		log.Info("sweep interrupted; it resumes at the next start", "err", err)
+		return final
+	}
+	// The sweep's outcome is recorded even if ctx ends now: a sweep committed in the dataset
+	// must complete its tasks. A store failure leaves the sweep running, for Resume.
+	fctx := context.WithoutCancel(ctx)
+	var ended *erasure.Sweep
+	var ferr error
+	for try := 0; try < 5; try++ {
+		if ended, ferr = s.Store.FinishSweep(fctx, sw.ID, res, err, "sweep:"+sw.ID); ferr == nil || erasure.ErrorCode(ferr) == erasure.ECONFLICT || erasure.ErrorCode(ferr) == erasure.ENOTFOUND {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
+	if ferr != nil {
+		log.Error("sweep outcome not recorded; the sweep is resumed at the next start", "err", ferr)
+		return final
+	}
+	final = ended
+	took := s.Now().Sub(start).Round(time.Millisecond)
+	if err != nil {
+		log.Warn("sweep failed; its tasks wait for the next sweep", "tasks", sw.Tasks, "err", ended.Error, "took", took)
+	} else {
+		log.Info("sweep committed", "tasks", sw.Tasks, "partitions", res.Partitions, "rows_scanned", res.Scanned, "rows_removed", res.Removed, "bytes", res.Bytes, "took", took)
+	}
+	return final
+}
+
+// Resume runs again, in the background, every internal sweep the store has running (a
+// previous process stopped during them), with the same subjects: the connectors' sweeps are
+// idempotent and finish or redo the interrupted work. A sweep whose dataset is no longer
+// registered, or can no longer sweep, fails so that its tasks return to the queue. Exported
+// sweeps wait for their acknowledgement. It returns how many sweeps it resumed.
+func (s *Sweeper) Resume(ctx context.Context) (int, error) {
+	s.init()
+	open, err := s.Store.OpenSweeps(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, sw := range open {
+		if sw.State != erasure.SweepRunning {
+			continue
+		}
+		sw := sw
+		d, err := s.dataset(sw.Dataset)
+		if err == nil {
+			_, err = sweeperOf(d)
+		}
+		if err != nil {
+			if _, err := s.Store.FinishSweep(ctx, sw.ID, erasure.SweepResult{}, fmt.Errorf("not resumed: %s", erasure.ErrorMessage(err)), "sweep:"+sw.ID); err != nil {
+				return n, err
+			}
+			continue
+		}
+		subjects, err := s.Store.SweepSubjects(ctx, sw.ID)
+		if err != nil {
+			return n, err
+		}
+		s.mu.Lock()
+		if s.live[sw.Dataset] != nil {
+			s.mu.Unlock()
+			continue
+		}
+		s.live[sw.Dataset] = &liveSweep{sweep: sw, done: make(chan struct{})}
+		bg := s.ctx
+		s.mu.Unlock()
+		s.Logger.Info("resuming sweep", "sweep", sw.ID, "dataset", sw.Dataset, "tasks", len(subjects))
+		n++
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.execute(bg, &sw, subjects)
+		}()
+	}
+	return n, nil
+}
+
+// Due reports whether dataset should be swept now by the schedule (see Sweeper), and why.
+func (s *Sweeper) Due(ctx context.Context, d *erasure.Dataset) (bool, string, error) {
+	s.init()
+	if d.Method != erasure.MethodOffline || (d.Policy.SweepMode != "" && d.Policy.SweepMode != "internal") {
+		return false, "not swept internally", nil
+	}
+	if _, ok := d.Conn.(erasure.Sweeper); !ok {
+		return false, "connector cannot sweep", nil
+	}
+	if _, running := s.Running(d.Name); running {
+		return false, "a sweep is running", nil
+	}
+	n, earliest, err := s.Store.QueuedTasks(ctx, d.Name)
+	if err != nil || n == 0 {
+		return false, "nothing queued", err
+	}
+	last, err := s.Store.Sweeps(ctx, d.Name, 1)
+	if err != nil {
+		return false, "", err
+	}
+	if len(last) == 0 {
+		return true, "first sweep", nil
+	}
+	prev, now, every := last[0], s.Now(), d.Policy.SweepEvery
+	if every <= 0 {
+		every = 24 * time.Hour
+	}
+	if prev.State == erasure.SweepRunning || prev.State == erasure.SweepExported {
+		return false, "a sweep is open", nil
+	}
+	if prev.State == erasure.SweepFailed && prev.Finished != nil {
+		if now.Sub(*prev.Finished) < min(s.RetryFailed, every) {
+			return false, "last sweep failed recently", nil
+		}
+		return true, "retry after a failed sweep", nil
+	}
+	next := prev.Started.Add(every)
+	switch {
+	case !now.Before(next):
+		return true, "sweep interval passed", nil
+	case !earliest.IsZero() && earliest.Before(next.Add(s.UrgentMargin)):
+		return true, "a deadline comes before the next regular sweep", nil
+	}
+	return false, "not due", nil
+}
+
+// Schedule sweeps the datasets that are due (see Sweeper) now and every Interval until ctx is
+// cancelled, one dataset after another, each sweep to its end.
+func (s *Sweeper) Schedule(ctx context.Context) {
+	s.init()
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		s.ScheduleOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ScheduleOnce sweeps each dataset that is due now, to its end, and returns the sweeps it ran.
+func (s *Sweeper) ScheduleOnce(ctx context.Context) []erasure.Sweep {
+	s.init()
+	var out []erasure.Sweep
+	for _, name := range sortedNames(s.Datasets) {
+		if ctx.Err() != nil {
+			break
+		}
+		d := s.Datasets[name]
+		due, why, err := s.Due(ctx, d)
+		if err != nil {
+			s.Logger.Error("cannot tell whether a sweep is due", "dataset", name, "err", err)
+			continue
+		}
+		if !due {
+			continue
+		}
+		s.Logger.Info("scheduled sweep", "dataset", name, "why", why)
+		sw, err := s.SweepNow(ctx, name, "scheduler")
+		if err != nil {
+			if erasure.ErrorCode(err) != erasure.ECONFLICT {
+				s.Logger.Error("scheduled sweep not started", "dataset", name, "err", err)
+			}
+			continue
+		}
+		if sw.Tasks > 0 {
+			out = append(out, *sw)
+		}
+	}
+	return out
+}
+
+func sortedNames(m map[string]*erasure.Dataset) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// StartExport starts an external sweep of dataset (state exported) holding its queued tasks and
+// returns it with a function writing its export in format to w (the identifiers of the
+// dataset's key types, in clear: the caller decides where they go). When writing fails the
+// sweep fails at once and its tasks return to the queue. A sweep with Tasks 0 (nothing queued)
+// is not stored and its write function writes nothing. ENOTFOUND, EINVALID for a dataset that is
+// not offline or an unknown format, ECONFLICT when a sweep of it is open.
+func (s *Sweeper) StartExport(ctx context.Context, dataset, format, actor string) (*erasure.Sweep, func(io.Writer) (int, error), error) {
+	s.init()
+	d, err := s.dataset(dataset)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Validate the format before anything changes.
+	if _, err := s.Export(io.Discard, format, nil, d.Keys); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	if l := s.live[dataset]; l != nil {
+		s.mu.Unlock()
+		return nil, nil, erasure.Errorf(erasure.ECONFLICT, "dataset %s is being swept (sweep %s)", dataset, l.sweep.ID)
+	}
+	sw, subjects, err := s.Store.StartSweep(ctx, dataset, NewSweepID(s.Now()), "external", actor)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	write := func(w io.Writer) (int, error) {
+		if sw.Tasks == 0 {
+			return 0, nil
+		}
+		n, err := s.Export(w, format, subjects, d.Keys)
+		if err != nil {
+			if _, ferr := s.Store.FinishSweep(context.WithoutCancel(ctx), sw.ID, erasure.SweepResult{}, fmt.Errorf("export not delivered: %w", err), actor); ferr != nil {
+				s.Logger.Error("failed export not recorded", "sweep", sw.ID, "err", ferr)
+			}
+			return n, err
+		}
+		s.Logger.Info("sweep exported", "sweep", sw.ID, "dataset", dataset, "tasks", sw.Tasks, "rows", n, "format", format)
+		return n, nil
+	}
+	return sw, write, nil
+}
+
+// Ack ends an exported sweep of dataset as its external job reports: done commits it (its
+// tasks become done, removed rows recorded), otherwise it fails with errMsg and its tasks
+// return to the queue. ENOTFOUND for an unknown sweep or one of another dataset, ECONFLICT for
+// a sweep that is not exported (internal, or already ended).
+func (s *Sweeper) Ack(ctx context.Context, dataset, id string, done bool, removed int64, errMsg, actor string) (*erasure.Sweep, error) {
+	s.init()
+	sw, err := s.Store.Sweep(ctx, id)
+	if err != nil || sw.Dataset != dataset {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "sweep %s of dataset %s not found", id, dataset)
+	}
+	if sw.State != erasure.SweepExported {
+		return nil, erasure.Errorf(erasure.ECONFLICT, "sweep %s is %s (%s): only an exported sweep is acknowledged", id, sw.State, sw.Mode)
+	}
+	if removed < 0 {
+		return nil, erasure.Errorf(erasure.EINVALID, "removed must not be negative")
+	}
+	var sweepErr error
+	if !done {
+		if strings.TrimSpace(errMsg) == "" {
+			errMsg = "the external job reported a failure"
+		}
+		sweepErr = errors.New(errMsg)
+	}
+	return s.Store.FinishSweep(ctx, id, erasure.SweepResult{Removed: removed}, sweepErr, actor)
+}
+
+// WriteJSONLines is the default ExportFunc: JSON lines only, one {"task_id","identifier","value"}
+// per identifier of the given types, in the order of subjects.
+func WriteJSONLines(w io.Writer, format string, subjects []erasure.SweepSubject, types []string) (int, error) {
+	if format != "jsonl" {
+		return 0, erasure.Errorf(erasure.EINVALID, "export format %q is not available: use jsonl", format)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	n := 0
+	for _, sub := range subjects {
+		for _, id := range sub.Subject.Only(types) {
+			row := struct {
+				TaskID     int64  `json:"task_id"`
+				Identifier string `json:"identifier"`
+				Value      string `json:"value"`
+			}{sub.TaskID, id.Type, id.Value}
+			if err := enc.Encode(row); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
