@@ -158,20 +158,35 @@ func checkDataset(ctx context.Context, d *erasure.Dataset, nats natsCheck, timeo
 		}
 		return checkResult{checkOK, ""}
 	case cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
+		if errors.Is(err, context.DeadlineExceeded) {
+			return checkResult{checkFailed, fmt.Sprintf("no answer within %s", timeout)}
+		}
 		return checkResult{checkFailed, fmt.Sprintf("no answer within %s: %s", timeout, checkMessage(err))}
 	}
 	return checkResult{checkFailed, checkMessage(err)}
 }
 
-// safeCheck calls c.Check, turning a panic of a connector into a failed check so that one bad
-// connector does not hide the others' results.
-func safeCheck(ctx context.Context, c erasure.Checker) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("the connector's check panicked: %v", p)
-		}
+// safeCheck calls c.Check and returns its error, or ctx's once ctx is done even if Check has
+// not returned (some clients finish their own handshake timeouts first: go-redis waits out
+// its read timeout on a server that accepts and never answers), so that --timeout bounds the
+// command. A panic of a connector becomes a failed check, so one bad connector does not hide
+// the others' results.
+func safeCheck(ctx context.Context, c erasure.Checker) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("the connector's check panicked: %v", p)
+			}
+		}()
+		done <- c.Check(ctx)
 	}()
-	return c.Check(ctx)
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // checkMessage is err for a person on one line: the message of an *erasure.Error without its

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"erasure/internal/testenv"
@@ -293,6 +295,68 @@ func TestDatasetsCheck_Usage(t *testing.T) {
 			code, stdout, stderr := runMain(t, append([]string{"datasets", "check"}, tc.args...)...)
 			if code != tc.code || !strings.Contains(stderr, tc.says) || stdout != "" {
 				t.Errorf("code %d, stdout %q, stderr %q; want %d saying %q", code, stdout, stderr, tc.code, tc.says)
+			}
+		})
+	}
+}
+
+// TestDatasetsCheck_NATS checks async datasets on an external NATS: a stream that serve has
+// not created yet is not a failure, a stream capturing the subject passes, and a stream that
+// does not capture it fails.
+func TestDatasetsCheck_NATS(t *testing.T) {
+	natsURL := testenv.Address(t, "ERASURE_TEST_NATS")
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		testenv.Unavailable(t, "ERASURE_TEST_NATS", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const config = `version: 1
+identifiers: [user_id]
+nats: { url: "${CHECK_NATS_URL}", stream: %s }
+datasets:
+  - name: notifications
+    owner: messaging-team
+    connector: nats
+    nats: { subject: %s, identifiers: [user_id] }
+`
+	cases := []struct {
+		name     string
+		subjects func(subject string) []string // the stream's subjects; nil: no stream
+		code     int
+		word     string
+		says     string
+	}{
+		{"StreamNotCreatedYet", nil, 0, "skipped", "does not exist yet (serve creates it)"},
+		{"StreamCapturesSubject", func(s string) []string { return []string{s} }, 0, "ok", "captures"},
+		{"StreamMissesSubject", func(s string) []string { return []string{s + ".other"} }, 6, "FAILED", "no stream captures"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := strings.ToUpper(testenv.Name("CHECK"))
+			subject := testenv.Name("check") + ".notifications"
+			if tc.subjects != nil {
+				if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: stream, Subjects: tc.subjects(subject)}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { js.DeleteStream(context.Background(), stream) })
+			}
+			t.Setenv("CHECK_NATS_URL", natsURL)
+			path := writeConfig(t, fmt.Sprintf(config, stream, subject))
+			code, stdout, stderr := runMain(t, "datasets", "check", path)
+			lines := strings.Split(stdout, "\n")
+			f := strings.Fields(lines[0])
+			if code != tc.code || len(f) < 3 || f[0] != "notifications" || f[2] != tc.word || !strings.Contains(lines[0], tc.says) {
+				t.Errorf("code %d, stdout %q, stderr %q; want %d and notifications %s saying %q", code, stdout, stderr, tc.code, tc.word, tc.says)
+			}
+			if tc.subjects == nil {
+				if _, err := js.Stream(t.Context(), stream); err == nil {
+					t.Errorf("the check created stream %s", stream)
+					js.DeleteStream(context.Background(), stream)
+				}
 			}
 		})
 	}
