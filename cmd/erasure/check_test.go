@@ -361,3 +361,22 @@ datasets:
 		})
 	}
 }
+
+// TestDatasetsCheck_NotCheckable: a connector without a check is reported as such, and is not
+// a failure.
+func TestDatasetsCheck_NotCheckable(t *testing.T) {
+	path := writeConfig(t, `version: 1
+identifiers: [user_id]
+datasets:
+  - name: legacy
+    owner: team
+    connector: validatetest
+    validatetest: { key: user_id }
+`)
+	code, stdout, stderr := runMain(t, "datasets", "check", path)
+	want := "legacy  validatetest  skipped  not checkable: the validatetest connector has no check\n" +
+		path + ": 1 dataset: 0 ok, 0 failed, 1 not checked\n"
+	if code != 0 || stdout != want || stderr != "" {
+		t.Errorf("code %d, stdout %q, stderr %q; want 0, %q", code, stdout, stderr, want)
+	}
+}
