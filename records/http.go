@@ -325,6 +325,8 @@ type ArchiveRequest struct {
 	// Limit bounds how many records this call moves, so that a client can show progress by
 	// calling again until Remaining is 0.
 	Limit int64 `json:"limit"`
+	// Compact rebuilds the live partition when the archive is complete (see Store.Compact).
+	Compact bool `json:"compact"`
 }
 
 // RestoreRequest is the body of POST /v1/records/{source}/restore.
@@ -371,7 +373,7 @@ func (h *handler) archive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	rep, err := h.s.Archive(r.Context(), ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor})
+	rep, err := h.s.Archive(r.Context(), ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor, Compact: b.Compact})
 	answerMove(w, rep, err)
 }
 

@@ -44,6 +44,9 @@ type MoveReport struct {
 	// AlreadyLive and NotFound count restore ids that were not in deleted.
 	AlreadyLive int64 `json:"already_live,omitempty"`
 	NotFound    int64 `json:"not_found,omitempty"`
+	// Compacted says the live partition was rebuilt after the archive, in CompactTime.
+	Compacted   bool   `json:"compacted,omitempty"`
+	CompactTime string `json:"compact_time,omitempty"`
 }
 
 // ArchiveOptions select the tombstones an archive moves.
@@ -60,6 +63,8 @@ type ArchiveOptions struct {
 	Actor string
 	// Progress, when set, is called after each batch.
 	Progress func(moved, total int64)
+	// Compact rebuilds the live partition once every candidate has moved (see Compact).
+	Compact bool
 }
 
 // Archive moves every tombstone of a source deleted before DeletedBefore from live to deleted,
@@ -118,6 +123,13 @@ func (s *Store) Archive(ctx context.Context, o ArchiveOptions) (*MoveReport, err
 		}
 	}
 	rep.Remaining = max(rep.Candidates-rep.Moved, 0)
+	if o.Compact && rep.Moved > 0 && rep.Remaining == 0 {
+		d, err := s.Compact(ctx, Live)
+		if err != nil {
+			return rep, err
+		}
+		rep.Compacted, rep.CompactTime = true, d.Round(time.Millisecond).String()
+	}
 	s.log.Info("archive", "source", o.Source, "moved", rep.Moved, "batches", rep.Batches, "checksum", rep.Checksum.String())
 	return rep, nil
 }
@@ -800,4 +812,53 @@ func (s *Store) Verify(ctx context.Context, source string) (*VerifyReport, error
 	sort.Slice(rep.Sources, func(i, j int) bool { return rep.Sources[i].Source < rep.Sources[j].Source })
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
+}
+
+// Compact rebuilds a partition in id order so that its pages are full again. An archive
+// deletes tombstones from all over the live partition and leaves its pages part empty (SQLite
+// merges a page only when it is under a third full, PostgreSQL not at all), so a reindex still
+// reads as many pages as before; compacting after a large archive makes the reindex cost
+// follow the number of live records. It copies the partition into a new table and swaps it in,
+// in one transaction: writers wait for it (readers do not, under WAL), and a crash leaves the
+// old table. Dialect: SQLite copies the table's own DDL from sqlite_master; PostgreSQL uses
+// CREATE TABLE … (LIKE … INCLUDING ALL) under an EXCLUSIVE lock (reads go on).
+func (s *Store) Compact(ctx context.Context, partition string) (time.Duration, error) {
+	if partition != Live && partition != Deleted {
+		return 0, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted")
+	}
+	start := time.Now()
+	table := "records_" + partition
+	tmp := table + "_compact"
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var ddl string
+		if s.pg {
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE `+table+` IN EXCLUSIVE MODE`); err != nil {
+				return unavailable(err)
+			}
+			ddl = `CREATE TABLE ` + tmp + ` (LIKE ` + table + ` INCLUDING ALL)`
+		} else {
+			if err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, table).Scan(&ddl); err != nil {
+				return unavailable(err)
+			}
+			ddl = strings.Replace(ddl, table, tmp, 1)
+		}
+		for _, stmt := range []string{
+			`DROP TABLE IF EXISTS ` + tmp,
+			ddl,
+			`INSERT INTO ` + tmp + ` (` + cols + `) SELECT ` + cols + ` FROM ` + table + ` ORDER BY source, id`,
+			`DROP TABLE ` + table,
+			`ALTER TABLE ` + tmp + ` RENAME TO ` + table,
+		} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return unavailable(fmt.Errorf("compact %s: %w", partition, err))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	s.log.Info("compact", "partition", partition, "took", d)
+	return d, nil
 }

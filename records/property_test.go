@@ -119,8 +119,9 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			checkOutcome(t, step, desc, status, err, wantStatus, wantCode)
 		case op < 7: // archive
 			before := now.Add(-time.Duration(rng.IntN(20)) * 24 * time.Hour)
-			desc = fmt.Sprintf("archive %s before %s", src, before.Format("2006-01-02"))
-			rep, err := s.Archive(ctx, records.ArchiveOptions{Source: src, DeletedBefore: before, Force: true, BatchSize: 1 + rng.IntN(4)})
+			compact := rng.IntN(4) == 0
+			desc = fmt.Sprintf("archive %s before %s compact=%v", src, before.Format("2006-01-02"), compact)
+			rep, err := s.Archive(ctx, records.ArchiveOptions{Source: src, DeletedBefore: before, Force: true, BatchSize: 1 + rng.IntN(4), Compact: compact})
 			if err != nil {
 				t.Fatalf("step %d %s: %v", step, desc, err)
 			}

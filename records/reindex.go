@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,9 +114,11 @@ func (s *Store) Sources(ctx context.Context) ([]string, error) {
 	return out, unavailableOrNil(rows.Err())
 }
 
-// Segments splits source's records in partition into at most n id ranges of about the same
-// size. It counts the records, then finds each boundary with an OFFSET walk of the primary
-// key; both are cheap next to reading the records.
+// Segments splits source's records in partition into at most n id ranges. Boundaries are
+// interpolated between the smallest and largest id and snapped to real ids (each an index
+// seek), so planning never walks the records; ranges are about equal when ids are spread
+// evenly (sequential or random ids), and always cover every id exactly once. Each segment's
+// Records is counted.
 func (s *Store) Segments(ctx context.Context, partition, source string, n int) ([]Segment, int64, error) {
 	if err := ValidSource(source); err != nil {
 		return nil, 0, err
@@ -122,38 +126,81 @@ func (s *Store) Segments(ctx context.Context, partition, source string, n int) (
 	if partition != Live && partition != Deleted {
 		return nil, 0, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted")
 	}
-	var total int64
-	if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM records_`+partition+` WHERE source = ?`), source).Scan(&total); err != nil {
+	table := `records_` + partition
+	var lo, hi sql.NullString
+	var count int64
+	if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT MIN(id), MAX(id), COUNT(*) FROM `+table+` WHERE source = ?`), source).Scan(&lo, &hi, &count); err != nil {
 		return nil, 0, unavailable(err)
 	}
-	if n < 1 || total < int64(n)*1000 {
-		n = 1
+	// Small sources are not worth splitting: at least minSegment records per segment.
+	const minSegment = 1000
+	n = int(min(int64(n), count/minSegment))
+	bounds := []string{""}
+	if n > 1 && lo.Valid && lo.String != hi.String {
+		for _, guess := range interpolate(lo.String, hi.String, n) {
+			var id sql.NullString
+			if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT MIN(id) FROM `+table+` WHERE source = ? AND id >= ?`), source, guess).Scan(&id); err != nil {
+				return nil, 0, unavailable(err)
+			}
+			if id.Valid && id.String > bounds[len(bounds)-1] && id.String > lo.String {
+				bounds = append(bounds, id.String)
+			}
+		}
 	}
-	bounds := make([]string, n-1)
+	segs := make([]Segment, len(bounds))
+	errs := make([]error, len(bounds))
 	var wg sync.WaitGroup
-	errs := make([]error, n-1)
-	for i := 1; i < n; i++ {
+	for i := range segs {
+		segs[i] = Segment{Source: source, From: bounds[i]}
+		if i+1 < len(bounds) {
+			segs[i].Before = bounds[i+1]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i-1] = s.rdb.QueryRowContext(ctx, s.q(`SELECT id FROM records_`+partition+` WHERE source = ? ORDER BY id LIMIT 1 OFFSET ?`), source, total*int64(i)/int64(n)).Scan(&bounds[i-1])
+			q, args := `SELECT COUNT(*) FROM `+table+` WHERE source = ?`, []any{source}
+			if segs[i].From != "" {
+				q, args = q+` AND id >= ?`, append(args, segs[i].From)
+			}
+			if segs[i].Before != "" {
+				q, args = q+` AND id < ?`, append(args, segs[i].Before)
+			}
+			errs[i] = s.rdb.QueryRowContext(ctx, s.q(q), args...).Scan(&segs[i].Records)
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, 0, unavailable(err)
 	}
-	segs := make([]Segment, n)
-	for i := range segs {
-		segs[i] = Segment{Source: source, Records: total*int64(i+1)/int64(n) - total*int64(i)/int64(n)}
-		if i > 0 {
-			segs[i].From = bounds[i-1]
-		}
-		if i < n-1 {
-			segs[i].Before = bounds[i]
-		}
+	var total int64
+	for _, sg := range segs {
+		total += sg.Records
 	}
 	return segs, total, nil
+}
+
+// interpolate returns n-1 strings evenly spaced between lo and hi (lo < hi), reading the 8
+// bytes after their common prefix as numbers.
+func interpolate(lo, hi string, n int) []string {
+	p := 0
+	for p < len(lo) && p < len(hi) && lo[p] == hi[p] {
+		p++
+	}
+	num := func(s string) uint64 {
+		var b [8]byte
+		copy(b[:], s[min(p, len(s)):])
+		return binary.BigEndian.Uint64(b[:])
+	}
+	a, b := num(lo), num(hi)
+	out := make([]string, 0, n-1)
+	for i := 1; i < n; i++ {
+		// a + (b-a)*i/n without overflow.
+		k := a + (b-a)/uint64(n)*uint64(i) + (b-a)%uint64(n)*uint64(i)/uint64(n)
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], k)
+		out = append(out, lo[:p]+strings.TrimRight(string(buf[:]), "\x00"))
+	}
+	return out
 }
 
 // Scan calls fn with each record of seg in partition whose id is above after (when set), in

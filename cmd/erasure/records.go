@@ -76,6 +76,7 @@ func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Wri
 	dry := fs.Bool("dry-run", false, "report how many records and bytes would move, by year, and move nothing")
 	force := fs.Bool("force", false, "move even when it is more than the configured share of the source's records")
 	batch := fs.Int("batch", 0, "records per transaction (default 1000)")
+	compact := fs.Bool("compact", false, "rebuild the live partition at the end so that reindexes read fewer pages (writes wait meanwhile)")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -84,7 +85,7 @@ func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *source == "" || *before == "" {
 		return usageError("--source and --deleted-before are required")
 	}
-	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit}
+	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
 	return recordsMove(ctx, "archive", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
 		return fmt.Sprintf("archived %d tombstones of %s deleted before %s", rep.Moved, *source, *before)
 	})
@@ -158,6 +159,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 	if err != nil {
 		return err
 	}
+	c.HTTP.Timeout = 0 // the last call may compact; ctx still bounds it
 	p := &recordsProgress{w: stderr, start: time.Now()}
 	total := &records.MoveReport{}
 	var first int64 = -1
@@ -177,13 +179,20 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		total.Moved += rep.Moved
 		total.Batches += rep.Batches
 		total.Checksum += rep.Checksum
+		if rep.Compacted {
+			total.Compacted, total.CompactTime = true, rep.CompactTime
+		}
 		rate := recordsRate(total.Moved, p.start)
 		p.show(false, "%s: %d of %d records, %.0f/s, ETA %s", what, total.Moved, first, rate, recordsETA(total.Moved, first, rate))
 		if rep.Moved == 0 || rep.Remaining == 0 {
 			break
 		}
 	}
-	fmt.Fprintf(stdout, "%s in %d batches (%s, checksum %s)\n", done(total), total.Batches, time.Since(p.start).Round(time.Millisecond), total.Checksum)
+	compacted := ""
+	if total.Compacted {
+		compacted = ", live partition compacted in " + total.CompactTime
+	}
+	fmt.Fprintf(stdout, "%s in %d batches (%s, checksum %s%s)\n", done(total), total.Batches, time.Since(p.start).Round(time.Millisecond), total.Checksum, compacted)
 	return nil
 }
 
