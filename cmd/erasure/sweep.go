@@ -1,0 +1,362 @@
+package main
+
+// The sweep commands: sweeps of offline datasets through the API (ERASURE_URL, ERASURE_TOKEN).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"erasure"
+	"erasure/api"
+)
+
+func init() {
+	command("sweep run", "sweep an offline dataset now: sweep run DATASET [--wait] (needs operate)", runSweepRun)
+	command("sweep list", "list a dataset's sweeps and the progress of a running one: sweep list DATASET [--limit N]", runSweepList)
+	command("sweep index", "build the skip index of a files dataset: sweep index DATASET", runSweepIndex)
+	command("sweep export", "export the queued identifiers for an external job: sweep export DATASET [--format jsonl|parquet] [-o FILE]", runSweepExport)
+	command("sweep ack", "report an external job's outcome: sweep ack DATASET ID --status done|failed [--removed N] [--error MSG]", runSweepAck)
+}
+
+// sweepPoll is how often `sweep run --wait` asks for progress.
+var sweepPoll = 500 * time.Millisecond
+
+// sweepProgress is the live progress the API shows for a files sweep.
+type sweepProgress struct {
+	PartitionsDone  int           `json:"partitions_done"`
+	PartitionsTotal int           `json:"partitions_total"`
+	BytesDone       int64         `json:"bytes_done"`
+	BytesTotal      int64         `json:"bytes_total"`
+	BytesRead       int64         `json:"bytes_read"`
+	RowsScanned     int64         `json:"rows_scanned"`
+	RowsRemoved     int64         `json:"rows_removed"`
+	Elapsed         time.Duration `json:"elapsed"`
+}
+
+// sweepStatus is the body of GET /v1/sweeps/{dataset}.
+type sweepStatus struct {
+	Dataset  string          `json:"dataset"`
+	Running  *erasure.Sweep  `json:"running"`
+	Progress *sweepProgress  `json:"progress"`
+	Sweeps   []erasure.Sweep `json:"sweeps"`
+}
+
+func sweepPath(dataset, rest string) string { return "/v1/sweeps/" + url.PathEscape(dataset) + rest }
+
+// sweepArgs parses args and returns the positional arguments, which must be n.
+func sweepArgs(name string, fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != n {
+		return nil, usageError("usage: erasure " + name + " " + usage)
+	}
+	return pos, nil
+}
+
+func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("sweep run", stderr)
+	wait := fs.Bool("wait", false, "wait for the sweep to end, showing its progress on stderr (the token needs read too)")
+	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after this long (0: no limit); the sweep goes on")
+	pos, err := sweepArgs("sweep run", fs, args, 1, "DATASET [--wait]")
+	if err != nil {
+		return err
+	}
+	ds := pos[0]
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	var sw erasure.Sweep
+	if _, err := c.Do(ctx, http.MethodPost, sweepPath(ds, ""), nil, &sw); err != nil {
+		return err
+	}
+	if sw.Tasks == 0 {
+		fmt.Fprintf(stdout, "nothing queued for %s: no sweep started\n", ds)
+		return nil
+	}
+	if !*wait {
+		fmt.Fprintf(stdout, "sweep %s of %s started: %d tasks (follow it with `erasure sweep list %s`)\n", sw.ID, ds, sw.Tasks, ds)
+		return nil
+	}
+	fmt.Fprintf(stderr, "sweep %s of %s started: %d tasks\n", sw.ID, ds, sw.Tasks)
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	last := ""
+	for {
+		var st sweepStatus
+		if _, err := c.Do(ctx, http.MethodGet, sweepPath(ds, "?limit=50"), nil, &st); err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("sweep %s did not end within %s; it goes on in the server", sw.ID, *timeout)
+			}
+			return err
+		}
+		if st.Running != nil && st.Running.ID == sw.ID && st.Progress != nil {
+			if line := progressLine(ds, st.Progress); line != last {
+				fmt.Fprintln(stderr, line)
+				last = line
+			}
+		}
+		for _, s := range st.Sweeps {
+			if s.ID != sw.ID {
+				continue
+			}
+			switch s.State {
+			case erasure.SweepCommitted:
+				fmt.Fprintln(stdout, sweepSummary(&s))
+				return nil
+			case erasure.SweepFailed:
+				fmt.Fprintln(stdout, sweepSummary(&s))
+				return fmt.Errorf("sweep %s of %s failed: %s (its %d tasks wait for the next sweep)", s.ID, ds, s.Error, s.Tasks)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("sweep %s did not end within %s; it goes on in the server", sw.ID, *timeout)
+			}
+			return ctx.Err()
+		case <-time.After(sweepPoll):
+		}
+	}
+}
+
+// progressLine renders a running sweep's progress: partitions and bytes done, rows removed,
+// rate and ETA.
+func progressLine(ds string, p *sweepProgress) string {
+	s := fmt.Sprintf("%s: %d/%d partitions, %s of %s", ds, p.PartitionsDone, p.PartitionsTotal, bytesText(p.BytesDone), bytesText(p.BytesTotal))
+	if p.BytesTotal > 0 {
+		s += fmt.Sprintf(" (%d%%)", p.BytesDone*100/p.BytesTotal)
+	}
+	s += fmt.Sprintf(", %d rows scanned, %d removed", p.RowsScanned, p.RowsRemoved)
+	if p.Elapsed > 0 && p.BytesDone > 0 {
+		rate := float64(p.BytesDone) / p.Elapsed.Seconds()
+		s += fmt.Sprintf(", %s/s", bytesText(int64(rate)))
+		if left := p.BytesTotal - p.BytesDone; left > 0 {
+			s += fmt.Sprintf(", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
+		}
+	}
+	return s
+}
+
+// sweepSummary is the one line that says how a sweep ended.
+func sweepSummary(s *erasure.Sweep) string {
+	took := ""
+	if s.Finished != nil {
+		took = " in " + s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+	}
+	switch s.State {
+	case erasure.SweepCommitted:
+		return fmt.Sprintf("sweep %s of %s committed: %d tasks done, %d partitions, %d rows scanned, %d removed, %s read%s",
+			s.ID, s.Dataset, s.Tasks, s.Partitions, s.Scanned, s.Removed, bytesText(s.Bytes), took)
+	case erasure.SweepFailed:
+		return fmt.Sprintf("sweep %s of %s FAILED%s: %s; %d tasks wait for the next sweep", s.ID, s.Dataset, took, s.Error, s.Tasks)
+	}
+	return fmt.Sprintf("sweep %s of %s is %s: %d tasks", s.ID, s.Dataset, s.State, s.Tasks)
+}
+
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("sweep list", stderr)
+	limit := fs.Int("limit", 20, "how many sweeps to show, newest first (1..500)")
+	pos, err := sweepArgs("sweep list", fs, args, 1, "DATASET [--limit N]")
+	if err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > 500 {
+		return usageError("--limit must be from 1 to 500")
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	var st sweepStatus
+	if _, err := c.Do(ctx, http.MethodGet, sweepPath(pos[0], "?limit="+strconv.Itoa(*limit)), nil, &st); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tMODE\tTASKS\tSTARTED\tTOOK\tPARTITIONS\tSCANNED\tREMOVED\tERROR")
+	for _, s := range st.Sweeps {
+		took := "-"
+		if s.Finished != nil {
+			took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", s.ID, s.State, s.Mode, s.Tasks, s.Started.Format(time.RFC3339), took, s.Partitions, s.Scanned, s.Removed, oneLineText(s.Error, 80))
+	}
+	tw.Flush()
+	line := fmt.Sprintf("%d sweeps of %s", len(st.Sweeps), st.Dataset)
+	if st.Running != nil {
+		line += fmt.Sprintf("; %s running", st.Running.ID)
+		if st.Progress != nil {
+			line += ": " + progressLine(st.Dataset, st.Progress)
+		}
+	}
+	fmt.Fprintln(stdout, line)
+	return nil
+}
+
+func runSweepIndex(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("sweep index", stderr)
+	pos, err := sweepArgs("sweep index", fs, args, 1, "DATASET")
+	if err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	c.HTTP.Timeout = 0 // reading a large snapshot takes as long as it takes
+	fmt.Fprintf(stderr, "building the skip index of %s…\n", pos[0])
+	var rep struct {
+		Partitions int           `json:"partitions"`
+		Built      int           `json:"built"`
+		Current    int           `json:"current"`
+		Rows       int64         `json:"rows_scanned"`
+		BytesRead  int64         `json:"bytes_read"`
+		Elapsed    time.Duration `json:"Elapsed"`
+	}
+	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/index"), nil, &rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "skip index of %s: %d partitions, %d sidecars built, %d already current, %d rows and %s read in %s\n",
+		pos[0], rep.Partitions, rep.Built, rep.Current, rep.Rows, bytesText(rep.BytesRead), rep.Elapsed.Round(time.Millisecond))
+	return nil
+}
+
+func runSweepExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("sweep export", stderr)
+	format := fs.String("format", "jsonl", "export format: jsonl or parquet")
+	out := fs.String("o", "", "write the export to this `file` (mode 0600: it holds identifiers in clear); default stdout")
+	pos, err := sweepArgs("sweep export", fs, args, 1, "DATASET [--format jsonl|parquet] [-o FILE]")
+	if err != nil {
+		return err
+	}
+	if *format != "jsonl" && *format != "parquet" {
+		return usageError("--format must be jsonl or parquet")
+	}
+	ds := pos[0]
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL()+sweepPath(ds, "/export?format="+url.QueryEscape(*format)), nil)
+	if err != nil {
+		return err
+	}
+	if tok := os.Getenv("ERASURE_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.URL(), err)}
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		fmt.Fprintf(stdout, "nothing queued for %s: nothing exported\n", ds)
+		return nil
+	case resp.StatusCode != http.StatusOK:
+		return responseError(resp)
+	}
+	id := resp.Header.Get(api.HeaderSweepID)
+	tasks := resp.Header.Get(api.HeaderSweepTasks)
+	var n int64
+	dest := "stdout"
+	if *out == "" {
+		n, err = io.Copy(stdout, resp.Body)
+	} else {
+		dest = *out
+		n, err = writeFileAtomic(*out, resp.Body)
+	}
+	if err != nil {
+		return fmt.Errorf("export of sweep %s cut short after %d bytes: %v; acknowledge it as failed with `erasure sweep ack %s %s --status failed` and export again", id, n, err, ds, id)
+	}
+	fmt.Fprintf(stderr, "exported sweep %s of %s: %d tasks, %s to %s\nwhen the job is done: erasure sweep ack %s %s --status done --removed N (or --status failed --error MSG)\n",
+		id, ds, atoiOr(tasks), bytesText(n), dest, ds, id)
+	return nil
+}
+
+func atoiOr(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// writeFileAtomic writes r to path through a temporary file renamed into place, mode 0600.
+func writeFileAtomic(path string, r io.Reader) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	return n, err
+}
+
+// responseError reads an API error response.
+func responseError(resp *http.Response) error {
+	var body api.ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {
+		return &erasure.Error{Code: body.Error.Code, Message: body.Error.Message, Details: body.Error.Details}
+	}
+	return erasure.Errorf(erasure.EINTERNAL, "the server answered %s", resp.Status)
+}
+
+func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("sweep ack", stderr)
+	status := fs.String("status", "", "the job's outcome: done or failed")
+	removed := fs.Int64("removed", 0, "rows the job erased")
+	msg := fs.String("error", "", "with --status failed, what went wrong")
+	pos, err := sweepArgs("sweep ack", fs, args, 2, "DATASET ID --status done|failed [--removed N] [--error MSG]")
+	if err != nil {
+		return err
+	}
+	if *status != "done" && *status != "failed" {
+		return usageError("--status must be done or failed")
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	var sw erasure.Sweep
+	body := api.SweepAck{Status: *status, Removed: *removed, Error: *msg}
+	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/"+url.PathEscape(pos[1])+"/ack"), body, &sw); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, sweepSummary(&sw))
+	return nil
+}
+
