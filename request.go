@@ -245,9 +245,10 @@ type NewRequest struct {
 // TaskResult is the outcome of one leased attempt, written by Store.FinishTasks.
 type TaskResult struct {
 	TaskID int64
-	// RequestID and Dataset must be the leased task's (the store does not read them back).
+	// RequestID, Dataset and Kind must be the leased task's (the store does not read them back).
 	RequestID string
 	Dataset   string
+	Kind      TaskKind
 	// Owner and Attempt identify the lease; a result whose lease was lost is dropped.
 	Owner   string
 	Attempt int
@@ -263,6 +264,10 @@ type TaskResult struct {
 	FinishedAt time.Time
 	// Found are identifiers a lookup found.
 	Found []Identifier
+	// Inputs is, for a lookup, how many identifiers of its key types it was given. When the
+	// request has more by the time the result is written (another lookup found them while this
+	// one ran), the lookup is run again instead of ending.
+	Inputs int
 }
 
 // Ack is an async dataset owner's report on a task.

@@ -223,7 +223,7 @@ func (e *Engine) backoff(p erasure.Policy, attempt int, retryAfter time.Duration
 func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult {
 	e.init()
 	start := e.Now()
-	r := erasure.TaskResult{TaskID: t.ID, RequestID: t.RequestID, Dataset: t.Dataset, Owner: e.Owner, Attempt: t.Attempts, StartedAt: start}
+	r := erasure.TaskResult{TaskID: t.ID, RequestID: t.RequestID, Dataset: t.Dataset, Kind: t.Kind, Owner: e.Owner, Attempt: t.Attempts, StartedAt: start}
 	finish := func(state erasure.TaskState, err error) erasure.TaskResult {
 		r.State, r.FinishedAt = state, e.Now()
 		if err != nil {
@@ -274,6 +274,7 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		if !ok {
 			return finish(erasure.TaskFailed, fmt.Errorf("dataset %s cannot look up identifiers", d.Name))
 		}
+		r.Inputs = len(subject)
 		found, err := res.Resolve(ctx, subject)
 		if err != nil {
 			return fail(err)

@@ -24,6 +24,10 @@ func configError(path string, err error) error {
 	if errors.As(err, &errs) {
 		return &erasure.Error{Code: erasure.EINVALID, Message: plural(len(errs), "error") + " in " + path, Details: errs.Lines()}
 	}
+	var e *erasure.Error
+	if errors.As(err, &e) {
+		return e // keeps its code: a missing file is not found (exit 3)
+	}
 	return &erasure.Error{Code: erasure.EINVALID, Message: err.Error()}
 }
 

@@ -1,6 +1,7 @@
 package redisconn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,7 +15,16 @@ import (
 	"erasure/registry"
 )
 
-func init() { registry.Register("redis", driver{}) }
+// quietLogger drops go-redis's own log lines (pool dial errors printed to stderr): failures
+// reach the pipeline as classified errors, and the library's lines bypass slog.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+func init() {
+	redis.SetLogger(quietLogger{})
+	registry.Register("redis", driver{})
+}
 
 // block is the `redis:` connector block.
 type block struct {

@@ -57,21 +57,34 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 	dir := t.TempDir()
 	h, _ := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
 	path := filepath.Join(dir, "e.db")
+	migrations := func() int {
+		raw, _ := sql.Open("sqlite", path)
+		defer raw.Close()
+		var n int
+		raw.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
+		return n
+	}
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := storetest.NewClock()
+	_, _, err = db.CreateRequest(context.Background(), erasure.NewRequest{ID: "r_kept", Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}), Reason: "r", Deadline: c.Now().Add(time.Hour), SubmittedBy: "t",
+		Tasks: []erasure.TaskSpec{{Dataset: "a", Kind: erasure.TaskErase, Method: erasure.MethodRealtime}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
+	first := migrations()
 	db, err = sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h})
 	if err != nil {
 		t.Fatalf("reopen (migrations must be idempotent): %v", err)
 	}
 	defer db.Close()
-	raw, _ := sql.Open("sqlite", path)
-	defer raw.Close()
-	var n int
-	raw.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
-	if n != 1 {
-		t.Fatalf("%d migrations recorded", n)
+	if again := migrations(); first < 1 || again != first {
+		t.Fatalf("%d migrations recorded after the first open, %d after the second", first, again)
+	}
+	if r, err := db.Request(context.Background(), "r_kept"); err != nil || len(r.Tasks) != 1 {
+		t.Fatalf("request lost across a reopen: %v", err)
 	}
 }

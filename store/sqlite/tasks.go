@@ -174,6 +174,11 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: r.Owner, Type: erasure.EventTaskAttempt, RequestID: requestID, TaskID: r.TaskID, Dataset: dataset, Data: eventData(d)}); err != nil {
 				return err
 			}
+			if r.Kind == erasure.TaskLookup && r.State.Succeeded() {
+				if err := db.rerunIfOutdated(ctx, tx, r, now); err != nil {
+					return err
+				}
+			}
 			if !seen[requestID] {
 				seen[requestID] = true
 				touched = append(touched, requestID)
@@ -214,6 +219,29 @@ func (db *DB) reopenLookups(ctx context.Context, tx *sql.Tx, requestID string, e
 		}
 	}
 	return nil
+}
+
+// rerunIfOutdated sets a finished lookup pending again when its request gained identifiers of
+// the lookup's key types while it ran (found by another lookup committed meanwhile), so that
+// identity expansion does not stop short.
+func (db *DB) rerunIfOutdated(ctx context.Context, tx *sql.Tx, r erasure.TaskResult, now time.Time) error {
+	var keys string
+	if err := db.queryRow(ctx, tx, `SELECT keys FROM tasks WHERE id = ?`, r.TaskID).Scan(&keys); err != nil {
+		return err
+	}
+	var have int
+	for _, k := range splitList(keys) {
+		var n int
+		if err := db.queryRow(ctx, tx, `SELECT count(*) FROM identifiers WHERE request_id = ? AND type = ?`, r.RequestID, k).Scan(&n); err != nil {
+			return err
+		}
+		have += n
+	}
+	if have <= r.Inputs {
+		return nil
+	}
+	_, err := db.exec(ctx, tx, `UPDATE tasks SET state = 'pending', attempts = 0, due_at = ?, updated_at = ?, finished_at = NULL WHERE id = ?`, ms(now), ms(now), r.TaskID)
+	return err
 }
 
 // promote makes runnable blocked tasks pending (see erasure.Runnable) and updates tasks.

@@ -306,6 +306,33 @@ func testLookups(t *testing.T, open Opener) {
 	if done.Status != erasure.RequestCompleted || len(done.Subject) != 0 || len(done.SubjectHashes) != 2 {
 		t.Fatalf("ended: status %s, %d clear identifiers, %d hashes", done.Status, len(done.Subject), len(done.SubjectHashes))
 	}
+	t.Run("LookupThatRanBeforeAnIdentifierWasFoundRunsAgain", func(t *testing.T) {
+		r := create(t, s, newRequest(c, subject("email", "b@example.com"), lookup("users", "email"), lookup("accounts", "user_id"), erase("accounts")))
+		got := lease(t, s, "w", 10)
+		var users, accounts erasure.Task
+		for _, tk := range got {
+			if tk.Dataset == "users" {
+				users = tk
+			} else {
+				accounts = tk
+			}
+		}
+		// users commits its finding first; accounts, leased before, ends with nothing.
+		res := func(tk erasure.Task, state erasure.TaskState, found ...erasure.Identifier) erasure.TaskResult {
+			return erasure.TaskResult{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Kind: erasure.TaskLookup, Owner: "w", Attempt: 1, State: state, Found: found, Inputs: len(tk.Subject.Only(tk.Keys))}
+		}
+		if _, err := s.FinishTasks(ctx, []erasure.TaskResult{res(users, erasure.TaskDone, erasure.Identifier{Type: "user_id", Value: "7"})}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishTasks(ctx, []erasure.TaskResult{res(accounts, erasure.TaskSkipped)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range get(t, s, r.ID).Tasks {
+			if tk.Dataset == "accounts" && tk.Kind == erasure.TaskLookup && tk.State != erasure.TaskPending {
+				t.Fatalf("accounts lookup %s; want pending again, with user_id now known", tk.State)
+			}
+		}
+	})
 }
 
 func testCancelRetry(t *testing.T, open Opener) {
