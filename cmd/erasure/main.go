@@ -1,9 +1,9 @@
 // Command erasure deletes a data subject's data everywhere it lives, and keeps deleted records
 // out of the way of the catalogues that must still answer for them.
 //
-// Each command lives in its own file and registers itself with command(); `serve`, `worker`,
-// `demo` and `datasets validate` read the configuration file, the others talk to the API at
-// ERASURE_URL with ERASURE_TOKEN.
+// Each command lives in its own file and registers itself with command(); `serve`, `demo`,
+// `datasets validate` and `datasets check` read the configuration file (it holds the
+// connection strings), the others talk to the API at ERASURE_URL with ERASURE_TOKEN.
 package main
 
 import (
