@@ -169,7 +169,8 @@ func (s *Sweeper) Running(dataset string) (*Live, bool) {
 
 // RunNow starts a sweep of dataset's queued tasks in the background and returns it as started
 // (Tasks 0, not stored, when nothing is queued). ENOTFOUND for an unknown dataset, EINVALID for
-// one that is not offline or cannot be swept here, ECONFLICT when a sweep of it is open.
+// one that is not offline, cannot be swept here or is swept by an external job (sweep mode
+// external), ECONFLICT when a sweep of it is open.
 func (s *Sweeper) RunNow(ctx context.Context, dataset, actor string) (*erasure.Sweep, error) {
 	s.init()
 	sw, subjects, err := s.begin(ctx, dataset, actor)
@@ -229,6 +230,9 @@ func (s *Sweeper) begin(ctx context.Context, dataset, actor string) (*erasure.Sw
 	}
 	if _, err := sweeperOf(d); err != nil {
 		return nil, nil, err
+	}
+	if d.Policy.SweepMode == "external" {
+		return nil, nil, erasure.Errorf(erasure.EINVALID, "dataset %s is swept by an external job (sweep mode external): export it", d.Name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
