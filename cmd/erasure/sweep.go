@@ -359,4 +359,3 @@ func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintln(stdout, sweepSummary(&sw))
 	return nil
 }
-
