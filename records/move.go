@@ -373,6 +373,7 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 		}
 		var ids []string
 		var sum uint64
+		last := "" // the last id in the database's order (its collation), for the cursor
 		for rows.Next() {
 			var r row
 			if err := rows.Scan(r.dest()...); err != nil {
@@ -384,6 +385,7 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 				return erasure.Errorf(erasure.EINTERNAL, "refusing to archive a record that is not a tombstone")
 			}
 			ids = append(ids, r.id)
+			last = r.id
 			sum += r.sum()
 		}
 		rows.Close()
@@ -400,7 +402,7 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 		}
 		in := placeholders(len(ids))
 		args := append([]any{move, rep.Source}, anys(ids)...)
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_`+to+` (`+cols+`) SELECT source, id, version, deleted_at, reason, updated_at, ?, payload FROM records_`+from+` WHERE source = ? AND id IN `+in), args...)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_`+to+` (`+cols+`) SELECT source, id, version, deleted_at, reason, updated_at, CAST(? AS BIGINT), payload FROM records_`+from+` WHERE source = ? AND id IN `+in), args...)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -432,7 +434,7 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 		}
 		n, batchSum = len(ids), sum
 		if cursor != nil {
-			*cursor = ids[len(ids)-1]
+			*cursor = last
 		}
 		return nil
 	})

@@ -32,15 +32,15 @@ type modelKey struct{ source, id string }
 func TestStore_Property(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprintf("Seed%d", seed), func(t *testing.T) {
-			runProperty(t, seed, 250)
+			c := newClock()
+			s, _ := openStore(t, c)
+			runProperty(t, s, c, seed, 250)
 		})
 	}
 }
 
-func runProperty(t *testing.T, seed uint64, steps int) {
+func runProperty(t *testing.T, s *records.Store, c *clock, seed uint64, steps int) {
 	ctx := context.Background()
-	c := newClock()
-	s, _ := openStore(t, c)
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	sources := []string{"alpha", "beta"}
 	var ids []string

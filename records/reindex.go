@@ -198,7 +198,14 @@ func interpolate(lo, hi string, n int) []string {
 		k := a + (b-a)/uint64(n)*uint64(i) + (b-a)%uint64(n)*uint64(i)/uint64(n)
 		var buf [8]byte
 		binary.BigEndian.PutUint64(buf[:], k)
-		out = append(out, lo[:p]+strings.TrimRight(string(buf[:]), "\x00"))
+		// A guess only: keep it valid text for any database (no control bytes, valid UTF-8).
+		guess := strings.Map(func(r rune) rune {
+			if r < 0x20 {
+				return -1
+			}
+			return r
+		}, strings.ToValidUTF8(string(buf[:]), ""))
+		out = append(out, lo[:p]+guess)
 	}
 	return out
 }
