@@ -58,6 +58,11 @@ datasets:
       erase:  { method: DELETE, url: "%s/users/{user_id}" }
       verify: { method: GET,    url: "%s/users/{user_id}", gone: [404, 410] }
       timeout: 2s
+  - name: analytics.events           # offline: JSON lines partitions, erased in one batched sweep
+    owner: data-team
+    connector: files
+    files: { path: %q, format: jsonl, key: { field: user.id, identifier: user_id }, index: true }
+    sweep: { every: 24h }
   - name: notifications              # async: a service consumes commands and acknowledges them
     owner: messaging-team
     connector: nats
@@ -164,7 +169,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	token := randomToken()
 	os.Setenv("ERASURE_DEMO_TOKEN", token)
-	yml := fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), natsPort, dbPath, dbPath, dbPath, profileURL, profileURL)
+	eventsDir := filepath.Join(dir, "events")
+	if err := seedEvents(eventsDir, *users); err != nil {
+		return err
+	}
+	yml := fmt.Sprintf(demoConfig, filepath.Join(dir, "data"), natsPort, dbPath, dbPath, dbPath, profileURL, profileURL, eventsDir)
 	cfgPath := filepath.Join(dir, "erasure.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o600); err != nil {
 		return err
@@ -177,7 +186,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *verbose {
 		logOut = stderr
 	}
-	a, err := openApp(ctx, cfg, slog.New(slog.NewTextHandler(logOut, nil)))
+	log := slog.New(slog.NewTextHandler(logOut, nil))
+	slog.SetDefault(log) // connectors that log through the default logger follow -v too
+	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -185,7 +196,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := a.start(ctx, cfg.Server.Addr); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "estate: %d users in %s (tables users, logins, newsletter), profile service at %s, notification service on NATS %s\n",
+	fmt.Fprintf(stdout, "estate: %d users in %s (tables users, logins, newsletter), profile service at %s,\n        4 JSON lines partitions of analytics events, notification service on NATS %s\n",
 		*users, filepath.Base(dbPath), profileURL, a.nats.ClientURL())
 	fmt.Fprintf(stdout, "erasure API at %s with %d datasets\n\n", a.URL(), len(cfg.Datasets))
 
@@ -232,11 +243,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	final := map[string]*erasure.Request{}
 	deadline := time.Now().Add(2 * time.Minute)
 	last := ""
+	swept := false
 	for len(final) < len(ids) {
 		if time.Now().After(deadline) {
 			return erasure.Errorf(erasure.EUNAVAILABLE, "demo: requests did not finish within 2 minutes")
 		}
 		var parts []string
+		queued := 0
 		for _, id := range ids {
 			r, err := cl.Request(ctx, id)
 			if err != nil {
@@ -246,6 +259,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			for _, t := range r.Tasks {
 				if t.State.Succeeded() {
 					done++
+				}
+				if t.State == erasure.TaskQueued {
+					queued++
 				}
 			}
 			parts = append(parts, fmt.Sprintf("%s…%s %d/%d", id[:6], r.Status, done, len(r.Tasks)))
@@ -257,6 +273,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if line != last {
 			fmt.Fprintf(stdout, "[%5.1fs] %s\n", time.Since(start).Seconds(), line)
 			last = line
+		}
+		// The offline dataset's tasks wait for a sweep (daily here); once all are queued the
+		// demo runs one now, as an operator would with `erasure sweep run analytics.events`.
+		if !swept && queued == len(ids) {
+			var sw erasure.Sweep
+			if _, err := cl.Do(ctx, http.MethodPost, "/v1/sweeps/analytics.events", nil, &sw); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "[%5.1fs] sweep %s of analytics.events started for %d queued subjects\n", time.Since(start).Seconds(), sw.ID, sw.Tasks)
+			swept = true
 		}
 		select {
 		case <-ctx.Done():
@@ -334,8 +360,22 @@ func demoReport(ctx context.Context, w io.Writer, a *app, cl *client.Client, ids
 	profiles.mu.Lock()
 	nProfiles := len(profiles.profiles)
 	profiles.mu.Unlock()
-	fmt.Fprintf(w, "\nleft in the estate: %d of %d users, %d of %d logins, %d of %d newsletter rows, %d of %d profiles\n", nUsers, users, nLogins, 2*users, nLetters, 2*users, nProfiles, users)
+	events, err := countEventLines(filepath.Join(filepath.Dir(dbPath), "events"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nleft in the estate: %d of %d users, %d of %d logins, %d of %d newsletter rows, %d of %d profiles, %d of %d events\n",
+		nUsers, users, nLogins, 2*users, nLetters, 2*users, nProfiles, users, events, 3*users)
 
+	var hist struct {
+		Sweeps []erasure.Sweep `json:"sweeps"`
+	}
+	if _, err := cl.Do(ctx, http.MethodGet, "/v1/sweeps/analytics.events", nil, &hist); err != nil {
+		return err
+	}
+	for _, sw := range hist.Sweeps {
+		fmt.Fprintf(w, "sweep %s of analytics.events: %s, %d partitions, %d rows scanned, %d removed\n", sw.ID, sw.State, sw.Partitions, sw.Scanned, sw.Removed)
+	}
 	var v audit.Verifier
 	err = cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error { return v.Add(&ev) })
 	if err != nil {
@@ -379,4 +419,45 @@ func seedAccounts(ctx context.Context, path string, users int) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// seedEvents writes 4 partitions of analytics events, three per user, each user in one of them.
+func seedEvents(dir string, users int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for p := 0; p < 4; p++ {
+		var b strings.Builder
+		for u := 1; u <= users; u++ {
+			if u%4 == p {
+				for k := 0; k < 3; k++ {
+					fmt.Fprintf(&b, "{\"user\":{\"id\":%d},\"event\":\"page_view\",\"n\":%d}\n", u, k)
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("day-%d.jsonl", p)), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countEventLines counts the lines of the partitions in dir (not its hidden state directory).
+func countEventLines(dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return 0, err
+		}
+		n += strings.Count(string(b), "\n")
+	}
+	return n, nil
 }

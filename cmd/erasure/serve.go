@@ -48,6 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	log := newLogger(os.Stderr, level)
+	slog.SetDefault(log)
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
 		return err
