@@ -1,16 +1,3 @@
-// Package records is the source-record store: one versioned record per (source, id), kept in a
-// `live` partition written by adapters and read by the API and by reindexes, and a `deleted`
-// partition of identical shape that holds tombstones moved out of the way.
-//
-// A deleted record becomes a tombstone (deletion time, reason, payload kept unless purged), so
-// the API answers 410 Gone rather than 404 Not Found. Archive moves tombstones deleted before a
-// date from live to deleted in bounded batches, each a copy-then-delete in one transaction with
-// its audit event and manifest; Restore moves records back. Moves never change the union of the
-// two partitions: a per-source ledger (count and checksum of live ∪ deleted, maintained by every
-// write) lets Verify prove it. A GET looks up live, then deleted, both by primary key, so a 410
-// for an archived id never scans anything.
-//
-// The SQL is written for SQLite and PostgreSQL alike; the few differences are marked (Dialect).
 package records
 
 import (
