@@ -153,34 +153,55 @@ type Request struct {
 	Tasks         []Task     `json:"tasks,omitempty"`
 }
 
-// RequestStatusOf derives a request's status from its tasks' states.
-func RequestStatusOf(cancelled bool, tasks []Task) RequestStatus {
-	if cancelled {
-		return RequestCancelled
-	}
-	var active, failed, succeeded, started int
+// TaskCounts summarises the tasks of one request.
+type TaskCounts struct {
+	Total     int
+	Succeeded int // done or skipped
+	Failed    int
+	Active    int // pending, running, dispatched or queued
+	Blocked   int
+	Started   int // attempted at least once, or succeeded
+}
+
+// CountTasks counts tasks by what matters to their request.
+func CountTasks(tasks []Task) TaskCounts {
+	c := TaskCounts{Total: len(tasks)}
 	for _, t := range tasks {
 		switch {
 		case t.State.Succeeded():
-			succeeded++
+			c.Succeeded++
 		case t.State == TaskFailed:
-			failed++
+			c.Failed++
 		case t.State.Active():
-			active++
+			c.Active++
+		case t.State == TaskBlocked:
+			c.Blocked++
 		}
 		if t.Attempts > 0 || t.LastError != "" || t.Removed > 0 || t.State.Succeeded() {
-			started++
+			c.Started++
 		}
 	}
+	return c
+}
+
+// Status derives the request's status (see RequestStatus).
+func (c TaskCounts) Status(cancelled bool) RequestStatus {
 	switch {
-	case succeeded == len(tasks):
+	case cancelled:
+		return RequestCancelled
+	case c.Succeeded == c.Total:
 		return RequestCompleted
-	case active == 0 && failed > 0:
+	case c.Active == 0 && c.Failed > 0:
 		return RequestFailed
-	case started == 0:
+	case c.Started == 0:
 		return RequestPending
 	}
 	return RequestRunning
+}
+
+// RequestStatusOf derives a request's status from its tasks' states.
+func RequestStatusOf(cancelled bool, tasks []Task) RequestStatus {
+	return CountTasks(tasks).Status(cancelled)
 }
 
 // Runnable returns the ids of blocked tasks that may now become pending: erase tasks whose

@@ -288,7 +288,7 @@ func TestDatasetsCheck_Usage(t *testing.T) {
 		{[]string{"a.yaml", "b.yaml"}, 2, "give one configuration file"},
 		{[]string{"--timeout", "0s", "x.yaml"}, 2, "--timeout must be positive"},
 		{[]string{"--parallel", "0", "x.yaml"}, 2, "--parallel must be at least 1"},
-		{[]string{"--config", "/nonexistent/erasure.yaml"}, 2, "does not exist"},
+		{[]string{"--config", "/nonexistent/erasure.yaml"}, 3, "does not exist"},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.args), func(t *testing.T) {

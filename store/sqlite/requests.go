@@ -144,20 +144,51 @@ func (db *DB) insertRequest(ctx context.Context, tx *sql.Tx, nr erasure.NewReque
 	for _, i := range erasure.Runnable(r.Tasks) {
 		r.Tasks[i].State = erasure.TaskPending
 	}
-	for i := range r.Tasks {
-		t := &r.Tasks[i]
-		res, err := db.exec(ctx, tx, `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			nr.ID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(now), ms(now), ms(now))
-		if err != nil {
-			return nil, err
-		}
-		t.ID, _ = res.LastInsertId()
+	if err := db.insertTasks(ctx, tx, r.Tasks, now); err != nil {
+		return nil, err
 	}
 	err = db.auditWriter(tx).append(ctx, &erasure.AuditEvent{
 		Time: now, Actor: nr.SubmittedBy, Type: erasure.EventRequestSubmitted, RequestID: nr.ID,
 		Data: eventData(map[string]any{"reason": nr.Reason, "deadline": nr.Deadline.UTC(), "subject": hashes, "tasks": plan}),
 	})
 	return r, err
+}
+
+// insertTasks inserts tasks with multi-row statements (a statement costs more than a row) and
+// sets their ids. (dataset, kind) is unique within a request.
+func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) error {
+	const perStatement = 50
+	for start := 0; start < len(tasks); start += perStatement {
+		chunk := tasks[start:min(len(tasks), start+perStatement)]
+		q := `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES ` +
+			strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(chunk)), ", ") + ` RETURNING id, dataset, kind`
+		args := make([]any, 0, 10*len(chunk))
+		for _, t := range chunk {
+			args = append(args, t.RequestID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(now), ms(now), ms(now))
+		}
+		rows, err := db.query(ctx, tx, q, args...)
+		if err != nil {
+			return err
+		}
+		ids := map[string]int64{}
+		for rows.Next() {
+			var id int64
+			var ds, kind string
+			if err := rows.Scan(&id, &ds, &kind); err != nil {
+				rows.Close()
+				return err
+			}
+			ids[ds+"\x00"+kind] = id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for i := range chunk {
+			chunk[i].ID = ids[chunk[i].Dataset+"\x00"+string(chunk[i].Kind)]
+		}
+	}
+	return nil
 }
 
 // insertIdentifiers stores the identifiers not yet known for the request and returns the keyed

@@ -268,21 +268,31 @@ func (db *DB) promote(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now
 // settle brings a request up to date after its tasks changed: promotes runnable tasks,
 // derives the status, audits a change of status, and hashes the identifiers once it ended.
 func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID, actor string, now time.Time) error {
+	// The counts come from one aggregate query; the tasks themselves are read only when some
+	// are blocked (to promote them) or the status changes (for the audit event).
 	var status erasure.RequestStatus
 	var cancelled bool
-	if err := db.queryRow(ctx, tx, `SELECT status, cancelled FROM requests WHERE id = ?`, requestID).Scan(&status, &cancelled); err != nil {
-		return err
-	}
-	tasks, err := db.tasksTx(ctx, tx, requestID)
+	var c erasure.TaskCounts
+	err := db.queryRow(ctx, tx, `SELECT r.status, r.cancelled, count(t.id),
+			coalesce(sum(t.state IN ('done', 'skipped')), 0), coalesce(sum(t.state = 'failed'), 0),
+			coalesce(sum(t.state IN ('pending', 'running', 'dispatched', 'queued')), 0), coalesce(sum(t.state = 'blocked'), 0),
+			coalesce(sum(t.attempts > 0 OR t.last_error <> '' OR t.removed > 0 OR t.state IN ('done', 'skipped')), 0)
+		FROM requests r LEFT JOIN tasks t ON t.request_id = r.id WHERE r.id = ? GROUP BY r.id`, requestID).
+		Scan(&status, &cancelled, &c.Total, &c.Succeeded, &c.Failed, &c.Active, &c.Blocked, &c.Started)
 	if err != nil {
 		return err
 	}
-	if !cancelled {
+	var tasks []erasure.Task
+	if c.Blocked > 0 && !cancelled {
+		if tasks, err = db.tasksTx(ctx, tx, requestID); err != nil {
+			return err
+		}
 		if err := db.promote(ctx, tx, tasks, now); err != nil {
 			return err
 		}
+		c = erasure.CountTasks(tasks)
 	}
-	next := erasure.RequestStatusOf(cancelled, tasks)
+	next := c.Status(cancelled)
 	if next == status {
 		return nil
 	}
@@ -295,6 +305,11 @@ func (db *DB) settle(ctx context.Context, tx *sql.Tx, a *auditWriter, requestID,
 	}
 	evType := map[erasure.RequestStatus]string{erasure.RequestCompleted: erasure.EventRequestCompleted, erasure.RequestFailed: erasure.EventRequestFailed, erasure.RequestCancelled: erasure.EventRequestCancelled}[next]
 	if evType != "" {
+		if tasks == nil {
+			if tasks, err = db.tasksTx(ctx, tx, requestID); err != nil {
+				return err
+			}
+		}
 		counts := map[erasure.TaskState]int{}
 		var removed int64
 		for _, t := range tasks {
