@@ -14,7 +14,8 @@ import (
 // row group; a partition without a match is left at that. Otherwise the partition is written
 // anew with the same schema, key/value metadata and codec: row groups without a match are
 // handed whole to the writer (which copies their pages verbatim when their encodings allow),
-// the others are re-encoded without the matching rows, each still one row group, in order.
+// the others are re-encoded without the matching rows, column by column (see rowFilter), each
+// still one row group, in order.
 func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md mode, out *processOut, st *stats) error {
 	name := r.f.Name()
 	f, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true))
@@ -106,9 +107,8 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 	for _, kv := range f.Metadata().KeyValueMetadata {
 		opts = append(opts, parquet.KeyValueMetadata(kv.Key, kv.Value))
 	}
-	w := parquet.NewWriter(out.sink.w, append([]parquet.WriterOption{f.Schema()}, opts...)...)
-	rows := make([]parquet.Row, 256)
-	kept := make([]parquet.Row, 0, len(rows)) // not rows[:0]: ReadRows reuses each row's buffer
+	w := parquet.NewWriter(out.sink.w, append([]parquet.WriterOption{fastSnappy(f.Schema())}, opts...)...)
+	filter := newRowFilter(w, f.Schema())
 	for g, rg := range groups {
 		if len(matched[g]) == 0 {
 			if _, err := w.WriteRowGroup(rg); err != nil {
@@ -116,38 +116,7 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 			}
 			continue
 		}
-		rr := rg.Rows()
-		drop := matched[g]
-		row := int64(0)
-		for {
-			n, err := rr.ReadRows(rows)
-			kept = kept[:0]
-			for _, rw := range rows[:n] {
-				if len(drop) > 0 && drop[0] == row {
-					drop = drop[1:]
-				} else {
-					kept = append(kept, rw)
-				}
-				row++
-			}
-			if len(kept) > 0 {
-				if _, werr := w.WriteRows(kept); werr != nil {
-					rr.Close()
-					return c.parquetWriteErr(r, name, g, werr)
-				}
-			}
-			if err == io.EOF {
-				break
-			} else if err != nil {
-				rr.Close()
-				if r.ctx.Err() != nil {
-					return r.ctx.Err()
-				}
-				return badInput(name, "row group %d: reading rows: %v", g, err)
-			}
-		}
-		rr.Close()
-		if err := w.Flush(); err != nil {
+		if err := filter.writeRowGroup(rg, matched[g]); err != nil {
 			return c.parquetWriteErr(r, name, g, err)
 		}
 	}

@@ -1,0 +1,216 @@
+package files
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// filterBatch is how many values are read from a page at once when a row group is filtered.
+const filterBatch = 4096
+
+// rowFilter rewrites row groups without some of their rows, column by column: each column
+// chunk's pages are decoded in batches of values, the values of dropped rows are skipped, and
+// the others go straight to the writer's column writer. Rows are never assembled, which is
+// what costs most in a row by row copy when every row group has a match.
+type rowFilter struct {
+	w        *parquet.Writer
+	repeated []bool // by column index: whether the column is repeated
+	buf      []parquet.Value
+	tail     []parquet.Value // values of a repeated column's row not yet complete
+}
+
+func newRowFilter(w *parquet.Writer, schema *parquet.Schema) *rowFilter {
+	f := &rowFilter{w: w, buf: make([]parquet.Value, filterBatch)}
+	for _, path := range schema.Columns() {
+		leaf, _ := schema.Lookup(path...)
+		f.repeated = append(f.repeated, leaf.MaxRepetitionLevel > 0)
+	}
+	return f
+}
+
+// writeRowGroup writes rg without the rows numbered in drop (ascending, 0-based) as one row
+// group of the output (none when every row is dropped). Errors are from decoding the source
+// (wrapped in errSource) or from the writer.
+func (f *rowFilter) writeRowGroup(rg parquet.RowGroup, drop []int64) error {
+	cols := f.w.ColumnWriters()
+	chunks := rg.ColumnChunks()
+	if len(cols) != len(chunks) || len(f.repeated) != len(chunks) {
+		return sourceErr{fmt.Errorf("%d columns, the schema has %d", len(chunks), len(cols))}
+	}
+	for i, chunk := range chunks {
+		if err := f.column(cols[i], chunk, f.repeated[i], rg.NumRows(), drop); err != nil {
+			return err
+		}
+	}
+	return f.w.Flush()
+}
+
+// sourceErr is a failure to read or decode the source partition (as opposed to writing).
+type sourceErr struct{ err error }
+
+func (e sourceErr) Error() string { return e.err.Error() }
+func (e sourceErr) Unwrap() error { return e.err }
+
+// column copies one column chunk of numRows rows to dst, skipping the rows in drop.
+func (f *rowFilter) column(dst *parquet.ColumnWriter, chunk parquet.ColumnChunk, repeated bool, numRows int64, drop []int64) error {
+	pages := chunk.Pages()
+	defer pages.Close()
+	row := int64(-1) // the row of the last value read
+	keep := false
+	f.tail = f.tail[:0]
+	for {
+		page, err := pages.ReadPage()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			return sourceErr{fmt.Errorf("column %d: %w", chunk.Column(), err)}
+		}
+		vr := page.Values()
+		for {
+			n, rerr := vr.ReadValues(f.buf)
+			vals := f.buf[:n]
+			k := 0
+			for _, v := range vals {
+				if !repeated || v.RepetitionLevel() == 0 {
+					row++
+					for len(drop) > 0 && drop[0] < row {
+						drop = drop[1:]
+					}
+					keep = len(drop) == 0 || drop[0] != row
+				}
+				if keep {
+					vals[k] = v
+					k++
+				}
+			}
+			if err := f.write(dst, vals[:k], repeated); err != nil {
+				parquet.Release(page)
+				return err
+			}
+			if rerr == io.EOF {
+				break
+			} else if rerr != nil {
+				parquet.Release(page)
+				return sourceErr{fmt.Errorf("column %d: decoding: %w", chunk.Column(), rerr)}
+			}
+		}
+		// The tail may point into the page's buffers: copy it before they are recycled.
+		for i := range f.tail {
+			f.tail[i] = f.tail[i].Clone()
+		}
+		parquet.Release(page)
+	}
+	if len(f.tail) > 0 {
+		if _, err := dst.WriteRowValues(f.tail); err != nil {
+			return err
+		}
+		f.tail = f.tail[:0]
+	}
+	if row+1 != numRows {
+		return sourceErr{fmt.Errorf("column %d has %d rows for %d", chunk.Column(), row+1, numRows)}
+	}
+	return nil
+}
+
+// write hands whole rows to dst (a row must not span two pages, and the column writer may cut
+// a page after any call). For a repeated column, the values of the last row of a batch wait in
+// f.tail until the next row starts.
+func (f *rowFilter) write(dst *parquet.ColumnWriter, vals []parquet.Value, repeated bool) error {
+	if !repeated {
+		if len(vals) == 0 {
+			return nil
+		}
+		_, err := dst.WriteRowValues(vals)
+		return err
+	}
+	last := -1 // index of the last row start in vals
+	for i := len(vals) - 1; i >= 0; i-- {
+		if vals[i].RepetitionLevel() == 0 {
+			last = i
+			break
+		}
+	}
+	if last < 0 {
+		f.tail = append(f.tail, vals...)
+		return nil
+	}
+	if len(f.tail) > 0 {
+		f.tail = append(f.tail, vals[:last]...)
+		if _, err := dst.WriteRowValues(f.tail); err != nil {
+			return err
+		}
+	} else if last > 0 {
+		if _, err := dst.WriteRowValues(vals[:last]); err != nil {
+			return err
+		}
+	}
+	f.tail = append(f.tail[:0], vals[last:]...)
+	return nil
+}
+
+// snappyCodec is Parquet's SNAPPY codec with the fast block encoder: parquet-go's own encodes
+// with the slower "better" mode, which costs most of a rewrite's time for a few percent of
+// size. Its output is ordinary Snappy, decoded by any reader.
+type snappyCodec struct{ snappy.Codec }
+
+func (*snappyCodec) Encode(dst, src []byte) ([]byte, error) {
+	return s2.EncodeSnappy(dst[:cap(dst)], src), nil
+}
+
+func (*snappyCodec) CompressionCodec() format.CompressionCodec { return format.Snappy }
+
+// fastSnappy returns schema with its Snappy columns compressed by snappyCodec (the schema of a
+// file names each column's codec, which the writer follows), or schema itself when no column
+// uses Snappy. Names, field order, types and repetition are those of schema.
+func fastSnappy(schema *parquet.Schema) *parquet.Schema {
+	found := false
+	for _, path := range schema.Columns() {
+		leaf, _ := schema.Lookup(path...)
+		if c := leaf.Node.Compression(); c != nil && c.CompressionCodec() == format.Snappy {
+			found = true
+		}
+	}
+	if !found {
+		return schema
+	}
+	return parquet.NewSchema(schema.Name(), groupNode{Node: schema, fields: fastSnappyFields(schema.Fields())})
+}
+
+func fastSnappyFields(fields []parquet.Field) []parquet.Field {
+	out := make([]parquet.Field, len(fields))
+	for i, f := range fields {
+		switch {
+		case !f.Leaf():
+			out[i] = groupField{Field: f, fields: fastSnappyFields(f.Fields())}
+		case f.Compression() != nil && f.Compression().CompressionCodec() == format.Snappy:
+			out[i] = snappyField{f}
+		default:
+			out[i] = f
+		}
+	}
+	return out
+}
+
+type groupNode struct {
+	parquet.Node
+	fields []parquet.Field
+}
+
+func (n groupNode) Fields() []parquet.Field { return n.fields }
+
+type groupField struct {
+	parquet.Field
+	fields []parquet.Field
+}
+
+func (n groupField) Fields() []parquet.Field { return n.fields }
+
+type snappyField struct{ parquet.Field }
+
+func (snappyField) Compression() compress.Codec { return &snappyCodec{} }
