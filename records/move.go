@@ -364,7 +364,8 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 	var n int
 	var batchSum uint64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := s.lockLedger(ctx, tx, rep.Source); err != nil {
+		l, err := s.lockLedger(ctx, tx, rep.Source)
+		if err != nil {
 			return err
 		}
 		rows, err := sel(tx)
@@ -415,6 +416,10 @@ func (s *Store) moveBatch(ctx context.Context, rep *MoveReport, kind, from, to, 
 		}
 		if c, _ := res.RowsAffected(); c != int64(len(ids)) {
 			return erasure.Errorf(erasure.EINTERNAL, "%s deleted %d records of %d: rolled back", kind, c, len(ids))
+		}
+		l.move(from, to, int64(len(ids)))
+		if err := l.save(ctx, tx); err != nil {
+			return unavailable(err)
 		}
 		now := s.opts.Now()
 		m := Manifest{Move: move, Source: rep.Source, Kind: kind, From: from, To: to, Count: int64(len(ids)),
@@ -757,19 +762,21 @@ func (s *Store) Verify(ctx context.Context, source string) (*VerifyReport, error
 	if dup > 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d ids are in both live and deleted", dup))
 	}
-	rows, err := rtx.QueryContext(ctx, s.q(`SELECT source, count, checksum FROM records_ledger`+filter), args...)
+	rows, err := rtx.QueryContext(ctx, s.q(`SELECT source, count, checksum, live_count, deleted_count FROM records_ledger`+filter), args...)
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	ledgerParts := map[string][2]int64{}
 	for rows.Next() {
 		var src string
-		var n, sum int64
-		if err := rows.Scan(&src, &n, &sum); err != nil {
+		var n, sum, live, deleted int64
+		if err := rows.Scan(&src, &n, &sum, &live, &deleted); err != nil {
 			rows.Close()
 			return nil, unavailable(err)
 		}
 		sr := get(src)
 		sr.LedgerCount, sr.LedgerChecksum = n, Checksum(uint64(sum))
+		ledgerParts[src] = [2]int64{live, deleted}
 	}
 	rows.Close()
 	rows, err = rtx.QueryContext(ctx, s.q(`SELECT id, source, kind, target, count, checksum FROM records_moves`+filter+` ORDER BY id`), args...)
@@ -808,6 +815,9 @@ func (s *Store) Verify(ctx context.Context, source string) (*VerifyReport, error
 		if sr.Live+sr.Deleted != sr.LedgerCount || sr.Checksum != sr.LedgerChecksum {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("source %s: live ∪ deleted holds %d records (checksum %s), the ledger %d (checksum %s)",
 				sr.Source, sr.Live+sr.Deleted, sr.Checksum, sr.LedgerCount, sr.LedgerChecksum))
+		}
+		if p := ledgerParts[sr.Source]; p != [2]int64{sr.Live, sr.Deleted} {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("source %s: %d live and %d deleted records, the ledger counts %d and %d", sr.Source, sr.Live, sr.Deleted, p[0], p[1]))
 		}
 		rep.Sources = append(rep.Sources, *sr)
 	}

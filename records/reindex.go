@@ -114,11 +114,11 @@ func (s *Store) Sources(ctx context.Context) ([]string, error) {
 	return out, unavailableOrNil(rows.Err())
 }
 
-// Segments splits source's records in partition into at most n id ranges. Boundaries are
-// interpolated between the smallest and largest id and snapped to real ids (each an index
-// seek), so planning never walks the records; ranges are about equal when ids are spread
-// evenly (sequential or random ids), and always cover every id exactly once. Each segment's
-// Records is counted.
+// Segments splits source's records in partition into at most n id ranges. The total comes
+// from the source's ledger; boundaries are interpolated between the smallest and largest id
+// and snapped to real ids, each an index seek, so planning never walks the records. Ranges
+// are about equal when ids are spread evenly (sequential or random ids) and always cover every
+// id exactly once; each segment's Records is the even share of the total, an estimate.
 func (s *Store) Segments(ctx context.Context, partition, source string, n int) ([]Segment, int64, error) {
 	if err := ValidSource(source); err != nil {
 		return nil, 0, err
@@ -127,54 +127,46 @@ func (s *Store) Segments(ctx context.Context, partition, source string, n int) (
 		return nil, 0, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted")
 	}
 	table := `records_` + partition
-	var lo, hi sql.NullString
-	var count int64
-	if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT MIN(id), MAX(id), COUNT(*) FROM `+table+` WHERE source = ?`), source).Scan(&lo, &hi, &count); err != nil {
+	var total int64
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT `+partition+`_count FROM records_ledger WHERE source = ?`), source).Scan(&total)
+	if errors.Is(err, sql.ErrNoRows) {
+		return []Segment{{Source: source}}, 0, nil
+	} else if err != nil {
 		return nil, 0, unavailable(err)
 	}
 	// Small sources are not worth splitting: at least minSegment records per segment.
 	const minSegment = 1000
-	n = int(min(int64(n), count/minSegment))
+	n = int(max(1, min(int64(n), total/minSegment)))
 	bounds := []string{""}
-	if n > 1 && lo.Valid && lo.String != hi.String {
-		for _, guess := range interpolate(lo.String, hi.String, n) {
-			var id sql.NullString
-			if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT MIN(id) FROM `+table+` WHERE source = ? AND id >= ?`), source, guess).Scan(&id); err != nil {
+	if n > 1 {
+		var lo, hi string
+		if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT id FROM `+table+` WHERE source = ? ORDER BY id LIMIT 1`), source).Scan(&lo); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		if err := s.rdb.QueryRowContext(ctx, s.q(`SELECT id FROM `+table+` WHERE source = ? ORDER BY id DESC LIMIT 1`), source).Scan(&hi); err != nil {
+			return nil, 0, unavailable(err)
+		}
+		// Each boundary is above the previous one in the database's own order (its collation
+		// may differ from byte order), so the ranges never overlap or invert.
+		prev := lo
+		for _, guess := range interpolate(lo, hi, n) {
+			var id string
+			err := s.rdb.QueryRowContext(ctx, s.q(`SELECT id FROM `+table+` WHERE source = ? AND id >= ? AND id > ? ORDER BY id LIMIT 1`), source, guess, prev).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			} else if err != nil {
 				return nil, 0, unavailable(err)
 			}
-			if id.Valid && id.String > bounds[len(bounds)-1] && id.String > lo.String {
-				bounds = append(bounds, id.String)
-			}
+			bounds = append(bounds, id)
+			prev = id
 		}
 	}
 	segs := make([]Segment, len(bounds))
-	errs := make([]error, len(bounds))
-	var wg sync.WaitGroup
 	for i := range segs {
-		segs[i] = Segment{Source: source, From: bounds[i]}
+		segs[i] = Segment{Source: source, From: bounds[i], Records: total*int64(i+1)/int64(len(segs)) - total*int64(i)/int64(len(segs))}
 		if i+1 < len(bounds) {
 			segs[i].Before = bounds[i+1]
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q, args := `SELECT COUNT(*) FROM `+table+` WHERE source = ?`, []any{source}
-			if segs[i].From != "" {
-				q, args = q+` AND id >= ?`, append(args, segs[i].From)
-			}
-			if segs[i].Before != "" {
-				q, args = q+` AND id < ?`, append(args, segs[i].Before)
-			}
-			errs[i] = s.rdb.QueryRowContext(ctx, s.q(q), args...).Scan(&segs[i].Records)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, 0, unavailable(err)
-	}
-	var total int64
-	for _, sg := range segs {
-		total += sg.Records
 	}
 	return segs, total, nil
 }

@@ -530,19 +530,29 @@ type ledger struct {
 	source   string
 	count    int64
 	checksum uint64
+	parts    map[string]int64 // records per partition
 	dirty    bool
 	s        *Store
 }
 
-func (l *ledger) add(r *row) {
+func (l *ledger) add(r *row, part string) {
 	l.count++
 	l.checksum += r.sum()
+	l.parts[part]++
 	l.dirty = true
 }
 
-func (l *ledger) remove(r *row) {
+func (l *ledger) remove(r *row, part string) {
 	l.count--
 	l.checksum -= r.sum()
+	l.parts[part]--
+	l.dirty = true
+}
+
+// move shifts n records from one partition to the other; the union does not change.
+func (l *ledger) move(from, to string, n int64) {
+	l.parts[from] -= n
+	l.parts[to] += n
 	l.dirty = true
 }
 
@@ -550,7 +560,8 @@ func (l *ledger) save(ctx context.Context, tx *sql.Tx) error {
 	if !l.dirty {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, l.s.q(`UPDATE records_ledger SET count = ?, checksum = ? WHERE source = ?`), l.count, int64(l.checksum), l.source)
+	_, err := tx.ExecContext(ctx, l.s.q(`UPDATE records_ledger SET count = ?, checksum = ?, live_count = ?, deleted_count = ? WHERE source = ?`),
+		l.count, int64(l.checksum), l.parts[Live], l.parts[Deleted], l.source)
 	return err
 }
 
@@ -558,18 +569,19 @@ func (l *ledger) save(ctx context.Context, tx *sql.Tx) error {
 // INSERT takes the database write lock (no lock upgrade later, so no deadlock between
 // writers); on PostgreSQL FOR UPDATE locks the source's ledger row.
 func (s *Store) lockLedger(ctx context.Context, tx *sql.Tx, source string) (*ledger, error) {
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_ledger (source, count, checksum) VALUES (?, 0, 0) ON CONFLICT (source) DO NOTHING`), source); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_ledger (source, count, checksum, live_count, deleted_count) VALUES (?, 0, 0, 0, 0) ON CONFLICT (source) DO NOTHING`), source); err != nil {
 		return nil, unavailable(err)
 	}
 	lock := ""
 	if s.pg {
 		lock = " FOR UPDATE"
 	}
-	l := &ledger{source: source, s: s}
-	var sum int64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT count, checksum FROM records_ledger WHERE source = ?`+lock), source).Scan(&l.count, &sum); err != nil {
+	l := &ledger{source: source, s: s, parts: map[string]int64{}}
+	var sum, live, deleted int64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT count, checksum, live_count, deleted_count FROM records_ledger WHERE source = ?`+lock), source).Scan(&l.count, &sum, &live, &deleted); err != nil {
 		return nil, unavailable(err)
 	}
+	l.parts[Live], l.parts[Deleted] = live, deleted
 	l.checksum = uint64(sum)
 	return l, nil
 }
@@ -646,7 +658,7 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string,
 		target = Deleted
 	}
 	if cur != nil {
-		l.remove(cur)
+		l.remove(cur, part)
 		if part != target {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM records_`+part+` WHERE source = ? AND id = ?`), source, w.ID); err != nil {
 				return nil, "", err
@@ -663,7 +675,7 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string,
 	if err != nil {
 		return nil, "", err
 	}
-	l.add(&next)
+	l.add(&next, target)
 	return next.record(target), status, nil
 }
 
@@ -749,7 +761,7 @@ func (s *Store) Import(ctx context.Context, source string, recs []Record) error 
 				}
 				return unavailable(err)
 			}
-			l.add(&r)
+			l.add(&r, Live)
 		}
 		return l.save(ctx, tx)
 	})

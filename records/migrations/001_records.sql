@@ -33,11 +33,15 @@ CREATE TABLE records_deleted (
 ) /*WITHOUT_ROWID*/;
 
 -- The ledger holds, per source, the count and checksum of live ∪ deleted as the writes made
--- them. Moves never change it, so `records verify` detects any loss or duplication.
+-- them. Moves never change them, so `records verify` detects any loss or duplication. It also
+-- counts each partition (moves shift records between the two), so that a reindex knows its
+-- total without counting.
 CREATE TABLE records_ledger (
-    source   TEXT   NOT NULL PRIMARY KEY,
-    count    BIGINT NOT NULL,
-    checksum BIGINT NOT NULL
+    source        TEXT   NOT NULL PRIMARY KEY,
+    count         BIGINT NOT NULL,
+    checksum      BIGINT NOT NULL,
+    live_count    BIGINT NOT NULL,
+    deleted_count BIGINT NOT NULL
 );
 
 -- One row per committed move batch (archive, restore): its manifest.
