@@ -17,7 +17,9 @@ import (
 // benchRow has the shape of the rows of bench/sweep: a nested key, dictionary columns, and
 // high-entropy strings.
 type benchRow struct {
-	User    struct{ ID string `parquet:"id"` } `parquet:"user"`
+	User struct {
+		ID string `parquet:"id"`
+	} `parquet:"user"`
 	Event   string  `parquet:"event,dict"`
 	TS      int64   `parquet:"ts"`
 	Page    string  `parquet:"page"`
