@@ -103,6 +103,7 @@ func main() {
 	fmt.Printf("\nsweep of %d subjects:\n", len(keys))
 	fmt.Printf("  JSON lines: %v, %.0f MB/s, %.2f M rows/s, %d rows removed of %d, %d partitions\n", sweepJ.Round(time.Millisecond), mbps(jsize, sweepJ), float64(resJ.Scanned)/sweepJ.Seconds()/1e6, resJ.Removed, resJ.Scanned, resJ.Partitions)
 	fmt.Printf("  Parquet:    %v, %.0f MB/s, %.2f M rows/s, %d rows removed of %d\n", sweepP.Round(time.Millisecond), mbps(psize, sweepP), float64(resP.Scanned)/sweepP.Seconds()/1e6, resP.Removed, resP.Scanned)
+	fmt.Printf("  Parquet size after the sweep: %.3f GB (%.1f%% of before; row groups with a match are re-encoded)\n", gb1(du(pdir)), 100*float64(du(pdir))/float64(psize))
 	fmt.Printf("  vs cp (JSON lines): %.2fx (target >= 0.5x)\n", cpJ.Seconds()/sweepJ.Seconds())
 	if duckJ > 0 {
 		fmt.Printf("  vs DuckDB anti-join rewrite: JSON lines %v -> %.2fx, Parquet %v -> %.2fx (target >= 1.5x)\n",
