@@ -33,8 +33,9 @@
 // Each record hashes (SHA-256, first 8 bytes) over its source, id, version, deletion and
 // payload; a checksum is the sum of these modulo 2^64, so it does not depend on order or on
 // the partition. Every write updates its source's ledger row (count and checksum of live ∪
-// deleted) in the same transaction; moves never touch it. Verify recomputes both partitions
-// and checks them against the ledger (nothing lost, nothing twice), that no id is in both
+// deleted, and the count of each partition) in the same transaction; moves only shift the
+// partition counts. Verify recomputes both partitions and checks them against the ledger
+// (nothing lost, nothing twice), that no id is in both
 // partitions, that deleted holds only tombstones, and that each manifest still matches the
 // records attributed to it (moved_in). The ledger row also serialises a source's writers: its
 // upsert is each write transaction's first statement, which on SQLite takes the write lock up
@@ -45,8 +46,9 @@
 // Reindex streams the live partition (tombstones not yet archived included, so that the
 // index drops them; archived ones are never read) to a Sink: JSON lines (stdout, a file), a
 // NATS subject (one message per batch) or an HTTP endpoint (NDJSON POSTs, retried). Batches
-// are bounded by records and bytes. Sources are split into id-range segments (boundaries
-// interpolated between the smallest and largest id, snapped to real ids) read in parallel; a
+// are bounded by records and bytes. Sources are split into id-range segments (the total from
+// the ledger, boundaries interpolated between the smallest and largest id and snapped to real
+// ids: no pass over the records before the read) read in parallel; a
 // checkpoint file records each segment's last id sent, so an interrupted reindex resumes;
 // delivery is at least once. Modes: complete, partial (Limit) and specific (IDs, warning about
 // ids not in live). IncludeDeleted also streams the deleted partition. The Reader is the Store

@@ -166,8 +166,11 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// DB returns the database the store uses.
+// DB returns the database the store writes to.
 func (s *Store) DB() *sql.DB { return s.db }
+
+// Ping checks that the database answers reads; EUNAVAILABLE otherwise.
+func (s *Store) Ping(ctx context.Context) error { return unavailableOrNil(s.rdb.PingContext(ctx)) }
 
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS records_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {

@@ -206,7 +206,7 @@ func (c *Connector) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := st.DB().PingContext(ctx); err != nil {
+	if err := st.Ping(ctx); err != nil {
 		return erasure.Transientf("records connector of %s: the record store does not answer: %v", c.dataset, err)
 	}
 	return nil

@@ -1,0 +1,53 @@
+package records_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"erasure"
+	"erasure/audit"
+	"erasure/records"
+	"erasure/store/sqlite"
+)
+
+// TestStore_OnTheServerStore runs the record store inside store/sqlite's database, as `erasure
+// serve` does: the property test holds, and every move's audit event lands in the server's
+// hash-chained trail, which still verifies.
+func TestStore_OnTheServerStore(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	h, err := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := records.Open(ctx, db.SQL(), records.Options{AppendAudit: db.AppendAudit, ReadDB: db.ReadSQL(), Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProperty(t, s, c, 21, 150)
+
+	events, err := db.Audit(ctx, erasure.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v audit.Verifier
+	moves := 0
+	for i := range events {
+		if err := v.Add(&events[i]); err != nil {
+			t.Fatal(err)
+		}
+		switch events[i].Type {
+		case records.EventArchived, records.EventRestored, records.EventReconciled:
+			moves++
+		}
+	}
+	if moves == 0 {
+		t.Fatalf("no record store event among %d audit events", len(events))
+	}
+}
