@@ -14,11 +14,11 @@ import (
 // row group; a partition without a match is left at that. Otherwise the partition is written
 // anew with the same schema, key/value metadata and codec: row groups without a match are
 // handed whole to the writer (which copies their pages verbatim when their encodings allow),
-// the others are re-encoded without the matching rows, column by column (see rowFilter), each
+// the others are re-encoded without the matching rows, column by column (see writeGroups), each
 // still one row group, in order.
 func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md mode, out *processOut, st *stats) error {
 	name := r.f.Name()
-	f, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true))
+	f, err := parquet.OpenFile(&syncReaderAt{r: r}, size, parquet.SkipBloomFilters(true))
 	if err != nil {
 		if r.ctx.Err() != nil {
 			return r.ctx.Err()
@@ -108,17 +108,8 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 		opts = append(opts, parquet.KeyValueMetadata(kv.Key, kv.Value))
 	}
 	w := parquet.NewWriter(out.sink.w, append([]parquet.WriterOption{fastSnappy(f.Schema())}, opts...)...)
-	filter := newRowFilter(w, f.Schema())
-	for g, rg := range groups {
-		if len(matched[g]) == 0 {
-			if _, err := w.WriteRowGroup(rg); err != nil {
-				return c.parquetWriteErr(r, name, g, err)
-			}
-			continue
-		}
-		if err := filter.writeRowGroup(rg, matched[g]); err != nil {
-			return c.parquetWriteErr(r, name, g, err)
-		}
+	if g, err := writeGroups(w, f.Schema(), groups, matched); err != nil {
+		return c.parquetWriteErr(r, name, g, err)
 	}
 	if err := w.Close(); err != nil {
 		return c.parquetWriteErr(r, name, -1, err)

@@ -3,6 +3,9 @@ package files
 import (
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
@@ -14,31 +17,125 @@ import (
 // filterBatch is how many values are read from a page at once when a row group is filtered.
 const filterBatch = 4096
 
+// parquetRewrites counts the Parquet partitions being rewritten in this process: a rewrite
+// filters several row groups at once only when fewer rewrites than cores are running.
+var parquetRewrites atomic.Int32
+
+func rowGroupWorkers() int {
+	return max(1, runtime.GOMAXPROCS(0)/max(1, int(parquetRewrites.Load())))
+}
+
+// writeGroups writes groups to w in order: a row group whose matched list is empty whole (the
+// writer copies its pages verbatim when it can), the others without the matched rows (see
+// rowFilter). When cores are idle, row groups are filtered in parallel, each into a row group
+// buffered in memory, and committed to w in their order. On error it returns the index of the
+// row group that failed; no filtering goroutine is left running.
+func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.RowGroup, matched [][]int64) (int, error) {
+	parquetRewrites.Add(1)
+	defer parquetRewrites.Add(-1)
+	type pendingGroup struct {
+		g    int
+		rg   *parquet.ConcurrentRowGroupWriter
+		done chan error
+	}
+	var pending []pendingGroup
+	defer func() {
+		for _, p := range pending {
+			<-p.done
+		}
+	}()
+	commitFirst := func() (int, error) {
+		p := pending[0]
+		err := <-p.done
+		pending = pending[1:]
+		if err == nil {
+			_, err = p.rg.Commit()
+		}
+		return p.g, err
+	}
+	filters := make(chan *rowFilter, runtime.GOMAXPROCS(0))
+	filter := func() *rowFilter {
+		select {
+		case f := <-filters:
+			return f
+		default:
+			return newRowFilter(schema)
+		}
+	}
+	release := func(f *rowFilter) {
+		select {
+		case filters <- f:
+		default:
+		}
+	}
+	for g, rg := range groups {
+		limit := 1
+		if len(matched[g]) > 0 {
+			limit = rowGroupWorkers()
+		}
+		for len(pending) >= limit {
+			if eg, err := commitFirst(); err != nil {
+				return eg, err
+			}
+		}
+		switch {
+		case len(matched[g]) == 0:
+			if _, err := w.WriteRowGroup(rg); err != nil {
+				return g, err
+			}
+		case limit == 1:
+			f := filter()
+			if err := f.fill(w.ColumnWriters(), rg, matched[g]); err != nil {
+				return g, err
+			}
+			release(f)
+			if err := w.Flush(); err != nil {
+				return g, err
+			}
+		default:
+			p := pendingGroup{g: g, rg: w.BeginRowGroup(), done: make(chan error, 1)}
+			f := filter()
+			go func() {
+				err := f.fill(p.rg.ColumnWriters(), rg, matched[g])
+				release(f)
+				p.done <- err
+			}()
+			pending = append(pending, p)
+		}
+	}
+	for len(pending) > 0 {
+		if eg, err := commitFirst(); err != nil {
+			return eg, err
+		}
+	}
+	return 0, nil
+}
+
 // rowFilter rewrites row groups without some of their rows, column by column: each column
 // chunk's pages are decoded in batches of values, the values of dropped rows are skipped, and
-// the others go straight to the writer's column writer. Rows are never assembled, which is
-// what costs most in a row by row copy when every row group has a match.
+// the others go straight to a column writer. Rows are never assembled, which is what costs
+// most in a row by row copy when every row group has a match. A rowFilter is used by one
+// goroutine at a time.
 type rowFilter struct {
-	w        *parquet.Writer
 	repeated []bool // by column index: whether the column is repeated
 	buf      []parquet.Value
 	tail     []parquet.Value // values of a repeated column's row not yet complete
 }
 
-func newRowFilter(w *parquet.Writer, schema *parquet.Schema) *rowFilter {
-	f := &rowFilter{w: w, buf: make([]parquet.Value, filterBatch)}
-	for _, path := range schema.Columns() {
+func newRowFilter(schema *parquet.Schema) *rowFilter {
+	f := &rowFilter{buf: make([]parquet.Value, filterBatch)}
+	paths := schema.Columns()
+	f.repeated = make([]bool, len(paths))
+	for _, path := range paths {
 		leaf, _ := schema.Lookup(path...)
-		f.repeated = append(f.repeated, leaf.MaxRepetitionLevel > 0)
+		f.repeated[leaf.ColumnIndex] = leaf.MaxRepetitionLevel > 0
 	}
 	return f
 }
 
-// writeRowGroup writes rg without the rows numbered in drop (ascending, 0-based) as one row
-// group of the output (none when every row is dropped). Errors are from decoding the source
-// (wrapped in errSource) or from the writer.
-func (f *rowFilter) writeRowGroup(rg parquet.RowGroup, drop []int64) error {
-	cols := f.w.ColumnWriters()
+// fill writes the rows of rg but those numbered in drop (ascending, 0-based) to cols, the
+// column writers of one output row group. Errors decoding the source are sourceErr values.
+func (f *rowFilter) fill(cols []*parquet.ColumnWriter, rg parquet.RowGroup, drop []int64) error {
 	chunks := rg.ColumnChunks()
 	if len(cols) != len(chunks) || len(f.repeated) != len(chunks) {
 		return sourceErr{fmt.Errorf("%d columns, the schema has %d", len(chunks), len(cols))}
@@ -48,7 +145,7 @@ func (f *rowFilter) writeRowGroup(rg parquet.RowGroup, drop []int64) error {
 			return err
 		}
 	}
-	return f.w.Flush()
+	return nil
 }
 
 // sourceErr is a failure to read or decode the source partition (as opposed to writing).
@@ -214,3 +311,16 @@ func (n groupField) Fields() []parquet.Field { return n.fields }
 type snappyField struct{ parquet.Field }
 
 func (snappyField) Compression() compress.Codec { return &snappyCodec{} }
+
+// syncReaderAt serializes the reads of a partition, whose byte count is not safe for
+// concurrent use, when row groups are decoded in parallel.
+type syncReaderAt struct {
+	mu sync.Mutex
+	r  io.ReaderAt
+}
+
+func (s *syncReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.ReadAt(p, off)
+}

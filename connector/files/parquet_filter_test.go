@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -123,89 +124,106 @@ func TestSweep_ParquetRowGroupFilter(t *testing.T) {
 		}
 		return out
 	}
-	tests := []struct {
-		name  string
-		rows  []wide
-		codec compress.Codec
-		page  int // page buffer size of the fixture
-		keys  []string
-	}{
+	tests := []filterCase{
 		{"FirstAndLastRowsOfEachGroup", wideRows(60), &parquet.Snappy, 0, keys(0, 19, 20, 39, 40, 59)},
 		{"ScatteredOverManyPages", wideRows(60), &parquet.Zstd, 64, keys(1, 2, 3, 17, 25, 26, 44, 58)},
 		{"WholeRowGroup", wideRows(60), &parquet.Snappy, 0, keys(20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 5)},
 		{"EveryRow", wideRows(45), &parquet.Snappy, 0, keys(seq(45)...)},
 		{"RowsAroundALongList", big, &parquet.Snappy, 1024, keys(30, 32)},
 		{"TheLongList", big, &parquet.Gzip, 1024, keys(31)},
+		{"GroupsWithoutAMatchBetween", wideRows(100), &parquet.Snappy, 0, keys(3, 45, 46, 99)},
 		{"Uncompressed", wideRows(60), &parquet.Uncompressed, 256, keys(7, 8, 9, 59)},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			name := filepath.Join(dir, "a.parquet")
-			opts := []parquet.WriterOption{parquet.MaxRowsPerRowGroup(groupRows), parquet.Compression(tt.codec)}
-			if tt.page > 0 {
-				opts = append(opts, parquet.PageBufferSize(tt.page))
+	// One core filters row groups one at a time; four filter up to four at once and commit them
+	// in order.
+	for _, procs := range []int{1, 4} {
+		t.Run(fmt.Sprintf("Cores%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) { checkRowGroupFilter(t, tc) })
 			}
-			writeWide(t, name, tt.rows, opts...)
-			orig, origFile, origSizes := readWide(t, name)
-
-			c := newConn(t, files.Config{Path: dir, Format: "parquet", Key: files.Key{Field: "id"}})
-			res := sweep(t, c, tt.keys...)
-
-			want := []wide{}
-			var wantSizes []int64
-			for g, n := range origSizes {
-				kept := int64(0)
-				for _, r := range orig[int64(g)*groupRows : int64(g)*groupRows+n] {
-					if !slices.Contains(tt.keys, r.ID) {
-						want = append(want, r)
-						kept++
-					}
-				}
-				if kept > 0 {
-					wantSizes = append(wantSizes, kept)
-				}
-			}
-			got, gotFile, gotSizes := readWide(t, name)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("rows after the sweep differ from the rows kept, in order (%d rows, want %d)", len(got), len(want))
-				for i := range min(len(got), len(want)) {
-					if !reflect.DeepEqual(got[i], want[i]) {
-						t.Errorf("first difference at row %d: %+v, want %+v", i, got[i], want[i])
-						break
-					}
-				}
-			}
-			if res.Removed != int64(len(orig)-len(want)) {
-				t.Errorf("removed %d rows, want %d", res.Removed, len(orig)-len(want))
-			}
-			if !reflect.DeepEqual(gotSizes, wantSizes) {
-				t.Errorf("row groups of %v rows, want %v", gotSizes, wantSizes)
-			}
-			if !parquet.EqualNodes(gotFile.Schema(), origFile.Schema()) {
-				t.Errorf("schema changed:\n%v\nwas\n%v", gotFile.Schema(), origFile.Schema())
-			}
-			if v, ok := gotFile.Lookup("origin"); !ok || v != "fixture" {
-				t.Errorf("key/value metadata lost: %q, %v", v, ok)
-			}
-			origCols := origFile.Metadata().RowGroups[0].Columns
-			for _, rg := range gotFile.Metadata().RowGroups {
-				for i, col := range rg.Columns {
-					path := col.MetaData.PathInSchema
-					if col.MetaData.Codec != origCols[i].MetaData.Codec {
-						t.Errorf("column %v: codec %v, was %v", path, col.MetaData.Codec, origCols[i].MetaData.Codec)
-					}
-					if dict := slices.Contains(col.MetaData.Encoding, format.RLEDictionary); dict != slices.Contains(origCols[i].MetaData.Encoding, format.RLEDictionary) {
-						t.Errorf("column %v: dictionary encoded %v, was %v", path, dict, !dict)
-					}
-				}
-			}
-			if again := sweep(t, c, tt.keys...); again.Removed != 0 {
-				t.Errorf("second sweep removed %d rows", again.Removed)
-			}
-			noLeftovers(t, dir)
 		})
 	}
+}
+
+type filterCase struct {
+	name  string
+	rows  []wide
+	codec compress.Codec
+	page  int // page buffer size of the fixture (0: the default)
+	keys  []string
+}
+
+// checkRowGroupFilter sweeps tc.keys out of a file of tc.rows in row groups of 20 rows and
+// checks that exactly the other rows remain, in order, in the same row groups (less those
+// emptied), with the same schema, metadata, codecs and dictionary columns.
+func checkRowGroupFilter(t *testing.T, tc filterCase) {
+	t.Helper()
+	const groupRows = 20
+	dir := t.TempDir()
+	name := filepath.Join(dir, "a.parquet")
+	opts := []parquet.WriterOption{parquet.MaxRowsPerRowGroup(groupRows), parquet.Compression(tc.codec)}
+	if tc.page > 0 {
+		opts = append(opts, parquet.PageBufferSize(tc.page))
+	}
+	writeWide(t, name, tc.rows, opts...)
+	orig, origFile, origSizes := readWide(t, name)
+
+	c := newConn(t, files.Config{Path: dir, Format: "parquet", Key: files.Key{Field: "id"}})
+	res := sweep(t, c, tc.keys...)
+
+	want := []wide{}
+	var wantSizes []int64
+	for g, n := range origSizes {
+		kept := int64(0)
+		for _, r := range orig[int64(g)*groupRows : int64(g)*groupRows+n] {
+			if !slices.Contains(tc.keys, r.ID) {
+				want = append(want, r)
+				kept++
+			}
+		}
+		if kept > 0 {
+			wantSizes = append(wantSizes, kept)
+		}
+	}
+	got, gotFile, gotSizes := readWide(t, name)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rows after the sweep differ from the rows kept, in order (%d rows, want %d)", len(got), len(want))
+		for i := range min(len(got), len(want)) {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("first difference at row %d: %+v, want %+v", i, got[i], want[i])
+				break
+			}
+		}
+	}
+	if res.Removed != int64(len(orig)-len(want)) {
+		t.Errorf("removed %d rows, want %d", res.Removed, len(orig)-len(want))
+	}
+	if !reflect.DeepEqual(gotSizes, wantSizes) {
+		t.Errorf("row groups of %v rows, want %v", gotSizes, wantSizes)
+	}
+	if !parquet.EqualNodes(gotFile.Schema(), origFile.Schema()) {
+		t.Errorf("schema changed:\n%v\nwas\n%v", gotFile.Schema(), origFile.Schema())
+	}
+	if v, ok := gotFile.Lookup("origin"); !ok || v != "fixture" {
+		t.Errorf("key/value metadata lost: %q, %v", v, ok)
+	}
+	origCols := origFile.Metadata().RowGroups[0].Columns
+	for _, rg := range gotFile.Metadata().RowGroups {
+		for i, col := range rg.Columns {
+			path := col.MetaData.PathInSchema
+			if col.MetaData.Codec != origCols[i].MetaData.Codec {
+				t.Errorf("column %v: codec %v, was %v", path, col.MetaData.Codec, origCols[i].MetaData.Codec)
+			}
+			if dict := slices.Contains(col.MetaData.Encoding, format.RLEDictionary); dict != slices.Contains(origCols[i].MetaData.Encoding, format.RLEDictionary) {
+				t.Errorf("column %v: dictionary encoded %v, was %v", path, dict, !dict)
+			}
+		}
+	}
+	if again := sweep(t, c, tc.keys...); again.Removed != 0 {
+		t.Errorf("second sweep removed %d rows", again.Removed)
+	}
+	noLeftovers(t, dir)
 }
 
 func seq(n int) []int {
