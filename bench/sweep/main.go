@@ -262,11 +262,13 @@ const fs = require('fs'), path = require('path');
 })().catch(e => { console.error(e); process.exit(1); });
 `
 	check(os.WriteFile(filepath.Join(dd, "sweep.js"), []byte(script), 0o644))
+	var outSize int64
 	run := func(dir, format string) time.Duration {
 		out := filepath.Join(dd, "out-"+format)
 		cmd := exec.Command("node", "sweep.js", dir, out, format, keyFile)
 		cmd.Dir = dd
 		b, err := cmd.CombinedOutput()
+		outSize = du(out)
 		os.RemoveAll(out)
 		if err != nil {
 			fmt.Printf("DuckDB %s failed: %v\n%s\n", format, err, b)
@@ -277,8 +279,8 @@ const fs = require('fs'), path = require('path');
 	}
 	j := run(jdir, "jsonl")
 	p := run(pdir, "parquet")
-	fmt.Printf("DuckDB (@duckdb/node-api) anti-join rewrite: JSON lines %v (%.0f MB/s), Parquet %v (%.0f MB/s)\n",
-		j.Round(time.Millisecond), mbps(du(jdir), j), p.Round(time.Millisecond), mbps(du(pdir), p))
+	fmt.Printf("DuckDB (@duckdb/node-api) anti-join rewrite: JSON lines %v (%.0f MB/s), Parquet %v (%.0f MB/s, writing %.3f GB)\n",
+		j.Round(time.Millisecond), mbps(du(jdir), j), p.Round(time.Millisecond), mbps(du(pdir), p), gb1(outSize))
 	return j, p
 }
 
