@@ -40,6 +40,7 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 	any := false
 	buf := make([]parquet.Value, 1024)
 	var key []byte
+	probe := newKeyProbe(ks)
 	for g, rg := range groups {
 		st.rows += rg.NumRows()
 		pages := rg.ColumnChunks()[leaf.ColumnIndex].Pages()
@@ -61,7 +62,7 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 				for _, v := range buf[:n] {
 					if !v.IsNull() {
 						key = valueKey(key[:0], v)
-						if ks.has(key) {
+						if probe.has(key) {
 							matched[g] = append(matched[g], row)
 							any = true
 							if md == modeFind {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -323,4 +324,31 @@ func (s *syncReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.r.ReadAt(p, off)
+}
+
+// keyProbe tests keys against a key set through a bitmap of the set's hashes first: most keys
+// of a partition are not in the set, and the bitmap (a few bits per key, in cache) rules them
+// out faster than the map lookup that confirms the others.
+type keyProbe struct {
+	ks   *keySet
+	bits []uint64
+	mask uint64
+}
+
+func newKeyProbe(ks *keySet) *keyProbe {
+	n := uint64(1 << 12)
+	for n < uint64(len(ks.hashes))*16 && n < 1<<23 {
+		n <<= 1
+	}
+	p := &keyProbe{ks: ks, bits: make([]uint64, n/64), mask: n - 1}
+	for _, h := range ks.hashes {
+		h &= p.mask
+		p.bits[h>>6] |= 1 << (h & 63)
+	}
+	return p
+}
+
+func (p *keyProbe) has(key []byte) bool {
+	h := xxhash.Sum64(key) & p.mask
+	return p.bits[h>>6]&(1<<(h&63)) != 0 && p.ks.has(key)
 }
