@@ -28,6 +28,8 @@ type DatasetInfo struct {
 	After     []string     `json:"after,omitempty"`
 	Policy    Policy       `json:"policy"`
 	Health    DatasetStats `json:"health"`
+	// LastSweep is the most recent sweep of an offline dataset.
+	LastSweep *Sweep `json:"last_sweep,omitempty"`
 }
 
 // Service is what the API and the CLI act on: the planner and pipeline in front of a store.

@@ -225,7 +225,17 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 		if !ok {
 			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
 		}
-		out = append(out, erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h})
+		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h}
+		if ss, ok := s.Store.(erasure.SweepStore); ok && d.Method == erasure.MethodOffline {
+			sweeps, err := ss.Sweeps(ctx, d.Name, 1)
+			if err != nil {
+				return nil, err
+			}
+			if len(sweeps) > 0 {
+				info.LastSweep = &sweeps[0]
+			}
+		}
+		out = append(out, info)
 	}
 	return out, nil
 }

@@ -211,6 +211,16 @@ func TestSweeper_RunNow(t *testing.T) {
 		}
 	})
 
+	t.Run("DatasetHealthShowsTheLastSweep", func(t *testing.T) {
+		info, err := h.svc.Dataset(ctx, "events")
+		if err != nil || info.LastSweep == nil || info.LastSweep.State != erasure.SweepCommitted || info.LastSweep.Removed != 6 {
+			t.Fatalf("dataset info %+v, %v", info, err)
+		}
+		if other, _ := h.svc.Dataset(ctx, "db"); other.LastSweep != nil {
+			t.Fatalf("a realtime dataset shows a sweep")
+		}
+	})
+
 	t.Run("NothingQueued", func(t *testing.T) {
 		s, err := sw.RunNow(ctx, "events", "op")
 		if err != nil || s.Tasks != 0 {
