@@ -109,7 +109,13 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 		opts = append(opts, parquet.KeyValueMetadata(kv.Key, kv.Value))
 	}
 	w := parquet.NewWriter(out.sink.w, append([]parquet.WriterOption{fastSnappy(f.Schema())}, opts...)...)
-	if g, err := writeGroups(w, f.Schema(), groups, matched); err != nil {
+	sizes := make([]int64, len(groups))
+	for g, rg := range f.Metadata().RowGroups {
+		for _, col := range rg.Columns {
+			sizes[g] += col.MetaData.TotalCompressedSize
+		}
+	}
+	if g, err := writeGroups(w, f.Schema(), groups, sizes, matched); err != nil {
 		return c.parquetWriteErr(r, name, g, err)
 	}
 	if err := w.Close(); err != nil {

@@ -22,6 +22,10 @@ const filterBatch = 4096
 // filters several row groups at once only when fewer rewrites than cores are running.
 var parquetRewrites atomic.Int32
 
+// parallelBytes bounds the compressed bytes of the row groups filtered at once, each held in
+// memory until it is committed (a row group written by Spark is typically 128 MiB).
+var parallelBytes int64 = 256 << 20
+
 func rowGroupWorkers() int {
 	return max(1, runtime.GOMAXPROCS(0)/max(1, int(parquetRewrites.Load())))
 }
@@ -29,9 +33,10 @@ func rowGroupWorkers() int {
 // writeGroups writes groups to w in order: a row group whose matched list is empty whole (the
 // writer copies its pages verbatim when it can), the others without the matched rows (see
 // rowFilter). When cores are idle, row groups are filtered in parallel, each into a row group
-// buffered in memory, and committed to w in their order. On error it returns the index of the
-// row group that failed; no filtering goroutine is left running.
-func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.RowGroup, matched [][]int64) (int, error) {
+// buffered in memory, and committed to w in their order, as long as their compressed sizes
+// (sizes, from the file's metadata) sum to at most parallelBytes. On error it returns the index
+// of the row group that failed; no filtering goroutine is left running.
+func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.RowGroup, sizes []int64, matched [][]int64) (int, error) {
 	parquetRewrites.Add(1)
 	defer parquetRewrites.Add(-1)
 	type pendingGroup struct {
@@ -40,6 +45,7 @@ func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.Row
 		done chan error
 	}
 	var pending []pendingGroup
+	var pendingBytes int64
 	defer func() {
 		for _, p := range pending {
 			<-p.done
@@ -49,6 +55,7 @@ func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.Row
 		p := pending[0]
 		err := <-p.done
 		pending = pending[1:]
+		pendingBytes -= sizes[p.g]
 		if err == nil {
 			_, err = p.rg.Commit()
 		}
@@ -70,11 +77,11 @@ func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.Row
 		}
 	}
 	for g, rg := range groups {
-		limit := 1
-		if len(matched[g]) > 0 {
-			limit = rowGroupWorkers()
-		}
-		for len(pending) >= limit {
+		// A row group copied whole, or filtered while no other is, goes straight to w: every
+		// pending one is committed first.
+		limit := rowGroupWorkers()
+		inline := len(matched[g]) == 0 || limit == 1 || sizes[g] > parallelBytes/2
+		for len(pending) > 0 && (inline || len(pending) >= limit || pendingBytes+sizes[g] > parallelBytes) {
 			if eg, err := commitFirst(); err != nil {
 				return eg, err
 			}
@@ -84,7 +91,7 @@ func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.Row
 			if _, err := w.WriteRowGroup(rg); err != nil {
 				return g, err
 			}
-		case limit == 1:
+		case inline:
 			f := filter()
 			if err := f.fill(w.ColumnWriters(), rg, matched[g]); err != nil {
 				return g, err
@@ -102,6 +109,7 @@ func writeGroups(w *parquet.Writer, schema *parquet.Schema, groups []parquet.Row
 				p.done <- err
 			}()
 			pending = append(pending, p)
+			pendingBytes += sizes[g]
 		}
 	}
 	for len(pending) > 0 {

@@ -131,14 +131,22 @@ func TestSweep_ParquetRowGroupFilter(t *testing.T) {
 		{"EveryRow", wideRows(45), &parquet.Snappy, 0, keys(seq(45)...)},
 		{"RowsAroundALongList", big, &parquet.Snappy, 1024, keys(30, 32)},
 		{"TheLongList", big, &parquet.Gzip, 1024, keys(31)},
+		{"LongListAmongFilteredGroups", big, &parquet.Snappy, 0, keys(5, 30, 32, 45)},
 		{"GroupsWithoutAMatchBetween", wideRows(100), &parquet.Snappy, 0, keys(3, 45, 46, 99)},
 		{"Uncompressed", wideRows(60), &parquet.Uncompressed, 256, keys(7, 8, 9, 59)},
 	}
 	// One core filters row groups one at a time; four filter up to four at once and commit them
-	// in order.
-	for _, procs := range []int{1, 4} {
-		t.Run(fmt.Sprintf("Cores%d", procs), func(t *testing.T) {
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+	// in order; with little memory, a large row group is filtered alone, after those pending.
+	for _, cfg := range []struct {
+		name   string
+		procs  int
+		memory int64
+	}{{"OneCore", 1, 0}, {"FourCores", 4, 0}, {"FourCoresLittleMemory", 4, 64 << 10}} {
+		t.Run(cfg.name, func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cfg.procs))
+			if cfg.memory > 0 {
+				defer files.SetParallelBytes(files.SetParallelBytes(cfg.memory))
+			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) { checkRowGroupFilter(t, tc) })
 			}
