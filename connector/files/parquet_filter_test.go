@@ -2,6 +2,7 @@ package files_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,12 +10,14 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/format"
 
+	"erasure"
 	"erasure/connector/files"
 )
 
@@ -240,4 +243,49 @@ func seq(n int) []int {
 		out[i] = i
 	}
 	return out
+}
+
+func TestSweep_ParquetCorruptPageInAFilteredRowGroup(t *testing.T) {
+	for _, procs := range []int{1, 4} {
+		t.Run(fmt.Sprintf("Cores%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			dir := t.TempDir()
+			name := filepath.Join(dir, "a.parquet")
+			writeWide(t, name, wideRows(100), parquet.MaxRowsPerRowGroup(20), parquet.Compression(&parquet.Snappy))
+			_, pf, _ := readWide(t, name)
+			b, _ := os.ReadFile(name)
+			// The page header of column n in the second row group; the key column is intact, so
+			// the scan finds matches in every row group and the rewrite meets the damage.
+			var off int64 = -1
+			for _, col := range pf.Metadata().RowGroups[1].Columns {
+				if slices.Equal(col.MetaData.PathInSchema, []string{"n"}) {
+					off = col.MetaData.DataPageOffset
+				}
+			}
+			if off < 0 {
+				t.Fatal("column n not found")
+			}
+			for i := off; i < off+16; i++ {
+				b[i] = 0xff
+			}
+			if err := os.WriteFile(name, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := tree(t, dir)
+
+			c := newConn(t, files.Config{Path: dir, Format: "parquet", Key: files.Key{Field: "id"}})
+			_, err := c.Sweep(context.Background(), batch("k5", "k25", "k45", "k65", "k85"))
+			if err == nil {
+				t.Fatal("sweep succeeded over a corrupt page")
+			}
+			if !erasure.IsPermanent(err) || !strings.Contains(err.Error(), name) {
+				t.Errorf("err = %v, want a permanent error naming %s", err, name)
+			}
+			after := tree(t, dir)
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("files changed although the sweep failed: %v, were %v", names(after), names(before))
+			}
+			noLeftovers(t, dir)
+		})
+	}
 }
