@@ -15,7 +15,8 @@ import (
 // anew with the same schema, key/value metadata and codec: row groups without a match are
 // handed whole to the writer (which copies their pages verbatim when their encodings allow),
 // the others are re-encoded without the matching rows, column by column (see writeGroups), each
-// still one row group, in order.
+// still one row group, in order. Snappy columns are re-encoded with the fast Snappy encoder (see
+// snappyCodec), so a rewritten row group may take a few percent more bytes.
 func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md mode, out *processOut, st *stats) error {
 	name := r.f.Name()
 	f, err := parquet.OpenFile(&syncReaderAt{r: r}, size, parquet.SkipBloomFilters(true))
