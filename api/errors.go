@@ -7,8 +7,8 @@ import (
 	"erasure"
 )
 
-// statusOf is the one place where an error code becomes an HTTP status.
-func statusOf(code string) int {
+// StatusOf is the one place where an error code becomes an HTTP status.
+func StatusOf(code string) int {
 	switch code {
 	case erasure.EINVALID:
 		return http.StatusBadRequest
@@ -73,7 +73,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			info.internal = err
 		}
 	}
-	status := statusOf(code)
+	status := StatusOf(code)
 	switch status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="erasure"`)

@@ -3,14 +3,13 @@ package records
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"erasure"
+	"erasure/api"
 )
 
 // Body size limits.
@@ -55,7 +54,7 @@ func Handler(s *Store, authorize func(r *http.Request, role string) (string, err
 	mux.HandleFunc("POST /v1/records/{target}", h.postTarget)
 	mux.HandleFunc("GET /v1/records/{target}", h.getTarget)
 	mux.HandleFunc("/v1/records/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: %s %s", r.Method, r.URL.Path))
+		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -65,82 +64,19 @@ type handler struct {
 	auth func(r *http.Request, role string) (string, error)
 }
 
-// StatusOf maps an error code to its HTTP status.
-func StatusOf(code string) int {
-	switch code {
-	case erasure.EINVALID:
-		return http.StatusBadRequest
-	case erasure.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case erasure.EFORBIDDEN:
-		return http.StatusForbidden
-	case erasure.ENOTFOUND:
-		return http.StatusNotFound
-	case erasure.ECONFLICT:
-		return http.StatusConflict
-	case erasure.EGONE:
-		return http.StatusGone
-	case erasure.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case erasure.EUNAVAILABLE:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	code := erasure.ErrorCode(err)
-	writeJSON(w, StatusOf(code), map[string]any{"error": errorDetail{Code: code, Message: erasure.ErrorMessage(err)}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
 // authorized checks the role and returns the actor, or answers the error and returns false.
 func (h *handler) authorized(w http.ResponseWriter, r *http.Request, role string) (string, bool) {
 	actor, err := h.auth(r, role)
 	if err != nil {
 		switch erasure.ErrorCode(err) {
 		case erasure.EUNAUTHORIZED, erasure.EFORBIDDEN:
-			writeError(w, err)
+			api.WriteError(w, r, err)
 		default:
-			writeError(w, erasure.Errorf(erasure.EUNAUTHORIZED, "not authorized"))
+			api.WriteError(w, r, erasure.Errorf(erasure.EUNAUTHORIZED, "not authorized"))
 		}
 		return "", false
 	}
 	return actor, true
-}
-
-// decode reads a JSON body of at most limit bytes into v, refusing unknown fields and
-// trailing data.
-func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return erasure.Errorf(erasure.EINVALID, "the body must be application/json")
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return erasure.Errorf(erasure.ETOOLARGE, "the body is larger than %d bytes", limit)
-		}
-		if errors.Is(err, io.EOF) {
-			return erasure.Errorf(erasure.EINVALID, "the body is empty")
-		}
-		return erasure.Errorf(erasure.EINVALID, "the body is not valid: %s", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if dec.More() {
-		return erasure.Errorf(erasure.EINVALID, "the body holds more than one JSON value")
-	}
-	return nil
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
@@ -149,17 +85,17 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := h.s.Get(r.Context(), r.PathValue("source"), r.PathValue("id"))
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	if rec.Deleted {
-		writeJSON(w, http.StatusGone, map[string]any{
-			"error":      errorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
+		api.WriteJSON(w, http.StatusGone, map[string]any{
+			"error":      api.ErrorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
 			"deleted_at": rec.DeletedAt, "reason": rec.Reason, "version": rec.Version,
 		})
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	api.WriteJSON(w, http.StatusOK, rec)
 }
 
 // putBody is the body of a PUT.
@@ -176,20 +112,20 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b putBody
-	if err := decode(w, r, MaxBody, &b); err != nil {
-		writeError(w, err)
+	if err := api.DecodeJSON(r, MaxBody, &b); err != nil {
+		api.WriteError(w, r, err)
 		return
 	}
 	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), Write{ID: r.PathValue("id"), Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge})
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	code := http.StatusOK
 	if status == StatusCreated {
 		code = http.StatusCreated
 	}
-	writeJSON(w, code, map[string]any{"status": status, "record": rec})
+	api.WriteJSON(w, code, map[string]any{"status": status, "record": rec})
 }
 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +136,7 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	o := DeleteOptions{Reason: q.Get("reason")}
 	for k := range q {
 		if k != "reason" && k != "mode" && k != "version" {
-			writeError(w, erasure.Errorf(erasure.EINVALID, "unknown query parameter %q", clip(k)))
+			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "unknown query parameter %q", clip(k)))
 			return
 		}
 	}
@@ -209,27 +145,27 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	case "purge":
 		o.Purge = true
 	default:
-		writeError(w, erasure.Errorf(erasure.EINVALID, "mode must be tombstone or purge"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "mode must be tombstone or purge"))
 		return
 	}
 	if v := q.Get("version"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			writeError(w, erasure.Errorf(erasure.EINVALID, "version must be a positive integer"))
+			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "version must be a positive integer"))
 			return
 		}
 		o.Version = n
 	}
 	if len(o.Reason) > 256 {
-		writeError(w, erasure.Errorf(erasure.EINVALID, "reason is longer than 256 bytes"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "reason is longer than 256 bytes"))
 		return
 	}
 	rec, status, err := h.s.Delete(r.Context(), r.PathValue("source"), r.PathValue("id"), o)
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": status, "record": rec})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": status, "record": rec})
 }
 
 // postTarget serves POST /v1/records/{source}:batch and /v1/records/{source}:verify (the mux
@@ -242,7 +178,7 @@ func (h *handler) postTarget(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(target, ":verify"):
 		h.verify(w, r, strings.TrimSuffix(target, ":verify"))
 	default:
-		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: POST %s", clip(r.URL.Path)))
+		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: POST %s", clip(r.URL.Path)))
 	}
 }
 
@@ -255,16 +191,16 @@ func (h *handler) getTarget(w http.ResponseWriter, r *http.Request) {
 		}
 		srcs, err := h.s.Sources(r.Context())
 		if err != nil {
-			writeError(w, err)
+			api.WriteError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"sources": srcs})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"sources": srcs})
 	case strings.HasSuffix(target, ":export"):
 		h.export(w, r, strings.TrimSuffix(target, ":export"))
 	case strings.HasSuffix(target, ":segments"):
 		h.segments(w, r, strings.TrimSuffix(target, ":segments"))
 	default:
-		writeError(w, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: GET %s", clip(r.URL.Path)))
+		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: GET %s", clip(r.URL.Path)))
 	}
 }
 
@@ -275,10 +211,10 @@ type BatchRequest struct {
 
 // BatchItem is one result of a batch: the write's outcome or its error.
 type BatchItem struct {
-	ID      string       `json:"id"`
-	Version int64        `json:"version,omitempty"`
-	Status  string       `json:"status,omitempty"`
-	Error   *errorDetail `json:"error,omitempty"`
+	ID      string           `json:"id"`
+	Version int64            `json:"version,omitempty"`
+	Status  string           `json:"status,omitempty"`
+	Error   *api.ErrorDetail `json:"error,omitempty"`
 }
 
 func (h *handler) batch(w http.ResponseWriter, r *http.Request, source string) {
@@ -286,21 +222,21 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, source string) {
 		return
 	}
 	if err := ValidSource(source); err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	var b BatchRequest
-	if err := decode(w, r, MaxBatchBody, &b); err != nil {
-		writeError(w, err)
+	if err := api.DecodeJSON(r, MaxBatchBody, &b); err != nil {
+		api.WriteError(w, r, err)
 		return
 	}
 	if len(b.Writes) == 0 {
-		writeError(w, erasure.Errorf(erasure.EINVALID, "writes is empty"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "writes is empty"))
 		return
 	}
 	res, err := h.s.WriteBatch(r.Context(), source, b.Writes)
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	out := make([]BatchItem, len(res))
@@ -308,11 +244,11 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, source string) {
 	for i, x := range res {
 		out[i] = BatchItem{ID: x.ID, Version: x.Version, Status: x.Status}
 		if x.Err != nil {
-			out[i].Error = &errorDetail{Code: x.Err.Code, Message: x.Err.Message}
+			out[i].Error = &api.ErrorDetail{Code: x.Err.Code, Message: x.Err.Message}
 			failed++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
 }
 
 // ArchiveRequest is the body of POST /v1/records/{source}/archive. DeletedBefore is a date
@@ -364,30 +300,30 @@ func (h *handler) archive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b ArchiveRequest
-	if err := decode(w, r, MaxBody, &b); err != nil {
-		writeError(w, err)
+	if err := api.DecodeJSON(r, MaxBody, &b); err != nil {
+		api.WriteError(w, r, err)
 		return
 	}
 	before, err := ParseDate("deleted_before", b.DeletedBefore)
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	rep, err := h.s.Archive(r.Context(), ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor, Compact: b.Compact})
-	answerMove(w, rep, err)
+	answerMove(w, r, rep, err)
 }
 
-func answerMove(w http.ResponseWriter, rep *MoveReport, err error) {
+func answerMove(w http.ResponseWriter, r *http.Request, rep *MoveReport, err error) {
 	if err != nil {
 		code := erasure.ErrorCode(err)
 		if rep != nil && code == erasure.ECONFLICT {
-			writeJSON(w, StatusOf(code), map[string]any{"error": errorDetail{Code: code, Message: erasure.ErrorMessage(err)}, "report": rep})
+			api.WriteJSON(w, api.StatusOf(code), map[string]any{"error": api.ErrorDetail{Code: code, Message: erasure.ErrorMessage(err)}, "report": rep})
 			return
 		}
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	api.WriteJSON(w, http.StatusOK, rep)
 }
 
 func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
@@ -396,21 +332,21 @@ func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b RestoreRequest
-	if err := decode(w, r, MaxBatchBody, &b); err != nil {
-		writeError(w, err)
+	if err := api.DecodeJSON(r, MaxBatchBody, &b); err != nil {
+		api.WriteError(w, r, err)
 		return
 	}
 	o := RestoreOptions{Source: r.PathValue("source"), IDs: b.IDs, DryRun: b.DryRun, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor}
 	if b.DeletedAfter != "" {
 		t, err := ParseDate("deleted_after", b.DeletedAfter)
 		if err != nil {
-			writeError(w, err)
+			api.WriteError(w, r, err)
 			return
 		}
 		o.DeletedAfter = t
 	}
 	rep, err := h.s.Restore(r.Context(), o)
-	answerMove(w, rep, err)
+	answerMove(w, r, rep, err)
 }
 
 func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
@@ -419,8 +355,8 @@ func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b ReconcileRequest
-	if err := decode(w, r, MaxReconcileBody, &b); err != nil {
-		writeError(w, err)
+	if err := api.DecodeJSON(r, MaxReconcileBody, &b); err != nil {
+		api.WriteError(w, r, err)
 		return
 	}
 	present := make(map[string]bool, len(b.Present))
@@ -428,11 +364,11 @@ func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
 		present[id] = true
 	}
 	if len(b.Present) == 0 {
-		writeError(w, erasure.Errorf(erasure.EINVALID, "present is empty: refusing to tombstone every record"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "present is empty: refusing to tombstone every record"))
 		return
 	}
 	rep, err := h.s.Reconcile(r.Context(), ReconcileOptions{Source: r.PathValue("source"), Present: present, Control: b.Control, DryRun: b.DryRun, Force: b.Force, Reason: b.Reason, Actor: actor})
-	answerMove(w, rep, err)
+	answerMove(w, r, rep, err)
 }
 
 func (h *handler) verify(w http.ResponseWriter, r *http.Request, source string) {
@@ -441,10 +377,10 @@ func (h *handler) verify(w http.ResponseWriter, r *http.Request, source string) 
 	}
 	rep, err := h.s.Verify(r.Context(), source)
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	api.WriteJSON(w, http.StatusOK, rep)
 }
 
 // export streams a partition's records of one source as NDJSON, in id order, from `from`
@@ -464,17 +400,17 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, source string) 
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeError(w, erasure.Errorf(erasure.EINVALID, "limit must be a positive integer"))
+			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "limit must be a positive integer"))
 			return
 		}
 		limit = n
 	}
 	if err := ValidSource(source); err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
 	if part != Live && part != Deleted {
-		writeError(w, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -503,7 +439,7 @@ func (h *handler) segments(w http.ResponseWriter, r *http.Request, source string
 		n, err = 1, nil
 	}
 	if err != nil || n < 1 || n > 64 {
-		writeError(w, erasure.Errorf(erasure.EINVALID, "n must be between 1 and 64"))
+		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "n must be between 1 and 64"))
 		return
 	}
 	part := q.Get("partition")
@@ -512,8 +448,8 @@ func (h *handler) segments(w http.ResponseWriter, r *http.Request, source string
 	}
 	segs, total, err := h.s.Segments(r.Context(), part, source, n)
 	if err != nil {
-		writeError(w, err)
+		api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"records": total, "segments": segs})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"records": total, "segments": segs})
 }

@@ -97,7 +97,7 @@ func TestHandler_Statuses(t *testing.T) {
 		{"LowerPutIs409", "PUT", "/v1/records/sierra/b9", "writer", `{"version":4,"payload":{"a":3}}`, 409, `"conflict"`},
 		{"UnknownFieldIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{},"colour":"red"}`, 400, `unknown field`},
 		{"MalformedJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,`, 400, `"invalid"`},
-		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `more than one`},
+		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `after the JSON object`},
 		{"MissingPayloadIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6}`, 400, `payload is required`},
 		{"OversizedBodyIs413", "PUT", "/v1/records/sierra/b9", "writer", big, 413, `"too_large"`},
 		{"PutToArchivedContinuesItsVersion", "PUT", "/v1/records/sierra/b3", "writer", `{"payload":{"title":"again"}}`, 200, `"version":3`},
@@ -120,6 +120,7 @@ func TestHandler_Statuses(t *testing.T) {
 		{"ReconcileMissingControlIs400", "POST", "/v1/records/sierra/reconcile", "operator", `{"present":["b1"],"control":["zz"]}`, 400, `control ids`},
 		{"ReconcileGuardIs409", "POST", "/v1/records/sierra/reconcile", "operator", `{"present":["b1"]}`, 409, `guard`},
 		{"VerifyPasses", "POST", "/v1/records/sierra:verify", "operator", "", 200, `"ok":true`},
+		{"NotJSONBodyIs415", "PUT", "/v1/records/sierra/b9", "writer", `{"version":9,"payload":{}}`, 415, `application/json`},
 		{"UnknownEndpointIs404", "POST", "/v1/records/sierra:explode", "operator", "", 404, `no such`},
 		{"ExportStreamsLive", "GET", "/v1/records/sierra:export?limit=1", "reader", "", 200, `"id":"b1"`},
 	}
@@ -131,6 +132,9 @@ func TestHandler_Statuses(t *testing.T) {
 			}
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			if tc.body != "" && !strings.HasPrefix(tc.name, "NotJSON") {
+				req.Header.Set("Content-Type", "application/json")
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
