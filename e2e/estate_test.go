@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 
@@ -138,28 +136,8 @@ func newEstate(t *testing.T) *estate {
 func (e *estate) openPostgres(base string) {
 	t := e.t
 	t.Helper()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	schema := testenv.Name("e2e")
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	e.pgDSN = u.String()
+	e.pgDSN = testenv.PostgresSchema(t, "e2e")
+	var err error
 	if e.pg, err = sql.Open("pgx", e.pgDSN); err != nil {
 		t.Fatal(err)
 	}
@@ -175,26 +153,8 @@ func (e *estate) openPostgres(base string) {
 func (e *estate) openMySQL(base string) {
 	t := e.t
 	t.Helper()
-	admin, err := sql.Open("mysql", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	name := testenv.Name("e2e")
-	if _, err := admin.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		testenv.Unavailable(t, "ERASURE_TEST_MYSQL", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = name
-	e.myDSN = cfg.FormatDSN()
+	e.myDSN = testenv.MySQLDatabase(t, "e2e")
+	var err error
 	if e.my, err = sql.Open("mysql", e.myDSN); err != nil {
 		t.Fatal(err)
 	}

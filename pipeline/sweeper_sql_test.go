@@ -4,12 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 
 	"erasure"
@@ -26,63 +24,24 @@ type warehouse struct {
 
 func postgresWarehouse(t *testing.T) warehouse {
 	t.Helper()
-	base := testenv.Address(t, "ERASURE_TEST_POSTGRES")
-	admin, err := sql.Open("pgx", base)
+	dsn := testenv.PostgresSchema(t, "sweeper")
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema := testenv.Name("sweeper")
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		admin.Close()
-		testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
-	}
-	u, _ := url.Parse(base)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err := sql.Open("pgx", u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		admin.Close()
-	})
-	return warehouse{"postgres", db, u.String()}
+	t.Cleanup(func() { db.Close() })
+	return warehouse{"postgres", db, dsn}
 }
 
 func mysqlWarehouse(t *testing.T) warehouse {
 	t.Helper()
-	base := testenv.Address(t, "ERASURE_TEST_MYSQL")
-	admin, err := sql.Open("mysql", base)
+	dsn := testenv.MySQLDatabase(t, "sweeper")
+	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := testenv.Name("sweeper")
-	if _, err := admin.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		admin.Close()
-		testenv.Unavailable(t, "ERASURE_TEST_MYSQL", err)
-	}
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = name
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-		admin.Close()
-	})
-	return warehouse{"mysql", db, cfg.FormatDSN()}
+	t.Cleanup(func() { db.Close() })
+	return warehouse{"mysql", db, dsn}
 }
 
 // TestSweeper_Warehouse sweeps a warehouse table through the sql connector (method offline):

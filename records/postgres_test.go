@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"io"
-	"net/url"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
@@ -17,25 +16,7 @@ import (
 // openPostgres opens the store with the postgres dialect in a fresh schema, dropped after.
 func openPostgres(t *testing.T, c *clock) *records.Store {
 	t.Helper()
-	dsn := testenv.Address(t, "ERASURE_TEST_POSTGRES")
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	schema := testenv.Name("records")
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
-	}
-	t.Cleanup(func() { admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`) })
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err := sql.Open("pgx", u.String())
+	db, err := sql.Open("pgx", testenv.PostgresSchema(t, "records"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,31 +34,11 @@ type checkEstate struct {
 func newCheckEstate(t *testing.T) *checkEstate {
 	t.Helper()
 	e := &checkEstate{}
-	base := testenv.Address(t, "ERASURE_TEST_POSTGRES")
+	testenv.Address(t, "ERASURE_TEST_POSTGRES") // skip early without the service
 	e.redisURL = testenv.Address(t, "ERASURE_TEST_REDIS")
 
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	schema := testenv.Name("check")
-	if _, err := admin.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-		testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	e.pgDSN = u.String()
+	e.pgDSN = testenv.PostgresSchema(t, "check")
+	var err error
 	if e.pg, err = sql.Open("pgx", e.pgDSN); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package sqlconn_test
 
 import (
-	"context"
-	"database/sql"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -18,41 +16,13 @@ import (
 )
 
 func TestConformance_PostgreSQL(t *testing.T) {
-	base := testenv.Address(t, "ERASURE_TEST_POSTGRES")
+	testenv.Address(t, "ERASURE_TEST_POSTGRES") // skip early without the service
 	sqltest.Run(t, sqltest.Target{
 		Driver: "postgres",
 		Text:   "TEXT",
 		Sweeps: true,
 		Open: func(t *testing.T) string {
-			t.Helper()
-			db, err := sql.Open("pgx", base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			schema := testenv.Name("sqlconn")
-			if _, err := db.ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
-				testenv.Unavailable(t, "ERASURE_TEST_POSTGRES", err)
-			}
-			t.Cleanup(func() {
-				db, err := sql.Open("pgx", base)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer db.Close()
-				if _, err := db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-					t.Errorf("drop schema %s: %v", schema, err)
-				}
-			})
-			u, err := url.Parse(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q := u.Query()
-			q.Set("search_path", schema)
-			u.RawQuery = q.Encode()
-			return u.String()
+			return testenv.PostgresSchema(t, "sqlconn")
 		},
 		Schema: func(dsn string) string {
 			u, _ := url.Parse(dsn)
@@ -62,39 +32,13 @@ func TestConformance_PostgreSQL(t *testing.T) {
 }
 
 func TestConformance_MySQL(t *testing.T) {
-	base := testenv.Address(t, "ERASURE_TEST_MYSQL")
+	testenv.Address(t, "ERASURE_TEST_MYSQL") // skip early without the service
 	sqltest.Run(t, sqltest.Target{
 		Driver: "mysql",
 		Text:   "VARCHAR(255)",
 		Sweeps: true,
 		Open: func(t *testing.T) string {
-			t.Helper()
-			db, err := sql.Open("mysql", base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			name := testenv.Name("sqlconn")
-			if _, err := db.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-				testenv.Unavailable(t, "ERASURE_TEST_MYSQL", err)
-			}
-			t.Cleanup(func() {
-				db, err := sql.Open("mysql", base)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer db.Close()
-				if _, err := db.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
-					t.Errorf("drop database %s: %v", name, err)
-				}
-			})
-			cfg, err := mysql.ParseDSN(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DBName = name
-			return cfg.FormatDSN()
+			return testenv.MySQLDatabase(t, "sqlconn")
 		},
 		Schema: func(dsn string) string {
 			cfg, _ := mysql.ParseDSN(dsn)
