@@ -199,6 +199,9 @@ func skipWS(b []byte, i int) int {
 func scanString(b []byte, i int) (int, bool, error) {
 	esc := false
 	for j := i + 1; j < len(b); j++ {
+		if !stopsString[b[j]] {
+			continue
+		}
 		switch b[j] {
 		case '\\':
 			esc = true
@@ -211,6 +214,12 @@ func scanString(b []byte, i int) (int, bool, error) {
 	}
 	return 0, false, errors.New("unterminated string")
 }
+
+// stopsString holds the bytes scanString stops at.
+var stopsString = [256]bool{'"': true, '\\': true, '\n': true}
+
+// endsLiteral holds the bytes that end a number or literal.
+var endsLiteral = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true}
 
 // skipValue returns the index after the JSON value starting at b[i], checking its structure
 // only as far as needed to find its end.
@@ -244,23 +253,18 @@ func skipValue(b []byte, i int) (int, error) {
 		return 0, errors.New("unterminated object or array")
 	default:
 		j := i
-		for j < len(b) {
-			c := b[j]
-			if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-				break
-			}
+		for j < len(b) && !endsLiteral[b[j]] {
 			j++
 		}
 		if j == i {
 			return 0, errors.New("expected a value")
 		}
-		lit := string(b[i:j])
-		if lit == "true" || lit == "false" || lit == "null" {
-			return j, nil
-		}
 		if c := b[i]; c == '-' || c >= '0' && c <= '9' {
 			return j, nil
 		}
-		return 0, errors.New("invalid value " + strconv.Quote(lit))
+		if lit := b[i:j]; string(lit) == "true" || string(lit) == "false" || string(lit) == "null" {
+			return j, nil
+		}
+		return 0, errors.New("invalid value " + strconv.Quote(string(b[i:j])))
 	}
 }

@@ -23,7 +23,7 @@ type recordReader interface {
 	next() (raw, key []byte, hasKey, row bool, err error)
 }
 
-// processRecords runs a JSON lines or CSV partition. Kept records are copied byte for byte.
+// processRecords runs a JSON lines (see processLines) or CSV partition. Kept records are copied byte for byte.
 // The temporary file is only created at the first matching row: the bytes before it are then
 // copied from a second read of the partition, so that a partition without a match is read once
 // and written never.
@@ -33,6 +33,9 @@ func (c *Connector) processRecords(f *os.File, cr *countingReader, rel string, k
 	r, err := c.decompress(name, cr, gz)
 	if err != nil {
 		return err
+	}
+	if c.cfg.Format == formatJSONL {
+		return c.processLines(r, name, gz, cr, ks, md, out, st)
 	}
 	rr, err := c.newRecordReader(name, r)
 	if err != nil {
@@ -136,48 +139,10 @@ func (c *Connector) copyPrefix(name string, gz bool, n int64, w io.Writer, count
 }
 
 func (c *Connector) newRecordReader(name string, r io.Reader) (recordReader, error) {
-	if c.cfg.Format == formatJSONL {
-		return &lineReader{br: bufio.NewReaderSize(r, 1<<20), path: c.path}, nil
-	}
 	rec := &recorder{r: r}
 	cr := csv.NewReader(rec)
 	cr.ReuseRecord = true
 	return &csvReader{rec: rec, cr: cr, field: c.cfg.Key.Field, col: -1}, nil
-}
-
-// lineReader reads JSON lines.
-type lineReader struct {
-	br   *bufio.Reader
-	buf  []byte
-	line int
-	path []string
-}
-
-func (l *lineReader) next() (raw, key []byte, has, row bool, err error) {
-	raw, err = l.br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull {
-		l.buf = append(l.buf[:0], raw...)
-		for err == bufio.ErrBufferFull {
-			if len(l.buf) > maxLine {
-				return nil, nil, false, false, fmt.Errorf("line %d is longer than %d bytes", l.line+1, maxLine)
-			}
-			raw, err = l.br.ReadSlice('\n')
-			l.buf = append(l.buf, raw...)
-		}
-		raw = l.buf
-	}
-	if err == io.EOF && len(raw) > 0 {
-		err = nil
-	}
-	if err != nil {
-		return nil, nil, false, false, err
-	}
-	l.line++
-	key, has, row, perr := jsonLookup(raw, l.path)
-	if perr != nil {
-		return nil, nil, false, false, fmt.Errorf("line %d: %v", l.line, perr)
-	}
-	return raw, key, has, row, nil
 }
 
 // recorder keeps the bytes the CSV reader consumed, so that each record's original bytes can

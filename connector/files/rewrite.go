@@ -248,10 +248,14 @@ func (s *sink) abort() {
 	os.Remove(s.path)
 }
 
-// keySet is the set of key values of a sweep, with their sorted hashes for the skip index.
+// keySet is the set of key values of a sweep, with their sorted hashes for the skip index
+// and a one-hash bit filter in front of the map (about 1% false positives, in a table small
+// enough for the cache), so that most rows' keys are ruled out without a map lookup.
 type keySet struct {
 	m      map[string]struct{}
 	hashes []uint64
+	filter []uint64
+	mask   uint64 // bit index mask of filter
 }
 
 func newKeySet(keys []string) *keySet {
@@ -261,10 +265,24 @@ func newKeySet(keys []string) *keySet {
 		ks.hashes = append(ks.hashes, xxhash.Sum64String(k))
 	}
 	sort.Slice(ks.hashes, func(i, j int) bool { return ks.hashes[i] < ks.hashes[j] })
+	nbits := uint64(1 << 12)
+	for nbits < 100*uint64(len(keys)) && nbits < 1<<26 {
+		nbits <<= 1
+	}
+	ks.filter = make([]uint64, nbits/64)
+	ks.mask = nbits - 1
+	for _, h := range ks.hashes {
+		b := h & ks.mask
+		ks.filter[b>>6] |= 1 << (b & 63)
+	}
 	return ks
 }
 
 func (ks *keySet) has(b []byte) bool {
+	h := xxhash.Sum64(b) & ks.mask
+	if ks.filter[h>>6]&(1<<(h&63)) == 0 {
+		return false
+	}
 	_, ok := ks.m[string(b)]
 	return ok
 }
