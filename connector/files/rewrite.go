@@ -249,7 +249,7 @@ func (s *sink) abort() {
 }
 
 // keySet is the set of key values of a sweep, with their sorted hashes for the skip index
-// and a one-hash bit filter in front of the map (about 1% false positives, in a table small
+// and a one-hash bit filter in front of the map (2 to 3% false positives, in a table small
 // enough for the cache), so that most rows' keys are ruled out without a map lookup.
 type keySet struct {
 	m      map[string]struct{}
@@ -266,7 +266,7 @@ func newKeySet(keys []string) *keySet {
 	}
 	sort.Slice(ks.hashes, func(i, j int) bool { return ks.hashes[i] < ks.hashes[j] })
 	nbits := uint64(1 << 12)
-	for nbits < 100*uint64(len(keys)) && nbits < 1<<26 {
+	for nbits < 32*uint64(len(keys)) && nbits < 1<<26 {
 		nbits <<= 1
 	}
 	ks.filter = make([]uint64, nbits/64)
