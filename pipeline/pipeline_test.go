@@ -381,3 +381,26 @@ func TestBackoff_Curve(t *testing.T) {
 		t.Fatalf("Retry-After ignored: %s", d)
 	}
 }
+
+func TestService_IdempotencyKeysAreScopedToTheSubmitter(t *testing.T) {
+	h := newHarness(t, storetest.NewClock(), dataset("x", &conn{}, []string{"user_id"}))
+	ctx := context.Background()
+	sub := func(actor, value string) erasure.Submission {
+		return erasure.Submission{Subject: []erasure.Identifier{{Type: "user_id", Value: value}}, Reason: "r", Actor: actor, IdempotencyKey: "k1", Fingerprint: value}
+	}
+	a, created, err := h.svc.Submit(ctx, sub("alice", "1"))
+	if err != nil || !created {
+		t.Fatal(err)
+	}
+	again, created, err := h.svc.Submit(ctx, sub("alice", "1"))
+	if err != nil || created || again.ID != a.ID {
+		t.Fatalf("same submitter, same key: %v created=%v", err, created)
+	}
+	if _, _, err := h.svc.Submit(ctx, sub("alice", "2")); erasure.ErrorCode(err) != erasure.ECONFLICT {
+		t.Fatalf("same submitter, same key, other content: %v", err)
+	}
+	b, created, err := h.svc.Submit(ctx, sub("bob", "2"))
+	if err != nil || !created || b.ID == a.ID {
+		t.Fatalf("another submitter with the same key: %v created=%v", err, created)
+	}
+}

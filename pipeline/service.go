@@ -85,9 +85,15 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if len(s.Registered) == 0 {
 		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
 	}
+	key := ""
+	if sub.IdempotencyKey != "" {
+		// Keys are scoped to the submitter, so that two clients choosing the same key never
+		// see each other's requests.
+		key = sub.Actor + "\x00" + sub.IdempotencyKey
+	}
 	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
 		ID: NewRequestID(now), Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
-		SubmittedBy: sub.Actor, IdempotencyKey: sub.IdempotencyKey, Fingerprint: sub.Fingerprint, Tasks: Plan(s.Registered),
+		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: sub.Fingerprint, Tasks: Plan(s.Registered),
 	})
 	if err != nil {
 		return nil, false, err
