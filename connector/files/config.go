@@ -105,9 +105,10 @@ func (c *Config) normalize() []problem {
 		add("key", "files.key.identifier %q is not a valid identifier type", c.Key.Identifier)
 	}
 	if c.Workers < 0 {
-		add("workers", "files.workers must be 0 (all cores) or more")
+		add("workers", "files.workers must be 0 (two per core) or more")
 	} else if c.Workers == 0 {
-		c.Workers = runtime.NumCPU()
+		// Two partitions per core: while one worker waits for its fsync, another computes.
+		c.Workers = 2 * runtime.NumCPU()
 	}
 	if c.StateDir == "" && c.Path != "" {
 		c.StateDir = filepath.Join(c.Path, stateDirName)

@@ -13,7 +13,8 @@
 // column path (through optional and nested groups; repeated columns cannot be keys). Keys are
 // compared as strings: JSON numbers in canonical form (42, 42.0 and 4.2e1 all match "42"),
 // Parquet integers in decimal, booleans as true/false. Rows whose key is missing or null are
-// never erased.
+// never erased. workers is how many partitions are rewritten at once; 0 means two per core,
+// so that a worker waiting for its fsync does not leave a core idle.
 //
 // # Partitions
 //
