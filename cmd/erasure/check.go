@@ -59,14 +59,9 @@ func runDatasetsCheck(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	path := *config
-	switch {
-	case len(pos) > 1, len(pos) == 1 && path != "" && pos[0] != path:
-		return usageError("give one configuration file: erasure datasets check FILE")
-	case len(pos) == 1:
-		path = pos[0]
-	case path == "":
-		path = "erasure.yaml"
+	path, err := configPath(*config, pos, "check")
+	if err != nil {
+		return err
 	}
 	if *timeout <= 0 {
 		return usageError("--timeout must be positive")

@@ -8,12 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,35 +97,8 @@ func TestServe_SurvivesSIGKILL(t *testing.T) {
 	cfg := filepath.Join(dir, "erasure.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(crashConfig, addr, filepath.Join(dir, "data"), base, base, base)), 0o600)
 	token := randomToken()
-	env := append(os.Environ(), "ERASURE_TEST_MAIN=1", "ERASURE_CRASH_TOKEN="+token)
-
-	var server *exec.Cmd
-	var logs strings.Builder
-	var logMu sync.Mutex
-	start := func() {
-		t.Helper()
-		server = exec.Command(os.Args[0], "serve", "--config", cfg)
-		server.Env = env
-		w := &lockedWriter{mu: &logMu, b: &logs}
-		server.Stdout, server.Stderr = w, w
-		if err := server.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cl, _ := client.New("http://"+addr, token)
-	waitReady := func() {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for cl.Ready(context.Background()) != nil {
-			if time.Now().After(deadline) {
-				logMu.Lock()
-				t.Fatalf("server not ready after restart; its output:\n%s", logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	start()
-	waitReady()
+	server := startChild(t, cfg, cl, "ERASURE_CRASH_TOKEN="+token)
 
 	// Submitters: each request has an idempotency key, so a submission cut by a crash is
 	// simply sent again; only 2xx answers count as accepted.
@@ -158,21 +129,11 @@ func TestServe_SurvivesSIGKILL(t *testing.T) {
 	}
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
-		server.Process.Signal(syscall.SIGKILL)
-		server.Wait()
-		start()
-		waitReady()
+		server.restart()
 	}
 	wg.Wait()
 	// One more kill with everything submitted and work in flight.
-	server.Process.Signal(syscall.SIGKILL)
-	server.Wait()
-	start()
-	waitReady()
-	defer func() {
-		server.Process.Signal(syscall.SIGTERM)
-		server.Wait()
-	}()
+	server.restart()
 
 	deadline := time.Now().Add(90 * time.Second)
 	ids := map[string]string{}
@@ -247,18 +208,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return w.b.Write(p)
 }

@@ -62,3 +62,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintln(stdout, "erasure stopped")
 	return nil
 }
+
+// configPath is the configuration file of a command that takes it as FILE or --config FILE
+// (default erasure.yaml).
+func configPath(flagValue string, pos []string, name string) (string, error) {
+	switch {
+	case len(pos) > 1, len(pos) == 1 && flagValue != "" && pos[0] != flagValue:
+		return "", usageError("give one configuration file: erasure datasets " + name + " FILE")
+	case len(pos) == 1:
+		return pos[0], nil
+	case flagValue == "":
+		return "erasure.yaml", nil
+	}
+	return flagValue, nil
+}

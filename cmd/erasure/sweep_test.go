@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -276,33 +273,8 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	cfgPath := filepath.Join(dir, "erasure.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(sweepConfig, addr, filepath.Join(dir, "data"), events, lake)), 0o600)
 	token := randomToken()
-	env := append(os.Environ(), "ERASURE_TEST_MAIN=1", "ERASURE_SWEEP_TOKEN="+token)
-
-	var server *exec.Cmd
-	var logs strings.Builder
-	var logMu sync.Mutex
-	start := func() {
-		t.Helper()
-		server = exec.Command(os.Args[0], "serve", "--config", cfgPath)
-		server.Env = env
-		w := &lockedWriter{mu: &logMu, b: &logs}
-		server.Stdout, server.Stderr = w, w
-		if err := server.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cl, _ := client.New("http://"+addr, token)
-	waitReady := func() {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for cl.Ready(context.Background()) != nil {
-			if time.Now().After(deadline) {
-				logMu.Lock()
-				t.Fatalf("server not ready; its output:\n%s", logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	var server *child
 	ctx := context.Background()
 	status := func() sweepStatus {
 		t.Helper()
@@ -345,18 +317,10 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		server.Process.Signal(syscall.SIGKILL)
-		server.Wait()
-		start()
-		waitReady()
+		server.restart()
 	}
 
-	start()
-	waitReady()
-	defer func() {
-		server.Process.Signal(syscall.SIGTERM)
-		server.Wait()
-	}()
+	server = startChild(t, cfgPath, cl, "ERASURE_SWEEP_TOKEN="+token)
 	erased := []string{"3", "17", "42"}
 	var ids []string
 	for _, u := range erased {
@@ -388,8 +352,7 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("sweep failed: %s", final.Error)
 		}
 		if time.Now().After(deadline) {
-			logMu.Lock()
-			t.Fatalf("sweep %s still %s; server output:\n%s", sw.ID, final.State, logs.String())
+			t.Fatalf("sweep %s still %s; server output:\n%s", sw.ID, final.State, server.output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -28,14 +28,9 @@ func runDatasetsValidate(ctx context.Context, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	path := *config
-	switch {
-	case len(pos) > 1, len(pos) == 1 && path != "" && pos[0] != path:
-		return usageError("give one configuration file: erasure datasets validate FILE")
-	case len(pos) == 1:
-		path = pos[0]
-	case path == "":
-		path = "erasure.yaml"
+	path, err := configPath(*config, pos, "validate")
+	if err != nil {
+		return err
 	}
 	cfg, err := registry.Load(path)
 	if err != nil {
