@@ -96,3 +96,31 @@ func checkKeys(n *yaml.Node, t reflect.Type, report func(*yaml.Node, string)) {
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// Child returns the value under key in mapping n, or n itself when the key is absent, so that
+// an error about a connector block's field points at the nearest line there is.
+func Child(n *yaml.Node, key string) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return n
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return n
+}
+
+// Item returns the i-th element of sequence n, or n itself (for its line).
+func Item(n *yaml.Node, i int) *yaml.Node {
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i]
+	}
+	return n
+}

@@ -70,9 +70,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	} else if c.timeout < 0 || c.timeout > maxTimeout {
-		fail(child(b.Block, "timeout"), "timeout must be between 1ms and %s", maxTimeout)
+		fail(registry.Child(b.Block, "timeout"), "timeout must be between 1ms and %s", maxTimeout)
 	}
-	if !headersOK(b, child(b.Block, "headers"), "headers", cfg.Headers, c.headers) {
+	if !headersOK(b, registry.Child(b.Block, "headers"), "headers", cfg.Headers, c.headers) {
 		bad = true
 	}
 
@@ -80,24 +80,24 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		fail(b.Block, "http: erase is required")
 		return nil
 	}
-	en := child(b.Block, "erase")
+	en := registry.Child(b.Block, "erase")
 	var ok bool
 	if c.erase, ok = buildRequest(b, en, "erase", "DELETE", cfg.Erase.Method, cfg.Erase.URL, cfg.Erase.Body, cfg.Erase.Headers); !ok {
 		bad = true
 	} else if len(c.erase.vars) == 0 {
-		fail(child(en, "url"), "erase: the url or body must contain an identifier placeholder such as {user_id}, or every subject would erase the same thing")
+		fail(registry.Child(en, "url"), "erase: the url or body must contain an identifier placeholder such as {user_id}, or every subject would erase the same thing")
 	}
 	keys := slices.Clone(c.erase.vars)
 
 	if v := cfg.Verify; v != nil {
-		vn := child(b.Block, "verify")
+		vn := registry.Child(b.Block, "verify")
 		r, ok := buildRequest(b, vn, "verify", "GET", v.Method, v.URL, "", v.Headers)
 		if !ok {
 			bad = true
 		}
 		for _, name := range r.vars {
 			if !slices.Contains(c.erase.vars, name) {
-				fail(child(vn, "url"), "verify: placeholder {%s} is not used by erase, so a subject being erased may have no value for it", name)
+				fail(registry.Child(vn, "url"), "verify: placeholder {%s} is not used by erase, so a subject being erased may have no value for it", name)
 			}
 		}
 		r.gone = []int{http.StatusNotFound, http.StatusGone}
@@ -105,11 +105,11 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 			r.gone = v.Gone
 		}
 		if len(r.gone) == 0 {
-			fail(child(vn, "gone"), "verify: gone must list at least one status code")
+			fail(registry.Child(vn, "gone"), "verify: gone must list at least one status code")
 		}
 		for i, code := range r.gone {
 			if code < 100 || code > 599 {
-				fail(item(child(vn, "gone"), i), "verify: gone: %d is not an HTTP status code", code)
+				fail(registry.Item(registry.Child(vn, "gone"), i), "verify: gone: %d is not an HTTP status code", code)
 			}
 		}
 		c.verify = &r
@@ -117,12 +117,12 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 
 	provides := b.Dataset.Provides
 	if l := cfg.Lookup; l != nil {
-		ln := child(b.Block, "lookup")
+		ln := registry.Child(b.Block, "lookup")
 		r, ok := buildRequest(b, ln, "lookup", "GET", l.Method, l.URL, l.Body, l.Headers)
 		if !ok {
 			bad = true
 		} else if len(r.vars) == 0 {
-			fail(child(ln, "url"), "lookup: the url or body must contain an identifier placeholder such as {email}")
+			fail(registry.Child(ln, "url"), "lookup: the url or body must contain an identifier placeholder such as {email}")
 		}
 		if len(provides) == 0 {
 			fail(ln, "lookup is set but the dataset provides no identifier: add provides: [{identifier: TYPE, field: JSON.PATH}]")
@@ -131,7 +131,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		if l.Field != "" {
 			segs, err := parsePath(l.Field)
 			if err != nil {
-				fail(child(ln, "field"), "lookup: field %q: %v", l.Field, err)
+				fail(registry.Child(ln, "field"), "lookup: field %q: %v", l.Field, err)
 			}
 			root = segs
 		}
@@ -183,14 +183,14 @@ func buildRequest(b *registry.Build, n *yaml.Node, what, defMethod, method, rawU
 	if method != "" {
 		r.method = strings.ToUpper(method)
 		if !slices.Contains(methods, r.method) {
-			b.Errorf(child(n, "method"), "%s: method %q is not one of %s", what, method, strings.Join(methods, ", "))
+			b.Errorf(registry.Child(n, "method"), "%s: method %q is not one of %s", what, method, strings.Join(methods, ", "))
 			ok = false
 		}
 	}
-	if !headersOK(b, child(n, "headers"), what+".headers", headers, r.headers) {
+	if !headersOK(b, registry.Child(n, "headers"), what+".headers", headers, r.headers) {
 		ok = false
 	}
-	un := child(n, "url")
+	un := registry.Child(n, "url")
 	if rawURL == "" {
 		b.Errorf(n, "%s: url is required", what)
 		return r, false
@@ -209,7 +209,7 @@ func buildRequest(b *registry.Build, n *yaml.Node, what, defMethod, method, rawU
 	}
 	r.vars = t.Vars()
 	if body != "" {
-		bn := child(n, "body")
+		bn := registry.Child(n, "body")
 		if r.method == "GET" || r.method == "HEAD" {
 			b.Errorf(bn, "%s: a %s request cannot have a body", what, r.method)
 			ok = false
@@ -256,7 +256,7 @@ func declared(b *registry.Build, n *yaml.Node, what string, vars []string) bool 
 func headersOK(b *registry.Build, n *yaml.Node, what string, in map[string]string, h http.Header) bool {
 	ok := true
 	for name, value := range in {
-		at := child(n, name)
+		at := registry.Child(n, name)
 		if !validHeaderName(name) {
 			b.Errorf(at, "%s: %q is not a valid header name", what, name)
 			ok = false
@@ -289,28 +289,4 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
-}
-
-// child returns the value under key in mapping n, or n itself (for a line number) when absent.
-func child(n *yaml.Node, key string) *yaml.Node {
-	if n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n == nil || n.Kind != yaml.MappingNode {
-		return n
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return n
-}
-
-// item returns the i-th element of sequence n, or n.
-func item(n *yaml.Node, i int) *yaml.Node {
-	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
-		return n.Content[i]
-	}
-	return n
 }

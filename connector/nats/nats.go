@@ -85,7 +85,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	seen := map[string]bool{}
 	for i, typ := range blk.Identifiers {
-		at := itemOf(node("identifiers"), i)
+		at := registry.Item(node("identifiers"), i)
 		switch {
 		case !b.Declared(typ):
 			b.Errorf(at, "nats.identifiers: %q is not a declared identifier (declared: %v)", typ, b.Identifiers)
@@ -138,13 +138,6 @@ func valueOf(n *yaml.Node, key string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-func itemOf(n *yaml.Node, i int) *yaml.Node {
-	if n == nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
-		return n
-	}
-	return n.Content[i]
 }
 
 // Connector publishes one async dataset's commands. It is built by the registry and bound to

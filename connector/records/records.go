@@ -15,8 +15,6 @@ import (
 	"context"
 	"sync"
 
-	"go.yaml.in/yaml/v3"
-
 	"erasure"
 	"erasure/records"
 	"erasure/registry"
@@ -53,7 +51,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	ok := true
 	if err := records.ValidSource(cfg.Source); err != nil {
-		b.Errorf(child(b.Block, "source"), "records: %s", erasure.ErrorMessage(err))
+		b.Errorf(registry.Child(b.Block, "source"), "records: %s", erasure.ErrorMessage(err))
 		ok = false
 	}
 	switch cfg.Mode {
@@ -61,14 +59,14 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		cfg.Mode = ModeTombstone
 	case ModeTombstone, ModePurge:
 	default:
-		b.Errorf(child(b.Block, "mode"), "records: mode must be tombstone or purge, not %q", cfg.Mode)
+		b.Errorf(registry.Child(b.Block, "mode"), "records: mode must be tombstone or purge, not %q", cfg.Mode)
 		ok = false
 	}
 	if cfg.Key.Identifier == "" {
 		cfg.Key.Identifier = DefaultIdentifier
 	}
 	if !b.Declared(cfg.Key.Identifier) {
-		b.Errorf(child(child(b.Block, "key"), "identifier"), "records: key identifier %q is not a declared identifier", cfg.Key.Identifier)
+		b.Errorf(registry.Child(registry.Child(b.Block, "key"), "identifier"), "records: key identifier %q is not a declared identifier", cfg.Key.Identifier)
 		ok = false
 	}
 	if !ok {
@@ -76,18 +74,6 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	return &Connector{dataset: b.Dataset.Name, source: cfg.Source, mode: cfg.Mode, identifier: cfg.Key.Identifier}
-}
-
-// child returns the value node of key in mapping n, or n.
-func child(n *yaml.Node, key string) *yaml.Node {
-	if n != nil && n.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				return n.Content[i+1]
-			}
-		}
-	}
-	return n
 }
 
 // Connector erases a subject's records of one source. It implements erasure.Eraser,

@@ -70,7 +70,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	if cfg.URL == "" {
 		fail(b.Block, "redis: url is required (redis://[user:password@]host:port/db)")
 	} else if opts, err := parseURL(cfg.URL); err != nil {
-		fail(child(b.Block, "url"), "redis: url: %v", err)
+		fail(registry.Child(b.Block, "url"), "redis: url: %v", err)
 	} else {
 		c.opts = opts
 	}
@@ -78,7 +78,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	case c.scanCount == 0:
 		c.scanCount = DefaultScanCount
 	case c.scanCount < 1 || c.scanCount > maxScanCount:
-		fail(child(b.Block, "scan_count"), "redis: scan_count must be between 1 and %d", maxScanCount)
+		fail(registry.Child(b.Block, "scan_count"), "redis: scan_count must be between 1 and %d", maxScanCount)
 	}
 
 	var keys []string
@@ -109,9 +109,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		return p, ok
 	}
 
-	kn := child(b.Block, "keys")
+	kn := registry.Child(b.Block, "keys")
 	for i, src := range cfg.Keys {
-		n := item(kn, i)
+		n := registry.Item(kn, i)
 		p, ok := compile(n, "keys:", src, true)
 		if !ok {
 			continue
@@ -127,15 +127,15 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 			c.exact = append(c.exact, p)
 		}
 	}
-	hn := child(b.Block, "hash_fields")
+	hn := registry.Child(b.Block, "hash_fields")
 	for i, h := range cfg.HashFields {
-		n := item(hn, i)
+		n := registry.Item(hn, i)
 		if h.Key == "" || h.Field == "" {
 			fail(n, "redis: hash_fields: key and field are both required")
 			continue
 		}
-		k, ok1 := compile(child(n, "key"), "hash_fields: key", h.Key, false)
-		f, ok2 := compile(child(n, "field"), "hash_fields: field", h.Field, false)
+		k, ok1 := compile(registry.Child(n, "key"), "hash_fields: key", h.Key, false)
+		f, ok2 := compile(registry.Child(n, "field"), "hash_fields: field", h.Field, false)
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -147,19 +147,19 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		use(f)
 		c.fields = append(c.fields, hashField{key: k, field: f})
 	}
-	mn := child(b.Block, "members")
+	mn := registry.Child(b.Block, "members")
 	for i, m := range cfg.Members {
-		n := item(mn, i)
+		n := registry.Item(mn, i)
 		if m.Key == "" || m.Member == "" {
 			fail(n, "redis: members: key and member are both required")
 			continue
 		}
 		if m.Type != "set" && m.Type != "zset" {
-			fail(child(n, "type"), "redis: members: type must be set or zset, not %q", m.Type)
+			fail(registry.Child(n, "type"), "redis: members: type must be set or zset, not %q", m.Type)
 			continue
 		}
-		k, ok1 := compile(child(n, "key"), "members: key", m.Key, false)
-		v, ok2 := compile(child(n, "member"), "members: member", m.Member, false)
+		k, ok1 := compile(registry.Child(n, "key"), "members: key", m.Key, false)
+		v, ok2 := compile(registry.Child(n, "member"), "members: member", m.Member, false)
 		if !ok1 || !ok2 {
 			continue
 		}
@@ -208,31 +208,4 @@ func parseURL(s string) (*redis.Options, error) {
 		return nil, errors.New(msg)
 	}
 	return opts, nil
-}
-
-// child returns the value under key in mapping n, or n itself (for a line number) when absent.
-func child(n *yaml.Node, key string) *yaml.Node {
-	if n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n == nil || n.Kind != yaml.MappingNode {
-		return n
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return n
-}
-
-// item returns the i-th element of sequence n, or n.
-func item(n *yaml.Node, i int) *yaml.Node {
-	if n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
-		return n.Content[i]
-	}
-	return n
 }
