@@ -16,7 +16,10 @@ const (
 	EventTaskAcked        = "task.acked"     // an async acknowledgement
 	EventTaskCancelled    = "task.cancelled" // a task stopped by a cancel
 	EventIdentifiersFound = "identifiers.found"
-	EventSubjectHashed    = "subject.hashed" // clear identifiers replaced by keyed hashes
+	EventSubjectHashed    = "subject.hashed"  // clear identifiers replaced by keyed hashes
+	EventSweepStarted     = "sweep.started"   // an offline dataset's sweep took its queued tasks
+	EventSweepCommitted   = "sweep.committed" // a sweep committed: its tasks are done
+	EventSweepFailed      = "sweep.failed"    // a sweep failed: its tasks wait for the next
 )
 
 // AuditEvent is one entry of the append-only, hash-chained audit trail. Data never holds a

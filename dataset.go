@@ -47,7 +47,7 @@ type Policy struct {
 	SweepEvery time.Duration `json:"sweep_every,omitempty"`
 	// SweepMode is "internal" (the connector's Sweeper erases) or "external" (an exported job
 	// run elsewhere acknowledges the sweep).
-	SweepMode string `json:"sweep_mode,omitempty"`
+	SweepMode SweepMode `json:"sweep_mode,omitempty"`
 }
 
 // Provide declares that a dataset can look up identifiers of type Identifier, read from

@@ -291,12 +291,20 @@ type TaskResult struct {
 	Inputs int
 }
 
+// AckStatus is what an async dataset's owner reports of a command.
+type AckStatus string
+
+const (
+	AckDone   AckStatus = "done"   // the subject is erased from the dataset
+	AckFailed AckStatus = "failed" // the owner could not erase it; the pipeline retries
+)
+
 // Ack is an async dataset owner's report on a task.
 type Ack struct {
-	TaskID  int64  `json:"task_id"`
-	Status  string `json:"status"` // "done" or "failed"
-	Removed int64  `json:"removed"`
-	Error   string `json:"error,omitempty"`
+	TaskID  int64     `json:"task_id"`
+	Status  AckStatus `json:"status"`
+	Removed int64     `json:"removed"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // RequestFilter selects requests for a listing.
@@ -323,9 +331,11 @@ type DatasetStats struct {
 	LastDone *time.Time `json:"last_done,omitempty"`
 }
 
-// Store keeps requests, identifiers, tasks and the audit trail. Every method that changes
-// state writes its audit events in the same transaction. Implementations: store/sqlite (and
-// any later one); store/storetest is the conformance suite every implementation must pass.
+// Store keeps requests, identifiers, tasks and the audit trail. It decides nothing about
+// tasks: every method that changes a request loads its RequestState in a transaction, applies
+// the event to a Machine (machine.go), and writes the Machine's Changes and audit events in the
+// same transaction. Implementations: store/sqlite (and any later one); store/storetest is the
+// conformance suite every implementation must pass.
 type Store interface {
 	// CreateRequest stores a request, its identifiers and tasks. When IdempotencyKey is set and
 	// already used it returns the existing request and created=false, or ECONFLICT if its
@@ -335,9 +345,9 @@ type Store interface {
 	Request(ctx context.Context, id string) (*Request, error)
 	// Requests lists requests, newest first.
 	Requests(ctx context.Context, f RequestFilter) (RequestPage, error)
-	// CancelRequest cancels every unfinished task; ENOTFOUND, ECONFLICT when already ended.
+	// CancelRequest applies Machine.Cancel; ENOTFOUND, ECONFLICT when already ended.
 	CancelRequest(ctx context.Context, id, actor string) (*Request, error)
-	// RetryRequest re-opens failed tasks (attempts reset); ENOTFOUND, ECONFLICT when none failed.
+	// RetryRequest applies Machine.Retry; ENOTFOUND, ECONFLICT when none failed.
 	RetryRequest(ctx context.Context, id, actor string) (*Request, error)
 
 	// LeaseTasks claims up to n due tasks for owner until now+lease: pending tasks whose DueAt
@@ -350,19 +360,16 @@ type Store interface {
 	// ReleaseLeases makes every running task due now (a single-node server starting up owns
 	// every lease of the ones before it).
 	ReleaseLeases(ctx context.Context) (int, error)
-	// FinishTasks writes each result whose lease is still held, with its audit event, and the
-	// consequences: new identifiers, re-opened lookups, unblocked tasks, request status. It
-	// returns the ids of the results it dropped because their lease was lost.
+	// FinishTasks applies each result with Machine.Finish and settles each request touched,
+	// writing the changes and events in one transaction. It returns the ids of the results
+	// dropped because their lease was lost.
 	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
 	// Task returns one task (without its subject); ENOTFOUND.
 	Task(ctx context.Context, id int64) (*Task, error)
-	// AckTask applies an async acknowledgement for a task of dataset; ENOTFOUND for an unknown
-	// task or one of another dataset, ECONFLICT for a cancelled one. An ack for a done task is
-	// a no-op. A "done" ack completes a dispatched, pending, running or failed task; a "failed"
-	// ack of a dispatched task asks onFailed (called inside the transaction with the task) for
-	// the next state (pending with a DueAt, or failed); a "failed" ack of a task in any other
-	// state is ignored, since a newer attempt is under way.
-	AckTask(ctx context.Context, dataset string, ack Ack, actor string, onFailed func(Task) (TaskState, time.Time)) (*Task, error)
+	// AckTask applies an acknowledgement decision (see DecideAck and Machine.Ack, which lists
+	// the errors: ENOTFOUND, ECONFLICT, ErrStale) for a task of dataset, with its audit event,
+	// and settles the request, in one transaction. It returns the task as it is now.
+	AckTask(ctx context.Context, dataset string, d AckDecision, actor string) (*Task, error)
 
 	// DatasetStats returns per-dataset task counts.
 	DatasetStats(ctx context.Context) ([]DatasetStats, error)

@@ -2,8 +2,25 @@ package erasure
 
 import (
 	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
+
+// Limits of a submission.
+const (
+	// MaxSubjectIdentifiers is the largest number of identifiers one submission may carry.
+	MaxSubjectIdentifiers = 64
+	// MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
+	MaxIdempotencyKey = 255
+)
+
+// reasonRE is what a reason may look like: a short label such as "user_request" or
+// "gdpr art-17", never free text (it is stored in clear and shown in listings).
+var reasonRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9_ -]{0,63}$`)
 
 // Submission is an erasure request as submitted through the API, the CLI or the Go client.
 type Submission struct {
@@ -12,9 +29,62 @@ type Submission struct {
 	// Deadline is when the erasure must be done; zero means now + the registry's default.
 	Deadline       time.Time
 	IdempotencyKey string
-	// Fingerprint identifies the submitted content for idempotency; set by the intake.
-	Fingerprint string
-	Actor       string
+	Actor          string
+}
+
+// Validate checks what a submission says by itself, whatever the registry: a subject of 1 to
+// MaxSubjectIdentifiers well-formed identifiers, a reason that is a short label, an idempotency
+// key of printable characters. It returns EINVALID with a message that never holds an
+// identifier value. The Service checks the rest (declared types, deadline bounds).
+func (s Submission) Validate() error {
+	if len(s.Subject) == 0 {
+		return Errorf(EINVALID, `subject is required: an object such as {"user_id":"42"}`)
+	}
+	if len(s.Subject) > MaxSubjectIdentifiers {
+		return Errorf(EINVALID, "subject has more than %d identifiers", MaxSubjectIdentifiers)
+	}
+	for _, id := range s.Subject {
+		if err := id.Validate(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case s.Reason == "":
+		return Errorf(EINVALID, `reason is required, such as "user_request"`)
+	case !reasonRE.MatchString(s.Reason) || strings.TrimSpace(s.Reason) != s.Reason:
+		return Errorf(EINVALID, "reason must be 1 to 64 characters of a-z, 0-9, _, - and inner spaces")
+	case len(s.IdempotencyKey) > MaxIdempotencyKey:
+		return Errorf(EINVALID, "idempotency key is longer than %d bytes", MaxIdempotencyKey)
+	}
+	for _, c := range s.IdempotencyKey {
+		if !unicode.IsPrint(c) || c == unicode.ReplacementChar {
+			return Errorf(EINVALID, "idempotency key must be printable UTF-8")
+		}
+	}
+	return nil
+}
+
+// Canonical returns an encoding of what a submission asks for: its subject (sorted, without
+// duplicates), reason and deadline. Two submissions that ask for the same erasure encode
+// alike whatever their order of identifiers. It holds identifiers in clear: it is only ever
+// stored as a keyed hash (the request's fingerprint, see Hasher.Sum).
+func (s Submission) Canonical() []byte {
+	var b strings.Builder
+	field := func(v string) { fmt.Fprintf(&b, "%d:%s;", len(v), v) }
+	subject := NewSubject(s.Subject...)
+	field("submission/1")
+	field(strconv.Itoa(len(subject)))
+	for _, id := range subject {
+		field(id.Type)
+		field(id.Value)
+	}
+	field(s.Reason)
+	if !s.Deadline.IsZero() {
+		field(s.Deadline.UTC().Format(time.RFC3339Nano))
+	} else {
+		field("")
+	}
+	return []byte(b.String())
 }
 
 // DatasetInfo is a dataset as the API shows it: its declaration and its health.

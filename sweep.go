@@ -26,7 +26,7 @@ type Sweep struct {
 	ID       string     `json:"id"`
 	Dataset  string     `json:"dataset"`
 	State    SweepState `json:"state"`
-	Mode     string     `json:"mode"` // internal or external
+	Mode     SweepMode  `json:"mode"`
 	Actor    string     `json:"actor"`
 	Tasks    int        `json:"tasks"`
 	Started  time.Time  `json:"started"`
@@ -40,7 +40,7 @@ type SweepStore interface {
 	// StartSweep creates a sweep of dataset holding every task queued for it and not in a sweep
 	// yet, and returns it with their subjects; ECONFLICT when the dataset has a sweep running or
 	// exported, ENOTFOUND-free: a sweep with no task is returned with Tasks 0 and not stored.
-	StartSweep(ctx context.Context, dataset, id, mode, actor string) (*Sweep, []SweepSubject, error)
+	StartSweep(ctx context.Context, dataset, id string, mode SweepMode, actor string) (*Sweep, []SweepSubject, error)
 	// SweepSubjects returns the subjects of a sweep (to resume it); ENOTFOUND.
 	SweepSubjects(ctx context.Context, id string) ([]SweepSubject, error)
 	// FinishSweep ends a running or exported sweep: with err nil every task of the sweep still
@@ -57,3 +57,16 @@ type SweepStore interface {
 	// of their requests (zero when none).
 	QueuedTasks(ctx context.Context, dataset string) (int, time.Time, error)
 }
+
+// SweepMode says who erases an offline dataset's rows in a sweep.
+type SweepMode string
+
+const (
+	// SweepInternal sweeps are run by the connector's Sweeper inside erasure.
+	SweepInternal SweepMode = "internal"
+	// SweepExternal sweeps are exported to a job run elsewhere, which acknowledges them.
+	SweepExternal SweepMode = "external"
+)
+
+// Valid reports whether m is a known sweep mode.
+func (m SweepMode) Valid() bool { return m == SweepInternal || m == SweepExternal }

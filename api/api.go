@@ -208,8 +208,8 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 }
 
 func validIdempotencyKey(key string) error {
-	if len(key) > MaxIdempotencyKey {
-		return erasure.Errorf(erasure.EINVALID, "Idempotency-Key is longer than %d bytes", MaxIdempotencyKey)
+	if len(key) > erasure.MaxIdempotencyKey {
+		return erasure.Errorf(erasure.EINVALID, "Idempotency-Key is longer than %d bytes", erasure.MaxIdempotencyKey)
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < 0x20 || key[i] > 0x7e {
@@ -360,8 +360,8 @@ type AckBody struct {
 	// HTTP); when present it must be the task of the path.
 	TaskID *int64 `json:"task_id,omitempty"`
 	// Status is "done" or "failed".
-	Status  string `json:"status"`
-	Removed int64  `json:"removed"`
+	Status  erasure.AckStatus `json:"status"`
+	Removed int64             `json:"removed"`
 	// Error says why the owner could not erase (failed only).
 	Error string `json:"error,omitempty"`
 }
@@ -392,26 +392,30 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case body.TaskID != nil && *body.TaskID != id:
 		err = erasure.Errorf(erasure.EINVALID, "task_id %d in the body is not task %d of the path", *body.TaskID, id)
-	case body.Status != "done" && body.Status != "failed":
+	case body.Status != erasure.AckDone && body.Status != erasure.AckFailed:
 		err = erasure.Errorf(erasure.EINVALID, `status must be "done" or "failed"`)
 	case body.Removed < 0:
 		err = erasure.Errorf(erasure.EINVALID, "removed must not be negative")
 	case len(body.Error) > MaxAckError:
 		err = erasure.Errorf(erasure.EINVALID, "error is longer than %d bytes", MaxAckError)
-	case body.Status == "failed" && body.Error == "":
+	case body.Status == erasure.AckFailed && body.Error == "":
 		err = erasure.Errorf(erasure.EINVALID, "a failed acknowledgement needs an error saying why")
 	}
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
+	// A token that may not acknowledge the task's dataset gets the answer for a task that does
+	// not exist: acknowledgers learn nothing of other datasets' tasks.
 	task, err := s.svc.Task(r.Context(), id)
+	if err == nil && !t.has(RoleAck+task.Dataset) {
+		err = erasure.Errorf(erasure.ENOTFOUND, "task %d not found", id)
+	}
+	if erasure.ErrorCode(err) == erasure.ENOTFOUND {
+		err = erasure.Errorf(erasure.ENOTFOUND, "task %d not found", id)
+	}
 	if err != nil {
 		WriteError(w, r, err)
-		return
-	}
-	if !t.has(RoleAck + task.Dataset) {
-		WriteError(w, r, erasure.Errorf(erasure.EFORBIDDEN, "token %q may not acknowledge tasks of dataset %s", t.name, task.Dataset))
 		return
 	}
 	task, err = s.svc.Ack(r.Context(), task.Dataset, erasure.Ack{TaskID: id, Status: body.Status, Removed: body.Removed, Error: body.Error}, t.name)

@@ -401,7 +401,7 @@ func TestAPI_Ack(t *testing.T) {
 		status                  int
 		code                    string
 	}{
-		{"OtherDatasetScopeIs403", ack(profile), tokAckNotif, done, 403, erasure.EFORBIDDEN},
+		{"OtherDatasetScopeIs404LikeAnUnknownTask", ack(profile), tokAckNotif, done, 404, erasure.ENOTFOUND},
 		{"NoAckRoleIs403", ack(notif), tokOperate, done, 403, erasure.EFORBIDDEN},
 		{"NoTokenIs401", ack(notif), "", done, 401, erasure.EUNAUTHORIZED},
 		{"UnknownTaskIs404", ack(9999), tokAckNotif, done, 404, erasure.ENOTFOUND},

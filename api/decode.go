@@ -2,15 +2,11 @@ package api
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,16 +16,6 @@ import (
 
 // DefaultMaxBodyBytes is the body size limit when Config.MaxBodyBytes is zero.
 const DefaultMaxBodyBytes = 1 << 20
-
-// MaxSubjectIdentifiers is the largest number of identifiers one submission may carry.
-const MaxSubjectIdentifiers = 100
-
-// MaxIdempotencyKey is the longest Idempotency-Key accepted, in bytes.
-const MaxIdempotencyKey = 255
-
-// reasonRE is what a reason may look like: a short label such as "user_request" or
-// "gdpr art-17", never free text (it is stored in clear and shown in listings).
-var reasonRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9_ -]{0,63}$`)
 
 // submissionWire is the JSON body of POST /v1/requests.
 type submissionWire struct {
@@ -86,8 +72,8 @@ func (s *subjectWire) UnmarshalJSON(b []byte) error {
 			return erasure.Errorf(erasure.EINVALID, "identifier %s: expected a string or an array of strings", typ)
 		}
 		for _, v := range values {
-			if len(s.ids) == MaxSubjectIdentifiers {
-				return erasure.Errorf(erasure.EINVALID, "subject has more than %d identifiers", MaxSubjectIdentifiers)
+			if len(s.ids) == erasure.MaxSubjectIdentifiers {
+				return erasure.Errorf(erasure.EINVALID, "subject has more than %d identifiers", erasure.MaxSubjectIdentifiers)
 			}
 			s.ids = append(s.ids, erasure.Identifier{Type: typ, Value: v})
 		}
@@ -96,61 +82,32 @@ func (s *subjectWire) UnmarshalJSON(b []byte) error {
 }
 
 // DecodeSubmission reads the JSON body of POST /v1/requests from r, reading at most limit
-// bytes, and returns the submission with its Fingerprint set. It returns ETOOLARGE when the
-// body is longer than limit and EINVALID for anything else wrong: malformed JSON, unknown
-// fields, trailing data, a missing or empty subject, a malformed identifier, a type given twice,
-// a bad reason or deadline. Error messages never contain identifier values. It does not check
-// that identifier types are declared (the Service does) nor that the deadline is in the future.
+// bytes, and returns the submission. It returns ETOOLARGE when the body is longer than limit
+// and EINVALID for anything else wrong: malformed JSON, unknown fields, trailing data, a type
+// given twice, a bad deadline, and whatever erasure.Submission.Validate refuses. Error messages
+// never contain identifier values. It does not check that identifier types are declared nor
+// the deadline's bounds (the Service does).
 func DecodeSubmission(r io.Reader, limit int64) (erasure.Submission, error) {
 	var w submissionWire
 	if err := decodeJSON(r, limit, &w); err != nil {
 		return erasure.Submission{}, err
 	}
-	if w.Subject == nil || len(w.Subject.ids) == 0 {
-		return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, `subject is required: an object such as {"user_id":"42"}`)
+	var sub erasure.Submission
+	if w.Subject != nil {
+		sub.Subject = erasure.NewSubject(w.Subject.ids...)
 	}
-	for _, id := range w.Subject.ids {
-		if err := id.Validate(); err != nil {
-			return erasure.Submission{}, err
-		}
-	}
-	sub := erasure.Submission{Subject: erasure.NewSubject(w.Subject.ids...), Reason: w.Reason}
-	if !reasonRE.MatchString(w.Reason) || strings.TrimSpace(w.Reason) != w.Reason {
-		if w.Reason == "" {
-			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, `reason is required, such as "user_request"`)
-		}
-		return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "reason must be 1 to 64 characters of a-z, 0-9, _, - and inner spaces")
-	}
+	sub.Reason = w.Reason
 	if w.Deadline != "" {
 		d, err := time.Parse(time.RFC3339Nano, w.Deadline)
-		if err != nil {
+		if err != nil || d.IsZero() {
 			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", truncate(w.Deadline, 64))
 		}
 		sub.Deadline = d.UTC()
 	}
-	sub.Fingerprint = Fingerprint(sub)
+	if err := sub.Validate(); err != nil {
+		return erasure.Submission{}, err
+	}
 	return sub, nil
-}
-
-// Fingerprint returns the SHA-256 (hex) of a canonical encoding of what a submission asks for:
-// its subject (sorted, without duplicates), reason and deadline. Two bodies that decode to the
-// same submission have the same fingerprint whatever their key order, spacing or escaping.
-func Fingerprint(s erasure.Submission) string {
-	h := sha256.New()
-	field := func(v string) { fmt.Fprintf(h, "%d:%s;", len(v), v) }
-	subject := erasure.NewSubject(s.Subject...)
-	field(strconv.Itoa(len(subject)))
-	for _, id := range subject {
-		field(id.Type)
-		field(id.Value)
-	}
-	field(s.Reason)
-	if !s.Deadline.IsZero() {
-		field(s.Deadline.UTC().Format(time.RFC3339Nano))
-	} else {
-		field("")
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // DecodeJSON decodes the JSON body of r into v, strictly: the body must be declared as JSON

@@ -81,7 +81,7 @@ func TestAPI_OverThePipeline(t *testing.T) {
 		{Name: "notifications", Owner: "messaging-team", Connector: "nats", Method: erasure.MethodAsync, Keys: []string{"user_id"}, Policy: policy, Conn: notifications},
 	}
 	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{"accounts": ds[0], "notifications": ds[1]}, Owner: "test", Poll: 10 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
+	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); engine.Run(ctx) }()
@@ -152,9 +152,9 @@ func TestAPI_OverThePipeline(t *testing.T) {
 	}
 	notif := task(r, "notifications")
 
-	t.Run("AckScopedToAnotherDatasetIs403", func(t *testing.T) {
+	t.Run("AckScopedToAnotherDatasetIs404LikeAnUnknownTask", func(t *testing.T) {
 		other, _ := client.New(srv.URL, "other-secret")
-		if _, err := other.Ack(ctx, erasure.Ack{TaskID: notif.ID, Status: "done"}); erasure.ErrorCode(err) != erasure.EFORBIDDEN {
+		if _, err := other.Ack(ctx, erasure.Ack{TaskID: notif.ID, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
 			t.Fatalf("%v", err)
 		}
 	})

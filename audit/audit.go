@@ -112,6 +112,18 @@ func (h *Hasher) Identifier(id erasure.Identifier) string {
 	return id.Type + ":" + hex.EncodeToString(m.Sum(nil))[:32]
 }
 
+// Sum returns the keyed hash (HMAC-SHA-256, hex) of b, for values that must not be kept in
+// clear such as submission fingerprints and idempotency keys. Its input starts with a byte no
+// identifier encoding starts with, so a Sum never equals an identifier's hash.
+func (h *Hasher) Sum(b []byte) string {
+	m := hmac.New(sha256.New, h.key)
+	m.Write([]byte{1})
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+var _ erasure.Hasher = (*Hasher)(nil)
+
 // Subject returns the keyed hashes of every identifier of s.
 func (h *Hasher) Subject(s erasure.Subject) []string {
 	out := make([]string, len(s))

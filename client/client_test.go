@@ -87,8 +87,8 @@ func TestClient_Routes(t *testing.T) {
 			t.Fatalf("%+v %v", tk, err)
 		}
 		_, err = notif.Ack(ctx, erasure.Ack{TaskID: req.Tasks[0].ID, Status: "done"})
-		if code(err) != erasure.EFORBIDDEN {
-			t.Fatalf("ack of another dataset: %v", err)
+		if code(err) != erasure.ENOTFOUND {
+			t.Fatalf("ack of another dataset: %v, want not found (as for a task that does not exist)", err)
 		}
 	})
 	t.Run("RetryAndCancel", func(t *testing.T) {

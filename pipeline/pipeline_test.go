@@ -100,7 +100,7 @@ func newHarness(t *testing.T, clock *storetest.Clock, ds ...*erasure.Dataset) *h
 		m[d.Name] = d
 	}
 	e := &pipeline.Engine{Store: st, Datasets: m, Owner: "w1", Now: now, Rand: rand.New(rand.NewPCG(1, 2)), Poll: 10 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Registered: ds, Identifiers: []string{"user_id", "email", "phone"}, DefaultDeadline: 720 * time.Hour, Engine: e, Now: now}
+	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id", "email", "phone"}, DefaultDeadline: 720 * time.Hour, Engine: e, Now: now}
 	return &harness{st, e, svc, clock}
 }
 
@@ -386,7 +386,7 @@ func TestService_IdempotencyKeysAreScopedToTheSubmitter(t *testing.T) {
 	h := newHarness(t, storetest.NewClock(), dataset("x", &conn{}, []string{"user_id"}))
 	ctx := context.Background()
 	sub := func(actor, value string) erasure.Submission {
-		return erasure.Submission{Subject: []erasure.Identifier{{Type: "user_id", Value: value}}, Reason: "r", Actor: actor, IdempotencyKey: "k1", Fingerprint: value}
+		return erasure.Submission{Subject: []erasure.Identifier{{Type: "user_id", Value: value}}, Reason: "r", Actor: actor, IdempotencyKey: "k1"}
 	}
 	a, created, err := h.svc.Submit(ctx, sub("alice", "1"))
 	if err != nil || !created {

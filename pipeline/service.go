@@ -2,11 +2,11 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
-	"unicode"
 
 	"erasure"
 )
@@ -19,6 +19,10 @@ type Service struct {
 	Identifiers []string
 	// DefaultDeadline applies when a submission sets none.
 	DefaultDeadline time.Duration
+	// MaxDeadline bounds how far ahead a submission's deadline may be (default one year).
+	MaxDeadline time.Duration
+	// Hasher keys the fingerprints and idempotency keys of submissions (required).
+	Hasher erasure.Hasher
 	// Engine, when set, is woken after submissions and acknowledgements.
 	Engine  *Engine
 	Now     func() time.Time
@@ -31,8 +35,8 @@ type Service struct {
 
 var _ erasure.Service = (*Service)(nil)
 
-// MaxIdentifiers bounds the identifiers of one submission.
-const MaxIdentifiers = 64
+// DefaultMaxDeadline bounds a submission's deadline when Service.MaxDeadline is zero.
+const DefaultMaxDeadline = 366 * 24 * time.Hour
 
 func (s *Service) now() time.Time {
 	if s.Now != nil {
@@ -56,44 +60,42 @@ func (s *Service) dataset(name string) *erasure.Dataset {
 	return nil
 }
 
-// Submit implements erasure.Service.
+// Submit implements erasure.Service. The submission's fingerprint (what it asks for) and its
+// idempotency key (scoped to the submitter, so that two clients choosing the same key never
+// see each other's requests) are stored only as keyed hashes.
 func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.Request, bool, error) {
-	if len(sub.Subject) == 0 {
-		return nil, false, erasure.Errorf(erasure.EINVALID, "subject has no identifier")
-	}
-	if len(sub.Subject) > MaxIdentifiers {
-		return nil, false, erasure.Errorf(erasure.EINVALID, "subject has more than %d identifiers", MaxIdentifiers)
+	if err := sub.Validate(); err != nil {
+		return nil, false, err
 	}
 	for _, id := range sub.Subject {
-		if err := id.Validate(); err != nil {
-			return nil, false, err
-		}
 		if !contains(s.Identifiers, id.Type) {
 			return nil, false, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
 		}
 	}
-	if err := validReason(sub.Reason); err != nil {
-		return nil, false, err
-	}
 	now := s.now()
 	deadline := sub.Deadline
-	if deadline.IsZero() {
+	maxDeadline := s.MaxDeadline
+	if maxDeadline <= 0 {
+		maxDeadline = DefaultMaxDeadline
+	}
+	switch {
+	case deadline.IsZero():
 		deadline = now.Add(s.DefaultDeadline)
-	} else if !deadline.After(now) {
+	case !deadline.After(now):
 		return nil, false, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", deadline.Format(time.RFC3339))
+	case deadline.After(now.Add(maxDeadline)):
+		return nil, false, erasure.Errorf(erasure.EINVALID, "deadline %s is more than %s ahead", deadline.Format(time.RFC3339), maxDeadline)
 	}
 	if len(s.Registered) == 0 {
 		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
 	}
 	key := ""
 	if sub.IdempotencyKey != "" {
-		// Keys are scoped to the submitter, so that two clients choosing the same key never
-		// see each other's requests.
-		key = sub.Actor + "\x00" + sub.IdempotencyKey
+		key = s.Hasher.Sum([]byte("idempotency/1\x00" + sub.Actor + "\x00" + sub.IdempotencyKey))
 	}
 	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
 		ID: NewRequestID(now), Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
-		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: sub.Fingerprint, Tasks: Plan(s.Registered),
+		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: s.Hasher.Sum(sub.Canonical()), Tasks: Plan(s.Registered),
 	})
 	if err != nil {
 		return nil, false, err
@@ -108,18 +110,6 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 		s.wake()
 	}
 	return r, created, nil
-}
-
-func validReason(r string) error {
-	if r == "" || len(r) > 200 {
-		return erasure.Errorf(erasure.EINVALID, "reason must be 1 to 200 characters")
-	}
-	for _, c := range r {
-		if !unicode.IsPrint(c) {
-			return erasure.Errorf(erasure.EINVALID, "reason holds a control character")
-		}
-	}
-	return nil
 }
 
 func contains(list []string, s string) bool {
@@ -185,34 +175,48 @@ func (s *Service) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 	return s.Store.Task(ctx, id)
 }
 
-// Ack implements erasure.Service. A failed acknowledgement follows the dataset's retry policy:
-// the command is published again after the backoff, or the task fails after its last attempt.
+// Ack implements erasure.Service. The decision is made here, on the task as it is read, and
+// applied by the store only if the task has not changed meanwhile (else it is made again): a
+// failed acknowledgement follows the dataset's retry policy, the command being published again
+// after the backoff, or the task failing after its last attempt.
 func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor string) (*erasure.Task, error) {
-	if a.Status != "done" && a.Status != "failed" {
-		return nil, erasure.Errorf(erasure.EINVALID, `ack status must be "done" or "failed"`)
-	}
-	if a.Removed < 0 {
-		return nil, erasure.Errorf(erasure.EINVALID, "ack removed must not be negative")
+	if err := a.Validate(); err != nil {
+		return nil, err
 	}
 	d := s.dataset(dataset)
 	if d == nil {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %q not found", truncateID(dataset))
 	}
-	t, err := s.Store.AckTask(ctx, dataset, a, actor, func(t erasure.Task) (erasure.TaskState, time.Time) {
-		if t.Attempts >= d.Policy.MaxAttempts {
-			return erasure.TaskFailed, s.now()
+	notFound := erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", a.TaskID, dataset)
+	for try := 0; ; try++ {
+		t, err := s.Store.Task(ctx, a.TaskID)
+		if erasure.ErrorCode(err) == erasure.ENOTFOUND || (err == nil && t.Dataset != dataset) {
+			return nil, notFound
+		} else if err != nil {
+			return nil, err
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.rand == nil {
-			s.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		dec, err := erasure.DecideAck(t, a, d.Policy.MaxAttempts, s.now().Add(s.backoff(d.Policy, t.Attempts)))
+		if err != nil {
+			return nil, err
 		}
-		return erasure.TaskPending, s.now().Add(Backoff(d.Policy.Backoff, t.Attempts, 0, s.rand))
-	})
-	if err == nil {
-		s.wake()
+		got, err := s.Store.AckTask(ctx, dataset, dec, actor)
+		if errors.Is(err, erasure.ErrStale) && try < 5 {
+			continue
+		}
+		if err == nil {
+			s.wake()
+		}
+		return got, err
 	}
-	return t, err
+}
+
+func (s *Service) backoff(p erasure.Policy, attempt int) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rand == nil {
+		s.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return Backoff(p.Backoff, attempt, 0, s.rand)
 }
 
 // Datasets implements erasure.Service.

@@ -171,10 +171,10 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 		ds.Policy.SweepEvery, ds.Policy.SweepMode = DefaultSweepEvery, DefaultSweepMode
 		l.durationField(sv, "every", what+": sweep", &ds.Policy.SweepEvery)
 		if mv := get(sv, "mode"); l.scalar(mv) {
-			if y.Sweep.Mode != "internal" && y.Sweep.Mode != "external" {
+			if mode := erasure.SweepMode(y.Sweep.Mode); !mode.Valid() {
 				l.errorf(mv, "%s: sweep.mode %q is not known: use internal or external", what, truncate(y.Sweep.Mode, 40))
 			} else {
-				ds.Policy.SweepMode = y.Sweep.Mode
+				ds.Policy.SweepMode = mode
 			}
 		}
 	} else if sv != nil && ds.Method != "" {

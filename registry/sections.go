@@ -27,7 +27,7 @@ const (
 	DefaultMaxArchiveShare   = 0.5
 	DefaultMaxReconcileShare = 0.1
 	DefaultSweepEvery        = 24 * time.Hour
-	DefaultSweepMode         = "internal"
+	DefaultSweepMode         = erasure.SweepInternal
 )
 
 // DefaultPolicy is the policy of datasets when the file's defaults section says nothing.

@@ -103,7 +103,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	}
 	if sub.IdempotencyKey != "" {
 		if k, ok := s.keys[sub.IdempotencyKey]; ok {
-			if k.fingerprint != sub.Fingerprint {
+			if k.fingerprint != string(sub.Canonical()) {
 				return nil, false, erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for another submission")
 			}
 			return s.copyOf(s.byID[k.id]), false, nil
@@ -127,7 +127,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	s.requests = append(s.requests, r)
 	s.byID[r.ID] = r
 	if sub.IdempotencyKey != "" {
-		s.keys[sub.IdempotencyKey] = idem{sub.Fingerprint, r.ID}
+		s.keys[sub.IdempotencyKey] = idem{string(sub.Canonical()), r.ID}
 	}
 	s.event(sub.Actor, erasure.EventRequestSubmitted, r.ID, 0, "", map[string]any{"subject": r.SubjectHashes, "reason": r.Reason})
 	return s.copyOf(r), true, nil

@@ -125,7 +125,7 @@ func pipe(path string, requests, datasets, batch, submitters int, syncMode strin
 		ds = append(ds, d)
 		m[d.Name] = d
 	}
-	svc := &pipeline.Service{Store: st, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour}
+	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour}
 	start := time.Now()
 	var wg sync.WaitGroup
 	var next atomic.Int64

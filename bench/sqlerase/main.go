@@ -157,7 +157,7 @@ func pipe(ctx context.Context, dsn string, from, to, workers int) (time.Duration
 	}
 	ds.Conn = conn
 	eng := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{ds.Name: ds}, Workers: workers, Poll: 5 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Registered: []*erasure.Dataset{ds}, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour, Engine: eng}
+	svc := &pipeline.Service{Store: st, Hasher: h, Registered: []*erasure.Dataset{ds}, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour, Engine: eng}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	start := time.Now()

@@ -50,7 +50,7 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 		{Name: "sessions", Owner: "web-team", Connector: "redis", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Policy: policy, Conn: flakyDataset{}},
 	}
 	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{ds[0].Name: ds[0], ds[1].Name: ds[1]}, Owner: "test", Poll: 10 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
+	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); engine.Run(ctx) }()

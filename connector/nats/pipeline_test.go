@@ -63,7 +63,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 		t.Fatal(err)
 	}
 	eng := &pipeline.Engine{Store: st, Datasets: byName, Workers: 4, Poll: 20 * time.Millisecond}
-	pp.svc = &pipeline.Service{Store: st, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
+	pp.svc = &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
 	err = env.Conn.ListenAcks(ctx, func(ctx context.Context, dataset string, a erasure.Ack) error {
 		_, err := pp.svc.Ack(ctx, dataset, a, "nats")
 		return err
@@ -223,7 +223,7 @@ func TestPipeline_Async(t *testing.T) {
 				body  string
 				want  int
 			}{
-				{"OtherDatasetIs403", billing.ID, "tok-notifications", `{"status":"done"}`, 403},
+				{"OtherDatasetIs404LikeAnUnknownTask", billing.ID, "tok-notifications", `{"status":"done"}`, 404},
 				{"UnknownTokenIs401", notif.ID, "nope", `{"status":"done"}`, 401},
 				{"UnknownTaskIs404", 999999, "tok-notifications", `{"status":"done"}`, 404},
 				{"MalformedIs400", notif.ID, "tok-notifications", `{"status":"done"`, 400},
@@ -242,8 +242,8 @@ func TestPipeline_Async(t *testing.T) {
 			if _, err := pp.svc.Cancel(context.Background(), r.ID, "test"); err != nil {
 				t.Fatal(err)
 			}
-			if got := pp.ack(t, billing.ID, "tok-notifications", `{"status":"done"}`); got != 403 {
-				t.Errorf("ack of a cancelled task of another dataset: %d, want 403", got)
+			if got := pp.ack(t, billing.ID, "tok-notifications", `{"status":"done"}`); got != 404 {
+				t.Errorf("ack of a cancelled task of another dataset: %d, want 404", got)
 			}
 		})
 	})

@@ -114,7 +114,7 @@ func DecodeAck(data []byte) (erasure.Ack, error) {
 	case *w.Status == "failed" && (w.Error == nil || *w.Error == ""):
 		return a, erasure.Errorf(erasure.EINVALID, `acknowledgement with status "failed" needs an error saying why`)
 	}
-	a.TaskID, a.Status = *w.TaskID, *w.Status
+	a.TaskID, a.Status = *w.TaskID, erasure.AckStatus(*w.Status)
 	if w.Removed != nil {
 		a.Removed = *w.Removed
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"erasure"
 	"erasure/audit"
@@ -21,23 +22,67 @@ type auditWriter struct {
 	read bool
 }
 
-func (a *auditWriter) append(ctx context.Context, ev *erasure.AuditEvent) error {
-	if !a.read {
-		err := a.db.queryRow(ctx, a.tx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&a.seq, &a.hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			a.seq, a.hash = 0, audit.Genesis
-		} else if err != nil {
-			return err
-		}
-		a.read = true
+func (a *auditWriter) head(ctx context.Context) error {
+	if a.read {
+		return nil
 	}
+	err := a.db.queryRow(ctx, a.tx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&a.seq, &a.hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		a.seq, a.hash = 0, audit.Genesis
+	} else if err != nil {
+		return err
+	}
+	a.read = true
+	return nil
+}
+
+// seal chains ev after the head and makes it the head.
+func (a *auditWriter) seal(ev *erasure.AuditEvent) {
 	ev.Seq = a.seq + 1
 	ev.Time = ev.Time.Truncate(1e6).UTC()
 	audit.Seal(a.hash, ev)
-	if _, err := a.db.exec(ctx, a.tx, `INSERT INTO audit_events (seq, at, actor, type, request_id, task_id, dataset, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ev.Seq, ms(ev.Time), ev.Actor, ev.Type, ev.RequestID, ev.TaskID, ev.Dataset, string(ev.Data), ev.PrevHash, ev.Hash); err != nil {
+	a.seq, a.hash = ev.Seq, ev.Hash
+}
+
+const auditInsert = `INSERT INTO audit_events (seq, at, actor, type, request_id, task_id, dataset, data, prev_hash, hash) VALUES `
+const auditRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+var auditInsertChunk = auditInsert + strings.TrimSuffix(strings.Repeat(auditRow+", ", inChunk), ", ")
+
+func (a *auditWriter) append(ctx context.Context, ev *erasure.AuditEvent) error {
+	if err := a.head(ctx); err != nil {
 		return err
 	}
-	a.seq, a.hash = ev.Seq, ev.Hash
+	a.seal(ev)
+	_, err := a.db.exec(ctx, a.tx, auditInsert+auditRow, ev.Seq, ms(ev.Time), ev.Actor, ev.Type, ev.RequestID, ev.TaskID, ev.Dataset, string(ev.Data), ev.PrevHash, ev.Hash)
+	return err
+}
+
+// appendAll appends evs in order, inChunk rows per statement.
+func (a *auditWriter) appendAll(ctx context.Context, evs []erasure.AuditEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := a.head(ctx); err != nil {
+		return err
+	}
+	i := 0
+	for ; i+inChunk <= len(evs); i += inChunk {
+		args := make([]any, 0, 10*inChunk)
+		for j := i; j < i+inChunk; j++ {
+			ev := &evs[j]
+			a.seal(ev)
+			args = append(args, ev.Seq, ms(ev.Time), ev.Actor, ev.Type, ev.RequestID, ev.TaskID, ev.Dataset, string(ev.Data), ev.PrevHash, ev.Hash)
+		}
+		if _, err := a.db.exec(ctx, a.tx, auditInsertChunk, args...); err != nil {
+			return err
+		}
+	}
+	for ; i < len(evs); i++ {
+		if err := a.append(ctx, &evs[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -83,12 +128,4 @@ func (db *DB) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.Audit
 		out = append(out, ev)
 	}
 	return out, rows.Err()
-}
-
-func eventData(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only our own plain structs are marshalled
-	}
-	return b
 }

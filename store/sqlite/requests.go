@@ -122,36 +122,14 @@ func (db *DB) insertRequest(ctx context.Context, tx *sql.Tx, nr erasure.NewReque
 	if err != nil {
 		return nil, err
 	}
-	// Tasks are inserted blocked (erase) or pending (lookup), then the runnable ones promoted.
 	r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: nr.Subject, SubjectHashes: hashes,
 		Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline)}
-	type planned struct {
-		Dataset string           `json:"dataset"`
-		Kind    erasure.TaskKind `json:"kind"`
-		Method  erasure.Method   `json:"method"`
-	}
-	plan := make([]planned, len(nr.Tasks))
-	r.Tasks = make([]erasure.Task, len(nr.Tasks))
-	for i, ts := range nr.Tasks {
-		state := erasure.TaskBlocked
-		if ts.Kind == erasure.TaskLookup {
-			state = erasure.TaskPending
-		}
-		r.Tasks[i] = erasure.Task{ID: int64(i), RequestID: nr.ID, Dataset: ts.Dataset, Kind: ts.Kind, Method: ts.Method, State: state, Keys: ts.Keys, After: ts.After, DueAt: now, CreatedAt: now, UpdatedAt: now}
-		plan[i] = planned{ts.Dataset, ts.Kind, ts.Method}
-	}
-	// Tasks runnable from the start are inserted pending (Runnable works on the plan's indexes).
-	for _, i := range erasure.Runnable(r.Tasks) {
-		r.Tasks[i].State = erasure.TaskPending
-	}
+	r.Tasks = erasure.PlanTasks(nr.ID, nr.Tasks, now)
 	if err := db.insertTasks(ctx, tx, r.Tasks, now); err != nil {
 		return nil, err
 	}
-	err = db.auditWriter(tx).append(ctx, &erasure.AuditEvent{
-		Time: now, Actor: nr.SubmittedBy, Type: erasure.EventRequestSubmitted, RequestID: nr.ID,
-		Data: eventData(map[string]any{"reason": nr.Reason, "deadline": nr.Deadline.UTC(), "subject": hashes, "tasks": plan}),
-	})
-	return r, err
+	ev := erasure.SubmittedEvent(nr, hashes, r.Tasks, now)
+	return r, db.auditWriter(tx).append(ctx, &ev)
 }
 
 // insertTasks inserts tasks with multi-row statements (a statement costs more than a row) and
@@ -364,64 +342,28 @@ func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.Re
 
 // CancelRequest implements erasure.Store.
 func (db *DB) CancelRequest(ctx context.Context, id, actor string) (*erasure.Request, error) {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := db.request(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if r.Status.Ended() {
-			return erasure.Errorf(erasure.ECONFLICT, "request %s is already %s", id, r.Status)
-		}
-		now := db.Now()
-		a := db.auditWriter(tx)
-		for _, t := range r.Tasks {
-			if t.State.Final() {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, lease_owner = '', updated_at = ?, finished_at = ? WHERE id = ?`, erasure.TaskCancelled, ms(now), ms(now), t.ID); err != nil {
-				return err
-			}
-			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventTaskCancelled, RequestID: id, TaskID: t.ID, Dataset: t.Dataset,
-				Data: eventData(map[string]any{"from": t.State})}); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE requests SET cancelled = 1 WHERE id = ?`, id); err != nil {
-			return err
-		}
-		return db.settle(ctx, tx, a, id, actor, now)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return db.request(ctx, db.r, id)
+	return db.change(ctx, id, actor, (*erasure.Machine).Cancel)
 }
 
 // RetryRequest implements erasure.Store.
 func (db *DB) RetryRequest(ctx context.Context, id, actor string) (*erasure.Request, error) {
+	return db.change(ctx, id, actor, (*erasure.Machine).Retry)
+}
+
+// change applies an operator's action to a request through the Machine, settles it, writes
+// the changes and returns the request as it is now.
+func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure.Machine, string) error) (*erasure.Request, error) {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		r, err := db.request(ctx, tx, id)
+		rs, err := db.loadState(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		if r.Status.Ended() {
-			return erasure.Errorf(erasure.ECONFLICT, "request %s is already %s", id, r.Status)
-		}
-		now := db.Now()
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, attempts = 0, due_at = ?, updated_at = ?, finished_at = NULL WHERE request_id = ? AND state = ?`,
-			erasure.TaskPending, ms(now), ms(now), id, erasure.TaskFailed)
-		if err != nil {
+		m := erasure.NewMachine(rs, db.hasher, db.Now())
+		if err := action(m, actor); err != nil {
 			return err
 		}
-		n, _ := res.RowsAffected()
-		if n == 0 {
-			return erasure.Errorf(erasure.ECONFLICT, "request %s has no failed task to retry", id)
-		}
-		a := db.auditWriter(tx)
-		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventRequestRetried, RequestID: id, Data: eventData(map[string]any{"tasks": n})}); err != nil {
-			return err
-		}
-		return db.settle(ctx, tx, a, id, actor, now)
+		m.Settle(actor)
+		return db.writeChanges(ctx, tx, db.auditWriter(tx), id, m.Changes())
 	})
 	if err != nil {
 		return nil, err

@@ -5,27 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"erasure"
 )
 
 var _ erasure.SweepStore = (*DB)(nil)
-
-// Audit event types of sweeps. A sweep's tasks also get one task.attempt event each when the
-// sweep commits (outcome done), so that every task's completion is in its request's trail.
-const (
-	eventSweepStarted   = "sweep.started"
-	eventSweepCommitted = "sweep.committed"
-	eventSweepFailed    = "sweep.failed"
-)
-
-// Sweep modes.
-const (
-	sweepInternal = "internal"
-	sweepExternal = "external"
-)
 
 const sweepColumns = `id, dataset, state, mode, actor, tasks, started, finished, partitions, rows_scanned, rows_removed, bytes, error`
 
@@ -41,28 +26,17 @@ func scanSweep(sc interface{ Scan(...any) error }) (*erasure.Sweep, error) {
 	return &s, nil
 }
 
-// sweepTaskData is the data of a task.attempt event written when a sweep commits.
-type sweepTaskData struct {
-	Attempt  int               `json:"attempt"`
-	Outcome  erasure.TaskState `json:"outcome"`
-	Verified bool              `json:"verified"`
-	Note     string            `json:"note"`
-	Sweep    string            `json:"sweep"`
-	Started  time.Time         `json:"started"`
-	Finished time.Time         `json:"finished"`
-}
-
 // StartSweep implements erasure.SweepStore. The sweep takes, in one transaction, every erase
 // task of dataset that is queued and in no sweep; an internal sweep starts running, an
 // external one exported. EINVALID for an empty id or an unknown mode.
-func (db *DB) StartSweep(ctx context.Context, dataset, id, mode, actor string) (*erasure.Sweep, []erasure.SweepSubject, error) {
+func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.SweepMode, actor string) (*erasure.Sweep, []erasure.SweepSubject, error) {
 	if id == "" || dataset == "" {
 		return nil, nil, erasure.Errorf(erasure.EINVALID, "a sweep needs an id and a dataset")
 	}
 	state := erasure.SweepRunning
 	switch mode {
-	case sweepInternal:
-	case sweepExternal:
+	case erasure.SweepInternal:
+	case erasure.SweepExternal:
 		state = erasure.SweepExported
 	default:
 		return nil, nil, erasure.Errorf(erasure.EINVALID, "sweep mode %q is not internal or external", mode)
@@ -128,8 +102,8 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id, mode, actor string) (
 			}
 			subjects = append(subjects, erasure.SweepSubject{TaskID: q.id, Subject: s})
 		}
-		return db.auditWriter(tx).append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepStarted, Dataset: dataset,
-			Data: eventData(map[string]any{"sweep": id, "mode": mode, "state": state, "tasks": ids})})
+		return db.auditWriter(tx).append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepStarted, Dataset: dataset,
+			Data: erasure.EventData(map[string]any{"sweep": id, "mode": mode, "state": state, "tasks": ids})})
 	})
 	if err != nil {
 		return nil, nil, err
@@ -183,11 +157,9 @@ func (db *DB) SweepSubjects(ctx context.Context, id string) ([]erasure.SweepSubj
 	return out, err
 }
 
-// FinishSweep implements erasure.SweepStore. On success each task of the sweep still queued
-// becomes done (verified: a committed sweep leaves no row of its subjects) with a task.attempt
-// event, the sweep gets a sweep.committed event, and each request touched is settled; on
-// failure the sweep keeps the error, its queued tasks leave it (they wait for the next sweep)
-// with the error as their last error, and a sweep.failed event lists them.
+// FinishSweep implements erasure.SweepStore. The sweep's end is decided by Sweep.Finish and,
+// for each request with tasks in the sweep, by the Machine (CommitSweep or FailSweep, then
+// Settle); the store writes both with a sweep.committed or sweep.failed event.
 func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResult, sweepErr error, actor string) (*erasure.Sweep, error) {
 	var out *erasure.Sweep
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
@@ -197,107 +169,67 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 		} else if err != nil {
 			return err
 		}
-		if sw.State != erasure.SweepRunning && sw.State != erasure.SweepExported {
-			return erasure.Errorf(erasure.ECONFLICT, "sweep %s already ended: %s", id, sw.State)
+		now := db.Now()
+		if err := sw.Finish(res, sweepErr, now); err != nil {
+			return err
 		}
-		now := db.Now().Truncate(time.Millisecond).UTC()
-		rows, err := db.query(ctx, tx, `SELECT id, request_id, attempts FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
+		if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = ? WHERE id = ?`,
+			sw.State, ms(*sw.Finished), res.Partitions, res.Scanned, res.Removed, res.Bytes, sw.Error, id); err != nil {
+			return err
+		}
+		rows, err := db.query(ctx, tx, `SELECT id, request_id FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
 		if err != nil {
 			return err
 		}
-		type ref struct {
-			id        int64
-			requestID string
-			attempts  int
-		}
-		var refs []ref
+		var ids []int64
+		var requests []string
+		seen := map[string]bool{}
 		for rows.Next() {
-			var r ref
-			if err := rows.Scan(&r.id, &r.requestID, &r.attempts); err != nil {
+			var tid int64
+			var rid string
+			if err := rows.Scan(&tid, &rid); err != nil {
 				rows.Close()
 				return err
 			}
-			refs = append(refs, r)
+			ids = append(ids, tid)
+			if !seen[rid] {
+				seen[rid] = true
+				requests = append(requests, rid)
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		ids := make([]int64, len(refs))
-		for i, r := range refs {
-			ids[i] = r.id
-		}
 		a := db.auditWriter(tx)
-		sw.SweepResult, sw.Finished = res, &now
-		if sweepErr != nil {
-			sw.State, sw.Error = erasure.SweepFailed, sweepError(sweepErr)
-			if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = ? WHERE id = ?`,
-				sw.State, ms(now), res.Partitions, res.Scanned, res.Removed, res.Bytes, sw.Error, id); err != nil {
-				return err
-			}
-			if _, err := db.exec(ctx, tx, `UPDATE tasks SET sweep_id = '', last_error = ?, updated_at = ? WHERE sweep_id = ? AND state = 'queued'`,
-				truncate("sweep "+id+" failed: "+sw.Error, 1000), ms(now), id); err != nil {
-				return err
-			}
-			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepFailed, Dataset: sw.Dataset,
-				Data: eventData(map[string]any{"sweep": id, "error": sw.Error, "result": res, "requeued": ids})}); err != nil {
-				return err
-			}
-			out = sw
-			return nil
-		}
-		sw.State = erasure.SweepCommitted
-		if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = '' WHERE id = ?`,
-			sw.State, ms(now), res.Partitions, res.Scanned, res.Removed, res.Bytes, id); err != nil {
+		states, err := db.loadStates(ctx, tx, requests)
+		if err != nil {
 			return err
 		}
-		note := fmt.Sprintf("sweep %s", id)
-		var touched []string
-		seen := map[string]bool{}
-		for _, r := range refs {
-			if _, err := db.exec(ctx, tx, `UPDATE tasks SET state = 'done', last_error = '', note = ?, verified_at = ?, lease_owner = '', updated_at = ?, finished_at = ? WHERE id = ? AND state = 'queued'`,
-				note, ms(now), ms(now), ms(now), r.id); err != nil {
-				return err
+		for _, rid := range requests {
+			m := erasure.NewMachine(states[rid], db.hasher, now)
+			if sw.State == erasure.SweepCommitted {
+				m.CommitSweep(sw, actor)
+				m.Settle(actor)
+			} else {
+				m.FailSweep(sw)
 			}
-			if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventTaskAttempt, RequestID: r.requestID, TaskID: r.id, Dataset: sw.Dataset,
-				Data: eventData(sweepTaskData{Attempt: r.attempts, Outcome: erasure.TaskDone, Verified: true, Note: note, Sweep: id, Started: sw.Started, Finished: now})}); err != nil {
+			if err := db.writeChanges(ctx, tx, a, rid, m.Changes()); err != nil {
 				return err
-			}
-			if !seen[r.requestID] {
-				seen[r.requestID] = true
-				touched = append(touched, r.requestID)
 			}
 		}
-		if err := a.append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: eventSweepCommitted, Dataset: sw.Dataset,
-			Data: eventData(map[string]any{"sweep": id, "result": res, "done": ids})}); err != nil {
-			return err
-		}
-		for _, rid := range touched {
-			if err := db.settle(ctx, tx, a, rid, actor, now); err != nil {
-				return err
-			}
+		ev := erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepCommitted, Dataset: sw.Dataset,
+			Data: erasure.EventData(map[string]any{"sweep": id, "result": res, "done": ids})}
+		if sw.State == erasure.SweepFailed {
+			ev.Type, ev.Data = erasure.EventSweepFailed, erasure.EventData(map[string]any{"sweep": id, "error": sw.Error, "result": res, "requeued": ids})
 		}
 		out = sw
-		return nil
+		return a.append(ctx, &ev)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// sweepError renders a sweep's error for the sweep and its tasks: one line, bounded.
-func sweepError(err error) string {
-	var e *erasure.Error
-	s := err.Error()
-	if errors.As(err, &e) {
-		s = e.Message
-	}
-	s = strings.Join(strings.Fields(s), " ")
-	if s == "" {
-		s = "failed"
-	}
-	return truncate(s, 1000)
 }
 
 // Sweep implements erasure.SweepStore.

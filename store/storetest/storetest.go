@@ -90,7 +90,9 @@ func finish(t *testing.T, s erasure.Store, c *Clock, state erasure.TaskState, ta
 	t.Helper()
 	var rs []erasure.TaskResult
 	for _, tk := range tasks {
-		rs = append(rs, erasure.TaskResult{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Owner: tk.LeaseOwner, Attempt: tk.Attempts, State: state, Removed: 1, Verified: state == erasure.TaskDone, StartedAt: c.Now(), FinishedAt: c.Now()})
+		// Inputs as the engine counts them: the identifiers of the task's key types it was given.
+		rs = append(rs, erasure.TaskResult{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Kind: tk.Kind, Owner: tk.LeaseOwner, Attempt: tk.Attempts,
+			State: state, Removed: 1, Verified: state == erasure.TaskDone, StartedAt: c.Now(), FinishedAt: c.Now(), Inputs: len(tk.Subject.Only(tk.Keys))})
 	}
 	dropped, err := s.FinishTasks(context.Background(), rs)
 	if err != nil {
@@ -285,7 +287,8 @@ func testLookups(t *testing.T, open Opener) {
 	}
 	// accounts finds nothing yet (no user_id); users finds user_id 42.
 	finish(t, s, c, erasure.TaskSkipped, accounts)
-	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: users.ID, RequestID: users.RequestID, Dataset: users.Dataset, Owner: "w", Attempt: 1, State: erasure.TaskDone, Found: []erasure.Identifier{{Type: "user_id", Value: "42"}}}})
+	_, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: users.ID, RequestID: users.RequestID, Dataset: users.Dataset, Kind: erasure.TaskLookup, Owner: "w", Attempt: 1,
+		State: erasure.TaskDone, Found: []erasure.Identifier{{Type: "user_id", Value: "42"}}, Inputs: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,29 +399,34 @@ func testAck(t *testing.T, open Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	never := func(erasure.Task) (erasure.TaskState, time.Time) { t.Fatal("onFailed called"); return "", time.Time{} }
+	// decide decides an ack as the pipeline does: a failed ack retries in a minute.
+	decide := func(a erasure.Ack) erasure.AckDecision {
+		cur, err := s.Task(ctx, a.TaskID)
+		attempts := 0
+		if err == nil {
+			attempts = cur.Attempts
+		}
+		return erasure.AckDecision{Ack: a, Attempt: attempts, Next: erasure.TaskPending, DueAt: c.Now().Add(time.Minute)}
+	}
 	t.Run("WrongDatasetIsNotFound", func(t *testing.T) {
-		_, err := s.AckTask(ctx, "other", erasure.Ack{TaskID: tk.ID, Status: "done"}, "x", never)
+		_, err := s.AckTask(ctx, "other", decide(erasure.Ack{TaskID: tk.ID, Status: "done"}), "x")
 		if erasure.ErrorCode(err) != erasure.ENOTFOUND {
 			t.Fatalf("err %v", err)
 		}
-		_, err = s.AckTask(ctx, "notif", erasure.Ack{TaskID: 999999, Status: "done"}, "x", never)
+		_, err = s.AckTask(ctx, "notif", decide(erasure.Ack{TaskID: 999999, Status: "done"}), "x")
 		if erasure.ErrorCode(err) != erasure.ENOTFOUND {
 			t.Fatalf("unknown task: err %v", err)
 		}
 	})
 	t.Run("FailedAckFollowsPolicy", func(t *testing.T) {
-		got, err := s.AckTask(ctx, "notif", erasure.Ack{TaskID: tk.ID, Status: "failed", Error: "disk full"}, "svc",
-			func(erasure.Task) (erasure.TaskState, time.Time) {
-				return erasure.TaskPending, c.Now().Add(time.Minute)
-			})
+		got, err := s.AckTask(ctx, "notif", decide(erasure.Ack{TaskID: tk.ID, Status: "failed", Error: "disk full"}), "svc")
 		if err != nil || got.State != erasure.TaskPending || got.LastError != "disk full" {
 			t.Fatalf("failed ack: %v %+v", err, got)
 		}
 	})
 	t.Run("LateDoneAckCompletesOnce", func(t *testing.T) {
 		for i := 0; i < 2; i++ {
-			got, err := s.AckTask(ctx, "notif", erasure.Ack{TaskID: tk.ID, Status: "done", Removed: 3}, "svc", never)
+			got, err := s.AckTask(ctx, "notif", decide(erasure.Ack{TaskID: tk.ID, Status: "done", Removed: 3}), "svc")
 			if err != nil || got.State != erasure.TaskDone || got.Removed != 3 {
 				t.Fatalf("ack %d: %v %+v", i, err, got)
 			}
@@ -442,7 +450,7 @@ func testAck(t *testing.T, open Opener) {
 		if _, err := s.CancelRequest(ctx, r.ID, "op"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.AckTask(ctx, "notif", erasure.Ack{TaskID: get(t, s, r.ID).Tasks[0].ID, Status: "done"}, "svc", never)
+		_, err := s.AckTask(ctx, "notif", decide(erasure.Ack{TaskID: get(t, s, r.ID).Tasks[0].ID, Status: "done"}), "svc")
 		if erasure.ErrorCode(err) != erasure.ECONFLICT {
 			t.Fatalf("err %v, want conflict", err)
 		}

@@ -341,7 +341,10 @@ func testSweepBadInput(t *testing.T, open SweepOpener) {
 	ctx := context.Background()
 	queueOffline(t, s, c, "snap", 1, 1)
 	before, _ := s.Audit(ctx, erasure.AuditFilter{})
-	for _, tc := range []struct{ name, dataset, id, mode string }{
+	for _, tc := range []struct {
+		name, dataset, id string
+		mode              erasure.SweepMode
+	}{
 		{"UnknownMode", "snap", "s_1", "sideways"},
 		{"EmptyID", "snap", "", "internal"},
 		{"EmptyDataset", "", "s_1", "internal"},

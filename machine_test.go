@@ -1,0 +1,547 @@
+package erasure_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"erasure"
+)
+
+// The state machine tested on domain values alone: every transition of the diagram on
+// erasure.TaskState, with no store.
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// plainHasher is a deterministic stand-in for the keyed hasher (the machine only compares hashes).
+type plainHasher struct{}
+
+func (plainHasher) Identifier(id erasure.Identifier) string {
+	s := sha256.Sum256([]byte(id.Type + "\x00" + id.Value))
+	return id.Type + ":" + hex.EncodeToString(s[:8])
+}
+func (plainHasher) Sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func erase(ds string, after ...string) erasure.TaskSpec {
+	return erasure.TaskSpec{Dataset: ds, Kind: erasure.TaskErase, Method: erasure.MethodRealtime, Keys: []string{"user_id"}, After: after}
+}
+
+func lookup(ds string, keys ...string) erasure.TaskSpec {
+	return erasure.TaskSpec{Dataset: ds, Kind: erasure.TaskLookup, Method: erasure.MethodRealtime, Keys: keys}
+}
+
+func async(ds string) erasure.TaskSpec {
+	return erasure.TaskSpec{Dataset: ds, Kind: erasure.TaskErase, Method: erasure.MethodAsync, Keys: []string{"user_id"}}
+}
+
+func offline(ds string) erasure.TaskSpec {
+	return erasure.TaskSpec{Dataset: ds, Kind: erasure.TaskErase, Method: erasure.MethodOffline, Keys: []string{"user_id"}}
+}
+
+// request is a request as a store would hold it, with tasks numbered from 1.
+type request struct {
+	t  *testing.T
+	rs *erasure.RequestState
+}
+
+func newRequest(t *testing.T, ids []erasure.Identifier, specs ...erasure.TaskSpec) *request {
+	t.Helper()
+	tasks := erasure.PlanTasks("r1", specs, t0)
+	for i := range tasks {
+		tasks[i].ID = int64(i + 1)
+	}
+	rs := &erasure.RequestState{ID: "r1", Status: erasure.RequestPending, Tasks: tasks}
+	for _, id := range ids {
+		rs.Identifiers = append(rs.Identifiers, plainHasher{}.Identifier(id))
+	}
+	return &request{t: t, rs: rs}
+}
+
+func userID(v string) erasure.Identifier { return erasure.Identifier{Type: "user_id", Value: v} }
+func email(v string) erasure.Identifier  { return erasure.Identifier{Type: "email", Value: v} }
+
+// task returns the task of dataset ds and kind.
+func (r *request) task(ds string, kind erasure.TaskKind) *erasure.Task {
+	r.t.Helper()
+	for i := range r.rs.Tasks {
+		if r.rs.Tasks[i].Dataset == ds && r.rs.Tasks[i].Kind == kind {
+			return &r.rs.Tasks[i]
+		}
+	}
+	r.t.Fatalf("no %s task of %s", kind, ds)
+	return nil
+}
+
+// lease does what a store's lease query does to a due task.
+func (r *request) lease(ds string, kind erasure.TaskKind, owner string) erasure.Task {
+	r.t.Helper()
+	tk := r.task(ds, kind)
+	if !tk.State.Leasable() {
+		r.t.Fatalf("%s is %s, not leasable", tk, tk.State)
+	}
+	tk.PrevState, tk.State, tk.LeaseOwner = tk.State, erasure.TaskRunning, owner
+	tk.Attempts++
+	return *tk
+}
+
+// apply runs fn on a machine over the request, settles it, and returns the changes.
+func (r *request) apply(fn func(m *erasure.Machine)) erasure.Changes {
+	r.t.Helper()
+	m := erasure.NewMachine(r.rs, plainHasher{}, t0)
+	fn(m)
+	m.Settle("test")
+	return m.Changes()
+}
+
+// finish applies a result of a leased task.
+func (r *request) finish(tk erasure.Task, state erasure.TaskState, found ...erasure.Identifier) (bool, erasure.Changes) {
+	r.t.Helper()
+	var ok bool
+	ch := r.apply(func(m *erasure.Machine) {
+		ok = m.Finish(erasure.TaskResult{TaskID: tk.ID, RequestID: "r1", Dataset: tk.Dataset, Kind: tk.Kind, Owner: tk.LeaseOwner, Attempt: tk.Attempts,
+			State: state, Found: found, Inputs: r.inputs(tk), StartedAt: t0, FinishedAt: t0})
+	})
+	return ok, ch
+}
+
+// inputs counts the identifiers of the task's key types the request has (what the engine gives).
+func (r *request) inputs(tk erasure.Task) int {
+	n := 0
+	for _, h := range r.rs.Identifiers {
+		for _, k := range tk.Keys {
+			if strings.HasPrefix(h, k+":") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (r *request) states() string {
+	var out []string
+	for _, tk := range r.rs.Tasks {
+		out = append(out, fmt.Sprintf("%s/%s=%s", tk.Dataset, tk.Kind, tk.State))
+	}
+	return strings.Join(out, " ")
+}
+
+func (r *request) want(status erasure.RequestStatus, states string) {
+	r.t.Helper()
+	if r.rs.Status != status || r.states() != states {
+		r.t.Fatalf("got %s [%s]\nwant %s [%s]", r.rs.Status, r.states(), status, states)
+	}
+}
+
+func eventTypes(ch erasure.Changes) string {
+	var out []string
+	for _, ev := range ch.Events {
+		out = append(out, ev.Type)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestPlanTasks_FirstStates(t *testing.T) {
+	tests := []struct {
+		name  string
+		specs []erasure.TaskSpec
+		want  string
+	}{
+		{"EraseWithoutDependenciesIsPending", []erasure.TaskSpec{erase("a")}, "a/erase=pending"},
+		{"AfterWaitsBlocked", []erasure.TaskSpec{erase("a"), erase("b", "a")}, "a/erase=pending b/erase=blocked"},
+		{"LookupsRunFirstAndEverythingElseWaits", []erasure.TaskSpec{lookup("a", "email"), erase("a"), erase("b")}, "a/lookup=pending a/erase=blocked b/erase=blocked"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRequest(t, []erasure.Identifier{userID("1")}, tc.specs...)
+			r.want(erasure.RequestPending, tc.want)
+		})
+	}
+}
+
+func TestMachine_Finish(t *testing.T) {
+	tests := []struct {
+		name       string
+		outcome    erasure.TaskState
+		wantTask   erasure.TaskState
+		wantStatus erasure.RequestStatus
+	}{
+		{"DoneCompletesTheRequest", erasure.TaskDone, erasure.TaskDone, erasure.RequestCompleted},
+		{"SkippedCompletesTheRequest", erasure.TaskSkipped, erasure.TaskSkipped, erasure.RequestCompleted},
+		{"TransientErrorRetriesLater", erasure.TaskPending, erasure.TaskPending, erasure.RequestRunning},
+		{"PermanentErrorFailsTheRequest", erasure.TaskFailed, erasure.TaskFailed, erasure.RequestFailed},
+		{"AsyncCommandDispatchedWaits", erasure.TaskDispatched, erasure.TaskDispatched, erasure.RequestRunning},
+		{"OfflineTaskQueuedWaits", erasure.TaskQueued, erasure.TaskQueued, erasure.RequestRunning},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+			tk := r.lease("a", erasure.TaskErase, "w1")
+			ok, ch := r.finish(tk, tc.outcome)
+			if !ok {
+				t.Fatal("result of the lease holder dropped")
+			}
+			r.want(tc.wantStatus, "a/erase="+string(tc.wantTask))
+			if len(ch.Tasks) != 1 || ch.Guard[0] != (erasure.TaskGuard{State: erasure.TaskRunning, Attempts: 1}) {
+				t.Fatalf("changes %+v guard %+v", ch.Tasks, ch.Guard)
+			}
+			if ch.Events[0].Type != erasure.EventTaskAttempt {
+				t.Fatalf("first event %s", ch.Events[0].Type)
+			}
+			if ended := tc.wantStatus.Ended(); ended != (ch.FinishedAt != nil) {
+				t.Fatalf("request ended=%v but FinishedAt=%v", ended, ch.FinishedAt)
+			}
+		})
+	}
+}
+
+func TestMachine_LostLease(t *testing.T) {
+	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+	first := r.lease("a", erasure.TaskErase, "w1")
+	t.Run("AnotherHoldersResultIsDropped", func(t *testing.T) {
+		other := first
+		other.LeaseOwner = "w2"
+		if ok, ch := r.finish(other, erasure.TaskDone); ok || len(ch.Tasks) != 0 || len(ch.Events) != 0 {
+			t.Fatalf("accepted=%v changes=%+v", ok, ch)
+		}
+	})
+	// The lease expires and w2 takes the task over (running → running, attempt 2).
+	second := r.lease("a", erasure.TaskErase, "w2")
+	t.Run("OlderAttemptOfTheSameOwnerIsDropped", func(t *testing.T) {
+		stale := second
+		stale.Attempts = 1
+		if ok, _ := r.finish(stale, erasure.TaskDone); ok {
+			t.Fatal("result of attempt 1 accepted after attempt 2 was leased")
+		}
+	})
+	t.Run("FirstHoldersLateResultIsDropped", func(t *testing.T) {
+		if ok, _ := r.finish(first, erasure.TaskDone); ok {
+			t.Fatal("w1's result accepted after w2 took the lease")
+		}
+	})
+	if ok, _ := r.finish(second, erasure.TaskDone); !ok {
+		t.Fatal("current holder's result dropped")
+	}
+	r.want(erasure.RequestCompleted, "a/erase=done")
+	t.Run("ResultForAFinalTaskIsDropped", func(t *testing.T) {
+		if ok, _ := r.finish(second, erasure.TaskDone); ok {
+			t.Fatal("a second result completed the task twice")
+		}
+	})
+}
+
+func TestMachine_After(t *testing.T) {
+	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"), erase("b", "a"), erase("c", "b"))
+	r.want(erasure.RequestPending, "a/erase=pending b/erase=blocked c/erase=blocked")
+	r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+	r.want(erasure.RequestRunning, "a/erase=done b/erase=pending c/erase=blocked")
+	t.Run("FailedDependencyKeepsTheChainBlocked", func(t *testing.T) {
+		r.finish(r.lease("b", erasure.TaskErase, "w"), erasure.TaskFailed)
+		r.want(erasure.RequestFailed, "a/erase=done b/erase=failed c/erase=blocked")
+	})
+	t.Run("RetryReopensAndTheChainGoesOn", func(t *testing.T) {
+		ch := r.apply(func(m *erasure.Machine) {
+			if err := m.Retry("op"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r.want(erasure.RequestRunning, "a/erase=done b/erase=pending c/erase=blocked")
+		if b := r.task("b", erasure.TaskErase); b.Attempts != 0 {
+			t.Fatalf("retried task keeps %d attempts", b.Attempts)
+		}
+		if eventTypes(ch) != erasure.EventRequestRetried {
+			t.Fatalf("events %s", eventTypes(ch))
+		}
+		r.finish(r.lease("b", erasure.TaskErase, "w"), erasure.TaskSkipped)
+		r.want(erasure.RequestRunning, "a/erase=done b/erase=skipped c/erase=pending")
+		r.finish(r.lease("c", erasure.TaskErase, "w"), erasure.TaskDone)
+		r.want(erasure.RequestCompleted, "a/erase=done b/erase=skipped c/erase=done")
+	})
+}
+
+func TestMachine_Lookups(t *testing.T) {
+	t.Run("FoundIdentifierReopensLookupsTakingItsType", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{email("a@x")}, lookup("users", "email"), lookup("accounts", "user_id"), erase("users"), erase("accounts"))
+		users := r.lease("users", erasure.TaskLookup, "w")
+		accounts := r.lease("accounts", erasure.TaskLookup, "w")
+		r.finish(accounts, erasure.TaskSkipped) // no user_id yet
+		r.want(erasure.RequestRunning, "users/lookup=running accounts/lookup=skipped users/erase=blocked accounts/erase=blocked")
+		ok, ch := r.finish(users, erasure.TaskDone, userID("42"), email("a@x"))
+		if !ok {
+			t.Fatal("dropped")
+		}
+		if len(ch.Identifiers) != 1 || ch.Identifiers[0].Identifier != userID("42") || ch.Identifiers[0].FoundBy != "users" {
+			t.Fatalf("new identifiers %+v (the known e-mail must not be added again)", ch.Identifiers)
+		}
+		r.want(erasure.RequestRunning, "users/lookup=done accounts/lookup=pending users/erase=blocked accounts/erase=blocked")
+		r.finish(r.lease("accounts", erasure.TaskLookup, "w"), erasure.TaskDone)
+		r.want(erasure.RequestRunning, "users/lookup=done accounts/lookup=done users/erase=pending accounts/erase=pending")
+	})
+	t.Run("LookupThatRanBeforeAnotherFoundItsInputRunsAgain", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{email("b@x")}, lookup("users", "email"), lookup("accounts", "user_id"), erase("accounts"))
+		users := r.lease("users", erasure.TaskLookup, "w")
+		accounts := r.lease("accounts", erasure.TaskLookup, "w") // given no user_id
+		r.finish(users, erasure.TaskDone, userID("7"))
+		// accounts was running when user_id 7 was found, so it was not re-opened; its result,
+		// computed from 0 inputs, arrives now.
+		m := erasure.NewMachine(r.rs, plainHasher{}, t0)
+		m.Finish(erasure.TaskResult{TaskID: accounts.ID, RequestID: "r1", Kind: erasure.TaskLookup, Owner: "w", Attempt: accounts.Attempts, State: erasure.TaskSkipped, Inputs: 0})
+		m.Settle("test")
+		r.want(erasure.RequestRunning, "users/lookup=done accounts/lookup=pending accounts/erase=blocked")
+	})
+	t.Run("FailedLookupBlocksEveryErase", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{email("c@x")}, lookup("users", "email"), erase("users"))
+		r.finish(r.lease("users", erasure.TaskLookup, "w"), erasure.TaskFailed)
+		r.want(erasure.RequestFailed, "users/lookup=failed users/erase=blocked")
+	})
+	t.Run("NothingNewFoundIsAFixpoint", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{email("d@x")}, lookup("users", "email"), erase("users"))
+		_, ch := r.finish(r.lease("users", erasure.TaskLookup, "w"), erasure.TaskDone, email("d@x"))
+		if len(ch.Identifiers) != 0 {
+			t.Fatalf("added %d known identifiers", len(ch.Identifiers))
+		}
+		r.want(erasure.RequestRunning, "users/lookup=done users/erase=pending")
+	})
+}
+
+func TestMachine_Ack(t *testing.T) {
+	dispatched := func(t *testing.T) (*request, erasure.Task) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, async("notif"))
+		tk := r.lease("notif", erasure.TaskErase, "w")
+		r.finish(tk, erasure.TaskDispatched)
+		return r, *r.task("notif", erasure.TaskErase)
+	}
+	ack := func(r *request, tk erasure.Task, dataset string, a erasure.Ack) (erasure.Changes, error) {
+		d, err := erasure.DecideAck(&tk, a, 3, t0.Add(time.Minute))
+		if err != nil {
+			return erasure.Changes{}, err
+		}
+		var aerr error
+		ch := r.apply(func(m *erasure.Machine) { _, aerr = m.Ack(dataset, d, "svc") })
+		return ch, aerr
+	}
+	t.Run("DoneCompletes", func(t *testing.T) {
+		r, tk := dispatched(t)
+		ch, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone, Removed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.want(erasure.RequestCompleted, "notif/erase=done")
+		if got := eventTypes(ch); got != "task.acked request.completed subject.hashed" {
+			t.Fatalf("events %s", got)
+		}
+		t.Run("SecondDoneIsANoop", func(t *testing.T) {
+			ch, err := ack(r, *r.task("notif", erasure.TaskErase), "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone, Removed: 3})
+			if err != nil || !ch.Empty() || r.task("notif", erasure.TaskErase).Removed != 3 {
+				t.Fatalf("err %v changes %+v", err, ch)
+			}
+		})
+	})
+	t.Run("FailedRetriesAtTheDecidedTime", func(t *testing.T) {
+		r, tk := dispatched(t)
+		if _, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "quota"}); err != nil {
+			t.Fatal(err)
+		}
+		got := r.task("notif", erasure.TaskErase)
+		if got.State != erasure.TaskPending || !got.DueAt.Equal(t0.Add(time.Minute)) || got.LastError != "quota" {
+			t.Fatalf("task %+v", got)
+		}
+	})
+	t.Run("FailedAfterLastAttemptFails", func(t *testing.T) {
+		r, tk := dispatched(t)
+		tk.Attempts = 3
+		r.task("notif", erasure.TaskErase).Attempts = 3
+		if _, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "quota"}); err != nil {
+			t.Fatal(err)
+		}
+		r.want(erasure.RequestFailed, "notif/erase=failed")
+	})
+	t.Run("LateDoneAckCompletesAPendingOrFailedTask", func(t *testing.T) {
+		for _, from := range []erasure.TaskState{erasure.TaskPending, erasure.TaskRunning, erasure.TaskFailed} {
+			r, tk := dispatched(t)
+			r.task("notif", erasure.TaskErase).State = from
+			if _, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone}); err != nil {
+				t.Fatalf("from %s: %v", from, err)
+			}
+			r.want(erasure.RequestCompleted, "notif/erase=done")
+		}
+	})
+	t.Run("FailedAckOfANewerAttemptUnderWayIsIgnored", func(t *testing.T) {
+		r, tk := dispatched(t)
+		r.lease("notif", erasure.TaskErase, "w") // the ack timeout passed: published again
+		ch, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "late"})
+		if err != nil || !ch.Empty() {
+			t.Fatalf("err %v changes %+v", err, ch)
+		}
+	})
+	t.Run("DecisionOnAnOlderAttemptIsStale", func(t *testing.T) {
+		r, tk := dispatched(t)
+		// Re-dispatched (attempt 2) between the decision and its application.
+		r.finish(r.lease("notif", erasure.TaskErase, "w"), erasure.TaskDispatched)
+		_, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "x"})
+		if !errors.Is(err, erasure.ErrStale) {
+			t.Fatalf("err %v, want ErrStale", err)
+		}
+	})
+	t.Run("OtherDatasetIsNotFound", func(t *testing.T) {
+		r, tk := dispatched(t)
+		_, err := ack(r, tk, "billing", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone})
+		if erasure.ErrorCode(err) != erasure.ENOTFOUND {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("CancelledTaskConflicts", func(t *testing.T) {
+		r, tk := dispatched(t)
+		r.apply(func(m *erasure.Machine) { m.Cancel("op") })
+		_, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone})
+		if erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("RealtimeTaskConflicts", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+		_, err := ack(r, *r.task("a", erasure.TaskErase), "a", erasure.Ack{TaskID: 1, Status: erasure.AckDone})
+		if erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("BadStatusIsInvalid", func(t *testing.T) {
+		r, tk := dispatched(t)
+		if _, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: "ok"}); erasure.ErrorCode(err) != erasure.EINVALID {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+func TestMachine_Cancel(t *testing.T) {
+	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"), erase("b", "a"), async("c"), offline("d"))
+	r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+	running := r.lease("b", erasure.TaskErase, "w")
+	r.finish(r.lease("c", erasure.TaskErase, "w"), erasure.TaskDispatched)
+	r.finish(r.lease("d", erasure.TaskErase, "w"), erasure.TaskQueued)
+	ch := r.apply(func(m *erasure.Machine) {
+		if err := m.Cancel("op"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.want(erasure.RequestCancelled, "a/erase=done b/erase=cancelled c/erase=cancelled d/erase=cancelled")
+	if got := eventTypes(ch); got != "task.cancelled task.cancelled task.cancelled request.cancelled subject.hashed" {
+		t.Fatalf("events %s", got)
+	}
+	if !ch.Cancelled || ch.FinishedAt == nil {
+		t.Fatalf("changes %+v", ch)
+	}
+	t.Run("ResultOfACancelledRunningTaskIsDropped", func(t *testing.T) {
+		if ok, _ := r.finish(running, erasure.TaskDone); ok {
+			t.Fatal("accepted")
+		}
+	})
+	t.Run("CancelAgainConflicts", func(t *testing.T) {
+		m := erasure.NewMachine(r.rs, plainHasher{}, t0)
+		if err := m.Cancel("op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("RetryOfAnEndedRequestConflicts", func(t *testing.T) {
+		m := erasure.NewMachine(r.rs, plainHasher{}, t0)
+		if err := m.Retry("op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+func TestMachine_RetryWithoutFailureConflicts(t *testing.T) {
+	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+	m := erasure.NewMachine(r.rs, plainHasher{}, t0)
+	if err := m.Retry("op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestMachine_Sweeps(t *testing.T) {
+	queued := func(t *testing.T) (*request, *erasure.Sweep) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, offline("snap"), erase("a"))
+		r.finish(r.lease("snap", erasure.TaskErase, "w"), erasure.TaskQueued)
+		r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+		tk := r.task("snap", erasure.TaskErase)
+		if !tk.Sweepable() {
+			t.Fatalf("queued task not sweepable: %+v", tk)
+		}
+		tk.SweepID = "s1"
+		if tk.Sweepable() {
+			t.Fatal("a task in a sweep is sweepable again")
+		}
+		return r, &erasure.Sweep{ID: "s1", Dataset: "snap", State: erasure.SweepRunning, Started: t0}
+	}
+	t.Run("CommitCompletesTasksAndRequest", func(t *testing.T) {
+		r, sw := queued(t)
+		if err := sw.Finish(erasure.SweepResult{Removed: 4}, nil, t0); err != nil || sw.State != erasure.SweepCommitted {
+			t.Fatalf("%v %s", err, sw.State)
+		}
+		ch := r.apply(func(m *erasure.Machine) { m.CommitSweep(sw, "sweeper") })
+		r.want(erasure.RequestCompleted, "snap/erase=done a/erase=done")
+		if tk := r.task("snap", erasure.TaskErase); tk.VerifiedAt == nil || tk.Note != "sweep s1" {
+			t.Fatalf("task %+v", tk)
+		}
+		if got := eventTypes(ch); got != "task.attempt request.completed subject.hashed" {
+			t.Fatalf("events %s", got)
+		}
+		if err := sw.Finish(erasure.SweepResult{}, nil, t0); erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("second finish: %v", err)
+		}
+	})
+	t.Run("FailureRequeuesWithTheError", func(t *testing.T) {
+		r, sw := queued(t)
+		sw.Finish(erasure.SweepResult{}, errors.New("disk\nfull"), t0)
+		if sw.State != erasure.SweepFailed || sw.Error != "disk full" {
+			t.Fatalf("sweep %s %q", sw.State, sw.Error)
+		}
+		r.apply(func(m *erasure.Machine) { m.FailSweep(sw) })
+		tk := r.task("snap", erasure.TaskErase)
+		if tk.State != erasure.TaskQueued || tk.SweepID != "" || !strings.Contains(tk.LastError, "disk full") {
+			t.Fatalf("task %+v", tk)
+		}
+		r.want(erasure.RequestRunning, "snap/erase=queued a/erase=done")
+	})
+}
+
+func TestSubmission_Validate(t *testing.T) {
+	ok := erasure.Submission{Subject: erasure.NewSubject(userID("42")), Reason: "user_request"}
+	many := make([]erasure.Identifier, erasure.MaxSubjectIdentifiers+1)
+	for i := range many {
+		many[i] = userID(fmt.Sprint(i))
+	}
+	tests := []struct {
+		name string
+		edit func(s *erasure.Submission)
+	}{
+		{"NoSubject", func(s *erasure.Submission) { s.Subject = nil }},
+		{"TooManyIdentifiers", func(s *erasure.Submission) { s.Subject = erasure.NewSubject(many...) }},
+		{"InvalidUTF8", func(s *erasure.Submission) { s.Subject = erasure.Subject{{Type: "user_id", Value: "\xff"}} }},
+		{"BadType", func(s *erasure.Submission) { s.Subject = erasure.Subject{{Type: "User", Value: "1"}} }},
+		{"NoReason", func(s *erasure.Submission) { s.Reason = "" }},
+		{"FreeTextReason", func(s *erasure.Submission) { s.Reason = "Because Alice asked" }},
+		{"ReasonWithOuterSpace", func(s *erasure.Submission) { s.Reason = "user_request " }},
+		{"LongIdempotencyKey", func(s *erasure.Submission) { s.IdempotencyKey = strings.Repeat("k", erasure.MaxIdempotencyKey+1) }},
+		{"ControlInIdempotencyKey", func(s *erasure.Submission) { s.IdempotencyKey = "a\nb" }},
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid submission refused: %v", err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ok
+			tc.edit(&s)
+			err := s.Validate()
+			if erasure.ErrorCode(err) != erasure.EINVALID {
+				t.Fatalf("err %v, want invalid", err)
+			}
+			if strings.Contains(err.Error(), "\xff") || strings.Contains(err.Error(), "Alice") {
+				t.Fatalf("message echoes the input: %v", err)
+			}
+		})
+	}
+}

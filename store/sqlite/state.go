@@ -1,0 +1,206 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"erasure"
+)
+
+// The store decides nothing about tasks: it loads requests' states in a transaction, lets the
+// domain's erasure.Machine apply events to them, and writes the Machines' changes with their
+// audit events in the same transaction (see machine.go in the root package). Loads and writes
+// are batched: a statement costs more than the rows it touches.
+
+// inChunk is how many ids one batched statement takes; shorter lists are padded with values
+// that match nothing, so that each statement is prepared once.
+const inChunk = 32
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
+
+// padded returns chunk as arguments, padded to inChunk with pad.
+func padded[T any](chunk []T, pad T) []any {
+	args := make([]any, inChunk)
+	for i := range args {
+		if i < len(chunk) {
+			args[i] = chunk[i]
+		} else {
+			args[i] = pad
+		}
+	}
+	return args
+}
+
+// loadStates reads the states of the requests ids inside tx; a request that does not exist
+// is absent from the map.
+func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*erasure.RequestState, error) {
+	out := make(map[string]*erasure.RequestState, len(ids))
+	for start := 0; start < len(ids); start += inChunk {
+		args := padded(ids[start:min(len(ids), start+inChunk)], "")
+		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled FROM requests WHERE id IN (`+placeholders(inChunk)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			rs := &erasure.RequestState{}
+			if err := rows.Scan(&rs.ID, &rs.Status, &rs.Cancelled); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[rs.ID] = rs
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		rows, err = db.query(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE request_id IN (`+placeholders(inChunk)+`) ORDER BY id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		tasks, err := collectTasks(rows)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tasks {
+			if rs := out[t.RequestID]; rs != nil {
+				rs.Tasks = append(rs.Tasks, t)
+			}
+		}
+		rows, err = db.query(ctx, tx, `SELECT request_id, hash FROM identifiers WHERE request_id IN (`+placeholders(inChunk)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id, h string
+			if err := rows.Scan(&id, &h); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if rs := out[id]; rs != nil {
+				rs.Identifiers = append(rs.Identifiers, h)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// loadState reads one request's state inside tx; ENOTFOUND when it does not exist.
+func (db *DB) loadState(ctx context.Context, tx *sql.Tx, id string) (*erasure.RequestState, error) {
+	states, err := db.loadStates(ctx, tx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	rs := states[id]
+	if rs == nil {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %s not found", id)
+	}
+	return rs, nil
+}
+
+// changeWriter gathers the changes of several Machines and writes them at flush, in as few
+// statements as it can, with their audit events in the order they were decided.
+type changeWriter struct {
+	db       *DB
+	tx       *sql.Tx
+	audit    *auditWriter
+	tasks    []erasure.Task
+	guards   []erasure.TaskGuard
+	requests []requestChange
+	found    []foundIdentifier
+	events   []erasure.AuditEvent
+}
+
+type requestChange struct {
+	id string
+	ch erasure.Changes
+}
+
+type foundIdentifier struct {
+	requestID string
+	id        erasure.NewIdentifier
+}
+
+func (db *DB) changeWriter(tx *sql.Tx, a *auditWriter) *changeWriter {
+	return &changeWriter{db: db, tx: tx, audit: a}
+}
+
+// add takes what a Machine decided for request id.
+func (w *changeWriter) add(id string, ch erasure.Changes) {
+	w.tasks = append(w.tasks, ch.Tasks...)
+	w.guards = append(w.guards, ch.Guard...)
+	if ch.Status != "" || ch.Cancelled || ch.FinishedAt != nil {
+		w.requests = append(w.requests, requestChange{id, ch})
+	}
+	for _, n := range ch.Identifiers {
+		w.found = append(w.found, foundIdentifier{id, n})
+	}
+	w.events = append(w.events, ch.Events...)
+}
+
+// taskUpdate writes up to inChunk tasks, each only if it still has the state and attempts it
+// was loaded with (rows padded with id -1 match nothing).
+const taskUpdate = `UPDATE tasks SET state = v.column4, due_at = v.column5, attempts = v.column6, last_error = v.column7, removed = v.column8,
+		note = v.column9, verified_at = v.column10, lease_owner = v.column11, sweep_id = v.column12, updated_at = v.column13, finished_at = v.column14
+	FROM (VALUES %s) AS v
+	WHERE tasks.id = v.column1 AND tasks.state = v.column2 AND tasks.attempts = v.column3`
+
+var taskUpdateChunk = fmt.Sprintf(taskUpdate, strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", inChunk), ", "))
+
+// flush writes everything added.
+func (w *changeWriter) flush(ctx context.Context) error {
+	db, tx := w.db, w.tx
+	for start := 0; start < len(w.tasks); start += inChunk {
+		end := min(len(w.tasks), start+inChunk)
+		args := make([]any, 0, 14*inChunk)
+		for i := start; i < end; i++ {
+			t, g := w.tasks[i], w.guards[i]
+			args = append(args, t.ID, g.State, g.Attempts, t.State, ms(t.DueAt), t.Attempts, t.LastError, t.Removed, t.Note, nullMS(t.VerifiedAt),
+				t.LeaseOwner, t.SweepID, ms(t.UpdatedAt), nullMS(t.FinishedAt))
+		}
+		for i := end - start; i < inChunk; i++ {
+			args = append(args, -1, "", 0, "", 0, 0, "", 0, "", nil, "", "", 0, nil)
+		}
+		res, err := db.exec(ctx, tx, taskUpdateChunk, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != int64(end-start) {
+			// The write lock is held from the load to here: this is a bug, not a race.
+			return fmt.Errorf("%d of %d tasks changed under the write lock", int64(end-start)-n, end-start)
+		}
+	}
+	now := ms(db.Now())
+	for _, f := range w.found {
+		if _, err := db.exec(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			f.requestID, f.id.Type, f.id.Value, f.id.Hash, f.id.FoundBy, now); err != nil {
+			return err
+		}
+	}
+	for _, r := range w.requests {
+		if _, err := db.exec(ctx, tx, `UPDATE requests SET status = coalesce(nullif(?, ''), status), cancelled = cancelled OR ?, updated_at = ?, finished_at = coalesce(?, finished_at) WHERE id = ?`,
+			r.ch.Status, r.ch.Cancelled, now, nullMS(r.ch.FinishedAt), r.id); err != nil {
+			return err
+		}
+		if r.ch.FinishedAt != nil {
+			if _, err := db.exec(ctx, tx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, r.id); err != nil {
+				return err
+			}
+		}
+	}
+	err := w.audit.appendAll(ctx, w.events)
+	*w = changeWriter{db: db, tx: tx, audit: w.audit}
+	return err
+}
+
+// writeChanges persists what one Machine decided for request id, inside tx.
+func (db *DB) writeChanges(ctx context.Context, tx *sql.Tx, a *auditWriter, id string, ch erasure.Changes) error {
+	w := db.changeWriter(tx, a)
+	w.add(id, ch)
+	return w.flush(ctx)
+}
