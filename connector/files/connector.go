@@ -212,8 +212,8 @@ func (c *Connector) abs(rel string) string { return filepath.Join(c.cfg.Path, fi
 // after success changes nothing.
 //
 // Errors: *erasure.PermanentError for bad input or configuration (a corrupt file, a missing
-// key column), *erasure.TransientError for I/O failures and a sweep already running, and the
-// context's error when it is cancelled.
+// key column, a snapshot directory that does not exist), *erasure.TransientError for I/O
+// failures, a sweep already running and a cancelled context (wrapping the context's error).
 func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
 	keys := c.Keys(batch)
 	if len(keys) == 0 {
@@ -225,7 +225,20 @@ func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (er
 	}
 	defer unlock()
 	rep, err := c.run(ctx, keys, "")
-	return rep.SweepResult(), err
+	return rep.SweepResult(), interrupted(err)
+}
+
+// interrupted returns a cancelled or expired context's error as a *erasure.TransientError (the
+// caller tries again later), and any other error unchanged.
+func interrupted(err error) error {
+	var te *erasure.TransientError
+	if err == nil || erasure.IsPermanent(err) || errors.As(err, &te) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return erasure.Transient(err, 0)
+	}
+	return err
 }
 
 // Resume finishes every sweep whose journal is in the state directory (sweeps interrupted by a
@@ -324,8 +337,13 @@ func (c *Connector) rewriteAll(ctx context.Context, plan *Plan, parts []Partitio
 
 // Holds reports whether any partition still has a row keyed by one of the subject's values of
 // the connector's identifier type. It reads every partition the skip index cannot rule out,
-// stopping at the first match.
+// stopping at the first match. Errors are classified as Sweep's.
 func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) {
+	found, err := c.holds(ctx, s)
+	return found, interrupted(err)
+}
+
+func (c *Connector) holds(ctx context.Context, s erasure.Subject) (bool, error) {
 	keys := normalizeKeys(s.Values(c.cfg.Key.Identifier))
 	if len(keys) == 0 {
 		return false, nil

@@ -404,7 +404,15 @@ func (c *Connector) dropSubsumed(keys []string) {
 }
 
 // lock takes the snapshot's lock file for the life of a sweep, a resume or an index build.
+// The snapshot directory must exist: creating it (with the state directory inside) would turn
+// a snapshot that is not there, such as an unmounted volume, into an empty one that every
+// sweep erases successfully.
 func (c *Connector) lock() (func(), error) {
+	if st, err := os.Stat(c.cfg.Path); err != nil {
+		return nil, classifyIO(fmt.Errorf("files: snapshot directory %s: %w", c.cfg.Path, err))
+	} else if !st.IsDir() {
+		return nil, erasure.Permanentf("files: snapshot path %s is not a directory", c.cfg.Path)
+	}
 	if err := os.MkdirAll(c.cfg.StateDir, 0o700); err != nil {
 		return nil, classifyIO(fmt.Errorf("files: creating state directory: %w", err))
 	}

@@ -178,12 +178,6 @@ func TestConnector_Erase(t *testing.T) {
 		}
 	})
 
-	t.Run("ConnectionRefusedIsTransient", func(t *testing.T) {
-		c := build(t, eraseBlock(closedURL(t))).(erasure.Eraser)
-		_, err := c.Erase(ctx, users("42"))
-		assertTransient(t, err)
-	})
-
 	t.Run("RateLimitedHonoursRetryAfter", func(t *testing.T) {
 		date := time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)
 		for _, tc := range []struct {

@@ -13,6 +13,7 @@ package recordsconn
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"erasure"
@@ -119,9 +120,13 @@ func (c *Connector) bound() (*records.Store, error) {
 	return c.store, nil
 }
 
-// classify turns a store error into a connector failure: an unavailable store or a write
-// racing ours is transient; anything else needs an operator.
-func classify(err error) error {
+// classify turns a store error into a connector failure: an unavailable store, a write racing
+// ours, or the call's context ending (a shutdown, the attempt's timeout) is transient; anything
+// else needs an operator.
+func classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return erasure.Transient(err, 0)
+	}
 	switch erasure.ErrorCode(err) {
 	case erasure.EUNAVAILABLE, erasure.ECONFLICT:
 		return erasure.Transient(err, 0)
@@ -154,7 +159,7 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 		switch {
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 		case err != nil:
-			return out, classify(err)
+			return out, classify(ctx, err)
 		case status == records.StatusDeleted:
 			out.Removed++
 		}
@@ -176,7 +181,7 @@ func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) 
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 			continue
 		case err != nil:
-			return false, classify(err)
+			return false, classify(ctx, err)
 		case !rec.Deleted:
 			return true, nil
 		case c.mode == ModePurge && rec.Payload != nil:

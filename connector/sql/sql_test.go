@@ -188,26 +188,6 @@ datasets:
 	}
 }
 
-func TestErase_UnreachableServerIsTransient(t *testing.T) {
-	for _, c := range []struct{ driver, dsn string }{
-		{"postgres", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2"},
-		{"mysql", "root@tcp(127.0.0.1:1)/test?timeout=2s"},
-	} {
-		t.Run(c.driver, func(t *testing.T) {
-			ds := &erasure.Dataset{Name: "app.users"}
-			conn, err := sqlconn.New(ds, sqlconn.Config{Driver: c.driver, DSN: c.dsn, Table: "users", Key: &sqlconn.Key{Column: "id", Identifier: "user_id"}}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, err = conn.Erase(t.Context(), erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}))
-			if err == nil || erasure.IsPermanent(err) {
-				t.Errorf("Erase against a closed port = %v, want a transient error", err)
-			}
-		})
-	}
-}
-
 func TestNew_Validates(t *testing.T) {
 	ds := &erasure.Dataset{Name: "app.users"}
 	_, err := sqlconn.New(ds, sqlconn.Config{Driver: "sqlite", DSN: "x.db", Table: "users; DROP TABLE x", Key: &sqlconn.Key{Column: "id", Identifier: "user_id"}}, nil)

@@ -2,6 +2,10 @@
 // every dialect (PostgreSQL, MySQL/MariaDB, SQLite) on a real server, each case in a fresh
 // database or schema that is dropped afterwards.
 //
+// These are the cases only SQL has (redaction, composite keys, where restrictions, foreign
+// keys, large sweeps...); the contract every connector keeps is connector/connectortest's,
+// which the sql connector's tests run too.
+//
 // A dialect's test calls Run with a Target:
 //
 //	sqltest.Run(t, sqltest.Target{Driver: "sqlite", Text: "TEXT", Open: ...})
