@@ -2,8 +2,8 @@
 // actions, acknowledgements of async datasets, the registry with its health, the audit trail,
 // probes and metrics. It acts only through the erasure.Service interface.
 //
-// Every route but the probes and /metrics needs a bearer token from the configuration
-// (registry.Token) holding the route's role:
+// Every route but the probes and /metrics needs a bearer token (Token, from the configuration)
+// holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
 //	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
@@ -41,7 +41,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"erasure"
-	"erasure/registry"
 )
 
 // Config is what New needs.
@@ -49,7 +48,7 @@ type Config struct {
 	// Service is what the API acts on. Required.
 	Service erasure.Service
 	// Tokens are the bearer tokens and their roles.
-	Tokens []registry.Token
+	Tokens []Token
 	// MaxBodyBytes limits request bodies; zero means DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
 	// Logger receives one line per request; nil discards.

@@ -92,9 +92,18 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
 	a.svc = &pipeline.Service{Store: a.store, Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
 		Engine: a.engine, Logger: log.WithGroup("service"), Metrics: m}
-	a.api = api.New(api.Config{Service: a.svc, Tokens: cfg.Auth.Tokens, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
+	a.api = api.New(api.Config{Service: a.svc, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
 	a.api.Mount("/v1/records/", records.Handler(a.records, a.api.Authorize))
 	return a, nil
+}
+
+// apiTokens converts the configuration's tokens into the API's.
+func apiTokens(ts []registry.Token) []api.Token {
+	out := make([]api.Token, len(ts))
+	for i, t := range ts {
+		out[i] = api.Token{Name: t.Name, Secret: t.Secret, Roles: t.Roles}
+	}
+	return out
 }
 
 // hasAsync reports whether any dataset is erased through NATS.
