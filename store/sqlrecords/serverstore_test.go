@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"erasure/audit"
 	"erasure/records"
 	"erasure/store/sqlite"
+	"erasure/store/sqlrecords"
 )
 
 // TestStore_OnTheServerStore runs the record store inside store/sqlite's database, as `erasure
@@ -26,7 +27,7 @@ func TestStore_OnTheServerStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := records.Open(ctx, db.SQL(), records.Options{AppendAudit: db.AppendAudit, ReadDB: db.ReadSQL(), Now: c.Now})
+	s, err := sqlrecords.Open(ctx, db.SQL(), sqlrecords.Options{AppendAudit: db.AppendAudit, ReadDB: db.ReadSQL(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
