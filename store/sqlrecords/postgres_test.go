@@ -12,6 +12,7 @@ import (
 	"erasure/internal/testenv"
 	"erasure/records"
 	"erasure/reindex"
+	"erasure/store/migrate"
 	"erasure/store/sqlrecords"
 )
 
@@ -30,7 +31,7 @@ func openPostgres(t *testing.T, c *clock) *sqlrecords.Store {
 		_, err := tx.ExecContext(ctx, `INSERT INTO test_audit (seq, type, data) SELECT COALESCE(MAX(seq), 0) + 1, $1, $2 FROM test_audit`, ev.Type, string(ev.Data))
 		return err
 	}
-	s, err := sqlrecords.Open(context.Background(), db, sqlrecords.Options{AppendAudit: appendAudit, Now: c.Now, Dialect: "postgres"})
+	s, err := sqlrecords.Open(context.Background(), db, sqlrecords.Options{AppendAudit: appendAudit, Now: c.Now, Dialect: migrate.Postgres})
 	if err != nil {
 		t.Fatal(err)
 	}
