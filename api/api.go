@@ -1,9 +1,10 @@
 // Package api is erasure's HTTP JSON API: intake of erasure requests, their status, operator
 // actions, acknowledgements of async datasets, the registry with its health, the audit trail,
-// probes and metrics. It acts only through the erasure.Service interface.
+// probes and metrics. It acts only through the erasure.Service interface, and serves the
+// record store (a records.Service) through RecordsHandler, mounted under /v1/records/.
 //
-// Every route but the probes and /metrics needs a bearer token from the configuration
-// (registry.Token) holding the route's role:
+// Every route but the probes and /metrics needs a bearer token (Token, from the configuration)
+// holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
 //	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
@@ -15,6 +16,7 @@
 //	GET  /v1/datasets/{name}          read
 //	GET  /v1/audit                    read     ?request=&after=&limit= (1..10000, default 1000)
 //	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready), Prometheus
+//	/v1/records/…                     read, write, operate: see RecordsHandler
 //
 // operate implies read. Responses never hold a subject's identifiers in clear, not even while
 // a request is open: a request shows its subject as keyed hashes (subject_hashes). Whoever
@@ -41,7 +43,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"erasure"
-	"erasure/registry"
 )
 
 // Config is what New needs.
@@ -49,7 +50,7 @@ type Config struct {
 	// Service is what the API acts on. Required.
 	Service erasure.Service
 	// Tokens are the bearer tokens and their roles.
-	Tokens []registry.Token
+	Tokens []Token
 	// MaxBodyBytes limits request bodies; zero means DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
 	// Logger receives one line per request; nil discards.
@@ -57,7 +58,9 @@ type Config struct {
 	// Metrics is the registry the API registers its collectors with and serves at /metrics;
 	// nil means a registry of its own, with the Go and process collectors.
 	Metrics *prometheus.Registry
-	// Records, when set, serves /v1/records/ (it authorizes with Server.Authorize itself).
+	// Records, when set, serves /v1/records/ (it authorizes with Server.Authorize itself);
+	// cmd/erasure mounts RecordsHandler(store, server.Authorize) with Mount instead, once the
+	// Server exists.
 	Records http.Handler
 	// Extra are further routes, by ServeMux pattern (such as "GET /ui/").
 	Extra map[string]http.Handler

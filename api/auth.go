@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"erasure"
-	"erasure/registry"
 )
 
 // Roles a token may hold. RoleAck is a prefix: "ack:DATASET" acknowledges tasks of one async
@@ -20,6 +19,16 @@ const (
 	RoleAck     = "ack:"
 )
 
+// Token is one bearer token the API accepts: its name (the actor written in the audit trail),
+// its secret and its roles (RoleSubmit, RoleRead, RoleOperate, RoleWrite, RoleAck+DATASET or
+// RoleAck+"*"). A token without a secret never authenticates. The configuration's tokens are
+// converted into these by whoever wires the server (cmd/erasure).
+type Token struct {
+	Name   string
+	Secret string
+	Roles  []string
+}
+
 // token is a configured token with its secret hashed, so that comparisons take the same time
 // whatever the lengths.
 type token struct {
@@ -28,7 +37,7 @@ type token struct {
 	roles []string
 }
 
-func newTokens(ts []registry.Token) []token {
+func newTokens(ts []Token) []token {
 	out := make([]token, 0, len(ts))
 	for _, t := range ts {
 		if t.Secret == "" {

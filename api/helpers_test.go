@@ -14,7 +14,6 @@ import (
 	"erasure"
 	"erasure/api"
 	"erasure/api/apitest"
-	"erasure/registry"
 )
 
 // Tokens of the test server, by secret.
@@ -27,7 +26,7 @@ const (
 	tokWrite    = "s3cret-write"
 )
 
-var testTokens = []registry.Token{
+var testTokens = []api.Token{
 	{Name: "intake", Secret: tokSubmit, Roles: []string{"submit"}},
 	{Name: "viewer", Secret: tokRead, Roles: []string{"read"}},
 	{Name: "oncall", Secret: tokOperate, Roles: []string{"operate"}},

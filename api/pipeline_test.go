@@ -16,7 +16,6 @@ import (
 	"erasure/audit"
 	"erasure/client"
 	"erasure/pipeline"
-	"erasure/registry"
 	"erasure/store/sqlite"
 )
 
@@ -88,7 +87,7 @@ func TestAPI_OverThePipeline(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []registry.Token{
+	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{
 		{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}},
 		{Name: "messaging", Secret: "ack-secret", Roles: []string{"ack:notifications"}},
 		{Name: "other-team", Secret: "other-secret", Roles: []string{"ack:accounts"}},

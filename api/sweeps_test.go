@@ -12,7 +12,6 @@ import (
 
 	"erasure"
 	"erasure/api"
-	"erasure/registry"
 )
 
 // sweeps is an in-memory SweepService over one offline dataset "events" with queued tasks;
@@ -121,7 +120,7 @@ func newSweepEnv(t *testing.T, queued int) (*env, *sweeps) {
 	t.Helper()
 	f := &sweeps{queued: queued}
 	e := newEnv(t, func(c *api.Config) {
-		c.Tokens = append(append(c.Tokens[:0:0], c.Tokens...), registryToken("events-job", tokAckEvents, "ack:events"))
+		c.Tokens = append(append(c.Tokens[:0:0], c.Tokens...), apiToken("events-job", tokAckEvents, "ack:events"))
 	})
 	for pattern, h := range api.SweepRoutes(e.api, f) {
 		e.api.Mount(pattern, h)
@@ -233,6 +232,6 @@ func TestSweepRoutes_RunExportAck(t *testing.T) {
 	}
 }
 
-func registryToken(name, secret string, roles ...string) registry.Token {
-	return registry.Token{Name: name, Secret: secret, Roles: roles}
+func apiToken(name, secret string, roles ...string) api.Token {
+	return api.Token{Name: name, Secret: secret, Roles: roles}
 }

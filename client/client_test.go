@@ -12,7 +12,6 @@ import (
 	"erasure/api/apitest"
 	"erasure/audit"
 	"erasure/client"
-	"erasure/registry"
 )
 
 func newServer(t *testing.T) (*apitest.Service, string) {
@@ -21,7 +20,7 @@ func newServer(t *testing.T) (*apitest.Service, string) {
 		erasure.DatasetInfo{Name: "profile-service", Owner: "profile-team", Connector: "http", Method: erasure.MethodRealtime},
 		erasure.DatasetInfo{Name: "notifications", Owner: "messaging-team", Connector: "nats", Method: erasure.MethodAsync},
 	)
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []registry.Token{
+	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{
 		{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}},
 		{Name: "notif", Secret: "notif-secret", Roles: []string{"ack:notifications"}},
 	}}).Handler())

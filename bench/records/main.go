@@ -28,8 +28,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"erasure/api"
 	"erasure/records"
-	"erasure/records/recordstest"
+	"erasure/reindex"
+	"erasure/store/sqlrecords"
+	"erasure/store/sqlrecords/sqlrecordstest"
 )
 
 func main() {
@@ -60,12 +63,12 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	db, err := recordstest.OpenDB(filepath.Join(dir, "records.db"))
+	db, err := sqlrecordstest.OpenDB(filepath.Join(dir, "records.db"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	s, err := records.Open(ctx, db.W, records.Options{AppendAudit: db.AppendAudit, ReadDB: db.R})
+	s, err := sqlrecords.Open(ctx, db.W, sqlrecords.Options{AppendAudit: db.AppendAudit, ReadDB: db.R})
 	if err != nil {
 		return err
 	}
@@ -127,7 +130,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 		return c, time.Since(start), rows.Err()
 	}
 	reindexOnce := func() (*records.ReindexReport, error) {
-		return records.Reindex(ctx, s, records.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "sierra", Parallel: parallel})
+		return reindex.Run(ctx, s, reindex.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "sierra", Parallel: parallel})
 	}
 	// The machine is shared: each figure is the best of five runs.
 	scanOnce := scan
@@ -145,7 +148,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 		}
 		return bestN, bestT, nil
 	}
-	reindex := func() (*records.ReindexReport, error) {
+	bestReindex := func() (*records.ReindexReport, error) {
 		var best *records.ReindexReport
 		for range 5 {
 			rep, err := reindexOnce()
@@ -169,7 +172,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 		}
 		pprof.StartCPUProfile(f)
 	}
-	before, err := reindex()
+	before, err := bestReindex()
 	if err != nil {
 		return err
 	}
@@ -212,7 +215,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 	if !vr.OK {
 		return fmt.Errorf("verify after archive: %v", vr.Problems)
 	}
-	after, err := reindex()
+	after, err := bestReindex()
 	if err != nil {
 		return err
 	}
@@ -239,7 +242,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 	} else if !vr.OK {
 		return fmt.Errorf("verify after compaction: %v", vr.Problems)
 	}
-	compacted, err := reindex()
+	compacted, err := bestReindex()
 	if err != nil {
 		return err
 	}
@@ -255,7 +258,7 @@ func run(n int, share float64, dir string, parallel, requests, conc int) error {
 
 	// GET load, against the records handler and a bare handler, same generator.
 	allow := func(*http.Request, string) (string, error) { return "bench", nil }
-	srv, url, err := serve(records.Handler(s, allow))
+	srv, url, err := serve(api.RecordsHandler(s, allow))
 	if err != nil {
 		return err
 	}

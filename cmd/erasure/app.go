@@ -22,9 +22,9 @@ import (
 	"erasure/audit"
 	natsconn "erasure/connector/nats"
 	"erasure/pipeline"
-	"erasure/records"
 	"erasure/registry"
 	"erasure/store/sqlite"
+	"erasure/store/sqlrecords"
 )
 
 // app is one running erasure server: store, pipeline, API and, when async datasets exist,
@@ -33,7 +33,7 @@ type app struct {
 	cfg     *registry.Config
 	log     *slog.Logger
 	store   *sqlite.DB
-	records *records.Store
+	records *sqlrecords.Store
 	nats    *natsconn.Conn
 	engine  *pipeline.Engine
 	svc     *pipeline.Service
@@ -72,7 +72,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	if err != nil {
 		return nil, err
 	}
-	a.records, err = records.Open(ctx, a.store.SQL(), records.Options{
+	a.records, err = sqlrecords.Open(ctx, a.store.SQL(), sqlrecords.Options{
 		AppendAudit: a.store.AppendAudit, ReadDB: a.store.ReadSQL(),
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
 		Logger: log.WithGroup("records"),
@@ -92,9 +92,18 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
 	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
 		Engine: a.engine, Logger: log.WithGroup("service"), Metrics: m}
-	a.api = api.New(api.Config{Service: a.svc, Tokens: cfg.Auth.Tokens, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
-	a.api.Mount("/v1/records/", records.Handler(a.records, a.api.Authorize))
+	a.api = api.New(api.Config{Service: a.svc, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
+	a.api.Mount("/v1/records/", api.RecordsHandler(a.records, a.api.Authorize))
 	return a, nil
+}
+
+// apiTokens converts the configuration's tokens into the API's.
+func apiTokens(ts []registry.Token) []api.Token {
+	out := make([]api.Token, len(ts))
+	for i, t := range ts {
+		out[i] = api.Token{Name: t.Name, Secret: t.Secret, Roles: t.Roles}
+	}
+	return out
 }
 
 // hasAsync reports whether any dataset is erased through NATS.

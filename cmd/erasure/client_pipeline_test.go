@@ -15,7 +15,6 @@ import (
 	"erasure/api"
 	"erasure/audit"
 	"erasure/pipeline"
-	"erasure/registry"
 	"erasure/store/sqlite"
 )
 
@@ -54,7 +53,7 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); engine.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []registry.Token{{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}}}}).Handler())
+	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}}}}).Handler())
 	t.Cleanup(func() { srv.Close(); cancel(); wg.Wait(); st.Close() })
 	t.Setenv("ERASURE_URL", srv.URL)
 	t.Setenv("ERASURE_TOKEN", "admin-secret")

@@ -12,7 +12,6 @@ import (
 	"erasure"
 	"erasure/api"
 	"erasure/api/apitest"
-	"erasure/registry"
 )
 
 // clientEnv is an API over an in-memory service, with ERASURE_URL and ERASURE_TOKEN set for
@@ -29,7 +28,7 @@ func newClientEnv(t *testing.T) *clientEnv {
 			Health: erasure.DatasetStats{Backlog: 3, Failures: 1}},
 		erasure.DatasetInfo{Name: "notifications", Owner: "messaging-team", Connector: "nats", Method: erasure.MethodAsync},
 	)
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []registry.Token{
+	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{
 		{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}},
 		{Name: "viewer", Secret: "viewer-secret", Roles: []string{"read"}},
 	}}).Handler())

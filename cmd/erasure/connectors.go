@@ -16,7 +16,7 @@ import (
 )
 
 // bindRecords hands the record store to the datasets of the records connector.
-func bindRecords(ds []*erasure.Dataset, s *records.Store) { recordsconn.Bind(ds, s) }
+func bindRecords(ds []*erasure.Dataset, s records.Service) { recordsconn.Bind(ds, s) }
 
 // configError turns the registry's list of errors into one *erasure.Error for the CLI.
 func configError(path string, err error) error {

@@ -24,7 +24,11 @@ import (
 	_ "modernc.org/sqlite" // --db
 
 	"erasure"
+	"erasure/api"
+	"erasure/client"
 	"erasure/records"
+	"erasure/reindex"
+	"erasure/store/sqlrecords"
 )
 
 func init() {
@@ -85,7 +89,7 @@ func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *source == "" || *before == "" {
 		return usageError("--source and --deleted-before are required")
 	}
-	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
+	body := api.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
 	return recordsMove(ctx, "archive", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
 		return fmt.Sprintf("archived %d tombstones of %s deleted before %s", rep.Moved, *source, *before)
 	})
@@ -116,7 +120,7 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 		return usageError("give record ids (arguments or --ids-file) or --deleted-after, not both")
 	}
 	if *after != "" {
-		body := records.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
+		body := api.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
 		return recordsMove(ctx, "restore", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
 			return fmt.Sprintf("restored %d records of %s deleted after %s", rep.Moved, *source, *after)
 		})
@@ -131,7 +135,7 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 	for i := 0; i < len(ids); i += recordsCallLimit {
 		chunk := ids[i:min(i+recordsCallLimit, len(ids))]
 		var rep records.MoveReport
-		if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/restore"), records.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch}, &rep); err != nil {
+		if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/restore"), api.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch}, &rep); err != nil {
 			return err
 		}
 		total.Candidates += rep.Candidates
@@ -253,7 +257,7 @@ func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	if err := records.ValidSource(*source); err != nil {
 		return err
 	}
-	body := records.ReconcileRequest{DryRun: *dry, Force: *force, Reason: *reason}
+	body := api.ReconcileRequest{DryRun: *dry, Force: *force, Reason: *reason}
 	var err error
 	if body.Present, err = recordsReadIDs(*present); err != nil {
 		return err
@@ -357,7 +361,7 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 		defer closeDB()
 		reader = s
 	} else {
-		reader = &records.RemoteReader{BaseURL: recordsEnv("ERASURE_URL", "http://127.0.0.1:8080"), Token: os.Getenv("ERASURE_TOKEN"), HTTP: &http.Client{}}
+		reader = &client.RecordsReader{BaseURL: recordsEnv("ERASURE_URL", "http://127.0.0.1:8080"), Token: os.Getenv("ERASURE_TOKEN"), HTTP: &http.Client{}}
 	}
 	o := records.ReindexOptions{Source: *source, IDs: ids, Limit: *limit, IncludeDeleted: *includeDeleted,
 		BatchRecords: *batchRecords, BatchBytes: *batchBytes, Parallel: *parallel, Checkpoint: *checkpoint,
@@ -374,7 +378,7 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 			fmt.Fprintf(stderr, "reindex: %d of %d records, %.1f MB, %.0f records/s, ETA %s\n", p.Records, p.Total, float64(p.Bytes)/1e6, p.Rate, eta)
 		}
 	}
-	rep, err := records.Reindex(ctx, reader, sink, o)
+	rep, err := reindex.Run(ctx, reader, sink, o)
 	if cerr := sink.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -415,18 +419,18 @@ func recordsEnv(name, def string) string {
 func recordsSink(to, natsURL string, stdout io.Writer) (records.Sink, error) {
 	switch {
 	case to == "stdout" || to == "-":
-		return records.NewJSONLSink(stdout, nil), nil
+		return reindex.NewJSONLSink(stdout, nil), nil
 	case strings.HasPrefix(to, "file:"):
 		path := strings.TrimPrefix(to, "file:")
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return nil, erasure.Errorf(erasure.EINVALID, "%v", err)
 		}
-		return records.NewJSONLSink(f, f), nil
+		return reindex.NewJSONLSink(f, f), nil
 	case strings.HasPrefix(to, "nats:"):
-		return records.NewNATSSink(natsURL, strings.TrimPrefix(to, "nats:"))
+		return reindex.NewNATSSink(natsURL, strings.TrimPrefix(to, "nats:"))
 	case strings.HasPrefix(to, "http://"), strings.HasPrefix(to, "https://"):
-		s, err := records.NewHTTPSink(to)
+		s, err := reindex.NewHTTPSink(to)
 		if err != nil {
 			return nil, err
 		}
@@ -440,7 +444,7 @@ func recordsSink(to, natsURL string, stdout io.Writer) (records.Sink, error) {
 
 // recordsOpenDB opens the record store of a SQLite database for reading: a read pool, and a
 // write handle that the store uses only for its (already applied) migrations.
-func recordsOpenDB(ctx context.Context, path string) (*records.Store, func(), error) {
+func recordsOpenDB(ctx context.Context, path string) (*sqlrecords.Store, func(), error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, erasure.Errorf(erasure.EINVALID, "--db: %v", err)
 	}
@@ -450,7 +454,7 @@ func recordsOpenDB(ctx context.Context, path string) (*records.Store, func(), er
 		return nil, nil, err
 	}
 	db.SetMaxOpenConns(16)
-	s, err := records.Open(ctx, db, records.Options{
+	s, err := sqlrecords.Open(ctx, db, sqlrecords.Options{
 		AppendAudit: func(context.Context, *sql.Tx, *erasure.AuditEvent) error {
 			return erasure.Errorf(erasure.EINVALID, "a reindex does not write")
 		},

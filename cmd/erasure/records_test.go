@@ -14,17 +14,19 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/api"
 	"erasure/records"
-	"erasure/records/recordstest"
+	"erasure/store/sqlrecords"
+	"erasure/store/sqlrecords/sqlrecordstest"
 )
 
 // recordsEnvironment serves the record store's API over a fresh database holding 100 records
 // of source "sierra", 60 of them tombstones deleted in 2016, and sets ERASURE_URL and
 // ERASURE_TOKEN. It returns the store and the database path.
-func recordsEnvironment(t *testing.T) (*records.Store, string) {
+func recordsEnvironment(t *testing.T) (*sqlrecords.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "erasure.db")
-	s, _ := recordstest.Open(t, path, records.Options{})
+	s, _ := sqlrecordstest.Open(t, path, sqlrecords.Options{})
 	at := time.Date(2016, 5, 1, 0, 0, 0, 0, time.UTC)
 	var recs []records.Record
 	for i := range 100 {
@@ -43,7 +45,7 @@ func recordsEnvironment(t *testing.T) (*records.Store, string) {
 		}
 		return "operator", nil
 	}
-	srv := httptest.NewServer(records.Handler(s, auth))
+	srv := httptest.NewServer(api.RecordsHandler(s, auth))
 	t.Cleanup(srv.Close)
 	t.Setenv("ERASURE_URL", srv.URL)
 	t.Setenv("ERASURE_TOKEN", "operator-secret")

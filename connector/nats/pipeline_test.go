@@ -19,7 +19,6 @@ import (
 	"erasure/connector/nats/natstest"
 	"erasure/mutator"
 	"erasure/pipeline"
-	"erasure/registry"
 	"erasure/store/sqlite"
 )
 
@@ -73,7 +72,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 	}
 	done := make(chan struct{})
 	go func() { eng.Run(ctx); close(done) }()
-	pp.http = httptest.NewServer(api.New(api.Config{Service: pp.svc, Tokens: []registry.Token{
+	pp.http = httptest.NewServer(api.New(api.Config{Service: pp.svc, Tokens: []api.Token{
 		{Name: "notifications-team", Secret: "tok-notifications", Roles: []string{"ack:notifications"}},
 	}}).Handler())
 	t.Cleanup(func() {

@@ -1,5 +1,5 @@
 // Package recordsconn is the `records` connector: it erases a subject's records from the
-// record store (package records) that runs inside `erasure serve`.
+// record store (a records.Service, store/sqlrecords in `erasure serve`).
 //
 //	records:
 //	  source: sierra          # the record source, ^[a-z0-9][a-z0-9._-]{0,63}$
@@ -83,7 +83,7 @@ type Connector struct {
 	dataset, source, mode, identifier string
 
 	mu    sync.RWMutex
-	store *records.Store
+	store records.Service
 }
 
 var (
@@ -94,7 +94,7 @@ var (
 
 // Bind sets the record store on every records connector among datasets (others are left
 // alone). The server calls it once the store is open, before the pipeline starts.
-func Bind(datasets []*erasure.Dataset, s *records.Store) {
+func Bind(datasets []*erasure.Dataset, s records.Service) {
 	for _, d := range datasets {
 		if c, ok := d.Conn.(*Connector); ok {
 			c.mu.Lock()
@@ -110,7 +110,7 @@ func (c *Connector) Source() string { return c.source }
 // Mode is tombstone or purge.
 func (c *Connector) Mode() string { return c.mode }
 
-func (c *Connector) bound() (*records.Store, error) {
+func (c *Connector) bound() (records.Service, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.store == nil {

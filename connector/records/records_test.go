@@ -11,8 +11,9 @@ import (
 	"erasure"
 	recordsconn "erasure/connector/records"
 	"erasure/records"
-	"erasure/records/recordstest"
 	"erasure/registry"
+	"erasure/store/sqlrecords"
+	"erasure/store/sqlrecords/sqlrecordstest"
 )
 
 func registryYAML(block string) string {
@@ -68,9 +69,9 @@ func TestDriver_Build(t *testing.T) {
 	})
 }
 
-func openStore(t *testing.T) *records.Store {
+func openStore(t *testing.T) *sqlrecords.Store {
 	t.Helper()
-	s, _ := recordstest.Open(t, filepath.Join(t.TempDir(), "erasure.db"), records.Options{})
+	s, _ := sqlrecordstest.Open(t, filepath.Join(t.TempDir(), "erasure.db"), sqlrecords.Options{})
 	return s
 }
 

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +26,7 @@ import (
 
 	"erasure"
 	"erasure/audit"
+	"erasure/store/migrate"
 )
 
 //go:embed migrations/*.sql
@@ -130,48 +130,16 @@ func (db *DB) ReadSQL() *sql.DB { return db.r }
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.r.PingContext(ctx) }
 
-// migrate applies the embedded migrations not yet applied, each in its own transaction.
+// migrate applies the embedded migrations not yet applied, each in its own transaction
+// (store/migrate). The set is named "migrations": the rows this store wrote before the shared
+// runner existed are named by their embedded path, migrations/NNN_….sql, and stay valid.
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return err
-	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	files, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		if err := db.migrateOne(ctx, name); err != nil {
-			return fmt.Errorf("migration %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func (db *DB) migrateOne(ctx context.Context, name string) error {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, name).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	body, err := migrations.ReadFile(name)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, name, db.Now().UnixMilli()); err != nil {
-		return err
-	}
-	return tx.Commit()
+	_, err = migrate.Apply(ctx, db.w, migrate.SQLite, migrate.Set{Name: "migrations", Files: files, Now: db.Now})
+	return err
 }
 
 // stmt returns query prepared on the write connection, bound to tx. Parsing a statement costs

@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
@@ -11,10 +11,13 @@ import (
 	"erasure"
 	"erasure/internal/testenv"
 	"erasure/records"
+	"erasure/reindex"
+	"erasure/store/migrate"
+	"erasure/store/sqlrecords"
 )
 
 // openPostgres opens the store with the postgres dialect in a fresh schema, dropped after.
-func openPostgres(t *testing.T, c *clock) *records.Store {
+func openPostgres(t *testing.T, c *clock) *sqlrecords.Store {
 	t.Helper()
 	db, err := sql.Open("pgx", testenv.PostgresSchema(t, "records"))
 	if err != nil {
@@ -28,7 +31,7 @@ func openPostgres(t *testing.T, c *clock) *records.Store {
 		_, err := tx.ExecContext(ctx, `INSERT INTO test_audit (seq, type, data) SELECT COALESCE(MAX(seq), 0) + 1, $1, $2 FROM test_audit`, ev.Type, string(ev.Data))
 		return err
 	}
-	s, err := records.Open(context.Background(), db, records.Options{AppendAudit: appendAudit, Now: c.Now, Dialect: "postgres"})
+	s, err := sqlrecords.Open(context.Background(), db, sqlrecords.Options{AppendAudit: appendAudit, Now: c.Now, Dialect: migrate.Postgres})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,14 +55,14 @@ func TestStore_Postgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		sink := &collectSink{}
-		rep, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "alpha", Parallel: 3, BatchRecords: 250})
+		rep, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "alpha", Parallel: 3, BatchRecords: 250})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n := len(sink.ids(t)); n != live || rep.Segments != 3 {
 			t.Fatalf("streamed %d in %d segments, want %d in 3", n, rep.Segments, live)
 		}
-		if _, err := records.Reindex(ctx, s, records.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "alpha", IDs: []string{"alpha-00001"}}); err != nil {
+		if _, err := reindex.Run(ctx, s, reindex.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "alpha", IDs: []string{"alpha-00001"}}); err != nil {
 			t.Fatal(err)
 		}
 		mustVerify(t, s)

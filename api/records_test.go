@@ -1,4 +1,4 @@
-package records_test
+package api_test
 
 import (
 	"context"
@@ -8,21 +8,25 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"erasure"
+	"erasure/api"
 	"erasure/records"
+	"erasure/store/sqlrecords"
+	"erasure/store/sqlrecords/sqlrecordstest"
 )
 
-// authorizer grants roles by bearer token: "reader" reads, "writer" reads and writes,
+// recordsAuthorizer grants roles by bearer token: "reader" reads, "writer" reads and writes,
 // "operator" does everything.
-func authorizer(r *http.Request, role string) (string, error) {
+func recordsAuthorizer(r *http.Request, role string) (string, error) {
 	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	roles := map[string][]string{
-		"reader":   {records.RoleRead},
-		"writer":   {records.RoleRead, records.RoleWrite},
-		"operator": {records.RoleRead, records.RoleWrite, records.RoleOperate},
+		"reader":   {api.RoleRead},
+		"writer":   {api.RoleRead, api.RoleWrite},
+		"operator": {api.RoleRead, api.RoleWrite, api.RoleOperate},
 	}[tok]
 	if roles == nil {
 		return "", erasure.Errorf(erasure.EUNAUTHORIZED, "a bearer token is required")
@@ -35,11 +39,29 @@ func authorizer(r *http.Request, role string) (string, error) {
 	return "", erasure.Errorf(erasure.EFORBIDDEN, "token lacks role %s", role)
 }
 
-func TestHandler_Statuses(t *testing.T) {
+// recordsClock is an injectable time source that moves only when told.
+type recordsClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *recordsClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *recordsClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestRecordRoutes_Statuses(t *testing.T) {
 	ctx := context.Background()
-	c := newClock()
-	s, _ := openAt(t, filepath.Join(t.TempDir(), "erasure.db"), c.Now, records.Options{MaxArchiveShare: 0.2})
-	srv := httptest.NewServer(records.Handler(s, authorizer))
+	c := &recordsClock{t: time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := sqlrecordstest.Open(t, filepath.Join(t.TempDir(), "erasure.db"), sqlrecords.Options{MaxArchiveShare: 0.2, Now: c.Now})
+	srv := httptest.NewServer(api.RecordsHandler(s, recordsAuthorizer))
 	t.Cleanup(srv.Close)
 
 	// Fixtures: a live record, a live tombstone, an archived tombstone.
@@ -72,7 +94,7 @@ func TestHandler_Statuses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	big := `{"version":1,"payload":"` + strings.Repeat("x", records.MaxBody) + `"}`
+	big := `{"version":1,"payload":"` + strings.Repeat("x", api.MaxRecordBody) + `"}`
 	long := strings.Repeat("i", records.MaxIDBytes+1)
 	tests := []struct {
 		name, method, path, token, body string
@@ -156,7 +178,9 @@ func TestHandler_Statuses(t *testing.T) {
 		})
 	}
 	t.Run("BadInputChangedNothing", func(t *testing.T) {
-		mustVerify(t, s)
+		if v, err := s.Verify(ctx, ""); err != nil || !v.OK {
+			t.Fatalf("verify: %+v, %v", v, err)
+		}
 		rec, err := s.Get(ctx, "sierra", "b1")
 		if err != nil || rec.Version != 1 || rec.Deleted {
 			t.Fatalf("b1 = %+v, %v; want untouched at version 1", rec, err)

@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"erasure/records"
-	"erasure/records/recordstest"
+	"erasure/store/sqlrecords"
+	"erasure/store/sqlrecords/sqlrecordstest"
 )
 
 // clock is an injectable time source that moves only when told.
@@ -32,18 +33,18 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // openAt opens (creating if needed) the store in the SQLite database at path.
-func openAt(t testing.TB, path string, now func() time.Time, opts records.Options) (*records.Store, *recordstest.DB) {
+func openAt(t testing.TB, path string, now func() time.Time, opts sqlrecords.Options) (*sqlrecords.Store, *sqlrecordstest.DB) {
 	t.Helper()
 	opts.Now = now
-	return recordstest.Open(t, path, opts)
+	return sqlrecordstest.Open(t, path, opts)
 }
 
-func openStore(t testing.TB, c *clock) (*records.Store, *recordstest.DB) {
+func openStore(t testing.TB, c *clock) (*sqlrecords.Store, *sqlrecordstest.DB) {
 	t.Helper()
-	return openAt(t, filepath.Join(t.TempDir(), "erasure.db"), c.Now, records.Options{})
+	return openAt(t, filepath.Join(t.TempDir(), "erasure.db"), c.Now, sqlrecords.Options{})
 }
 
-func mustVerify(t testing.TB, s *records.Store) *records.VerifyReport {
+func mustVerify(t testing.TB, s *sqlrecords.Store) *records.VerifyReport {
 	t.Helper()
 	rep, err := s.Verify(context.Background(), "")
 	if err != nil {

@@ -1,18 +1,21 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"erasure"
 	"erasure/audit"
 	"erasure/records"
+	"erasure/store/migrate"
 	"erasure/store/sqlite"
+	"erasure/store/sqlrecords"
 )
 
 // TestStore_OnTheServerStore runs the record store inside store/sqlite's database, as `erasure
-// serve` does: the property test holds, and every move's audit event lands in the server's
+// serve` does: both migrate into one schema_migrations, the property test holds, and every move's audit event lands in the server's
 // hash-chained trail, which still verifies.
 func TestStore_OnTheServerStore(t *testing.T) {
 	ctx := context.Background()
@@ -26,9 +29,17 @@ func TestStore_OnTheServerStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s, err := records.Open(ctx, db.SQL(), records.Options{AppendAudit: db.AppendAudit, ReadDB: db.ReadSQL(), Now: c.Now})
+	s, err := sqlrecords.Open(ctx, db.SQL(), sqlrecords.Options{AppendAudit: db.AppendAudit, ReadDB: db.ReadSQL(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One tracking table for both: the server store's set and the record store's.
+	names, err := migrate.Applied(ctx, db.SQL(), migrate.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, "records/001_records.sql") || !slices.Contains(names, "migrations/001_init.sql") {
+		t.Fatalf("schema_migrations holds %v, want the sets of both stores", names)
 	}
 	runProperty(t, s, c, 21, 150)
 

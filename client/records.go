@@ -1,4 +1,4 @@
-package records
+package client
 
 import (
 	"bufio"
@@ -13,12 +13,14 @@ import (
 	"strings"
 
 	"erasure"
+	"erasure/records"
 )
 
-// RemoteReader reads records for a reindex through the API (GET /v1/records/:sources,
-// {source}:segments and {source}:export), so that `erasure records reindex` works from any
-// machine with a read token. Each segment is one streaming NDJSON response.
-type RemoteReader struct {
+// RecordsReader is a records.Reader over the API (GET /v1/records/:sources, {source}:segments
+// and {source}:export), so that `erasure records reindex` works from any machine with a read
+// token. Each segment is one streaming NDJSON response. The API's errors come back as
+// *erasure.Error with its code, failures to reach it as EUNAVAILABLE.
+type RecordsReader struct {
 	// BaseURL is the API address, such as http://127.0.0.1:8080.
 	BaseURL string
 	Token   string
@@ -26,9 +28,9 @@ type RemoteReader struct {
 	HTTP *http.Client
 }
 
-var _ Reader = (*RemoteReader)(nil)
+var _ records.Reader = (*RecordsReader)(nil)
 
-func (c *RemoteReader) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+func (c *RecordsReader) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
 	u := strings.TrimRight(c.BaseURL, "/") + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -65,7 +67,7 @@ func (c *RemoteReader) get(ctx context.Context, path string, q url.Values) (*htt
 	return resp, nil
 }
 
-func (c *RemoteReader) getJSON(ctx context.Context, path string, q url.Values, out any) error {
+func (c *RecordsReader) getJSON(ctx context.Context, path string, q url.Values, out any) error {
 	resp, err := c.get(ctx, path, q)
 	if err != nil {
 		return err
@@ -77,8 +79,8 @@ func (c *RemoteReader) getJSON(ctx context.Context, path string, q url.Values, o
 	return nil
 }
 
-// Sources implements Reader.
-func (c *RemoteReader) Sources(ctx context.Context) ([]string, error) {
+// Sources implements records.Reader.
+func (c *RecordsReader) Sources(ctx context.Context) ([]string, error) {
 	var out struct {
 		Sources []string `json:"sources"`
 	}
@@ -86,22 +88,22 @@ func (c *RemoteReader) Sources(ctx context.Context) ([]string, error) {
 	return out.Sources, err
 }
 
-// Segments implements Reader.
-func (c *RemoteReader) Segments(ctx context.Context, partition, source string, n int) ([]Segment, int64, error) {
-	if err := ValidSource(source); err != nil {
+// Segments implements records.Reader.
+func (c *RecordsReader) Segments(ctx context.Context, partition, source string, n int) ([]records.Segment, int64, error) {
+	if err := records.ValidSource(source); err != nil {
 		return nil, 0, err
 	}
 	var out struct {
-		Records  int64     `json:"records"`
-		Segments []Segment `json:"segments"`
+		Records  int64             `json:"records"`
+		Segments []records.Segment `json:"segments"`
 	}
 	err := c.getJSON(ctx, "/v1/records/"+source+":segments", url.Values{"n": {strconv.Itoa(n)}, "partition": {partition}}, &out)
 	return out.Segments, out.Records, err
 }
 
-// ScanLines implements Reader.
-func (c *RemoteReader) ScanLines(ctx context.Context, partition string, seg Segment, after string, limit int64, fn func(id string, line []byte) error) error {
-	if err := ValidSource(seg.Source); err != nil {
+// ScanLines implements records.Reader.
+func (c *RecordsReader) ScanLines(ctx context.Context, partition string, seg records.Segment, after string, limit int64, fn func(id string, line []byte) error) error {
+	if err := records.ValidSource(seg.Source); err != nil {
 		return err
 	}
 	q := url.Values{"partition": {partition}}
@@ -147,11 +149,11 @@ func (c *RemoteReader) ScanLines(ctx context.Context, partition string, seg Segm
 	return nil
 }
 
-// Lookup implements Reader: it exports one record from the id on, in live then deleted.
-func (c *RemoteReader) Lookup(ctx context.Context, source, id string) ([]byte, string, bool, error) {
-	for _, part := range []string{Live, Deleted} {
+// Lookup implements records.Reader: it exports one record from the id on, in live then deleted.
+func (c *RecordsReader) Lookup(ctx context.Context, source, id string) ([]byte, string, bool, error) {
+	for _, part := range []string{records.Live, records.Deleted} {
 		var found []byte
-		err := c.ScanLines(ctx, part, Segment{Source: source, From: id}, "", 1, func(got string, line []byte) error {
+		err := c.ScanLines(ctx, part, records.Segment{Source: source, From: id}, "", 1, func(got string, line []byte) error {
 			if got == id {
 				found = bytes.Clone(line)
 			}

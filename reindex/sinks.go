@@ -1,4 +1,4 @@
-package records
+package reindex
 
 import (
 	"bytes"
@@ -13,6 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"erasure"
+	"erasure/records"
+)
+
+var (
+	_ records.Sink = (*JSONLSink)(nil)
+	_ records.Sink = (*NATSSink)(nil)
+	_ records.Sink = (*HTTPSink)(nil)
 )
 
 // JSONLSink writes batches as JSON lines to a writer (stdout, a file). Batches of parallel
@@ -23,12 +30,12 @@ type JSONLSink struct {
 	c  io.Closer
 }
 
-// NewJSONLSink returns a sink writing to w; Close closes w when it is an io.Closer other than
-// os.Stdout (the caller passes nil closer semantics by wrapping).
+// NewJSONLSink returns a sink writing to w; Close closes closer when it is not nil (nil for
+// stdout, the file for a file).
 func NewJSONLSink(w io.Writer, closer io.Closer) *JSONLSink { return &JSONLSink{w: w, c: closer} }
 
 // Send writes the batch.
-func (s *JSONLSink) Send(ctx context.Context, b *Batch) error {
+func (s *JSONLSink) Send(ctx context.Context, b *records.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, err := s.w.Write(b.Body)
@@ -55,7 +62,7 @@ type NATSSink struct {
 // subject, EUNAVAILABLE when the server cannot be reached.
 func NewNATSSink(url, subject string) (*NATSSink, error) {
 	if subject == "" || bytes.ContainsAny([]byte(subject), " \t\r\n*>") {
-		return nil, erasure.Errorf(erasure.EINVALID, "NATS subject %q is not valid for publishing", clip(subject))
+		return nil, erasure.Errorf(erasure.EINVALID, "NATS subject %q is not valid for publishing", records.Clip(subject))
 	}
 	nc, err := nats.Connect(url, nats.Name("erasure records reindex"))
 	if err != nil {
@@ -65,7 +72,7 @@ func NewNATSSink(url, subject string) (*NATSSink, error) {
 }
 
 // Send publishes the batch; EINVALID when it is larger than the server's max payload.
-func (s *NATSSink) Send(ctx context.Context, b *Batch) error {
+func (s *NATSSink) Send(ctx context.Context, b *records.Batch) error {
 	if max := s.nc.MaxPayload(); int64(len(b.Body)) > max {
 		return erasure.Errorf(erasure.EINVALID, "a batch of %d bytes exceeds the NATS max payload of %d: lower --batch-bytes", len(b.Body), max)
 	}
@@ -116,7 +123,7 @@ func NewHTTPSink(url string) (*HTTPSink, error) {
 }
 
 // Send posts the batch.
-func (s *HTTPSink) Send(ctx context.Context, b *Batch) error {
+func (s *HTTPSink) Send(ctx context.Context, b *records.Batch) error {
 	wait := 200 * time.Millisecond
 	var last error
 	for attempt := 1; attempt <= max(s.Attempts, 1); attempt++ {

@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"erasure"
 	"erasure/records"
+	"erasure/store/sqlrecords"
 )
 
 func TestArchive_Manifests(t *testing.T) {
@@ -97,7 +98,7 @@ func TestArchive_Guard(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := t.TempDir() + "/db"
-			s, _ := openAt(t, path, c.Now, records.Options{MaxArchiveShare: tc.share})
+			s, _ := openAt(t, path, c.Now, sqlrecords.Options{MaxArchiveShare: tc.share})
 			loadSource(t, s, c, "alpha", 300)
 			rep, err := s.Archive(ctx, records.ArchiveOptions{Source: "alpha", DeletedBefore: c.Now(), Force: tc.force})
 			if erasure.ErrorCode(err) != tc.code {

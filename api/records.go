@@ -1,4 +1,4 @@
-package records
+package api
 
 import (
 	"bufio"
@@ -9,24 +9,17 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/api"
+	"erasure/records"
 )
 
-// Body size limits.
+// Body size limits of the record routes (the rest of the API has Config.MaxBodyBytes).
 const (
-	MaxBody          = 1 << 20  // PUT, archive, restore
-	MaxBatchBody     = 16 << 20 // :batch
-	MaxReconcileBody = 64 << 20 // reconcile carries the source's whole id list
+	MaxRecordBody      = 1 << 20  // PUT, archive
+	MaxRecordBatchBody = 16 << 20 // :batch, restore
+	MaxReconcileBody   = 64 << 20 // reconcile carries the source's whole id list
 )
 
-// Roles checked by the handler.
-const (
-	RoleRead    = "read"
-	RoleWrite   = "write"
-	RoleOperate = "operate"
-)
-
-// Handler serves the record store under /v1/records/:
+// RecordsHandler serves a record store under /v1/records/:
 //
 //	GET    /v1/records/{source}/{id}          read     200 record · 410 tombstone · 404 never seen
 //	PUT    /v1/records/{source}/{id}          write    {"version":N,"payload":{…}} or {"deleted":true,"reason":"…"}
@@ -41,9 +34,12 @@ const (
 //	POST   /v1/records/{source}:verify        operate  verify one source; /v1/records/:verify for all
 //
 // authorize returns the actor for a request holding role, or an *erasure.Error with code
-// EUNAUTHORIZED or EFORBIDDEN. Errors are JSON {"error":{"code","message"}}.
-func Handler(s *Store, authorize func(r *http.Request, role string) (string, error)) http.Handler {
-	h := &handler{s: s, auth: authorize}
+// EUNAUTHORIZED or EFORBIDDEN: Server.Authorize when the routes are mounted on a Server (cmd/
+// erasure), another one when they are served alone. Errors are the API's: WriteError's JSON
+// and statuses, bodies decoded by DecodeJSON. A tombstone answers 410 with its deletion time,
+// reason and version.
+func RecordsHandler(s records.Service, authorize func(r *http.Request, role string) (string, error)) http.Handler {
+	h := &recordsHandler{s: s, auth: authorize}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/records/{source}/{id}", h.get)
 	mux.HandleFunc("PUT /v1/records/{source}/{id}", h.put)
@@ -54,48 +50,48 @@ func Handler(s *Store, authorize func(r *http.Request, role string) (string, err
 	mux.HandleFunc("POST /v1/records/{target}", h.postTarget)
 	mux.HandleFunc("GET /v1/records/{target}", h.getTarget)
 	mux.HandleFunc("/v1/records/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: %s %s", r.Method, r.URL.Path))
+		WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
 
-type handler struct {
-	s    *Store
+type recordsHandler struct {
+	s    records.Service
 	auth func(r *http.Request, role string) (string, error)
 }
 
 // authorized checks the role and returns the actor, or answers the error and returns false.
-func (h *handler) authorized(w http.ResponseWriter, r *http.Request, role string) (string, bool) {
+func (h *recordsHandler) authorized(w http.ResponseWriter, r *http.Request, role string) (string, bool) {
 	actor, err := h.auth(r, role)
 	if err != nil {
 		switch erasure.ErrorCode(err) {
 		case erasure.EUNAUTHORIZED, erasure.EFORBIDDEN:
-			api.WriteError(w, r, err)
+			WriteError(w, r, err)
 		default:
-			api.WriteError(w, r, erasure.Errorf(erasure.EUNAUTHORIZED, "not authorized"))
+			WriteError(w, r, erasure.Errorf(erasure.EUNAUTHORIZED, "not authorized"))
 		}
 		return "", false
 	}
 	return actor, true
 }
 
-func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) get(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.authorized(w, r, RoleRead); !ok {
 		return
 	}
 	rec, err := h.s.Get(r.Context(), r.PathValue("source"), r.PathValue("id"))
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
 	if rec.Deleted {
-		api.WriteJSON(w, http.StatusGone, map[string]any{
-			"error":      api.ErrorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
+		WriteJSON(w, http.StatusGone, map[string]any{
+			"error":      ErrorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
 			"deleted_at": rec.DeletedAt, "reason": rec.Reason, "version": rec.Version,
 		})
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, rec)
+	WriteJSON(w, http.StatusOK, rec)
 }
 
 // putBody is the body of a PUT.
@@ -107,36 +103,36 @@ type putBody struct {
 	Purge   bool            `json:"purge"`
 }
 
-func (h *handler) put(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) put(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.authorized(w, r, RoleWrite); !ok {
 		return
 	}
 	var b putBody
-	if err := api.DecodeJSON(r, MaxBody, &b); err != nil {
-		api.WriteError(w, r, err)
+	if err := DecodeJSON(r, MaxRecordBody, &b); err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), Write{ID: r.PathValue("id"), Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge})
+	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), records.Write{ID: r.PathValue("id"), Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge})
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
 	code := http.StatusOK
-	if status == StatusCreated {
+	if status == records.StatusCreated {
 		code = http.StatusCreated
 	}
-	api.WriteJSON(w, code, map[string]any{"status": status, "record": rec})
+	WriteJSON(w, code, map[string]any{"status": status, "record": rec})
 }
 
-func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) delete(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.authorized(w, r, RoleWrite); !ok {
 		return
 	}
 	q := r.URL.Query()
-	o := DeleteOptions{Reason: q.Get("reason")}
+	o := records.DeleteOptions{Reason: q.Get("reason")}
 	for k := range q {
 		if k != "reason" && k != "mode" && k != "version" {
-			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "unknown query parameter %q", clip(k)))
+			WriteError(w, r, erasure.Errorf(erasure.EINVALID, "unknown query parameter %q", records.Clip(k)))
 			return
 		}
 	}
@@ -145,32 +141,32 @@ func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
 	case "purge":
 		o.Purge = true
 	default:
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "mode must be tombstone or purge"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "mode must be tombstone or purge"))
 		return
 	}
 	if v := q.Get("version"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "version must be a positive integer"))
+			WriteError(w, r, erasure.Errorf(erasure.EINVALID, "version must be a positive integer"))
 			return
 		}
 		o.Version = n
 	}
 	if len(o.Reason) > 256 {
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "reason is longer than 256 bytes"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "reason is longer than 256 bytes"))
 		return
 	}
 	rec, status, err := h.s.Delete(r.Context(), r.PathValue("source"), r.PathValue("id"), o)
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"status": status, "record": rec})
+	WriteJSON(w, http.StatusOK, map[string]any{"status": status, "record": rec})
 }
 
 // postTarget serves POST /v1/records/{source}:batch and /v1/records/{source}:verify (the mux
 // cannot match a wildcard followed by a literal in one segment).
-func (h *handler) postTarget(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) postTarget(w http.ResponseWriter, r *http.Request) {
 	target := r.PathValue("target")
 	switch {
 	case strings.HasSuffix(target, ":batch"):
@@ -178,11 +174,11 @@ func (h *handler) postTarget(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(target, ":verify"):
 		h.verify(w, r, strings.TrimSuffix(target, ":verify"))
 	default:
-		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: POST %s", clip(r.URL.Path)))
+		WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: POST %s", records.Clip(r.URL.Path)))
 	}
 }
 
-func (h *handler) getTarget(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) getTarget(w http.ResponseWriter, r *http.Request) {
 	target := r.PathValue("target")
 	switch {
 	case target == ":sources":
@@ -191,64 +187,64 @@ func (h *handler) getTarget(w http.ResponseWriter, r *http.Request) {
 		}
 		srcs, err := h.s.Sources(r.Context())
 		if err != nil {
-			api.WriteError(w, r, err)
+			WriteError(w, r, err)
 			return
 		}
-		api.WriteJSON(w, http.StatusOK, map[string]any{"sources": srcs})
+		WriteJSON(w, http.StatusOK, map[string]any{"sources": srcs})
 	case strings.HasSuffix(target, ":export"):
 		h.export(w, r, strings.TrimSuffix(target, ":export"))
 	case strings.HasSuffix(target, ":segments"):
 		h.segments(w, r, strings.TrimSuffix(target, ":segments"))
 	default:
-		api.WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: GET %s", clip(r.URL.Path)))
+		WriteError(w, r, erasure.Errorf(erasure.ENOTFOUND, "no such records endpoint: GET %s", records.Clip(r.URL.Path)))
 	}
 }
 
-// BatchRequest is the body of POST /v1/records/{source}:batch.
-type BatchRequest struct {
-	Writes []Write `json:"writes"`
+// RecordBatchRequest is the body of POST /v1/records/{source}:batch.
+type RecordBatchRequest struct {
+	Writes []records.Write `json:"writes"`
 }
 
-// BatchItem is one result of a batch: the write's outcome or its error.
-type BatchItem struct {
-	ID      string           `json:"id"`
-	Version int64            `json:"version,omitempty"`
-	Status  string           `json:"status,omitempty"`
-	Error   *api.ErrorDetail `json:"error,omitempty"`
+// RecordBatchItem is one result of a batch: the write's outcome or its error.
+type RecordBatchItem struct {
+	ID      string       `json:"id"`
+	Version int64        `json:"version,omitempty"`
+	Status  string       `json:"status,omitempty"`
+	Error   *ErrorDetail `json:"error,omitempty"`
 }
 
-func (h *handler) batch(w http.ResponseWriter, r *http.Request, source string) {
+func (h *recordsHandler) batch(w http.ResponseWriter, r *http.Request, source string) {
 	if _, ok := h.authorized(w, r, RoleWrite); !ok {
 		return
 	}
-	if err := ValidSource(source); err != nil {
-		api.WriteError(w, r, err)
+	if err := records.ValidSource(source); err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	var b BatchRequest
-	if err := api.DecodeJSON(r, MaxBatchBody, &b); err != nil {
-		api.WriteError(w, r, err)
+	var b RecordBatchRequest
+	if err := DecodeJSON(r, MaxRecordBatchBody, &b); err != nil {
+		WriteError(w, r, err)
 		return
 	}
 	if len(b.Writes) == 0 {
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "writes is empty"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "writes is empty"))
 		return
 	}
 	res, err := h.s.WriteBatch(r.Context(), source, b.Writes)
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	out := make([]BatchItem, len(res))
+	out := make([]RecordBatchItem, len(res))
 	failed := 0
 	for i, x := range res {
-		out[i] = BatchItem{ID: x.ID, Version: x.Version, Status: x.Status}
+		out[i] = RecordBatchItem{ID: x.ID, Version: x.Version, Status: x.Status}
 		if x.Err != nil {
-			out[i].Error = &api.ErrorDetail{Code: x.Err.Code, Message: x.Err.Message}
+			out[i].Error = &ErrorDetail{Code: x.Err.Code, Message: x.Err.Message}
 			failed++
 		}
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
+	WriteJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
 }
 
 // ArchiveRequest is the body of POST /v1/records/{source}/archive. DeletedBefore is a date
@@ -261,7 +257,7 @@ type ArchiveRequest struct {
 	// Limit bounds how many records this call moves, so that a client can show progress by
 	// calling again until Remaining is 0.
 	Limit int64 `json:"limit"`
-	// Compact rebuilds the live partition when the archive is complete (see Store.Compact).
+	// Compact rebuilds the live partition when the archive is complete (see records.Service.Compact).
 	Compact bool `json:"compact"`
 }
 
@@ -283,8 +279,8 @@ type ReconcileRequest struct {
 	Reason  string   `json:"reason"`
 }
 
-// ParseDate parses a date (YYYY-MM-DD, UTC) or an RFC 3339 time; EINVALID otherwise.
-func ParseDate(field, s string) (time.Time, error) {
+// parseDate parses a date (YYYY-MM-DD, UTC) or an RFC 3339 time; EINVALID otherwise.
+func parseDate(field, s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t, nil
 	}
@@ -294,53 +290,53 @@ func ParseDate(field, s string) (time.Time, error) {
 	return time.Time{}, erasure.Errorf(erasure.EINVALID, "%s must be a date (2017-01-01) or an RFC 3339 time", field)
 }
 
-func (h *handler) archive(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) archive(w http.ResponseWriter, r *http.Request) {
 	actor, ok := h.authorized(w, r, RoleOperate)
 	if !ok {
 		return
 	}
 	var b ArchiveRequest
-	if err := api.DecodeJSON(r, MaxBody, &b); err != nil {
-		api.WriteError(w, r, err)
+	if err := DecodeJSON(r, MaxRecordBody, &b); err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	before, err := ParseDate("deleted_before", b.DeletedBefore)
+	before, err := parseDate("deleted_before", b.DeletedBefore)
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	rep, err := h.s.Archive(r.Context(), ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor, Compact: b.Compact})
+	rep, err := h.s.Archive(r.Context(), records.ArchiveOptions{Source: r.PathValue("source"), DeletedBefore: before, DryRun: b.DryRun, Force: b.Force, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor, Compact: b.Compact})
 	answerMove(w, r, rep, err)
 }
 
-func answerMove(w http.ResponseWriter, r *http.Request, rep *MoveReport, err error) {
+func answerMove(w http.ResponseWriter, r *http.Request, rep *records.MoveReport, err error) {
 	if err != nil {
 		code := erasure.ErrorCode(err)
 		if rep != nil && code == erasure.ECONFLICT {
-			api.WriteJSON(w, api.StatusOf(code), map[string]any{"error": api.ErrorDetail{Code: code, Message: erasure.ErrorMessage(err)}, "report": rep})
+			WriteJSON(w, StatusOf(code), map[string]any{"error": ErrorDetail{Code: code, Message: erasure.ErrorMessage(err)}, "report": rep})
 			return
 		}
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, rep)
+	WriteJSON(w, http.StatusOK, rep)
 }
 
-func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) restore(w http.ResponseWriter, r *http.Request) {
 	actor, ok := h.authorized(w, r, RoleOperate)
 	if !ok {
 		return
 	}
 	var b RestoreRequest
-	if err := api.DecodeJSON(r, MaxBatchBody, &b); err != nil {
-		api.WriteError(w, r, err)
+	if err := DecodeJSON(r, MaxRecordBatchBody, &b); err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	o := RestoreOptions{Source: r.PathValue("source"), IDs: b.IDs, DryRun: b.DryRun, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor}
+	o := records.RestoreOptions{Source: r.PathValue("source"), IDs: b.IDs, DryRun: b.DryRun, BatchSize: b.BatchSize, Limit: b.Limit, Actor: actor}
 	if b.DeletedAfter != "" {
-		t, err := ParseDate("deleted_after", b.DeletedAfter)
+		t, err := parseDate("deleted_after", b.DeletedAfter)
 		if err != nil {
-			api.WriteError(w, r, err)
+			WriteError(w, r, err)
 			return
 		}
 		o.DeletedAfter = t
@@ -349,14 +345,14 @@ func (h *handler) restore(w http.ResponseWriter, r *http.Request) {
 	answerMove(w, r, rep, err)
 }
 
-func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
+func (h *recordsHandler) reconcile(w http.ResponseWriter, r *http.Request) {
 	actor, ok := h.authorized(w, r, RoleOperate)
 	if !ok {
 		return
 	}
 	var b ReconcileRequest
-	if err := api.DecodeJSON(r, MaxReconcileBody, &b); err != nil {
-		api.WriteError(w, r, err)
+	if err := DecodeJSON(r, MaxReconcileBody, &b); err != nil {
+		WriteError(w, r, err)
 		return
 	}
 	present := make(map[string]bool, len(b.Present))
@@ -364,59 +360,59 @@ func (h *handler) reconcile(w http.ResponseWriter, r *http.Request) {
 		present[id] = true
 	}
 	if len(b.Present) == 0 {
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "present is empty: refusing to tombstone every record"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "present is empty: refusing to tombstone every record"))
 		return
 	}
-	rep, err := h.s.Reconcile(r.Context(), ReconcileOptions{Source: r.PathValue("source"), Present: present, Control: b.Control, DryRun: b.DryRun, Force: b.Force, Reason: b.Reason, Actor: actor})
+	rep, err := h.s.Reconcile(r.Context(), records.ReconcileOptions{Source: r.PathValue("source"), Present: present, Control: b.Control, DryRun: b.DryRun, Force: b.Force, Reason: b.Reason, Actor: actor})
 	answerMove(w, r, rep, err)
 }
 
-func (h *handler) verify(w http.ResponseWriter, r *http.Request, source string) {
+func (h *recordsHandler) verify(w http.ResponseWriter, r *http.Request, source string) {
 	if _, ok := h.authorized(w, r, RoleOperate); !ok {
 		return
 	}
 	rep, err := h.s.Verify(r.Context(), source)
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, rep)
+	WriteJSON(w, http.StatusOK, rep)
 }
 
 // export streams a partition's records of one source as NDJSON, in id order, from `from`
 // (inclusive) or after `after` (exclusive) to before (exclusive), at most limit records: GET
 // /v1/records/{source}:export?partition=live&from=…&after=…&before=…&limit=N.
-func (h *handler) export(w http.ResponseWriter, r *http.Request, source string) {
+func (h *recordsHandler) export(w http.ResponseWriter, r *http.Request, source string) {
 	if _, ok := h.authorized(w, r, RoleRead); !ok {
 		return
 	}
 	q := r.URL.Query()
-	seg := Segment{Source: source, From: q.Get("from"), Before: q.Get("before")}
+	seg := records.Segment{Source: source, From: q.Get("from"), Before: q.Get("before")}
 	part := q.Get("partition")
 	if part == "" {
-		part = Live
+		part = records.Live
 	}
 	var limit int64
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "limit must be a positive integer"))
+			WriteError(w, r, erasure.Errorf(erasure.EINVALID, "limit must be a positive integer"))
 			return
 		}
 		limit = n
 	}
-	if err := ValidSource(source); err != nil {
-		api.WriteError(w, r, err)
+	if err := records.ValidSource(source); err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	if part != Live && part != Deleted {
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "partition must be live or deleted"))
+	if err := records.ValidPartition(part); err != nil {
+		WriteError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
-	_, err := h.s.Scan(r.Context(), part, seg, q.Get("after"), limit, func(rec *RawRecord) error {
+	_, err := h.s.Scan(r.Context(), part, seg, q.Get("after"), limit, func(rec *records.RawRecord) error {
 		line = rec.AppendJSON(line[:0])
 		line = append(line, '\n')
 		_, err := bw.Write(line)
@@ -429,7 +425,7 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, source string) 
 	bw.Flush()
 }
 
-func (h *handler) segments(w http.ResponseWriter, r *http.Request, source string) {
+func (h *recordsHandler) segments(w http.ResponseWriter, r *http.Request, source string) {
 	if _, ok := h.authorized(w, r, RoleRead); !ok {
 		return
 	}
@@ -439,17 +435,17 @@ func (h *handler) segments(w http.ResponseWriter, r *http.Request, source string
 		n, err = 1, nil
 	}
 	if err != nil || n < 1 || n > 64 {
-		api.WriteError(w, r, erasure.Errorf(erasure.EINVALID, "n must be between 1 and 64"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "n must be between 1 and 64"))
 		return
 	}
 	part := q.Get("partition")
 	if part == "" {
-		part = Live
+		part = records.Live
 	}
 	segs, total, err := h.s.Segments(r.Context(), part, source, n)
 	if err != nil {
-		api.WriteError(w, r, err)
+		WriteError(w, r, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"records": total, "segments": segs})
+	WriteJSON(w, http.StatusOK, map[string]any{"records": total, "segments": segs})
 }

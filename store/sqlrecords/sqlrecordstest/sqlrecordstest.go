@@ -1,8 +1,8 @@
-// Package recordstest opens record stores for tests: a SQLite database in WAL mode (modernc,
-// busy_timeout, one write connection with BEGIN IMMEDIATE and a read pool, as store/sqlite
-// does) with a small hash-chained audit table of its own, so that the record store's tests do
-// not depend on the server's store package.
-package recordstest
+// Package sqlrecordstest opens SQL record stores for tests and benchmarks: a SQLite database
+// in WAL mode (modernc, busy_timeout, one write connection with BEGIN IMMEDIATE and a read
+// pool, as store/sqlite does) with a small hash-chained audit table of its own, so that the
+// record store's tests do not depend on the server's store package.
+package sqlrecordstest
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 	"erasure"
 	"erasure/audit"
-	"erasure/records"
+	"erasure/store/sqlrecords"
 )
 
 // DB is an open test database.
@@ -97,7 +97,7 @@ func (db *DB) Events(ctx context.Context, typ string) ([]erasure.AuditEvent, err
 
 // Open opens a record store on the database at path, closed when t ends. opts' AppendAudit
 // and ReadDB are set here.
-func Open(t testing.TB, path string, opts records.Options) (*records.Store, *DB) {
+func Open(t testing.TB, path string, opts sqlrecords.Options) (*sqlrecords.Store, *DB) {
 	t.Helper()
 	db, err := OpenDB(path)
 	if err != nil {
@@ -105,7 +105,7 @@ func Open(t testing.TB, path string, opts records.Options) (*records.Store, *DB)
 	}
 	t.Cleanup(func() { db.Close() })
 	opts.AppendAudit, opts.ReadDB = db.AppendAudit, db.R
-	s, err := records.Open(context.Background(), db.W, opts)
+	s, err := sqlrecords.Open(context.Background(), db.W, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

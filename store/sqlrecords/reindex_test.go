@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"bufio"
@@ -20,11 +20,13 @@ import (
 
 	"erasure/internal/testenv"
 	"erasure/records"
+	"erasure/reindex"
+	"erasure/store/sqlrecords"
 )
 
 // loadSource imports n records into source: every third is a tombstone deleted a year ago,
 // tombstones purged (small) and live records carrying a larger payload.
-func loadSource(t *testing.T, s *records.Store, c *clock, source string, n int) (live, tombs int) {
+func loadSource(t *testing.T, s *sqlrecords.Store, c *clock, source string, n int) (live, tombs int) {
 	t.Helper()
 	old := c.Now().Add(-365 * 24 * time.Hour)
 	var recs []records.Record
@@ -100,7 +102,7 @@ func TestReindex_Modes(t *testing.T) {
 
 	t.Run("CompleteStreamsLivePartitionOnceInParallelSegments", func(t *testing.T) {
 		sink := &collectSink{}
-		rep, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Parallel: 3, BatchRecords: 500})
+		rep, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Parallel: 3, BatchRecords: 500})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +119,7 @@ func TestReindex_Modes(t *testing.T) {
 	})
 	t.Run("BatchesAreBoundedByCountAndBytes", func(t *testing.T) {
 		sink := &collectSink{}
-		if _, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "alpha", BatchRecords: 100, BatchBytes: 8 << 10}); err != nil {
+		if _, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "alpha", BatchRecords: 100, BatchBytes: 8 << 10}); err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range sink.batches {
@@ -131,7 +133,7 @@ func TestReindex_Modes(t *testing.T) {
 	})
 	t.Run("IncludeDeletedAddsTheDeletedPartition", func(t *testing.T) {
 		sink := &collectSink{}
-		if _, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "alpha", IncludeDeleted: true}); err != nil {
+		if _, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "alpha", IncludeDeleted: true}); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(sink.ids(t)); n != liveA+tombsA {
@@ -140,7 +142,7 @@ func TestReindex_Modes(t *testing.T) {
 	})
 	t.Run("PartialStopsAtLimit", func(t *testing.T) {
 		sink := &collectSink{}
-		rep, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "alpha", Limit: 1234, BatchRecords: 100})
+		rep, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "alpha", Limit: 1234, BatchRecords: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +153,7 @@ func TestReindex_Modes(t *testing.T) {
 	t.Run("SpecificWarnsAboutIDsItCannotFind", func(t *testing.T) {
 		sink := &collectSink{}
 		var warnings []string
-		rep, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "alpha", IDs: []string{"alpha-00001", "alpha-00000", "nope"},
+		rep, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "alpha", IDs: []string{"alpha-00001", "alpha-00000", "nope"},
 			Warn: func(m string) { warnings = append(warnings, m) }})
 		if err != nil {
 			t.Fatal(err)
@@ -164,7 +166,7 @@ func TestReindex_Modes(t *testing.T) {
 		cp := filepath.Join(t.TempDir(), "reindex.checkpoint")
 		sink := &collectSink{failAt: 7}
 		o := records.ReindexOptions{Source: "alpha", Parallel: 2, BatchRecords: 200, Checkpoint: cp}
-		if _, err := records.Reindex(ctx, s, sink, o); err == nil {
+		if _, err := reindex.Run(ctx, s, sink, o); err == nil {
 			t.Fatal("the sink failed, the reindex did not")
 		}
 		if _, err := os.Stat(cp); err != nil {
@@ -172,7 +174,7 @@ func TestReindex_Modes(t *testing.T) {
 		}
 		first := len(sink.ids(t))
 		sink.failAt = 0
-		rep, err := records.Reindex(ctx, s, sink, o)
+		rep, err := reindex.Run(ctx, s, sink, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +196,7 @@ func TestReindex_Modes(t *testing.T) {
 	})
 	t.Run("ProgressReportsTotalsAndEnds", func(t *testing.T) {
 		var last records.Progress
-		_, err := records.Reindex(ctx, s, records.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "alpha", Progress: func(p records.Progress) { last = p }})
+		_, err := reindex.Run(ctx, s, reindex.NewJSONLSink(io.Discard, nil), records.ReindexOptions{Source: "alpha", Progress: func(p records.Progress) { last = p }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,11 +226,11 @@ func TestReindex_Modes(t *testing.T) {
 			}
 		}))
 		defer srv.Close()
-		sink, err := records.NewHTTPSink(srv.URL)
+		sink, err := reindex.NewHTTPSink(srv.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "beta", BatchRecords: 50}); err != nil {
+		if _, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "beta", BatchRecords: 50}); err != nil {
 			t.Fatal(err)
 		}
 		if got != liveB+tombsB {
@@ -248,11 +250,11 @@ func TestReindex_Modes(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.Flush()
-		sink, err := records.NewNATSSink(url, subject)
+		sink, err := reindex.NewNATSSink(url, subject)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := records.Reindex(ctx, s, sink, records.ReindexOptions{Source: "beta", BatchRecords: 64}); err != nil {
+		if _, err := reindex.Run(ctx, s, sink, records.ReindexOptions{Source: "beta", BatchRecords: 64}); err != nil {
 			t.Fatal(err)
 		}
 		sink.Close()

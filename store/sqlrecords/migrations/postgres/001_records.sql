@@ -1,8 +1,7 @@
 -- The record store: two partitions of identical shape. `live` is written by adapters and read
 -- by the API and by reindexes; `deleted` holds tombstones moved out of the way by archive.
 -- Times are unix milliseconds. payload is the record's JSON (NULL once purged).
--- Dialect note: /*WITHOUT_ROWID*/ becomes WITHOUT ROWID on SQLite (the table is then clustered
--- on (source, id), so id-range segments read contiguous pages) and nothing on PostgreSQL.
+-- PostgreSQL: the same schema as sqlite/001_records.sql, without SQLite's WITHOUT ROWID.
 CREATE TABLE records_live (
     source     TEXT   NOT NULL,
     id         TEXT   NOT NULL,
@@ -13,7 +12,7 @@ CREATE TABLE records_live (
     moved_in   BIGINT,
     payload    TEXT,
     PRIMARY KEY (source, id)
-) /*WITHOUT_ROWID*/;
+);
 
 -- No secondary index on either partition, on purpose: archive and restore walk the primary key
 -- in id order, so that each batch deletes from and inserts into contiguous pages. An index on
@@ -30,7 +29,7 @@ CREATE TABLE records_deleted (
     moved_in   BIGINT,
     payload    TEXT,
     PRIMARY KEY (source, id)
-) /*WITHOUT_ROWID*/;
+);
 
 -- The ledger holds, per source, the count and checksum of live ∪ deleted as the writes made
 -- them. Moves never change them, so `records verify` detects any loss or duplication. It also

@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"erasure"
 	"erasure/records"
+	"erasure/store/sqlrecords"
 )
 
 // modelRecord is what the model believes about one (source, id).
@@ -39,7 +40,7 @@ func TestStore_Property(t *testing.T) {
 	}
 }
 
-func runProperty(t *testing.T, s *records.Store, c *clock, seed uint64, steps int) {
+func runProperty(t *testing.T, s *sqlrecords.Store, c *clock, seed uint64, steps int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	sources := []string{"alpha", "beta"}
@@ -222,7 +223,7 @@ func checkOutcome(t *testing.T, step int, desc, status string, err error, wantSt
 	}
 }
 
-func checkModel(t *testing.T, step int, desc string, s *records.Store, model map[modelKey]*modelRecord, sources, ids []string) {
+func checkModel(t *testing.T, step int, desc string, s *sqlrecords.Store, model map[modelKey]*modelRecord, sources, ids []string) {
 	t.Helper()
 	ctx := context.Background()
 	var sum records.Checksum

@@ -1,4 +1,4 @@
-package records_test
+package sqlrecords_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"erasure/records"
+	"erasure/store/sqlrecords"
 )
 
 const crashChildEnv = "RECORDS_CRASH_CHILD_DB"
@@ -29,7 +30,7 @@ func TestArchive_CrashSafe(t *testing.T) {
 	ctx := context.Background()
 	c := newClock()
 	path := filepath.Join(t.TempDir(), "erasure.db")
-	s, db := openAt(t, path, c.Now, records.Options{})
+	s, db := openAt(t, path, c.Now, sqlrecords.Options{})
 	const tombstones, live = 100_000, 25_000
 	deleted := c.Now().Add(-48 * time.Hour)
 	var batch []records.Record
@@ -105,7 +106,7 @@ func TestArchive_CrashSafe(t *testing.T) {
 // the parent to kill it part-way.
 func crashChild(t *testing.T, path string) {
 	c := newClock()
-	s, _ := openAt(t, path, c.Now, records.Options{})
+	s, _ := openAt(t, path, c.Now, sqlrecords.Options{})
 	_, err := s.Archive(context.Background(), records.ArchiveOptions{Source: "sierra", DeletedBefore: c.Now(), Force: true, BatchSize: 200})
 	if err != nil {
 		t.Fatal(err)
