@@ -22,10 +22,15 @@ const (
 	EventSweepFailed      = "sweep.failed"    // a sweep failed: its tasks wait for the next
 )
 
-// AuditEvent is one entry of the append-only, hash-chained audit trail. Data never holds a
-// subject identifier in clear: identifiers appear as keyed hashes ("type:hex").
+// AuditEvent is one entry of the append-only audit trail. Data never holds a subject
+// identifier in clear: identifiers appear as keyed hashes ("type:hex"). Events are numbered
+// (Seq) in the order they were appended, and each belongs to a Block of the chain (the events
+// one store transaction appended together), which is what the chain's hashes cover. Events of a
+// trail started before blocks existed have Block 0 and their own PrevHash and Hash (see
+// audit.VerifyLegacy).
 type AuditEvent struct {
 	Seq       int64           `json:"seq"`
+	Block     int64           `json:"block,omitempty"`
 	Time      time.Time       `json:"time"`
 	Actor     string          `json:"actor"`
 	Type      string          `json:"type"`
@@ -33,8 +38,40 @@ type AuditEvent struct {
 	TaskID    int64           `json:"task_id,omitempty"`
 	Dataset   string          `json:"dataset,omitempty"`
 	Data      json.RawMessage `json:"data,omitempty"`
-	PrevHash  string          `json:"prev_hash"`
-	Hash      string          `json:"hash"`
+	PrevHash  string          `json:"prev_hash,omitempty"`
+	Hash      string          `json:"hash,omitempty"`
+}
+
+// AuditBlock is one link of the audit chain: the events one store transaction appended, in
+// order, encoded in Body exactly as they were sealed. Hash is a keyed hash (HMAC, see
+// audit.Chain) over the previous block's hash and the block's own fields, so that altering,
+// removing, inserting or reordering anything changes every later hash, and nobody without the
+// key can compute a chain that verifies. Signed checkpoints of the head, kept elsewhere,
+// catch a truncated tail.
+type AuditBlock struct {
+	Seq        int64           `json:"seq"`
+	FirstEvent int64           `json:"first_event"`
+	Events     int             `json:"events"`
+	Time       time.Time       `json:"time"`
+	Body       json.RawMessage `json:"body"`
+	PrevHash   string          `json:"prev_hash"`
+	Hash       string          `json:"hash"`
+}
+
+// AuditHead names a point of the chain: the last block verified, its hash, and how many
+// events the chain holds up to it.
+type AuditHead struct {
+	Block  int64  `json:"block"`
+	Hash   string `json:"hash"`
+	Events int64  `json:"events"`
+}
+
+// AuditChain seals and checks audit blocks with a key (audit.Chain implements it).
+type AuditChain interface {
+	// Seal sets b.PrevHash to prev and b.Hash to the block's keyed hash.
+	Seal(prev string, b *AuditBlock)
+	// Valid reports whether b.Hash is the keyed hash of b chained after prev.
+	Valid(prev string, b *AuditBlock) bool
 }
 
 // AuditFilter selects audit events: of one request when RequestID is set, from sequence After

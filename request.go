@@ -263,6 +263,14 @@ type NewRequest struct {
 	Tasks       []TaskSpec
 }
 
+// CreateResult is the outcome of one request of a batch: the request (only its ID when it
+// existed already), whether it was created, or the error that concerns this request alone.
+type CreateResult struct {
+	Request *Request
+	Created bool
+	Err     error
+}
+
 // TaskResult is the outcome of one leased attempt, written by Store.FinishTasks.
 type TaskResult struct {
 	TaskID int64
@@ -341,6 +349,10 @@ type Store interface {
 	// already used it returns the existing request and created=false, or ECONFLICT if its
 	// Fingerprint differs.
 	CreateRequest(ctx context.Context, r NewRequest) (req *Request, created bool, err error)
+	// CreateRequests stores a batch of requests in one transaction and returns a result per
+	// request, in order: each as CreateRequest would answer it. The error is for the batch
+	// as a whole (the store is unavailable).
+	CreateRequests(ctx context.Context, rs []NewRequest) ([]CreateResult, error)
 	// Request returns a request with its tasks, or ENOTFOUND.
 	Request(ctx context.Context, id string) (*Request, error)
 	// Requests lists requests, newest first.
@@ -378,6 +390,11 @@ type Store interface {
 
 	// Audit returns events in order.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// AuditBlocks returns the blocks of the audit chain after block `after`, in order, at most
+	// limit (0: a default).
+	AuditBlocks(ctx context.Context, after int64, limit int) ([]AuditBlock, error)
+	// AuditHead returns the chain's head as the store holds it (not verified).
+	AuditHead(ctx context.Context) (AuditHead, error)
 
 	Close() error
 }

@@ -102,6 +102,14 @@ type DatasetInfo struct {
 	LastSweep *Sweep `json:"last_sweep,omitempty"`
 }
 
+// AuditReport is the outcome of verifying the audit trail: the head verified (the whole trail
+// when OK) and, when it is broken, where.
+type AuditReport struct {
+	OK    bool      `json:"ok"`
+	Head  AuditHead `json:"head"`
+	Error string    `json:"error,omitempty"`
+}
+
 // Service is what the API and the CLI act on: the planner and pipeline in front of a store.
 // Methods return *Error values with the codes listed on each.
 type Service interface {
@@ -127,6 +135,9 @@ type Service interface {
 	Dataset(ctx context.Context, name string) (*DatasetInfo, error)
 	// Audit returns audit events.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// VerifyAudit verifies the whole audit trail with the deployment's key. A broken trail is
+	// a report with OK false, not an error; errors are for a store that cannot be read.
+	VerifyAudit(ctx context.Context) (*AuditReport, error)
 	// Ready returns nil when the service can accept requests (store reachable).
 	Ready(ctx context.Context) error
 }

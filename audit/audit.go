@@ -1,10 +1,11 @@
-// Package audit holds the audit trail's cryptography: the hash chain that makes the trail
-// tamper-evident and the keyed hashing of subject identifiers.
+// Package audit holds the audit trail's cryptography: the keyed hash chain that makes the
+// trail tamper-evident (Chain, NewBlock, Verifier), signed checkpoints of its head, and the keyed
+// hashing of subject identifiers (Hasher).
 //
-// Every event's Hash is SHA-256 over the previous event's hash and the event's own fields in a
-// length-prefixed encoding, so altering, removing, inserting or reordering any event changes
-// every later hash. Verify recomputes the chain. Truncating the tail leaves a valid chain, so
-// operators anchor the head (sequence and hash printed by `erasure audit verify`) elsewhere.
+// The trail is a chain of blocks, each holding the events one store transaction appended, each
+// sealed with an HMAC under a key that is not in the store (see erasure.AuditBlock). Trails
+// started before blocks existed begin with events chained one by one with plain SHA-256 (the
+// legacy part, LegacyVerifier); the first block chains after the last of them.
 package audit
 
 import (
@@ -23,12 +24,12 @@ import (
 	"erasure"
 )
 
-// Genesis is the PrevHash of the first event.
+// Genesis is the PrevHash of the first event or block of a trail.
 const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// Hash returns the chain hash of ev given the previous event's hash (ev.PrevHash is ignored).
-// Time is hashed at millisecond precision, the precision stores keep.
-func Hash(prev string, ev *erasure.AuditEvent) string {
+// LegacyHash returns the hash of a legacy event given the previous event's hash (ev.PrevHash is
+// ignored): SHA-256 over the fields, length-prefixed, time at millisecond precision.
+func LegacyHash(prev string, ev *erasure.AuditEvent) string {
 	h := sha256.New()
 	var n [8]byte
 	field := func(s string) {
@@ -48,15 +49,16 @@ func Hash(prev string, ev *erasure.AuditEvent) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Seal sets ev.PrevHash and ev.Hash, chaining ev after an event whose hash is prev.
-func Seal(prev string, ev *erasure.AuditEvent) {
+// LegacySeal sets ev.PrevHash and ev.Hash as legacy events were sealed (tests build legacy
+// trails with it).
+func LegacySeal(prev string, ev *erasure.AuditEvent) {
 	ev.PrevHash = prev
-	ev.Hash = Hash(prev, ev)
+	ev.Hash = LegacyHash(prev, ev)
 }
 
-// Verifier checks a chain event by event, in sequence order. The zero value expects the chain
-// to start at the genesis.
-type Verifier struct {
+// LegacyVerifier checks the legacy part of a trail event by event, in sequence order. The zero
+// value expects it to start at the genesis.
+type LegacyVerifier struct {
 	last    string
 	lastSeq int64
 	Count   int64
@@ -64,7 +66,7 @@ type Verifier struct {
 
 // Add checks the next event. It returns an error naming the first event that is altered, out
 // of order, or after a gap.
-func (v *Verifier) Add(ev *erasure.AuditEvent) error {
+func (v *LegacyVerifier) Add(ev *erasure.AuditEvent) error {
 	if v.last == "" {
 		v.last = Genesis
 	}
@@ -74,7 +76,7 @@ func (v *Verifier) Add(ev *erasure.AuditEvent) error {
 	if ev.PrevHash != v.last {
 		return fmt.Errorf("audit event %d: previous hash does not match event %d: the trail was altered", ev.Seq, v.lastSeq)
 	}
-	if want := Hash(v.last, ev); ev.Hash != want {
+	if want := LegacyHash(v.last, ev); ev.Hash != want {
 		return fmt.Errorf("audit event %d: hash does not match its content: the event was altered", ev.Seq)
 	}
 	v.last, v.lastSeq = ev.Hash, ev.Seq
@@ -83,7 +85,7 @@ func (v *Verifier) Add(ev *erasure.AuditEvent) error {
 }
 
 // Head returns the sequence and hash of the last verified event.
-func (v *Verifier) Head() (int64, string) {
+func (v *LegacyVerifier) Head() (int64, string) {
 	if v.last == "" {
 		return 0, Genesis
 	}

@@ -12,20 +12,20 @@ import (
 	"erasure/audit"
 )
 
-func chain(n int) []erasure.AuditEvent {
+func legacyChain(n int) []erasure.AuditEvent {
 	evs := make([]erasure.AuditEvent, n)
 	prev := audit.Genesis
 	for i := range evs {
 		evs[i] = erasure.AuditEvent{Seq: int64(i + 1), Time: time.UnixMilli(int64(1_700_000_000_000 + i)), Actor: "w1", Type: erasure.EventTaskAttempt,
 			RequestID: "r_1", TaskID: int64(i), Dataset: "ds", Data: json.RawMessage(`{"outcome":"done"}`)}
-		audit.Seal(prev, &evs[i])
+		audit.LegacySeal(prev, &evs[i])
 		prev = evs[i].Hash
 	}
 	return evs
 }
 
-func verify(evs []erasure.AuditEvent) error {
-	var v audit.Verifier
+func verifyLegacy(evs []erasure.AuditEvent) error {
+	var v audit.LegacyVerifier
 	for i := range evs {
 		if err := v.Add(&evs[i]); err != nil {
 			return err
@@ -34,8 +34,8 @@ func verify(evs []erasure.AuditEvent) error {
 	return nil
 }
 
-func TestVerifier(t *testing.T) {
-	if err := verify(chain(5)); err != nil {
+func TestLegacyVerifier(t *testing.T) {
+	if err := verifyLegacy(legacyChain(5)); err != nil {
 		t.Fatalf("intact chain: %v", err)
 	}
 	tests := []struct {
@@ -53,18 +53,111 @@ func TestVerifier(t *testing.T) {
 		{"ReorderedEventsAreCaught", func(e []erasure.AuditEvent) []erasure.AuditEvent { e[1], e[2] = e[2], e[1]; return e }, "missing or reordered"},
 		{"ResealedEventBreaksTheNext", func(e []erasure.AuditEvent) []erasure.AuditEvent {
 			e[1].Actor = "mallory"
-			audit.Seal(e[0].Hash, &e[1]) // a forger recomputes one hash...
-			return e                     // ...but the next event still points at the old one
+			audit.LegacySeal(e[0].Hash, &e[1]) // a forger recomputes one hash...
+			return e                           // ...but the next event still points at the old one
 		}, "event 3: previous hash"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := verify(tc.tamper(chain(5)))
+			err := verifyLegacy(tc.tamper(legacyChain(5)))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
 	}
+}
+
+// blocks returns a chain of n blocks of two events each, after legacy events.
+func blocks(c *audit.Chain, legacy []erasure.AuditEvent, n int) []erasure.AuditBlock {
+	prev, events := audit.Genesis, int64(0)
+	if len(legacy) > 0 {
+		prev, events = legacy[len(legacy)-1].Hash, legacy[len(legacy)-1].Seq
+	}
+	out := make([]erasure.AuditBlock, n)
+	for i := range out {
+		evs := []erasure.AuditEvent{
+			{Time: time.UnixMilli(1_700_000_100_000), Actor: "w1", Type: erasure.EventTaskAttempt, RequestID: "r_1", TaskID: int64(i), Data: json.RawMessage(`{"outcome":"done"}`)},
+			{Time: time.UnixMilli(1_700_000_100_001), Actor: "pipeline", Type: erasure.EventRequestCompleted, RequestID: "r_1"},
+		}
+		out[i] = audit.NewBlock(int64(i+1), events+1, time.UnixMilli(1_700_000_100_002), evs)
+		c.Seal(prev, &out[i])
+		prev, events = out[i].Hash, events+2
+	}
+	return out
+}
+
+func verify(c *audit.Chain, legacy []erasure.AuditEvent, bs []erasure.AuditBlock) (erasure.AuditHead, error) {
+	v := audit.NewVerifier(c)
+	for i := range legacy {
+		if err := v.AddLegacy(&legacy[i]); err != nil {
+			return v.Head(), err
+		}
+	}
+	for i := range bs {
+		if err := v.Add(&bs[i]); err != nil {
+			return v.Head(), err
+		}
+	}
+	return v.Head(), nil
+}
+
+func TestVerifier_Blocks(t *testing.T) {
+	c, _ := audit.NewChain([]byte("chain-key-0123456789"))
+	legacy := legacyChain(3)
+	head, err := verify(c, legacy, blocks(c, legacy, 4))
+	if err != nil || head.Block != 4 || head.Events != 3+8 {
+		t.Fatalf("intact chain: head %+v err %v", head, err)
+	}
+	t.Run("EventsDecodeWithTheirNumbers", func(t *testing.T) {
+		b := blocks(c, legacy, 2)[1]
+		evs, err := audit.Events(&b)
+		if err != nil || len(evs) != 2 || evs[0].Seq != 6 || evs[1].Seq != 7 || evs[0].Block != 2 || evs[1].Type != erasure.EventRequestCompleted {
+			t.Fatalf("events %+v err %v", evs, err)
+		}
+	})
+	other, _ := audit.NewChain([]byte("another-deployment-key"))
+	tests := []struct {
+		name   string
+		tamper func([]erasure.AuditBlock) []erasure.AuditBlock
+		want   string
+	}{
+		{"AlteredBodyIsCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock {
+			b[1].Body = json.RawMessage(strings.Replace(string(b[1].Body), "done", "fail", 1))
+			return b
+		}, "block 2: hash does not match"},
+		{"RecomputedWithoutTheKeyIsCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock {
+			b[1].Body = json.RawMessage(strings.Replace(string(b[1].Body), "done", "fail", 1))
+			other.Seal(b[0].Hash, &b[1]) // a forger seals with a key of their own...
+			for i := 2; i < len(b); i++ {
+				other.Seal(b[i-1].Hash, &b[i]) // ...and re-chains everything after
+			}
+			return b
+		}, "block 2: hash does not match"},
+		{"RemovedBlockIsCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock { return append(b[:1], b[2:]...) }, "blocks are missing"},
+		{"RenumberedBlockIsCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock {
+			b = append(b[:1], b[2:]...)
+			b[1].Seq = 2
+			return b
+		}, "events are missing or renumbered"},
+		{"ReorderedBlocksAreCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock { b[1], b[2] = b[2], b[1]; return b }, "missing or reordered"},
+		{"MiscountedEventsAreCaught", func(b []erasure.AuditBlock) []erasure.AuditBlock { b[3].Events = 1; return b }, "block 4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := verify(c, legacy, tc.tamper(blocks(c, legacy, 4)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("AlteredLegacyEventIsCaught", func(t *testing.T) {
+		l := legacyChain(3)
+		bs := blocks(c, l, 2)
+		l[1].Actor = "mallory"
+		if _, err := verify(c, l, bs); err == nil {
+			t.Fatal("accepted")
+		}
+	})
 }
 
 func TestHasher(t *testing.T) {

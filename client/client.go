@@ -310,6 +310,15 @@ func (c *Client) AuditEach(ctx context.Context, f erasure.AuditFilter, fn func(e
 	}
 }
 
+// VerifyAudit asks the server to verify its whole audit trail (GET /v1/audit/verify).
+func (c *Client) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error) {
+	var rep erasure.AuditReport
+	if _, err := c.Do(ctx, http.MethodGet, "/v1/audit/verify", nil, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
 // Audit returns every audit event selected by f, fetching all pages (see AuditEach).
 func (c *Client) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.AuditEvent, error) {
 	var out []erasure.AuditEvent

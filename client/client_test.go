@@ -10,7 +10,6 @@ import (
 	"erasure"
 	"erasure/api"
 	"erasure/api/apitest"
-	"erasure/audit"
 	"erasure/client"
 )
 
@@ -122,11 +121,13 @@ func TestClient_Routes(t *testing.T) {
 		if err != nil || len(evs) != len(all) || len(all) < 5 {
 			t.Fatalf("got %d events of %d: %v", len(evs), len(all), err)
 		}
-		var v audit.Verifier
 		for i := range evs {
-			if err := v.Add(&evs[i]); err != nil {
-				t.Fatal(err)
+			if evs[i].Seq != int64(i+1) {
+				t.Fatalf("event %d has seq %d: pages lost or repeated events", i+1, evs[i].Seq)
 			}
+		}
+		if rep, err := c.VerifyAudit(ctx); err != nil || !rep.OK {
+			t.Fatalf("audit trail: %+v %v", rep, err)
 		}
 		some, err := c.Audit(ctx, erasure.AuditFilter{RequestID: req.ID, After: 1, Limit: 3})
 		if err != nil || len(some) != 3 || some[0].Seq <= 1 || some[0].RequestID != req.ID {

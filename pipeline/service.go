@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/audit"
 )
 
 // Service implements erasure.Service over a store and the registered datasets.
@@ -23,6 +24,8 @@ type Service struct {
 	MaxDeadline time.Duration
 	// Hasher keys the fingerprints and idempotency keys of submissions (required).
 	Hasher erasure.Hasher
+	// Chain verifies the audit trail (required by VerifyAudit).
+	Chain erasure.AuditChain
 	// Engine, when set, is woken after submissions and acknowledgements.
 	Engine  *Engine
 	Now     func() time.Time
@@ -273,6 +276,20 @@ func (s *Service) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.A
 		f.Limit = 1000
 	}
 	return s.Store.Audit(ctx, f)
+}
+
+// VerifyAudit implements erasure.Service.
+func (s *Service) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error) {
+	if s.Chain == nil {
+		return nil, erasure.Errorf(erasure.EINTERNAL, "no audit key to verify the trail with")
+	}
+	head, err := audit.VerifyTrail(ctx, s.Store, s.Chain)
+	if err != nil && ctx.Err() == nil && erasure.ErrorCode(err) != erasure.EUNAVAILABLE {
+		return &erasure.AuditReport{Head: head, Error: err.Error()}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return &erasure.AuditReport{OK: true, Head: head}, nil
 }
 
 // Ready implements erasure.Service.

@@ -74,6 +74,21 @@ func (s *Service) declared(typ string) bool {
 	return false
 }
 
+// VerifyAudit implements erasure.Service: the fake's trail is a legacy chain of events.
+func (s *Service) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var v audit.LegacyVerifier
+	for i := range s.events {
+		if err := v.Add(&s.events[i]); err != nil {
+			seq, h := v.Head()
+			return &erasure.AuditReport{Head: erasure.AuditHead{Events: seq, Hash: h}, Error: err.Error()}, nil
+		}
+	}
+	seq, h := v.Head()
+	return &erasure.AuditReport{OK: true, Head: erasure.AuditHead{Events: seq, Hash: h}}, nil
+}
+
 // event appends a sealed audit event; s.mu is held.
 func (s *Service) event(actor, typ, requestID string, taskID int64, dataset string, data any) {
 	ev := erasure.AuditEvent{Seq: int64(len(s.events)) + 1, Time: s.now().Truncate(time.Millisecond), Actor: actor, Type: typ, RequestID: requestID, TaskID: taskID, Dataset: dataset}
@@ -84,7 +99,7 @@ func (s *Service) event(actor, typ, requestID string, taskID int64, dataset stri
 	if len(s.events) > 0 {
 		prev = s.events[len(s.events)-1].Hash
 	}
-	audit.Seal(prev, &ev)
+	audit.LegacySeal(prev, &ev)
 	s.events = append(s.events, ev)
 }
 

@@ -232,7 +232,7 @@ func throughPipeline(ctx context.Context, c *natsconn.Conn, subject, dir string,
 	if err != nil {
 		log.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "pipeline.db"), sqlite.Options{Hasher: h, Synchronous: syncMode})
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "pipeline.db"), sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: syncMode})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func throughPipeline(ctx context.Context, c *natsconn.Conn, subject, dir string,
 		log.Fatal(err)
 	}
 	eng := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{d.Name: d}, Workers: 16, Poll: 5 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Hasher: h, Registered: []*erasure.Dataset{d}, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
+	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: []*erasure.Dataset{d}, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
 	var applied atomic.Int64
 	done := make(chan struct{})
 	lctx, cancel := context.WithCancel(ctx)

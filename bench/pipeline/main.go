@@ -111,7 +111,7 @@ func baseline(path string, n, batch int, syncMode string) time.Duration {
 func pipe(path string, requests, datasets, batch, submitters int, syncMode string) (time.Duration, time.Duration) {
 	ctx := context.Background()
 	h, _ := audit.NewHasher([]byte("bench-key-0123456789abcdef"))
-	st, err := sqlite.Open(ctx, path, sqlite.Options{Hasher: h, Synchronous: syncMode})
+	st, err := sqlite.Open(ctx, path, sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: syncMode})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func pipe(path string, requests, datasets, batch, submitters int, syncMode strin
 		ds = append(ds, d)
 		m[d.Name] = d
 	}
-	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour}
+	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour}
 	start := time.Now()
 	var wg sync.WaitGroup
 	var next atomic.Int64

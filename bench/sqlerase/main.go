@@ -140,7 +140,7 @@ func pipe(ctx context.Context, dsn string, from, to, workers int) (time.Duration
 	}
 	defer os.RemoveAll(dir)
 	h, _ := audit.NewHasher([]byte("bench-key-0123456789abcdef"))
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "store.db"), sqlite.Options{Hasher: h})
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "store.db"), sqlite.Options{Hasher: h, Chain: h.Chain()})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func pipe(ctx context.Context, dsn string, from, to, workers int) (time.Duration
 	}
 	ds.Conn = conn
 	eng := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{ds.Name: ds}, Workers: workers, Poll: 5 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Hasher: h, Registered: []*erasure.Dataset{ds}, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour, Engine: eng}
+	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: []*erasure.Dataset{ds}, Identifiers: []string{"user_id"}, DefaultDeadline: time.Hour, Engine: eng}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	start := time.Now()

@@ -68,7 +68,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	if err != nil {
 		return nil, err
 	}
-	a.store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher})
+	a.store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain()})
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 		byName[d.Name] = d
 	}
 	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
-	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
+	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
 		Engine: a.engine, Logger: log.WithGroup("service"), Metrics: m}
 	a.api = api.New(api.Config{Service: a.svc, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
 	a.api.Mount("/v1/records/", api.RecordsHandler(a.records, a.api.Authorize))

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/audit"
 	"erasure/client"
 )
 
@@ -358,36 +357,24 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	var v audit.Verifier
-	ofRequest := 0
-	err = c.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error {
-		if err := v.Add(&ev); err != nil {
-			return errBrokenChain{err}
-		}
-		if *request != "" && ev.RequestID == *request {
-			ofRequest++
-		}
-		return nil
-	})
+	// The server verifies: the chain is keyed with the deployment's audit key.
+	rep, err := c.VerifyAudit(ctx)
 	if err != nil {
-		var broken errBrokenChain
-		if errors.As(err, &broken) {
-			seq, hash := v.Head()
-			return fmt.Errorf("audit trail BROKEN: %v (the %d events up to %d verified, last hash %s)", broken.err, v.Count, seq, hash)
-		}
 		return err
 	}
-	seq, hash := v.Head()
-	if *request != "" {
-		if ofRequest == 0 {
-			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%d events, verified) has no event of request %s", v.Count, *request)
-		}
-		fmt.Fprintf(stdout, "request %s: %d events in the trail\n", *request, ofRequest)
+	if !rep.OK {
+		return fmt.Errorf("audit trail BROKEN: %s (verified up to block %d, %d events, hash %s)", rep.Error, rep.Head.Block, rep.Head.Events, rep.Head.Hash)
 	}
-	fmt.Fprintf(stdout, "audit trail ok: %d events, head %d %s\n", v.Count, seq, hash)
+	if *request != "" {
+		evs, err := c.Audit(ctx, erasure.AuditFilter{RequestID: *request})
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%d events, verified) has no event of request %s", rep.Head.Events, *request)
+		}
+		fmt.Fprintf(stdout, "request %s: %d events in the trail\n", *request, len(evs))
+	}
+	fmt.Fprintf(stdout, "audit trail ok: %d events in %d blocks, head %s\n", rep.Head.Events, rep.Head.Block, rep.Head.Hash)
 	return nil
 }
-
-type errBrokenChain struct{ err error }
-
-func (e errBrokenChain) Error() string { return e.err.Error() }

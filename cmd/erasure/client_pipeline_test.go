@@ -39,7 +39,7 @@ func (flakyDataset) Holds(ctx context.Context, s erasure.Subject) (bool, error) 
 func TestClientCommands_OverThePipeline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h, _ := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Synchronous: "NORMAL"})
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 		{Name: "sessions", Owner: "web-team", Connector: "redis", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Policy: policy, Conn: flakyDataset{}},
 	}
 	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{ds[0].Name: ds[0], ds[1].Name: ds[1]}, Owner: "test", Poll: 10 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
+	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); engine.Run(ctx) }()
@@ -85,7 +85,7 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 	})
 	t.Run("AuditVerify", func(t *testing.T) {
 		code, out, errOut := run(t, "audit", "verify")
-		if code != 0 || !regexp.MustCompile(`^audit trail ok: \d+ events, head \d+ [0-9a-f]{64}\n$`).MatchString(out) {
+		if code != 0 || !regexp.MustCompile(`^audit trail ok: \d+ events in \d+ blocks, head [0-9a-f]{64}\n$`).MatchString(out) {
 			t.Fatalf("exit %d %q %q", code, out, errOut)
 		}
 	})

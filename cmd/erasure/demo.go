@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/audit"
 	"erasure/client"
 	"erasure/mutator"
 )
@@ -376,13 +375,14 @@ func demoReport(ctx context.Context, w io.Writer, a *app, cl *client.Client, ids
 	for _, sw := range hist.Sweeps {
 		fmt.Fprintf(w, "sweep %s of analytics.events: %s, %d partitions, %d rows scanned, %d removed\n", sw.ID, sw.State, sw.Partitions, sw.Scanned, sw.Removed)
 	}
-	var v audit.Verifier
-	err = cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error { return v.Add(&ev) })
+	rep, err := cl.VerifyAudit(ctx)
 	if err != nil {
 		return fmt.Errorf("audit trail: %w", err)
 	}
-	seq, head := v.Head()
-	fmt.Fprintf(w, "audit trail verified: %d events, head %d %s…\n", v.Count, seq, head[:16])
+	if !rep.OK {
+		return fmt.Errorf("audit trail BROKEN: %s", rep.Error)
+	}
+	fmt.Fprintf(w, "audit trail verified: %d events in %d blocks, head %s…\n", rep.Head.Events, rep.Head.Block, rep.Head.Hash[:16])
 	fmt.Fprintf(w, "\ndemo: %d of %d requests completed across %d datasets in %.1fs\n", completed, len(ids), len(rows), time.Since(start).Seconds())
 	if completed != len(ids) {
 		return erasure.Errorf(erasure.EINTERNAL, "%d requests did not complete", len(ids)-completed)

@@ -40,7 +40,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h})
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Chain: h.Chain()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 		t.Fatal(err)
 	}
 	eng := &pipeline.Engine{Store: st, Datasets: byName, Workers: 4, Poll: 20 * time.Millisecond}
-	pp.svc = &pipeline.Service{Store: st, Hasher: h, Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
+	pp.svc = &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
 	err = env.Conn.ListenAcks(ctx, func(ctx context.Context, dataset string, a erasure.Ack) error {
 		_, err := pp.svc.Ack(ctx, dataset, a, "nats")
 		return err

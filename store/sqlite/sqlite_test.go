@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,8 +19,7 @@ import (
 
 func open(t *testing.T, now func() time.Time) *sqlite.DB {
 	t.Helper()
-	h, _ := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Now: now})
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,14 +39,15 @@ func TestStore_AuditIsAppendOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := &erasure.AuditEvent{Time: c.Now(), Actor: "t", Type: "test"}
+	ev := &erasure.AuditEvent{Time: c.Now(), Actor: "t", Type: "test", RequestID: "r_1"}
 	if err := db.AppendAudit(ctx, tx, ev); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{`UPDATE audit_events SET actor = 'x'`, `DELETE FROM audit_events`} {
+	for _, stmt := range []string{`UPDATE audit_blocks SET body = '[]'`, `DELETE FROM audit_blocks`, `UPDATE audit_index SET block = 7`, `DELETE FROM audit_index`,
+		`INSERT INTO audit_events (seq, at, actor, type, prev_hash, hash) VALUES (99, 0, 'x', 'x', '', '')`} {
 		if _, err := db.SQL().ExecContext(ctx, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: err %v, want append-only refusal", stmt, err)
 		}
@@ -64,7 +65,7 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 		raw.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
 		return n
 	}
-	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h})
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h, Chain: h.Chain()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 	}
 	db.Close()
 	first := migrations()
-	db, err = sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h})
+	db, err = sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h, Chain: h.Chain()})
 	if err != nil {
 		t.Fatalf("reopen (migrations must be idempotent): %v", err)
 	}
@@ -86,5 +87,63 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 	}
 	if r, err := db.Request(context.Background(), "r_kept"); err != nil || len(r.Tasks) != 1 {
 		t.Fatalf("request lost across a reopen: %v", err)
+	}
+}
+
+// A data dir written before the trail became a chain of blocks: its events stay, verified as
+// the legacy part, and the first block chains after the last of them.
+func TestStore_LegacyTrailIsKeptAndContinued(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "e.db")
+	raw, err := sql.Open("sqlite", sqlite.DSN(path, "FULL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"001_init.sql", "002_sweeps.sql"} {
+		body, err := os.ReadFile(filepath.Join("..", "sqlstore", "migrations", "sqlite", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Exec(string(body)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	if _, err := raw.Exec(`CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL);
+		INSERT INTO schema_migrations VALUES ('migrations/001_init.sql', 0), ('migrations/002_sweeps.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	prev := audit.Genesis
+	for i := 1; i <= 3; i++ {
+		ev := erasure.AuditEvent{Seq: int64(i), Time: time.UnixMilli(1_700_000_000_000), Actor: "old", Type: erasure.EventRequestSubmitted, RequestID: "r_old"}
+		audit.LegacySeal(prev, &ev)
+		prev = ev.Hash
+		if _, err := raw.Exec(`INSERT INTO audit_events (seq, at, actor, type, request_id, task_id, dataset, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, 0, '', '', ?, ?)`,
+			ev.Seq, ev.Time.UnixMilli(), ev.Actor, ev.Type, ev.RequestID, ev.PrevHash, ev.Hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+
+	c := storetest.NewClock()
+	db, err := sqlite.Open(ctx, path, sqlite.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if head := storetest.VerifyTrail(t, db); head.Block != 0 || head.Events != 3 || head.Hash != prev {
+		t.Fatalf("head after the upgrade %+v, want the legacy head (3 events, %s)", head, prev)
+	}
+	_, _, err = db.CreateRequest(ctx, erasure.NewRequest{ID: "r_new", Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}), Reason: "r",
+		Deadline: c.Now().Add(time.Hour), SubmittedBy: "t", Tasks: []erasure.TaskSpec{{Dataset: "a", Kind: erasure.TaskErase, Method: erasure.MethodRealtime}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := storetest.VerifyTrail(t, db)
+	if head.Block != 1 || head.Events != 4 {
+		t.Fatalf("head %+v, want block 1 holding event 4", head)
+	}
+	evs, err := db.Audit(ctx, erasure.AuditFilter{})
+	if err != nil || len(evs) != 4 || evs[2].Block != 0 || evs[3].Block != 1 || evs[3].Seq != 4 || evs[3].RequestID != "r_new" {
+		t.Fatalf("events %+v %v", evs, err)
 	}
 }

@@ -24,7 +24,7 @@ func TestStore_OnTheServerStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Now: c.Now})
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Chain: h.Chain(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,12 +47,11 @@ func TestStore_OnTheServerStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v audit.Verifier
+	if _, err := audit.VerifyTrail(ctx, db, h.Chain()); err != nil {
+		t.Fatal(err)
+	}
 	moves := 0
 	for i := range events {
-		if err := v.Add(&events[i]); err != nil {
-			t.Fatal(err)
-		}
 		switch events[i].Type {
 		case records.EventArchived, records.EventRestored, records.EventReconciled:
 			moves++

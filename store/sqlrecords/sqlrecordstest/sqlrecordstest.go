@@ -59,7 +59,7 @@ func OpenDB(path string) (*DB, error) {
 // Close closes both pools.
 func (db *DB) Close() error { return errors.Join(db.W.Close(), db.R.Close()) }
 
-// AppendAudit appends ev to the test audit table inside tx, chained with audit.Seal.
+// AppendAudit appends ev to the test audit table inside tx, chained with audit.LegacySeal.
 func (db *DB) AppendAudit(ctx context.Context, tx *sql.Tx, ev *erasure.AuditEvent) error {
 	prev := audit.Genesis
 	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM test_audit ORDER BY seq DESC LIMIT 1`).Scan(&ev.Seq, &prev)
@@ -68,7 +68,7 @@ func (db *DB) AppendAudit(ctx context.Context, tx *sql.Tx, ev *erasure.AuditEven
 	}
 	ev.Seq++
 	ev.Time = ev.Time.Truncate(time.Millisecond).UTC()
-	audit.Seal(prev, ev)
+	audit.LegacySeal(prev, ev)
 	_, err = tx.ExecContext(ctx, `INSERT INTO test_audit (seq, at, actor, type, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		ev.Seq, ev.Time.UnixMilli(), ev.Actor, ev.Type, string(ev.Data), ev.PrevHash, ev.Hash)
 	return err

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -102,7 +102,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 			}
 			subjects = append(subjects, erasure.SweepSubject{TaskID: q.id, Subject: s})
 		}
-		return db.auditWriter(tx).append(ctx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepStarted, Dataset: dataset,
+		return db.AppendAudit(ctx, tx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepStarted, Dataset: dataset,
 			Data: erasure.EventData(map[string]any{"sweep": id, "mode": mode, "state": state, "tasks": ids})})
 	})
 	if err != nil {
@@ -202,6 +202,7 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 			return err
 		}
 		a := db.auditWriter(tx)
+		w := db.changeWriter(tx, a)
 		states, err := db.loadStates(ctx, tx, requests)
 		if err != nil {
 			return err
@@ -214,9 +215,10 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 			} else {
 				m.FailSweep(sw)
 			}
-			if err := db.writeChanges(ctx, tx, a, rid, m.Changes()); err != nil {
-				return err
-			}
+			w.add(rid, m.Changes())
+		}
+		if err := w.flush(ctx); err != nil {
+			return err
 		}
 		ev := erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepCommitted, Dataset: sw.Dataset,
 			Data: erasure.EventData(map[string]any{"sweep": id, "result": res, "done": ids})}
@@ -224,7 +226,8 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 			ev.Type, ev.Data = erasure.EventSweepFailed, erasure.EventData(map[string]any{"sweep": id, "error": sw.Error, "result": res, "requeued": ids})
 		}
 		out = sw
-		return a.append(ctx, &ev)
+		a.append(ev)
+		return a.flush(ctx)
 	})
 	if err != nil {
 		return nil, err
@@ -234,7 +237,7 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 
 // Sweep implements erasure.SweepStore.
 func (db *DB) Sweep(ctx context.Context, id string) (*erasure.Sweep, error) {
-	sw, err := scanSweep(db.r.QueryRowContext(ctx, `SELECT `+sweepColumns+` FROM sweeps WHERE id = ?`, id))
+	sw, err := scanSweep(db.readRow(ctx, `SELECT `+sweepColumns+` FROM sweeps WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "sweep %s not found", id)
 	}
@@ -262,7 +265,7 @@ func (db *DB) OpenSweeps(ctx context.Context) ([]erasure.Sweep, error) {
 }
 
 func (db *DB) sweeps(ctx context.Context, q string, args ...any) ([]erasure.Sweep, error) {
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.readQuery(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +285,7 @@ func (db *DB) sweeps(ctx context.Context, q string, args ...any) ([]erasure.Swee
 func (db *DB) QueuedTasks(ctx context.Context, dataset string) (int, time.Time, error) {
 	var n int
 	var earliest sql.NullInt64
-	err := db.r.QueryRowContext(ctx, `SELECT count(*), min(r.deadline) FROM tasks t JOIN requests r ON r.id = t.request_id
+	err := db.readRow(ctx, `SELECT count(*), min(r.deadline) FROM tasks t JOIN requests r ON r.id = t.request_id
 		WHERE t.dataset = ? AND t.state = 'queued' AND t.sweep_id = '' AND t.kind = 'erase'`, dataset).Scan(&n, &earliest)
 	if err != nil {
 		return 0, time.Time{}, err

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -39,7 +39,9 @@ func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[str
 	out := make(map[string]*erasure.RequestState, len(ids))
 	for start := 0; start < len(ids); start += inChunk {
 		args := padded(ids[start:min(len(ids), start+inChunk)], "")
-		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled FROM requests WHERE id IN (`+placeholders(inChunk)+`)`, args...)
+		// On PostgreSQL the requests' rows are locked, in id order, before their tasks are read:
+		// changes of one request are serialised, changes of others are not.
+		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled FROM requests WHERE id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -144,15 +146,20 @@ func (w *changeWriter) add(id string, ch erasure.Changes) {
 }
 
 // taskUpdate writes up to inChunk tasks, each only if it still has the state and attempts it
-// was loaded with (rows padded with id -1 match nothing).
+// was loaded with (rows padded with id -1 match nothing). The casts type the VALUES columns
+// for PostgreSQL; VALUES columns are named column1… in both dialects.
 const taskUpdate = `UPDATE tasks SET state = v.column4, due_at = v.column5, attempts = v.column6, last_error = v.column7, removed = v.column8,
 		note = v.column9, verified_at = v.column10, lease_owner = v.column11, sweep_id = v.column12, updated_at = v.column13, finished_at = v.column14
 	FROM (VALUES %s) AS v
 	WHERE tasks.id = v.column1 AND tasks.state = v.column2 AND tasks.attempts = v.column3`
 
-var taskUpdateChunk = fmt.Sprintf(taskUpdate, strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", inChunk), ", "))
+const taskUpdateRow = `(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT),
+	CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
 
-// flush writes everything added.
+var taskUpdateChunk = fmt.Sprintf(taskUpdate, strings.TrimSuffix(strings.Repeat(taskUpdateRow+", ", inChunk), ", "))
+
+// flush writes everything added; the events go to the audit writer, which the caller flushes
+// last.
 func (w *changeWriter) flush(ctx context.Context) error {
 	db, tx := w.db, w.tx
 	for start := 0; start < len(w.tasks); start += inChunk {
@@ -183,8 +190,12 @@ func (w *changeWriter) flush(ctx context.Context) error {
 		}
 	}
 	for _, r := range w.requests {
-		if _, err := db.exec(ctx, tx, `UPDATE requests SET status = coalesce(nullif(?, ''), status), cancelled = cancelled OR ?, updated_at = ?, finished_at = coalesce(?, finished_at) WHERE id = ?`,
-			r.ch.Status, r.ch.Cancelled, now, nullMS(r.ch.FinishedAt), r.id); err != nil {
+		cancelled := 0
+		if r.ch.Cancelled {
+			cancelled = 1
+		}
+		if _, err := db.exec(ctx, tx, `UPDATE requests SET status = coalesce(nullif(?, ''), status), cancelled = CASE WHEN ? = 1 THEN 1 ELSE cancelled END, updated_at = ?, finished_at = coalesce(?, finished_at) WHERE id = ?`,
+			string(r.ch.Status), cancelled, now, nullMS(r.ch.FinishedAt), r.id); err != nil {
 			return err
 		}
 		if r.ch.FinishedAt != nil {
@@ -193,14 +204,21 @@ func (w *changeWriter) flush(ctx context.Context) error {
 			}
 		}
 	}
-	err := w.audit.appendAll(ctx, w.events)
+	for _, ev := range w.events {
+		w.audit.append(ev)
+	}
 	*w = changeWriter{db: db, tx: tx, audit: w.audit}
-	return err
+	return nil
 }
 
-// writeChanges persists what one Machine decided for request id, inside tx.
-func (db *DB) writeChanges(ctx context.Context, tx *sql.Tx, a *auditWriter, id string, ch erasure.Changes) error {
+// writeChanges persists what one Machine decided for request id, with its audit block, as the
+// last statements of tx.
+func (db *DB) writeChanges(ctx context.Context, tx *sql.Tx, id string, ch erasure.Changes) error {
+	a := db.auditWriter(tx)
 	w := db.changeWriter(tx, a)
 	w.add(id, ch)
-	return w.flush(ctx)
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	return a.flush(ctx)
 }

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -13,17 +13,15 @@ import (
 
 // createOp is one CreateRequest waiting for the group commit.
 type createOp struct {
-	ctx     context.Context
-	nr      erasure.NewRequest
-	req     *erasure.Request
-	created bool
-	err     error
-	done    chan struct{}
+	ctx  context.Context
+	nr   erasure.NewRequest
+	res  erasure.CreateResult
+	done chan struct{}
 }
 
 // CreateRequest implements erasure.Store. Concurrent calls are committed together (group
-// commit): one transaction, one fsync, a savepoint per request so that one failing request
-// does not undo the others. Each call still returns only once its request is durable.
+// commit: one transaction, one fsync, see CreateRequests). Each call still returns only once
+// its request is durable.
 func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasure.Request, bool, error) {
 	op := &createOp{ctx: ctx, nr: nr, done: make(chan struct{})}
 	select {
@@ -32,14 +30,14 @@ func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasur
 		return nil, false, ctx.Err()
 	}
 	<-op.done
-	if op.err != nil {
-		return nil, false, op.err
+	if op.res.Err != nil {
+		return nil, false, op.res.Err
 	}
-	if !op.created {
-		r, err := db.request(ctx, db.r, op.req.ID)
+	if !op.res.Created {
+		r, err := db.request(ctx, db.r, op.res.Request.ID)
 		return r, false, err
 	}
-	return op.req, true, nil
+	return op.res.Request, true, nil
 }
 
 // groupCommit runs the waiting CreateRequest calls in batches until Close.
@@ -48,7 +46,7 @@ func (db *DB) groupCommit() {
 	for op := range db.creates {
 		batch := []*createOp{op}
 	more:
-		for len(batch) < 128 {
+		for len(batch) < 256 {
 			select {
 			case op, ok := <-db.creates:
 				if !ok {
@@ -59,132 +57,196 @@ func (db *DB) groupCommit() {
 				break more
 			}
 		}
-		err := db.inTx(context.Background(), func(tx *sql.Tx) error {
-			for i, op := range batch {
-				sp := fmt.Sprintf("create%d", i)
-				if _, err := tx.ExecContext(op.ctx, `SAVEPOINT `+sp); err != nil {
-					return err
-				}
-				op.req, op.created, op.err = db.createOne(op.ctx, tx, op.nr)
-				if op.err != nil {
-					if _, err := tx.ExecContext(context.Background(), `ROLLBACK TO `+sp); err != nil {
-						return err
-					}
-				}
-				if _, err := tx.ExecContext(context.Background(), `RELEASE `+sp); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		var nrs []erasure.NewRequest
+		var live []*createOp
 		for _, op := range batch {
-			if err != nil && op.err == nil {
-				op.err = err
+			if err := op.ctx.Err(); err != nil {
+				op.res.Err = err
+				close(op.done)
+				continue
+			}
+			nrs = append(nrs, op.nr)
+			live = append(live, op)
+		}
+		if len(nrs) == 0 {
+			continue
+		}
+		res, err := db.CreateRequests(context.Background(), nrs)
+		for i, op := range live {
+			if err != nil {
+				op.res.Err = err
+			} else {
+				op.res = res[i]
 			}
 			close(op.done)
 		}
 	}
 }
 
-// createOne stores one request inside the group's transaction.
-func (db *DB) createOne(ctx context.Context, tx *sql.Tx, nr erasure.NewRequest) (*erasure.Request, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
+// CreateRequests implements erasure.Store: the batch is written in one transaction (requests,
+// identifiers and tasks with multi-row statements, one audit block). A request whose
+// idempotency key is already used is answered without a write, before anything is written, so
+// no savepoint is needed; should the batch still fail (another process inserting the same key
+// at the same moment), each request is written again in a transaction of its own, so that one
+// request's failure is only its own.
+func (db *DB) CreateRequests(ctx context.Context, nrs []erasure.NewRequest) ([]erasure.CreateResult, error) {
+	var out []erasure.CreateResult
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = db.createBatch(ctx, tx, nrs)
+		return err
+	})
+	if err == nil || len(nrs) == 1 || erasure.ErrorCode(err) == erasure.EUNAVAILABLE || ctx.Err() != nil {
+		return out, err
 	}
-	if nr.IdempotencyKey != "" {
-		var id, fp string
-		err := db.queryRow(ctx, tx, `SELECT id, fingerprint FROM requests WHERE idempotency_key = ?`, nr.IdempotencyKey).Scan(&id, &fp)
-		if err == nil {
-			if fp != nr.Fingerprint {
-				return nil, false, erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", id)
+	out = make([]erasure.CreateResult, len(nrs))
+	for i := range nrs {
+		err := db.inTx(ctx, func(tx *sql.Tx) error {
+			res, err := db.createBatch(ctx, tx, nrs[i:i+1])
+			if err == nil {
+				out[i] = res[0]
 			}
-			return &erasure.Request{ID: id}, false, nil
-		} else if !errors.Is(err, sql.ErrNoRows) {
-			return nil, false, err
+			return err
+		})
+		if err != nil {
+			out[i] = erasure.CreateResult{Err: err}
 		}
 	}
-	r, err := db.insertRequest(ctx, tx, nr)
-	return r, err == nil, err
+	return out, nil
 }
 
-// insertRequest stores a new request and returns it as stored.
-func (db *DB) insertRequest(ctx context.Context, tx *sql.Tx, nr erasure.NewRequest) (*erasure.Request, error) {
+// createBatch writes the requests of a batch in tx. Results that are errors or existing
+// requests write nothing.
+func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequest) ([]erasure.CreateResult, error) {
+	out := make([]erasure.CreateResult, len(nrs))
 	now := db.Now().Truncate(time.Millisecond).UTC()
-	var key any
-	if nr.IdempotencyKey != "" {
-		key = nr.IdempotencyKey
+	byKey := map[string]int{}
+	var fresh []int
+	for i, nr := range nrs {
+		if nr.IdempotencyKey == "" {
+			fresh = append(fresh, i)
+			continue
+		}
+		if j, ok := byKey[nr.IdempotencyKey]; ok {
+			// The same key twice in one batch: the second is the first's request.
+			if nrs[j].Fingerprint != nr.Fingerprint {
+				out[i].Err = erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", nrs[j].ID)
+			} else {
+				out[i] = erasure.CreateResult{Request: &erasure.Request{ID: nrs[j].ID}}
+			}
+			continue
+		}
+		var id, fp string
+		err := db.queryRow(ctx, tx, `SELECT id, fingerprint FROM requests WHERE idempotency_key = ?`, nr.IdempotencyKey).Scan(&id, &fp)
+		switch {
+		case err == nil && fp != nr.Fingerprint:
+			out[i].Err = erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", id)
+		case err == nil:
+			out[i] = erasure.CreateResult{Request: &erasure.Request{ID: id}}
+		case errors.Is(err, sql.ErrNoRows):
+			byKey[nr.IdempotencyKey] = i
+			fresh = append(fresh, i)
+		default:
+			return nil, err
+		}
 	}
-	if _, err := db.exec(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now)); err != nil {
+	var tasks []erasure.Task
+	var reqArgs, idArgs []any
+	a := db.auditWriter(tx)
+	for _, i := range fresh {
+		nr := nrs[i]
+		var key any
+		if nr.IdempotencyKey != "" {
+			key = nr.IdempotencyKey
+		}
+		reqArgs = append(reqArgs, nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now))
+		subject := erasure.NewSubject(nr.Subject...)
+		hashes := make([]string, len(subject))
+		for j, id := range subject {
+			hashes[j] = db.hasher.Identifier(id)
+			idArgs = append(idArgs, nr.ID, id.Type, id.Value, hashes[j], "submitted", ms(now))
+		}
+		r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: subject, SubjectHashes: hashes,
+			Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline)}
+		r.Tasks = erasure.PlanTasks(nr.ID, nr.Tasks, now)
+		tasks = append(tasks, r.Tasks...)
+		a.append(erasure.SubmittedEvent(nr, hashes, r.Tasks, now))
+		out[i] = erasure.CreateResult{Request: r, Created: true}
+	}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+	if err := db.insertRows(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at) VALUES `, 9, reqArgs); err != nil {
 		return nil, err
 	}
-	hashes, err := db.insertIdentifiers(ctx, tx, nr.ID, nr.Subject, "submitted", now)
+	if err := db.insertRows(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES `, 6, idArgs); err != nil {
+		return nil, err
+	}
+	ids, err := db.insertTasks(ctx, tx, tasks, now)
 	if err != nil {
 		return nil, err
 	}
-	r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: nr.Subject, SubjectHashes: hashes,
-		Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline)}
-	r.Tasks = erasure.PlanTasks(nr.ID, nr.Tasks, now)
-	if err := db.insertTasks(ctx, tx, r.Tasks, now); err != nil {
-		return nil, err
+	for _, i := range fresh {
+		r := out[i].Request
+		for j := range r.Tasks {
+			r.Tasks[j].ID = ids[taskKey{r.ID, r.Tasks[j].Dataset, r.Tasks[j].Kind}]
+		}
 	}
-	ev := erasure.SubmittedEvent(nr, hashes, r.Tasks, now)
-	return r, db.auditWriter(tx).append(ctx, &ev)
+	return out, a.flush(ctx)
 }
 
-// insertTasks inserts tasks with multi-row statements (a statement costs more than a row) and
-// sets their ids. (dataset, kind) is unique within a request.
-func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) error {
-	const perStatement = 50
-	for start := 0; start < len(tasks); start += perStatement {
-		chunk := tasks[start:min(len(tasks), start+perStatement)]
-		q := `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES ` +
-			strings.TrimSuffix(strings.Repeat(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), `, len(chunk)), ", ") + ` RETURNING id, dataset, kind`
+// rowsPerInsert is how many rows a multi-row INSERT writes; full chunks reuse one prepared
+// statement per table.
+const rowsPerInsert = 64
+
+// insertRows inserts the rows of args (k values a row) with multi-row statements.
+func (db *DB) insertRows(ctx context.Context, tx *sql.Tx, prefix string, k int, args []any) error {
+	n := len(args) / k
+	for start := 0; start < n; start += rowsPerInsert {
+		end := min(n, start+rowsPerInsert)
+		if _, err := db.exec(ctx, tx, prefix+rows(end-start, k), args[start*k:end*k]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// taskKey names a task within a batch: (dataset, kind) is unique within a request.
+type taskKey struct {
+	request, dataset string
+	kind             erasure.TaskKind
+}
+
+// insertTasks inserts tasks with multi-row statements and returns their ids.
+func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []erasure.Task, now time.Time) (map[taskKey]int64, error) {
+	ids := make(map[taskKey]int64, len(tasks))
+	for start := 0; start < len(tasks); start += rowsPerInsert {
+		chunk := tasks[start:min(len(tasks), start+rowsPerInsert)]
+		q := `INSERT INTO tasks (request_id, dataset, kind, method, state, keys, after, due_at, created_at, updated_at) VALUES ` + rows(len(chunk), 10) +
+			` RETURNING id, request_id, dataset, kind`
 		args := make([]any, 0, 10*len(chunk))
 		for _, t := range chunk {
 			args = append(args, t.RequestID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(now), ms(now), ms(now))
 		}
 		rows, err := db.query(ctx, tx, q, args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ids := map[string]int64{}
 		for rows.Next() {
 			var id int64
-			var ds, kind string
-			if err := rows.Scan(&id, &ds, &kind); err != nil {
+			var k taskKey
+			if err := rows.Scan(&id, &k.request, &k.dataset, &k.kind); err != nil {
 				rows.Close()
-				return err
+				return nil, err
 			}
-			ids[ds+"\x00"+kind] = id
+			ids[k] = id
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return err
-		}
-		for i := range chunk {
-			chunk[i].ID = ids[chunk[i].Dataset+"\x00"+string(chunk[i].Kind)]
-		}
-	}
-	return nil
-}
-
-// insertIdentifiers stores the identifiers not yet known for the request and returns the keyed
-// hashes of those it inserted.
-func (db *DB) insertIdentifiers(ctx context.Context, tx *sql.Tx, requestID string, ids []erasure.Identifier, foundBy string, now time.Time) ([]string, error) {
-	var out []string
-	for _, id := range ids {
-		h := db.hasher.Identifier(id)
-		res, err := db.exec(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			requestID, id.Type, id.Value, h, foundBy, ms(now))
-		if err != nil {
 			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			out = append(out, h)
-		}
 	}
-	return out, nil
+	return ids, nil
 }
 
 // querier is what both *sql.DB and *sql.Tx offer.
@@ -214,16 +276,16 @@ func (db *DB) scanRequest(sc interface{ Scan(...any) error }) (*erasure.Request,
 }
 
 func (db *DB) request(ctx context.Context, q querier, id string) (*erasure.Request, error) {
-	r, err := db.scanRequest(q.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id))
+	r, err := db.scanRequest(q.QueryRowContext(ctx, db.q(`SELECT `+requestColumns+` FROM requests WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %s not found", id)
 	} else if err != nil {
 		return nil, err
 	}
-	if r.Tasks, err = tasksOf(ctx, q, id); err != nil {
+	if r.Tasks, err = db.tasksOf(ctx, q, id); err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, `SELECT type, value, hash FROM identifiers WHERE request_id = ? ORDER BY hash`, id)
+	rows, err := q.QueryContext(ctx, db.q(`SELECT type, value, hash FROM identifiers WHERE request_id = ? ORDER BY hash`), id)
 	if err != nil {
 		return nil, err
 	}
@@ -270,8 +332,8 @@ func (db *DB) tasksTx(ctx context.Context, tx *sql.Tx, requestID string) ([]eras
 	return collectTasks(rows)
 }
 
-func tasksOf(ctx context.Context, q querier, requestID string) ([]erasure.Task, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE request_id = ? ORDER BY id`, requestID)
+func (db *DB) tasksOf(ctx context.Context, q querier, requestID string) ([]erasure.Task, error) {
+	rows, err := q.QueryContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks WHERE request_id = ? ORDER BY id`), requestID)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +379,7 @@ func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.Re
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit+1)
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.readQuery(ctx, q, args...)
 	if err != nil {
 		return erasure.RequestPage{}, err
 	}
@@ -363,7 +425,7 @@ func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure
 			return err
 		}
 		m.Settle(actor)
-		return db.writeChanges(ctx, tx, db.auditWriter(tx), id, m.Changes())
+		return db.writeChanges(ctx, tx, id, m.Changes())
 	})
 	if err != nil {
 		return nil, err
@@ -374,13 +436,13 @@ func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure
 // OverdueRequests implements erasure.Store.
 func (db *DB) OverdueRequests(ctx context.Context) (int, error) {
 	var n int
-	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM requests WHERE status NOT IN ('completed', 'cancelled') AND deadline < ?`, ms(db.Now())).Scan(&n)
+	err := db.readRow(ctx, `SELECT count(*) FROM requests WHERE status NOT IN ('completed', 'cancelled') AND deadline < ?`, ms(db.Now())).Scan(&n)
 	return n, err
 }
 
 // DatasetStats implements erasure.Store.
 func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT dataset, state, count(*), max(finished_at) FROM tasks GROUP BY dataset, state ORDER BY dataset`)
+	rows, err := db.readQuery(ctx, `SELECT dataset, state, count(*), max(finished_at) FROM tasks GROUP BY dataset, state ORDER BY dataset`)
 	if err != nil {
 		return nil, err
 	}

@@ -1,17 +1,28 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"erasure"
 )
 
-// LeaseTasks implements erasure.Store. One statement picks the due tasks (oldest due first)
-// and marks them running under owner, remembering the state each was leased from; the
-// PostgreSQL equivalent selects them with FOR UPDATE SKIP LOCKED.
+// leaseStates is erasure.LeaseStates as an SQL list.
+var leaseStates = func() string {
+	var out []string
+	for _, s := range erasure.LeaseStates {
+		out = append(out, "'"+string(s)+"'")
+	}
+	return strings.Join(out, ", ")
+}()
+
+// LeaseTasks implements erasure.Store. One statement picks the due tasks in a state of
+// erasure.LeaseStates (oldest due first) and marks them running under owner, remembering the
+// state each was leased from. On PostgreSQL the selection skips rows other leases hold (FOR
+// UPDATE SKIP LOCKED), so that workers never wait for each other.
 func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Duration) ([]erasure.Task, error) {
 	var out []erasure.Task
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
@@ -19,7 +30,7 @@ func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Du
 		now := db.Now()
 		until := now.Add(lease)
 		rows, err := db.query(ctx, tx, `UPDATE tasks SET leased_from = state, state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1, updated_at = ?
-			WHERE id IN (SELECT id FROM tasks WHERE state IN ('pending', 'running', 'dispatched') AND due_at <= ? ORDER BY due_at LIMIT ?)
+			WHERE id IN (SELECT id FROM tasks WHERE state IN (`+leaseStates+`) AND due_at <= ? ORDER BY due_at LIMIT ?`+db.skipLocked()+`)
 			RETURNING `+taskColumns+`, leased_from`, owner, ms(until), ms(now), ms(now), n)
 		if err != nil {
 			return err
@@ -82,7 +93,7 @@ func (db *DB) ExtendLease(ctx context.Context, owner string, ids []int64, lease 
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		until := ms(db.Now().Add(lease))
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `UPDATE tasks SET due_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`, until, id, owner); err != nil {
+			if _, err := db.exec(ctx, tx, `UPDATE tasks SET due_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?`, until, id, owner); err != nil {
 				return err
 			}
 		}
@@ -94,7 +105,7 @@ func (db *DB) ExtendLease(ctx context.Context, owner string, ids []int64, lease 
 func (db *DB) ReleaseLeases(ctx context.Context) (int, error) {
 	var n int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET due_at = ? WHERE state = 'running'`, ms(db.Now()))
+		res, err := db.exec(ctx, tx, `UPDATE tasks SET due_at = ? WHERE state = 'running'`, ms(db.Now()))
 		if err != nil {
 			return err
 		}
@@ -142,7 +153,10 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 			m.Settle("pipeline")
 			w.add(id, m.Changes())
 		}
-		return w.flush(ctx)
+		if err := w.flush(ctx); err != nil {
+			return err
+		}
+		return a.flush(ctx)
 	})
 	return dropped, err
 }
@@ -150,7 +164,7 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 // Task implements erasure.Store.
 func (db *DB) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 	var t erasure.Task
-	err := scanTask(db.r.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id), &t)
+	err := scanTask(db.readRow(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id), &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d not found", id)
 	}
@@ -177,7 +191,7 @@ func (db *DB) AckTask(ctx context.Context, dataset string, d erasure.AckDecision
 			return err
 		}
 		m.Settle(actor)
-		if err := db.writeChanges(ctx, tx, db.auditWriter(tx), requestID, m.Changes()); err != nil {
+		if err := db.writeChanges(ctx, tx, requestID, m.Changes()); err != nil {
 			return err
 		}
 		for _, t := range rs.Tasks {

@@ -1,0 +1,60 @@
+// Package postgres is the shared store: requests, identifiers, tasks, sweeps and the audit
+// trail in a PostgreSQL database (pgx through database/sql), through store/sqlstore, so that
+// any number of `erasure serve` and `erasure worker` processes share the work.
+//
+// Leases select due tasks FOR UPDATE SKIP LOCKED; a change locks the rows of the requests it
+// touches before reading their tasks; the audit chain's head is locked only by a transaction's
+// last statement. Migrations take an advisory lock, so processes may start at once.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"erasure"
+	"erasure/store/migrate"
+	"erasure/store/sqlstore"
+)
+
+// DB is a PostgreSQL store: the SQL store on a PostgreSQL database.
+type DB = sqlstore.DB
+
+// Options configure Open.
+type Options struct {
+	// Hasher computes the keyed hashes of identifiers (required).
+	Hasher erasure.Hasher
+	// Chain seals the audit trail (required).
+	Chain erasure.AuditChain
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxConns bounds the pool (default 16).
+	MaxConns int
+}
+
+// Open connects to the database named by dsn (postgres://…) and migrates it.
+func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	pool, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "store dsn: %v", err)
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 16
+	}
+	pool.SetMaxOpenConns(opts.MaxConns)
+	pool.SetMaxIdleConns(opts.MaxConns)
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, erasure.Errorf(erasure.EUNAVAILABLE, "store unavailable: %v", err)
+	}
+	db, err := sqlstore.Open(ctx, pool, pool, migrate.Postgres, sqlstore.Options{Hasher: opts.Hasher, Chain: opts.Chain, Now: opts.Now})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return db, nil
+}

@@ -1,0 +1,32 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"erasure"
+	"erasure/internal/testenv"
+	"erasure/store/postgres"
+	"erasure/store/storetest"
+)
+
+// open opens a store on a fresh schema of the test server, dropped when the test ends.
+func open(t *testing.T, now func() time.Time) *postgres.DB {
+	t.Helper()
+	dsn := testenv.PostgresSchema(t, "store")
+	db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestStore_Conformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) erasure.Store { return open(t, now) })
+}
+
+func TestSweepStore_Conformance(t *testing.T) {
+	storetest.RunSweeps(t, func(t *testing.T, now func() time.Time) storetest.SweepStore { return open(t, now) })
+}
