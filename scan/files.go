@@ -71,7 +71,7 @@ func (s *filesSource) scan(ctx context.Context, c *collector, src *Source) error
 		n, err := s.read(ctx, filepath.Join(s.cfg.Path, filepath.FromSlash(p.Path)), p.Size, min(quota, left), c)
 		src.Rows += int64(n)
 		src.Units++
-		c.progress(fmt.Sprintf("%s %s: partition %d/%d %s: %d rows", SourceFiles, src.Name, i+1, len(parts), p.Path, n))
+		c.progress(fmt.Sprintf("%s %s: partition %d/%d %s: %s", SourceFiles, src.Name, i+1, len(parts), p.Path, plural(n, "row")))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

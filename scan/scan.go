@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +97,9 @@ func (f Finding) Evidence() string {
 	switch {
 	case f.Sampled == 0:
 		s = "no values sampled"
+	case f.Matched == 0:
+		// Recognized by name: the type has no value pattern (ids look like any number).
+		s = plural(f.Sampled, "value") + " sampled"
 	default:
 		s = fmt.Sprintf("%d/%d values match", f.Matched, f.Sampled)
 	}
@@ -301,6 +305,9 @@ func runSource(ctx context.Context, src source, m matchers, erased *erasedSet, o
 func plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
+	}
+	if strings.HasSuffix(word, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(word, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -192,7 +192,7 @@ func (s *sqlSource) scan(ctx context.Context, c *collector, src *Source) error {
 		n, err := s.sample(ctx, db, t, places, c)
 		src.Rows += int64(n)
 		src.Units++
-		c.progress(fmt.Sprintf("%s %s: table %d/%d %s.%s: %d rows", SourceSQL, src.Name, i+1, len(tables), t.schema, t.name, n))
+		c.progress(fmt.Sprintf("%s %s: table %d/%d %s.%s: %s", SourceSQL, src.Name, i+1, len(tables), t.schema, t.name, plural(n, "row")))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
