@@ -15,17 +15,21 @@
 //     (SELECT … LIMIT), every column.
 //   - every Redis database: each distinct URL of the `redis` datasets. SCAN (MATCH
 //     Options.RedisMatch, "*" by default) collects up to Sample keys; keys are grouped in
-//     families by replacing whole ":"-separated segments with placeholders ({email} and the
-//     like for segments a declared type's value pattern recognizes, {n} for numbers, {uuid},
-//     {hex}, {token} for long random strings), so profile:a@example.com and
-//     profile:b@example.org are one family, profile:{email}. String values (their first 64 KiB)
-//     and the first fields of hashes, members of sets and sorted sets and items of lists are
-//     read too.
+//     families by replacing whole ":"-separated segments with placeholders: what a registered
+//     key template's placeholder captures takes its name ({user_id}), a segment a declared
+//     type's value pattern recognizes the type's ({email}), numbers {n}, uuids {uuid}, long
+//     hex {hex}, long random strings {token}, and a segment that is an erased identifier its
+//     type's name. So profile:a@example.com and profile:b@example.org are one family,
+//     profile:{email}, and a family's pattern never prints an identifier. String values (their
+//     first 64 KiB) and the first 100 fields of hashes, members of sets and sorted sets and
+//     items of lists are read too.
 //   - every `files` dataset's directory (once per path and format): up to Sample rows in all,
 //     spread over its partitions, every field of JSON lines, CSV and Parquet, gzip or not.
 //
 // JSON found in a value (a jsonb column, a JSON string in Redis, a CSV cell) is read field by
-// field, down to 8 levels. A source that cannot be reached is reported with its error and the
+// field, down to 8 levels (users.profile.contact.email); an object keyed by values (numbers,
+// ids, addresses) is read as two places, its keys (scores[keys]) and their values
+// (scores.{key}), so that no location prints a value. A source that cannot be reached is reported with its error and the
 // others are still scanned; a source whose budget runs out is reported as partial, with what
 // was sampled by then.
 //
@@ -54,7 +58,8 @@
 // (erasure.IdentifierType.Canonical). A value is checked against type T when it matches T's
 // value pattern, or the registry says the place holds T, or T has no value pattern and the
 // place's name matches T's name patterns; so the number 1001 in a price column is never taken
-// for user 1001. A match is residue: data that should be gone and is not, because it was never
+// for user 1001 (an object key or a Redis key segment that is an erased identifier counts too,
+// unless it is a number). A match is residue: data that should be gone and is not, because it was never
 // registered, or came back after the request completed. Findings show the keyed hash
 // ("email:3f1c…"), never the value: the subject's identifiers are not kept in clear once their
 // request ends, and the scan does not bring them back. A subject may rightly come back (a new

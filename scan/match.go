@@ -124,13 +124,15 @@ type collector struct {
 	values int64
 	// progress receives lines for people.
 	progress func(string)
+	// names remembers which keys and fields read as names (see nameLike).
+	names map[string]bool
 	// setup, when set, is called with each new place (after it inherits its parent's
 	// coverage), for the source to say what covers it.
 	setup func(p *place)
 }
 
 func newCollector(m matchers, erased *erasedSet, opts Options) *collector {
-	return &collector{m: m, erased: erased, sample: opts.Sample, places: map[string]*place{}, progress: opts.Progress}
+	return &collector{m: m, erased: erased, sample: opts.Sample, places: map[string]*place{}, progress: opts.Progress, names: map[string]bool{}}
 }
 
 // place returns the place at loc, creating it with name and group (group "" is loc itself).
@@ -172,14 +174,14 @@ func (c *collector) lookup(loc, name, group string, parent *place) (*place, bool
 func (c *collector) child(p *place, key string) *place {
 	loc := key
 	if p.loc != "" {
-		if key == "[]" {
-			loc = p.loc + "[]"
+		if key[0] == '[' {
+			loc = p.loc + key
 		} else {
 			loc = p.loc + "." + key
 		}
 	}
 	name := key
-	if key == "[]" {
+	if key[0] == '[' || key[0] == '{' {
 		name = p.name
 	}
 	group := ""
@@ -191,6 +193,20 @@ func (c *collector) child(p *place, key string) *place {
 		c.setup(q)
 	}
 	return q
+}
+
+// nameLike reports whether an object key or a hash field reads as a name rather than a value:
+// not a number, a uuid, a long random string, a value of a declared type, or an erased
+// identifier.
+func (c *collector) nameLike(k string) bool {
+	if ok, seen := c.names[k]; seen {
+		return ok
+	}
+	ok := k != "" && !isPlaceholder(segmentShape(k, c.m)) && (c.erased == nil || c.erased.find(k) < 0)
+	if len(c.names) < maxPlaces {
+		c.names[k] = ok
+	}
+	return ok
 }
 
 // observe looks at one value of p: a JSON object or array is followed field by field into
@@ -238,7 +254,23 @@ func (c *collector) observeJSON(p *place, v any, depth int, leaves *int) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			c.observeJSON(c.child(p, k), x[k], depth+1, leaves)
+			field := k
+			if !c.nameLike(k) {
+				// An object keyed by values (ids, addresses): the keys are values of one
+				// place, the values of another, and no location prints a key.
+				field = "{key}"
+				kp := c.child(p, "[keys]")
+				c.scalar(kp, k)
+				// A key that is an erased identifier is residue, unless it is a number: as
+				// anywhere, 1 is many things, and counts only where a name or the registry
+				// says it is an id.
+				if kp != nil && c.erased != nil && segmentShape(k, c.m) != "{n}" {
+					if ti := c.erased.find(k); ti >= 0 && !c.checks(kp, ti, k) {
+						c.erased.check(kp, ti, k)
+					}
+				}
+			}
+			c.observeJSON(c.child(p, field), x[k], depth+1, leaves)
 		}
 	case []any:
 		if depth >= maxDepth {
@@ -387,7 +419,7 @@ func (c *collector) findings(source string, src source) []Finding {
 			if i >= 0 {
 				f.NameMatch, f.Matched = p.nameHit[i], p.matched[i]
 			}
-			if p.covered || p.dataset != "" {
+			if p.covered {
 				f.Dataset = p.dataset
 			}
 			out = append(out, f)
@@ -414,6 +446,27 @@ func newErasedSet(h *audit.Hasher, hashes []string, m matchers) *erasedSet {
 		}
 	}
 	return e
+}
+
+// find returns the index of a type of which v is an erased identifier (as it is or in
+// canonical form), or -1.
+func (e *erasedSet) find(v string) int {
+	if v == "" || len(v) > erasure.MaxIdentifierValue || !utf8.ValidString(v) {
+		return -1
+	}
+	for i := range e.m {
+		if !e.types[i] {
+			continue
+		}
+		t := e.m[i].typ
+		if e.hashes[e.h.Identifier(erasure.Identifier{Type: t.Name, Value: v})] {
+			return i
+		}
+		if cv, err := t.Canonical(v); err == nil && cv != v && e.hashes[e.h.Identifier(erasure.Identifier{Type: t.Name, Value: cv})] {
+			return i
+		}
+	}
+	return -1
 }
 
 // check records in p the erased identifier of type m[i] that v is, as it is or in canonical

@@ -324,7 +324,9 @@ func (s *redisSource) read(ctx context.Context, rdb *redis.Client, keys []string
 			names := s.valuePlace(c, f, f.pattern+" [field names]", last)
 			for j := 0; j+1 < len(kv); j += 2 {
 				c.scalar(names, kv[j])
-				if len(kv) <= 2*redisFieldPlaces {
+				// Fields named like values (ids, addresses) are not places of their own: a
+				// location never prints a value.
+				if len(kv) <= 2*redisFieldPlaces && c.nameLike(kv[j]) {
 					c.observe(s.valuePlace(c, f, f.pattern+" field "+kv[j], kv[j]), kv[j+1])
 				} else {
 					c.observe(s.valuePlace(c, f, f.pattern+" [field values]", last), kv[j+1])
@@ -356,14 +358,61 @@ func (f *family) lastLiteral() string {
 	return ""
 }
 
-// key files a key into its family: its placeholder segments are values of the family's key
-// places, its coverage is checked against the registered key templates, and what a template's
-// placeholder captures is looked for among the erased identifiers of its type.
+// key files a key into its family. A key named by a registered template is covered, and
+// what the template's placeholders capture as whole segments takes their names ({user_id}); a
+// literal segment that is an erased identifier takes its type's name too, so that a family's
+// pattern never prints an identifier. The placeholder segments are values of the family's key
+// places; captured and erased values are looked for among the erased identifiers of their type.
 func (s *redisSource) key(k string, c *collector) *family {
 	parts := strings.Split(k, ":")
 	segs := make([]string, len(parts))
 	for i, p := range parts {
 		segs[i] = segmentShape(p, c.m)
+	}
+	type capture struct {
+		typ   int
+		value string
+	}
+	var caps []capture
+	seen := map[capture]bool{}
+	add := func(cp capture) {
+		if !seen[cp] {
+			seen[cp] = true
+			caps = append(caps, cp)
+		}
+	}
+	dataset := ""
+	for _, d := range s.cover {
+		for _, t := range d.templates {
+			m := t.re.FindStringSubmatch(k)
+			if m == nil {
+				continue
+			}
+			if dataset == "" {
+				dataset = d.ds.Name
+			}
+			for gi, v := range t.vars {
+				for i, p := range parts {
+					if p == m[gi+1] {
+						segs[i] = "{" + v + "}"
+					}
+				}
+				if i := c.m.index(v); i >= 0 {
+					add(capture{i, m[gi+1]})
+				}
+			}
+		}
+	}
+	if c.erased != nil {
+		for i, seg := range segs {
+			if isPlaceholder(seg) {
+				continue
+			}
+			if ti := c.erased.find(parts[i]); ti >= 0 {
+				segs[i] = "{" + c.m[ti].typ.Name + "}"
+				add(capture{ti, parts[i]})
+			}
+		}
 	}
 	pattern := strings.Join(segs, ":")
 	f := s.families[pattern]
@@ -396,38 +445,20 @@ func (s *redisSource) key(k string, c *collector) *family {
 		}
 	}
 	f.keys++
-	covered := false
-	for _, d := range s.cover {
-		for _, t := range d.templates {
-			m := t.re.FindStringSubmatch(k)
-			if m == nil {
-				continue
-			}
-			if !covered {
-				covered = true
-				if f.dataset == "" {
-					f.dataset = d.ds.Name
-				}
-			}
-			for gi, v := range t.vars {
-				i := c.m.index(v)
-				if i < 0 || c.erased == nil {
-					continue
-				}
-				p, whole := s.placeOfValue(f, parts, m[gi+1], c)
-				// A whole segment is looked at by scalar below: check it here only when
-				// scalar would not.
-				if p != nil && !(whole && c.checks(p, i, m[gi+1])) {
-					c.erased.check(p, i, m[gi+1])
-				}
-			}
-		}
-	}
-	if !covered {
+	if dataset == "" {
 		f.uncovered++
+	} else if f.dataset == "" {
+		f.dataset = dataset
 	}
 	for i, p := range f.keyPlaces {
 		c.scalar(p, parts[i])
+	}
+	for _, cp := range caps {
+		p, whole := s.placeOfValue(f, parts, cp.value, c)
+		// A whole segment was looked at by scalar: check it here only when scalar did not.
+		if p != nil && c.erased != nil && !(whole && c.checks(p, cp.typ, cp.value)) {
+			c.erased.check(p, cp.typ, cp.value)
+		}
 	}
 	return f
 }

@@ -1,7 +1,9 @@
 package scan_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -42,7 +44,9 @@ func TestRun_Rules(t *testing.T) {
 		`INSERT INTO archive VALUES ('  A@EXAMPLE.COM '), ('c@example.com')`,
 		// A name match contradicted by the values is not a finding.
 		`CREATE TABLE prefs (id INTEGER, email_verified INTEGER, email_sent_count TEXT, doc TEXT)`,
-		`INSERT INTO prefs VALUES (1, 1, 'three', '{"contact": {"email": "d@example.com", "since": "2024"}, "tags": ["e@example.com"], "n": 1}'),
+		// Objects keyed by values: the keys are one place, never printed.
+		`INSERT INTO prefs VALUES (1, 1, 'three', '{"contact": {"email": "d@example.com", "since": "2024"}, "tags": ["e@example.com"], "n": 1,
+			"seen": {"a@example.com": true}, "owners": {"usr_ab12": "rw"}, "scores": {"1": 5, "2": 7}}'),
 			(2, 0, 'none', '{"contact": {"email": "f@example.com"}, "tags": [], "n": 2}')`,
 		// Less than half the values: free text is not an e-mail column.
 		`CREATE TABLE comments (id INTEGER, body TEXT)`,
@@ -95,13 +99,14 @@ datasets:
 		h.Identifier(erasure.Identifier{Type: "user_id", Value: "1"}),
 		h.Identifier(erasure.Identifier{Type: "email", Value: "a@example.com"}),
 		h.Identifier(erasure.Identifier{Type: "email", Value: "e@example.com"}),
+		h.Identifier(erasure.Identifier{Type: "user_id", Value: "usr_ab12"}),
 		h.Identifier(erasure.Identifier{Type: "fax", Value: "1"}), // a type no longer declared
 	}
 	rep, err := scan.Run(context.Background(), cfg, scan.Options{Erased: erased, Hasher: h})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Sources) != 1 || rep.Sources[0].Error != "" || rep.Sources[0].Units != 8 || rep.Erased != 4 {
+	if len(rep.Sources) != 1 || rep.Sources[0].Error != "" || rep.Sources[0].Units != 8 || rep.Erased != 5 {
 		t.Fatalf("sources = %+v, erased %d", rep.Sources, rep.Erased)
 	}
 	var got []string
@@ -112,18 +117,27 @@ datasets:
 		"unregistered archive.Email email",
 		"unregistered mailing.email email",
 		"unregistered prefs.doc.contact.email email",
+		"unregistered prefs.doc.seen[keys] email",
 		"unregistered prefs.doc.tags[] email",
 		"unregistered profiles.phone phone",
 		"unregistered visits.user_id user_id",
 		"residue archive.Email email",
+		"residue prefs.doc.owners[keys] user_id",
+		"residue prefs.doc.seen[keys] email",
 		"residue prefs.doc.tags[] email",
 		"residue users.email email",
 		"residue users.id user_id",
 		"residue visits.user_id user_id",
 	}
-	sort.Strings(got[:6])
+	sort.Strings(got[:7])
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	out, _ := json.Marshal(rep)
+	for _, clear := range []string{"usr_ab12", "a@example.com", `"1"`, "scores.1"} {
+		if bytes.Contains(out, []byte(clear)) {
+			t.Errorf("the report holds %s", clear)
+		}
 	}
 	for _, f := range rep.Findings {
 		switch {

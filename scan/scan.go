@@ -78,7 +78,9 @@ type Finding struct {
 	// sampled values carried it.
 	Hash   string `json:"hash,omitempty"`
 	Values int    `json:"values,omitempty"`
-	// Dataset is the registered dataset covering the place, if any.
+	// Dataset is, for residue, the registered dataset covering the place (none: the place is
+	// not registered); for an unregistered place, the dataset of its table, directory or key
+	// family when it has one.
 	Dataset string `json:"dataset,omitempty"`
 	// Suggestion is a registry entry (YAML, with comments) to start from.
 	Suggestion string `json:"suggestion,omitempty"`

@@ -371,7 +371,7 @@ func (e *estate) plants() []plant {
 		// Erased, then back.
 		{scan.Residue, scan.SourceSQL, pg("users.id"), "user_id"},
 		{scan.Residue, scan.SourceSQL, pg("users.email"), "email"},
-		{scan.Residue, scan.SourceRedis, e.prefix + ":timeline:{n}", "user_id"},
+		{scan.Residue, scan.SourceRedis, e.prefix + ":timeline:{user_id}", "user_id"},
 		{scan.Residue, scan.SourceFiles, "user_id", "user_id"},
 		// Never registered, so never erased.
 		{scan.Residue, scan.SourceSQL, pg("newsletter.email_address"), "email"},
