@@ -395,8 +395,10 @@ func TestScan_PlantedEstate(t *testing.T) {
 
 	var progress []string
 	var mu sync.Mutex
+	start := time.Now()
 	rep, err := scan.Run(t.Context(), cfg, scan.Options{Budget: time.Minute, RedisMatch: e.prefix + ":*", Erased: st, Hasher: h,
 		Progress: func(l string) { mu.Lock(); progress = append(progress, l); mu.Unlock() }})
+	elapsed := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +439,12 @@ func TestScan_PlantedEstate(t *testing.T) {
 	sort.Strings(missed)
 	precision := float64(len(found)) / float64(max(1, len(rep.Findings)))
 	recall := float64(len(found)) / float64(len(want))
-	t.Logf("planted estate: %d plants, %d findings, %d true: precision %.2f, recall %.2f", len(want), len(rep.Findings), len(found), precision, recall)
+	var values int64
+	for _, s := range rep.Sources {
+		values += s.Values
+	}
+	t.Logf("planted estate: %d plants, %d findings, %d true: precision %.2f, recall %.2f (%d sources, %d values in %s)",
+		len(want), len(rep.Findings), len(found), precision, recall, len(rep.Sources), values, elapsed.Round(time.Millisecond))
 	for _, fp := range falsePositives {
 		t.Errorf("false positive: %s", fp)
 	}
