@@ -1,6 +1,26 @@
 // Package registry reads erasure.yaml: the server's configuration and the registry of datasets.
 // It expands ${VAR} from the environment, validates everything, and reports every problem with
 // its file and line.
+//
+// # Identifier types
+//
+// identifiers lists the identifier types subjects may carry. Each entry is a name, or a mapping
+// that also says how values of the type are compared and where `erasure scan` recognizes them:
+//
+//	identifiers:
+//	  - user_id
+//	  - { name: email, normalize: lower, trim: true,
+//	      scan: { names: ["e?mail", "contact"], values: '^[^@\s]+@[^@\s]+\.[a-z]{2,}$' } }
+//	  - { name: phone, normalize: digits, scan: { values: '^\+?[0-9 ().-]{7,20}$' } }
+//
+// normalize is none (the default), lower (Unicode lower case) or digits (only the digits and a
+// leading +); trim (default false) strips white space around values first. See
+// erasure.IdentifierType.Canonical. scan.names are regular expressions (RE2) matched without
+// case anywhere in column, field and key names; scan.values is one regular expression for
+// values. Left out, each takes the built-in patterns of the type's name (e-mail, phone and IP
+// address types get name and value patterns, X_id types name patterns, any other type its own
+// name: see erasure.DefaultIdentifierType); an empty list or string turns it off. Config keeps
+// the names in Identifiers and the declarations in IdentifierTypes.
 package registry
 
 import (
@@ -19,8 +39,12 @@ type Config struct {
 	NATS    NATS    `yaml:"nats"`
 	Records Records `yaml:"records"`
 
-	// Identifiers are the identifier types subjects may carry.
+	// Identifiers are the names of the identifier types subjects may carry, in file order.
 	Identifiers []string `yaml:"identifiers"`
+	// IdentifierTypes are the same types with how their values are compared (normalize,
+	// trim) and recognized by `erasure scan` (scan patterns; built-in ones for what the file
+	// leaves out, see erasure.DefaultIdentifierType), in the same order as Identifiers.
+	IdentifierTypes []erasure.IdentifierType `yaml:"-"`
 	// Defaults apply to every dataset that does not set its own.
 	Defaults erasure.Policy `yaml:"-"`
 	// Datasets are the registered datasets, in file order, with their connectors built.
@@ -95,4 +119,14 @@ func (c *Config) Dataset(name string) *erasure.Dataset {
 		}
 	}
 	return nil
+}
+
+// IdentifierType returns the declared identifier type called name, and false when none is.
+func (c *Config) IdentifierType(name string) (erasure.IdentifierType, bool) {
+	for _, t := range c.IdentifierTypes {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return erasure.IdentifierType{}, false
 }

@@ -2,10 +2,12 @@ package registry
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"time"
@@ -213,25 +215,123 @@ func (l *loader) identifiers(root, n *yaml.Node) {
 		return
 	}
 	seen := map[string]int{}
-	for _, c := range n.Content {
-		if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
-			l.errorf(c, "identifiers: expected an identifier type")
+	for i, c := range n.Content {
+		var typ erasure.IdentifierType
+		var nameNode *yaml.Node
+		switch {
+		case c.Kind == yaml.MappingNode:
+			var ok bool
+			if typ, nameNode, ok = l.identifierType(i, c); !ok {
+				continue
+			}
+		case c.Kind != yaml.ScalarNode || c.Tag == "!!null":
+			l.errorf(c, "identifiers: expected an identifier type (a name, or a mapping with name, normalize, trim, scan)")
+			continue
+		case l.bad(c):
+			continue
+		default:
+			nameNode = c
+			typ = erasure.DefaultIdentifierType(c.Value)
+		}
+		if !erasure.ValidIdentifierType(typ.Name) {
+			l.errorf(nameNode, "identifiers: %q is not a valid identifier type: use lower case letters, digits and _, starting with a letter", truncate(typ.Name, 64))
 			continue
 		}
-		if l.bad(c) {
+		if line, dup := seen[typ.Name]; dup {
+			l.errorf(nameNode, "identifiers: %s is listed twice (first at line %d)", typ.Name, line)
 			continue
 		}
-		if !erasure.ValidIdentifierType(c.Value) {
-			l.errorf(c, "identifiers: %q is not a valid identifier type: use lower case letters, digits and _, starting with a letter", truncate(c.Value, 64))
-			continue
-		}
-		if line, dup := seen[c.Value]; dup {
-			l.errorf(c, "identifiers: %s is listed twice (first at line %d)", c.Value, line)
-			continue
-		}
-		seen[c.Value] = c.Line
-		l.cfg.Identifiers = append(l.cfg.Identifiers, c.Value)
+		seen[typ.Name] = nameNode.Line
+		l.cfg.Identifiers = append(l.cfg.Identifiers, typ.Name)
+		l.cfg.IdentifierTypes = append(l.cfg.IdentifierTypes, typ)
 	}
+}
+
+// identifierYAML is an identifier type declared as a mapping.
+type identifierYAML struct {
+	Name      string `yaml:"name"`
+	Normalize string `yaml:"normalize"`
+	Trim      bool   `yaml:"trim"`
+	Scan      struct {
+		Names  []string `yaml:"names"`
+		Values string   `yaml:"values"`
+	} `yaml:"scan"`
+}
+
+// identifierType reads the i-th entry of identifiers, a mapping. It returns the type with the
+// built-in scan patterns for what its scan block leaves out, and the node of its name; false
+// when the entry has no usable name. Problems of normalize and scan are recorded, and the
+// name is still returned, so that the datasets using the type are checked too.
+func (l *loader) identifierType(i int, c *yaml.Node) (erasure.IdentifierType, *yaml.Node, bool) {
+	var y identifierYAML
+	DecodeStrict(c, &y, l.reporter("", "identifiers["+strconv.Itoa(i)+"]", c))
+	nv := get(c, "name")
+	switch {
+	case nv == nil:
+		l.errorf(c, "identifiers: a type given as a mapping needs a name: { name: email, normalize: lower }")
+		return erasure.IdentifierType{}, nil, false
+	case !l.scalar(nv) || nv.Tag == "!!null":
+		if nv.Kind == yaml.ScalarNode && !l.bad(nv) {
+			l.errorf(nv, "identifiers: the name of an identifier type is empty")
+		}
+		return erasure.IdentifierType{}, nil, false
+	}
+	typ := erasure.IdentifierType{Name: nv.Value, Normalize: erasure.NormalizeNone, Trim: y.Trim}
+	label := truncate(typ.Name, 64)
+	if v := get(c, "normalize"); l.scalar(v) && v.Tag != "!!null" {
+		typ.Normalize = erasure.Normalize(v.Value)
+		if typ.Normalize == "" {
+			typ.Normalize = erasure.NormalizeNone
+		} else if !typ.Normalize.Valid() {
+			l.errorf(v, "identifiers: %s: normalize %q is not known (none, lower, digits)", label, truncate(v.Value, 40))
+		}
+	}
+	typ.ScanNames, typ.ScanValues = erasure.DefaultScan(typ.Name)
+	scan := get(c, "scan")
+	if names := get(scan, "names"); names != nil && names.Kind == yaml.SequenceNode {
+		typ.ScanNames = nil
+		for _, p := range names.Content {
+			if !l.scalar(p) {
+				continue // DecodeStrict reported it
+			}
+			if p.Value == "" {
+				l.errorf(p, "identifiers: %s: scan.names: an empty pattern matches every name (leave the list empty to match none)", label)
+				continue
+			}
+			if msg := regexProblem("(?i)" + p.Value); msg != "" {
+				l.errorf(p, "identifiers: %s: scan.names: %q is not a valid regular expression: %s", label, truncate(p.Value, 64), msg)
+				continue
+			}
+			typ.ScanNames = append(typ.ScanNames, p.Value)
+		}
+	}
+	if v := get(scan, "values"); l.scalar(v) {
+		typ.ScanValues = ""
+		if v.Tag != "!!null" && v.Value != "" {
+			if msg := regexProblem(v.Value); msg != "" {
+				l.errorf(v, "identifiers: %s: scan.values: %q is not a valid regular expression: %s", label, truncate(v.Value, 64), msg)
+			} else {
+				typ.ScanValues = v.Value
+			}
+		}
+	}
+	return typ, nv, true
+}
+
+// regexProblem returns why pattern is not a valid RE2 regular expression, or "".
+func regexProblem(pattern string) string {
+	_, err := regexp.Compile(pattern)
+	if err == nil {
+		return ""
+	}
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		if se.Expr != "" && se.Expr != pattern && se.Expr != "(?i)"+pattern {
+			return se.Code.String() + ": " + truncate(se.Expr, 40)
+		}
+		return se.Code.String()
+	}
+	return err.Error()
 }
 
 // policyYAML is the shape of the defaults section and of a dataset's policy overrides.
