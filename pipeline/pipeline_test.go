@@ -403,3 +403,21 @@ func TestService_IdempotencyKeysAreScopedToTheSubmitter(t *testing.T) {
 		t.Fatalf("another submitter with the same key: %v created=%v", err, created)
 	}
 }
+
+func TestService_SubmitPutsIdentifiersInCanonicalForm(t *testing.T) {
+	h := newHarness(t, storetest.NewClock(), dataset("x", &conn{}, []string{"email"}))
+	h.svc.IdentifierTypes = []erasure.IdentifierType{{Name: "email", Normalize: erasure.NormalizeLower, Trim: true}}
+	ctx := context.Background()
+	r, _, err := h.svc.Submit(ctx, erasure.Submission{Subject: erasure.Subject{{Type: "email", Value: "  Alice@Example.COM "}}, Reason: "r", Actor: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := h.svc.Request(ctx, r.ID)
+	if v := got.Subject.Values("email"); len(v) != 1 || v[0] != "alice@example.com" {
+		t.Fatalf("stored %v, want the canonical alice@example.com", v)
+	}
+	same, _, err := h.svc.Submit(ctx, erasure.Submission{Subject: erasure.Subject{{Type: "email", Value: "alice@example.com"}}, Reason: "r", Actor: "a"})
+	if err != nil || same.SubjectHashes[0] != got.SubjectHashes[0] {
+		t.Fatalf("the canonical and the submitted spelling hash apart: %v %v", same, err)
+	}
+}

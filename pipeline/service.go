@@ -18,6 +18,9 @@ type Service struct {
 	Registered []*erasure.Dataset
 	// Identifiers are the declared identifier types.
 	Identifiers []string
+	// IdentifierTypes say how the values of declared types are put in canonical form at intake
+	// (trimmed, lower-cased...); a declared type absent from it is taken as submitted.
+	IdentifierTypes []erasure.IdentifierType
 	// DefaultDeadline applies when a submission sets none.
 	DefaultDeadline time.Duration
 	// MaxDeadline bounds how far ahead a submission's deadline may be (default one year).
@@ -70,11 +73,25 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if err := sub.Validate(); err != nil {
 		return nil, false, err
 	}
-	for _, id := range sub.Subject {
+	canonical := make([]erasure.Identifier, len(sub.Subject))
+	for i, id := range sub.Subject {
 		if !contains(s.Identifiers, id.Type) {
 			return nil, false, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
 		}
+		canonical[i] = id
+		for _, t := range s.IdentifierTypes {
+			if t.Name == id.Type {
+				v, err := t.Canonical(id.Value)
+				if err != nil {
+					return nil, false, err
+				}
+				canonical[i].Value = v
+			}
+		}
 	}
+	// Normalised once, here: everything downstream (hashes, fingerprints, connectors) sees the
+	// canonical values only.
+	sub.Subject = erasure.NewSubject(canonical...)
 	now := s.now()
 	deadline := sub.Deadline
 	maxDeadline := s.MaxDeadline

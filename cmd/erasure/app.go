@@ -90,7 +90,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 		byName[d.Name] = d
 	}
 	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
-	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
+	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes, DefaultDeadline: cfg.Defaults.Deadline,
 		Engine: a.engine, Logger: log.WithGroup("service"), Metrics: m}
 	a.api = api.New(api.Config{Service: a.svc, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})
 	a.api.Mount("/v1/records/", api.RecordsHandler(a.records, a.api.Authorize))
