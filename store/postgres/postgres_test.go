@@ -30,3 +30,20 @@ func TestStore_Conformance(t *testing.T) {
 func TestSweepStore_Conformance(t *testing.T) {
 	storetest.RunSweeps(t, func(t *testing.T, now func() time.Time) storetest.SweepStore { return open(t, now) })
 }
+
+func TestStore_Concurrent(t *testing.T) {
+	// Each worker is a process of its own: its own pool on the same schema.
+	storetest.RunConcurrent(t, func(t *testing.T, n int, now func() time.Time) []storetest.SweepStore {
+		dsn := testenv.PostgresSchema(t, "conc")
+		hs := make([]storetest.SweepStore, n)
+		for i := range hs {
+			db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			hs[i] = db
+		}
+		return hs
+	})
+}

@@ -147,3 +147,15 @@ func TestStore_LegacyTrailIsKeptAndContinued(t *testing.T) {
 		t.Fatalf("events %+v %v", evs, err)
 	}
 }
+
+func TestStore_Concurrent(t *testing.T) {
+	// One process owns a SQLite store: its workers share one handle.
+	storetest.RunConcurrent(t, func(t *testing.T, n int, now func() time.Time) []storetest.SweepStore {
+		db := open(t, now)
+		hs := make([]storetest.SweepStore, n)
+		for i := range hs {
+			hs[i] = db
+		}
+		return hs
+	})
+}

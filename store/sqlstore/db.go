@@ -273,6 +273,13 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
+// uniqueViolation reports an insert refused by a unique index (PostgreSQL 23505; SQLite's
+// writers are serial, so the check before an insert there is never outrun).
+func uniqueViolation(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505"
+}
+
 // retryable reports a PostgreSQL deadlock or serialisation failure.
 func retryable(err error) bool {
 	var pg *pgconn.PgError

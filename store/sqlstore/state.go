@@ -57,7 +57,9 @@ func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[str
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		rows, err = db.query(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE request_id IN (`+placeholders(inChunk)+`) ORDER BY id`, args...)
+		// Their tasks are locked too: a lease (which takes task rows only, skipping locked ones)
+		// cannot change a task between this read and the write of the decision.
+		rows, err = db.query(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE request_id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)
 		if err != nil {
 			return nil, err
 		}

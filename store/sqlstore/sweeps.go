@@ -80,7 +80,10 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 		}
 		sw.Tasks = len(tasks)
 		if _, err := db.exec(ctx, tx, `INSERT INTO sweeps (`+sweepColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 0, '')`,
-			id, dataset, state, mode, actor, len(tasks), ms(now)); err != nil {
+			id, dataset, state, mode, actor, len(tasks), ms(now)); uniqueViolation(err) {
+			// Another process opened a sweep of the dataset since the check above.
+			return erasure.Errorf(erasure.ECONFLICT, "dataset %s already has a sweep open", dataset)
+		} else if err != nil {
 			return err
 		}
 		ids := make([]int64, len(tasks))
