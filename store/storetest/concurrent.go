@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,8 +66,8 @@ func doneOnce(t *testing.T, s erasure.Store, requests []*erasure.Request) {
 
 // work runs n workers, each on its own handle, until stop returns true: each leases a few
 // tasks, maybe lets its lease expire (another worker then runs the task again), and finishes
-// what it leased with outcome.
-func work(t *testing.T, hs []SweepStore, c *Clock, stop func() bool, outcome func(erasure.Task, *rand.Rand) erasure.TaskState) {
+// what it leased with outcome; committed, when set, is told of every result the store took.
+func work(t *testing.T, hs []SweepStore, c *Clock, stop func() bool, outcome func(erasure.Task, *rand.Rand) erasure.TaskState, committed func(erasure.TaskResult)) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(hs))
@@ -101,9 +102,15 @@ func work(t *testing.T, hs []SweepStore, c *Clock, stop func() bool, outcome fun
 					rs = append(rs, erasure.TaskResult{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Kind: tk.Kind, Owner: owner, Attempt: tk.Attempts,
 						State: outcome(tk, rnd), DueAt: c.Now(), Removed: 1, StartedAt: c.Now(), FinishedAt: c.Now(), Inputs: len(tk.Subject.Only(tk.Keys))})
 				}
-				if _, err := s.FinishTasks(context.Background(), rs); err != nil {
+				dropped, err := s.FinishTasks(context.Background(), rs)
+				if err != nil {
 					errs <- fmt.Errorf("%s finish: %w", owner, err)
 					return
+				}
+				for _, r := range rs {
+					if committed != nil && !slices.Contains(dropped, r.TaskID) {
+						committed(r)
+					}
 				}
 			}
 		}()
@@ -141,8 +148,11 @@ func testConcurrentFinish(t *testing.T, open Handles) {
 		if rnd.IntN(5) == 0 {
 			return erasure.TaskPending // a transient failure: retried at once
 		}
-		left.Add(-1)
 		return erasure.TaskDone
+	}, func(r erasure.TaskResult) {
+		if r.State == erasure.TaskDone {
+			left.Add(-1)
+		}
 	})
 	doneOnce(t, hs[0], requests)
 }
@@ -199,8 +209,10 @@ func testConcurrentAcks(t *testing.T, open Handles) {
 			}
 		}()
 	}
-	allDone := func() bool { return allStatus(hs[0], requests, func(s erasure.RequestStatus) bool { return s == erasure.RequestCompleted }) }
-	work(t, hs, c, allDone, func(erasure.Task, *rand.Rand) erasure.TaskState { return erasure.TaskDispatched })
+	allDone := func() bool {
+		return allStatus(hs[0], requests, func(s erasure.RequestStatus) bool { return s == erasure.RequestCompleted })
+	}
+	work(t, hs, c, allDone, func(erasure.Task, *rand.Rand) erasure.TaskState { return erasure.TaskDispatched }, nil)
 	close(stopAcks)
 	ackers.Wait()
 	doneOnce(t, hs[0], requests)
@@ -263,7 +275,7 @@ func testConcurrentCancel(t *testing.T, open Handles) {
 		}
 	}()
 	ended := func() bool { return allStatus(hs[0], requests, erasure.RequestStatus.Ended) }
-	work(t, hs, c, ended, func(erasure.Task, *rand.Rand) erasure.TaskState { return erasure.TaskDone })
+	work(t, hs, c, ended, func(erasure.Task, *rand.Rand) erasure.TaskState { return erasure.TaskDone }, nil)
 	VerifyTrail(t, hs[0])
 	for _, r := range requests {
 		got := get(t, hs[0], r.ID)
