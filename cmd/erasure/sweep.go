@@ -32,26 +32,6 @@ func init() {
 // sweepPoll is how often `sweep run --wait` asks for progress.
 var sweepPoll = 500 * time.Millisecond
 
-// sweepProgress is the live progress the API shows for a files sweep.
-type sweepProgress struct {
-	PartitionsDone  int           `json:"partitions_done"`
-	PartitionsTotal int           `json:"partitions_total"`
-	BytesDone       int64         `json:"bytes_done"`
-	BytesTotal      int64         `json:"bytes_total"`
-	BytesRead       int64         `json:"bytes_read"`
-	RowsScanned     int64         `json:"rows_scanned"`
-	RowsRemoved     int64         `json:"rows_removed"`
-	Elapsed         time.Duration `json:"elapsed"`
-}
-
-// sweepStatus is the body of GET /v1/sweeps/{dataset}.
-type sweepStatus struct {
-	Dataset  string          `json:"dataset"`
-	Running  *erasure.Sweep  `json:"running"`
-	Progress *sweepProgress  `json:"progress"`
-	Sweeps   []erasure.Sweep `json:"sweeps"`
-}
-
 func sweepPath(dataset, rest string) string { return "/v1/sweeps/" + url.PathEscape(dataset) + rest }
 
 // sweepArgs parses args and returns the positional arguments, which must be n.
@@ -99,7 +79,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	last := ""
 	for {
-		var st sweepStatus
+		var st erasure.SweepStatus
 		if _, err := c.Do(ctx, http.MethodGet, sweepPath(ds, "?limit=50"), nil, &st); err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("sweep %s did not end within %s; it goes on in the server", sw.ID, *timeout)
@@ -138,7 +118,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // progressLine renders a running sweep's progress: partitions and bytes done, rows removed,
 // rate and ETA.
-func progressLine(ds string, p *sweepProgress) string {
+func progressLine(ds string, p *erasure.SweepProgress) string {
 	s := fmt.Sprintf("%s: %d/%d partitions, %s of %s", ds, p.PartitionsDone, p.PartitionsTotal, bytesText(p.BytesDone), bytesText(p.BytesTotal))
 	if p.BytesTotal > 0 {
 		s += fmt.Sprintf(" (%d%%)", p.BytesDone*100/p.BytesTotal)
@@ -197,7 +177,7 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var st sweepStatus
+	var st erasure.SweepStatus
 	if _, err := c.Do(ctx, http.MethodGet, sweepPath(pos[0], "?limit="+strconv.Itoa(*limit)), nil, &st); err != nil {
 		return err
 	}
@@ -240,7 +220,7 @@ func runSweepIndex(ctx context.Context, args []string, stdout, stderr io.Writer)
 		Current    int           `json:"current"`
 		Rows       int64         `json:"rows_scanned"`
 		BytesRead  int64         `json:"bytes_read"`
-		Elapsed    time.Duration `json:"Elapsed"`
+		Elapsed    time.Duration `json:"elapsed"`
 	}
 	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/index"), nil, &rep); err != nil {
 		return err
@@ -352,7 +332,7 @@ func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	var sw erasure.Sweep
-	body := api.SweepAck{Status: *status, Removed: *removed, Error: *msg}
+	body := erasure.SweepAck{Status: erasure.AckStatus(*status), Removed: *removed, Error: *msg}
 	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/"+url.PathEscape(pos[1])+"/ack"), body, &sw); err != nil {
 		return err
 	}

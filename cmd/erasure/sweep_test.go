@@ -276,9 +276,9 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	cl, _ := client.New("http://"+addr, token)
 	var server *child
 	ctx := context.Background()
-	status := func() sweepStatus {
+	status := func() erasure.SweepStatus {
 		t.Helper()
-		var st sweepStatus
+		var st erasure.SweepStatus
 		for try := 0; ; try++ {
 			_, err := cl.Do(ctx, "GET", "/v1/sweeps/events", nil, &st)
 			if err == nil {
@@ -378,7 +378,7 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/lake/export", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	var lakeStatus sweepStatus
+	var lakeStatus erasure.SweepStatus
 	if _, err := cl.Do(ctx, "GET", "/v1/sweeps/lake", nil, &lakeStatus); err != nil || len(lakeStatus.Sweeps) != 1 {
 		t.Fatalf("lake sweeps %+v %v", lakeStatus, err)
 	}
@@ -432,14 +432,14 @@ func contains(list []string, s string) bool {
 func TestSweepRun_ProgressLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		p    sweepProgress
+		p    erasure.SweepProgress
 		want string
 	}{
-		{"Start", sweepProgress{PartitionsTotal: 4, BytesTotal: 4 << 20},
+		{"Start", erasure.SweepProgress{PartitionsTotal: 4, BytesTotal: 4 << 20},
 			"events: 0/4 partitions, 0 B of 4.0 MiB (0%), 0 rows scanned, 0 removed"},
-		{"Halfway", sweepProgress{PartitionsDone: 2, PartitionsTotal: 4, BytesDone: 2 << 20, BytesTotal: 4 << 20, RowsScanned: 1000, RowsRemoved: 12, Elapsed: 2 * time.Second},
+		{"Halfway", erasure.SweepProgress{PartitionsDone: 2, PartitionsTotal: 4, BytesDone: 2 << 20, BytesTotal: 4 << 20, RowsScanned: 1000, RowsRemoved: 12, Elapsed: 2 * time.Second},
 			"events: 2/4 partitions, 2.0 MiB of 4.0 MiB (50%), 1000 rows scanned, 12 removed, 1.0 MiB/s, ETA 2s"},
-		{"Done", sweepProgress{PartitionsDone: 4, PartitionsTotal: 4, BytesDone: 3 << 30, BytesTotal: 3 << 30, RowsScanned: 9, RowsRemoved: 1, Elapsed: time.Second},
+		{"Done", erasure.SweepProgress{PartitionsDone: 4, PartitionsTotal: 4, BytesDone: 3 << 30, BytesTotal: 3 << 30, RowsScanned: 9, RowsRemoved: 1, Elapsed: time.Second},
 			"events: 4/4 partitions, 3.0 GiB of 3.0 GiB (100%), 9 rows scanned, 1 removed, 3.0 GiB/s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
