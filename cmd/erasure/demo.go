@@ -277,8 +277,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// The offline dataset's tasks wait for a sweep (daily here); once all are queued the
 		// demo runs one now, as an operator would with `erasure sweep run analytics.events`.
 		if !swept && queued == len(ids) {
-			var sw erasure.Sweep
-			if _, err := cl.Do(ctx, http.MethodPost, "/v1/sweeps/analytics.events", nil, &sw); err != nil {
+			sw, err := cl.RunSweep(ctx, "analytics.events")
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "[%5.1fs] sweep %s of analytics.events started for %d queued subjects\n", time.Since(start).Seconds(), sw.ID, sw.Tasks)
@@ -367,10 +367,8 @@ func demoReport(ctx context.Context, w io.Writer, a *app, cl *client.Client, ids
 	fmt.Fprintf(w, "\nleft in the estate: %d of %d users, %d of %d logins, %d of %d newsletter rows, %d of %d profiles, %d of %d events\n",
 		nUsers, users, nLogins, 2*users, nLetters, 2*users, nProfiles, users, events, 3*users)
 
-	var hist struct {
-		Sweeps []erasure.Sweep `json:"sweeps"`
-	}
-	if _, err := cl.Do(ctx, http.MethodGet, "/v1/sweeps/analytics.events", nil, &hist); err != nil {
+	hist, err := cl.SweepStatus(ctx, "analytics.events", 0)
+	if err != nil {
 		return err
 	}
 	for _, sw := range hist.Sweeps {

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -66,8 +65,6 @@ func recordsETA(done, total int64, rate float64) string {
 	}
 	return time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 }
-
-func recordsPath(source, what string) string { return "/v1/records/" + url.PathEscape(source) + what }
 
 func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("records archive", stderr)
@@ -130,8 +127,8 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 	total := &records.MoveReport{}
 	for i := 0; i < len(ids); i += recordsCallLimit {
 		chunk := ids[i:min(i+recordsCallLimit, len(ids))]
-		var rep records.MoveReport
-		if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/restore"), records.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch}, &rep); err != nil {
+		rep, err := c.RestoreRecords(ctx, *source, records.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch})
+		if err != nil {
 			return err
 		}
 		total.Candidates += rep.Candidates
@@ -164,12 +161,18 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 	total := &records.MoveReport{}
 	var first int64 = -1
 	for {
-		var rep records.MoveReport
-		if _, err := c.Do(ctx, http.MethodPost, recordsPath(source, "/"+what), body, &rep); err != nil {
+		var rep *records.MoveReport
+		switch body := body.(type) {
+		case records.ArchiveRequest:
+			rep, err = c.ArchiveRecords(ctx, source, body)
+		case records.RestoreRequest:
+			rep, err = c.RestoreRecords(ctx, source, body)
+		}
+		if err != nil {
 			return err
 		}
 		if rep.DryRun {
-			recordsPrintYears(stdout, &rep)
+			recordsPrintYears(stdout, rep)
 			fmt.Fprintf(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)\n", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
 			return nil
 		}
@@ -268,8 +271,8 @@ func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.W
 		return err
 	}
 	c.HTTP.Timeout = 0 // a reconcile of a large source takes a while; ctx still bounds it
-	var rep records.MoveReport
-	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/reconcile"), body, &rep); err != nil {
+	rep, err := c.ReconcileRecords(ctx, *source, body)
+	if err != nil {
 		return err
 	}
 	if rep.DryRun {
@@ -298,8 +301,8 @@ func runRecordsVerify(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	c.HTTP.Timeout = 0
-	var rep records.VerifyReport
-	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, ":verify"), nil, &rep); err != nil {
+	rep, err := c.VerifyRecords(ctx, *source)
+	if err != nil {
 		return err
 	}
 	for _, s := range rep.Sources {

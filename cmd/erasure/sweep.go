@@ -4,13 +4,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/api"
 )
 
 func init() {
@@ -31,8 +27,6 @@ func init() {
 
 // sweepPoll is how often `sweep run --wait` asks for progress.
 var sweepPoll = 500 * time.Millisecond
-
-func sweepPath(dataset, rest string) string { return "/v1/sweeps/" + url.PathEscape(dataset) + rest }
 
 // sweepArgs parses args and returns the positional arguments, which must be n.
 func sweepArgs(name string, fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
@@ -59,8 +53,8 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var sw erasure.Sweep
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(ds, ""), nil, &sw); err != nil {
+	sw, err := c.RunSweep(ctx, ds)
+	if err != nil {
 		return err
 	}
 	if sw.Tasks == 0 {
@@ -79,8 +73,8 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	last := ""
 	for {
-		var st erasure.SweepStatus
-		if _, err := c.Do(ctx, http.MethodGet, sweepPath(ds, "?limit=50"), nil, &st); err != nil {
+		st, err := c.SweepStatus(ctx, ds, 50)
+		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("sweep %s did not end within %s; it goes on in the server", sw.ID, *timeout)
 			}
@@ -177,8 +171,8 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var st erasure.SweepStatus
-	if _, err := c.Do(ctx, http.MethodGet, sweepPath(pos[0], "?limit="+strconv.Itoa(*limit)), nil, &st); err != nil {
+	st, err := c.SweepStatus(ctx, pos[0], *limit)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -212,17 +206,9 @@ func runSweepIndex(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	c.HTTP.Timeout = 0 // reading a large snapshot takes as long as it takes
 	fmt.Fprintf(stderr, "building the skip index of %s…\n", pos[0])
-	var rep struct {
-		Partitions int           `json:"partitions"`
-		Built      int           `json:"built"`
-		Current    int           `json:"current"`
-		Rows       int64         `json:"rows_scanned"`
-		BytesRead  int64         `json:"bytes_read"`
-		Elapsed    time.Duration `json:"elapsed"`
-	}
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/index"), nil, &rep); err != nil {
+	rep, err := c.BuildIndex(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "skip index of %s: %d partitions, %d sidecars built, %d already current, %d rows and %s read in %s\n",
@@ -246,44 +232,31 @@ func runSweepExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL()+sweepPath(ds, "/export?format="+url.QueryEscape(*format)), nil)
+	ex, err := c.ExportSweep(ctx, ds, *format)
 	if err != nil {
 		return err
 	}
-	if tok := os.Getenv("ERASURE_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.URL(), err)}
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNoContent:
+	if ex.Body == nil {
 		fmt.Fprintf(stdout, "nothing queued for %s: nothing exported\n", ds)
 		return nil
-	case resp.StatusCode != http.StatusOK:
-		return responseError(resp)
 	}
-	id := resp.Header.Get(api.HeaderSweepID)
-	tasks := resp.Header.Get(api.HeaderSweepTasks)
+	defer ex.Body.Close()
+	id := ex.Sweep
 	var n int64
 	dest := "stdout"
 	if *out == "" {
-		n, err = io.Copy(stdout, resp.Body)
+		n, err = io.Copy(stdout, ex.Body)
 	} else {
 		dest = *out
-		n, err = writeFileAtomic(*out, resp.Body)
+		n, err = writeFileAtomic(*out, ex.Body)
 	}
 	if err != nil {
 		return fmt.Errorf("export of sweep %s cut short after %d bytes: %v; acknowledge it as failed with `erasure sweep ack %s %s --status failed` and export again", id, n, err, ds, id)
 	}
 	fmt.Fprintf(stderr, "exported sweep %s of %s: %d tasks, %s to %s\nwhen the job is done: erasure sweep ack %s %s --status done --removed N (or --status failed --error MSG)\n",
-		id, ds, atoiOr(tasks), bytesText(n), dest, ds, id)
+		id, ds, ex.Tasks, bytesText(n), dest, ds, id)
 	return nil
 }
-
-func atoiOr(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // writeFileAtomic writes r to path through a temporary file renamed into place, mode 0600.
 func writeFileAtomic(path string, r io.Reader) (int64, error) {
@@ -305,16 +278,6 @@ func writeFileAtomic(path string, r io.Reader) (int64, error) {
 	return n, err
 }
 
-// responseError reads an API error response.
-func responseError(resp *http.Response) error {
-	var body api.ErrorBody
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {
-		return &erasure.Error{Code: body.Error.Code, Message: body.Error.Message, Details: body.Error.Details}
-	}
-	return erasure.Errorf(erasure.EINTERNAL, "the server answered %s", resp.Status)
-}
-
 func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("sweep ack", stderr)
 	status := fs.String("status", "", "the job's outcome: done or failed")
@@ -331,11 +294,11 @@ func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var sw erasure.Sweep
-	body := erasure.SweepAck{Status: erasure.AckStatus(*status), Removed: *removed, Error: *msg}
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/"+url.PathEscape(pos[1])+"/ack"), body, &sw); err != nil {
+	ack := erasure.SweepAck{Status: erasure.AckStatus(*status), Removed: *removed, Error: *msg}
+	sw, err := c.AckSweep(ctx, pos[0], pos[1], ack)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, sweepSummary(&sw))
+	fmt.Fprintln(stdout, sweepSummary(sw))
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -278,11 +279,10 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	ctx := context.Background()
 	status := func() erasure.SweepStatus {
 		t.Helper()
-		var st erasure.SweepStatus
 		for try := 0; ; try++ {
-			_, err := cl.Do(ctx, "GET", "/v1/sweeps/events", nil, &st)
+			st, err := cl.SweepStatus(ctx, "events", 0)
 			if err == nil {
-				return st
+				return *st
 			}
 			if try > 200 {
 				t.Fatalf("sweep status: %v", err)
@@ -333,8 +333,8 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	for _, id := range ids {
 		waitQueued(t, cl, id, "events")
 	}
-	var sw erasure.Sweep
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/events", nil, &sw); err != nil || sw.Tasks != 3 {
+	sw, err := cl.RunSweep(ctx, "events")
+	if err != nil || sw.Tasks != 3 {
 		t.Fatalf("sweep run: %+v %v", sw, err)
 	}
 	killAfter(sw.ID, 3)  // during the first run
@@ -375,15 +375,17 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("left behind: %v temporary files, %d journals", leftovers, len(journals))
 	}
 	// The external dataset's job reports back; then every request is complete.
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/lake/export", nil, nil); err != nil {
+	ex, err := cl.ExportSweep(ctx, "lake", "jsonl")
+	if err != nil || ex.Body == nil {
+		t.Fatalf("lake export %+v %v", ex, err)
+	}
+	io.Copy(io.Discard, ex.Body)
+	ex.Body.Close()
+	if _, err := cl.AckSweep(ctx, "lake", ex.Sweep, erasure.SweepAck{Status: erasure.AckDone}); err != nil {
 		t.Fatal(err)
 	}
-	var lakeStatus erasure.SweepStatus
-	if _, err := cl.Do(ctx, "GET", "/v1/sweeps/lake", nil, &lakeStatus); err != nil || len(lakeStatus.Sweeps) != 1 {
-		t.Fatalf("lake sweeps %+v %v", lakeStatus, err)
-	}
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/lake/"+lakeStatus.Sweeps[0].ID+"/ack", map[string]any{"status": "done"}, nil); err != nil {
-		t.Fatal(err)
+	if lake, err := cl.SweepStatus(ctx, "lake", 0); err != nil || len(lake.Sweeps) != 1 || lake.Sweeps[0].State != erasure.SweepCommitted {
+		t.Fatalf("lake sweeps %+v %v", lake, err)
 	}
 	for _, id := range ids {
 		r, err := cl.Request(ctx, id)
@@ -393,7 +395,7 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	}
 	var v audit.Verifier
 	done := map[int64]int{}
-	err := cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error {
+	err = cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error {
 		if err := v.Add(&ev); err != nil {
 			return err
 		}
