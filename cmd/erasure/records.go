@@ -37,35 +37,6 @@ func init() {
 // recordsCallLimit is how many records one archive or restore call moves.
 const recordsCallLimit = 20000
 
-// recordsProgress prints one progress line on stderr, at most once a second.
-type recordsProgress struct {
-	w     io.Writer
-	start time.Time
-	last  time.Time
-}
-
-func (p *recordsProgress) show(force bool, format string, args ...any) {
-	if !force && time.Since(p.last) < time.Second {
-		return
-	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, format+"\n", args...)
-}
-
-func recordsRate(done int64, since time.Time) float64 {
-	if s := time.Since(since).Seconds(); s > 0 {
-		return float64(done) / s
-	}
-	return 0
-}
-
-func recordsETA(done, total int64, rate float64) string {
-	if rate <= 0 || total <= done {
-		return "-"
-	}
-	return time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
-}
-
 func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("records archive", stderr)
 	source := fs.String("source", "", "the record source (required)")
@@ -123,7 +94,7 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	p := &recordsProgress{w: stderr, start: time.Now()}
+	p := newProgress(stderr, "restore", "ids")
 	total := &records.MoveReport{}
 	for i := 0; i < len(ids); i += recordsCallLimit {
 		chunk := ids[i:min(i+recordsCallLimit, len(ids))]
@@ -137,13 +108,13 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 		total.Bytes += rep.Bytes
 		total.AlreadyLive += rep.AlreadyLive
 		total.NotFound += rep.NotFound
-		p.show(false, "restore: %d of %d ids done", i+len(chunk), len(ids))
+		p.report(step{Done: int64(i + len(chunk)), Total: int64(len(ids))})
 	}
 	if *dry {
-		fmt.Fprintf(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen\n", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
+		p.finish(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
 		return nil
 	}
-	fmt.Fprintf(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen\n", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
+	p.finish(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
 	return nil
 }
 
@@ -157,7 +128,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		return err
 	}
 	c.HTTP.Timeout = 0 // the last call may compact; ctx still bounds it
-	p := &recordsProgress{w: stderr, start: time.Now()}
+	p := newProgress(stderr, what, "records")
 	total := &records.MoveReport{}
 	var first int64 = -1
 	for {
@@ -173,7 +144,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		}
 		if rep.DryRun {
 			recordsPrintYears(stdout, rep)
-			fmt.Fprintf(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)\n", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
+			p.finish(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
 			return nil
 		}
 		if first < 0 {
@@ -185,8 +156,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		if rep.Compacted {
 			total.Compacted, total.CompactTime = true, rep.CompactTime
 		}
-		rate := recordsRate(total.Moved, p.start)
-		p.show(false, "%s: %d of %d records, %.0f/s, ETA %s", what, total.Moved, first, rate, recordsETA(total.Moved, first, rate))
+		p.report(step{Done: total.Moved, Total: first})
 		if rep.Moved == 0 || rep.Remaining == 0 {
 			break
 		}
@@ -195,7 +165,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 	if total.Compacted {
 		compacted = ", live partition compacted in " + total.CompactTime
 	}
-	fmt.Fprintf(stdout, "%s in %d batches (%s, checksum %s%s)\n", done(total), total.Batches, time.Since(p.start).Round(time.Millisecond), total.Checksum, compacted)
+	p.finish(stdout, "%s in %d batches (%s, checksum %s%s)", done(total), total.Batches, p.elapsed().Round(time.Millisecond), total.Checksum, compacted)
 	return nil
 }
 
@@ -365,16 +335,14 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 	o := records.ReindexOptions{Source: *source, IDs: ids, Limit: *limit, IncludeDeleted: *includeDeleted,
 		BatchRecords: *batchRecords, BatchBytes: *batchBytes, Parallel: *parallel, Checkpoint: *checkpoint,
 		Warn: func(m string) { fmt.Fprintln(stderr, "warning:", m) }}
-	if !*quiet {
-		o.Progress = func(p records.Progress) {
-			if p.Done {
-				return
-			}
-			eta := "-"
-			if p.ETA > 0 {
-				eta = p.ETA.Round(time.Second).String()
-			}
-			fmt.Fprintf(stderr, "reindex: %d of %d records, %.1f MB, %.0f records/s, ETA %s\n", p.Records, p.Total, float64(p.Bytes)/1e6, p.Rate, eta)
+	progressOut := stderr
+	if *quiet {
+		progressOut = io.Discard
+	}
+	prog := newProgress(progressOut, "reindex", "records")
+	o.Progress = func(p records.Progress) {
+		if !p.Done {
+			prog.report(step{Done: p.Records, Total: p.Total, Elapsed: p.Elapsed, Note: fmt.Sprintf("%.1f MB", float64(p.Bytes)/1e6)})
 		}
 	}
 	rep, err := records.Reindex(ctx, reader, sink, o)
@@ -395,7 +363,7 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 	if rep.Resumed {
 		resumed = ", resumed"
 	}
-	fmt.Fprintf(stderr, "reindexed %d records of %s (%.1f MB in %d batches, %d segments%s) to %s in %s, %.0f records/s; %d ids not streamed\n",
+	prog.finish(stderr, "reindexed %d records of %s (%.1f MB in %d batches, %d segments%s) to %s in %s, %.0f records/s; %d ids not streamed",
 		rep.Records, what, float64(rep.Bytes)/1e6, rep.Batches, rep.Segments, resumed, *to, rep.Elapsed.Round(time.Millisecond), recordsRateOf(rep), rep.Missing)
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -71,7 +70,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	last := ""
+	prog := newProgress(stderr, ds, "")
 	for {
 		st, err := c.SweepStatus(ctx, ds, 50)
 		if err != nil {
@@ -81,10 +80,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		if st.Running != nil && st.Running.ID == sw.ID && st.Progress != nil {
-			if line := progressLine(ds, st.Progress); line != last {
-				fmt.Fprintln(stderr, line)
-				last = line
-			}
+			prog.report(sweepStep(st.Progress))
 		}
 		for _, s := range st.Sweeps {
 			if s.ID != sw.ID {
@@ -92,10 +88,10 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			switch s.State {
 			case erasure.SweepCommitted:
-				fmt.Fprintln(stdout, sweepSummary(&s))
+				prog.finish(stdout, "%s", sweepSummary(&s))
 				return nil
 			case erasure.SweepFailed:
-				fmt.Fprintln(stdout, sweepSummary(&s))
+				prog.finish(stdout, "%s", sweepSummary(&s))
 				return fmt.Errorf("sweep %s of %s failed: %s (its %d tasks wait for the next sweep)", s.ID, ds, s.Error, s.Tasks)
 			}
 		}
@@ -110,22 +106,11 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 }
 
-// progressLine renders a running sweep's progress: partitions and bytes done, rows removed,
-// rate and ETA.
-func progressLine(ds string, p *erasure.SweepProgress) string {
-	s := fmt.Sprintf("%s: %d/%d partitions, %s of %s", ds, p.PartitionsDone, p.PartitionsTotal, bytesText(p.BytesDone), bytesText(p.BytesTotal))
-	if p.BytesTotal > 0 {
-		s += fmt.Sprintf(" (%d%%)", p.BytesDone*100/p.BytesTotal)
-	}
-	s += fmt.Sprintf(", %d rows scanned, %d removed", p.RowsScanned, p.RowsRemoved)
-	if p.Elapsed > 0 && p.BytesDone > 0 {
-		rate := float64(p.BytesDone) / p.Elapsed.Seconds()
-		s += fmt.Sprintf(", %s/s", bytesText(int64(rate)))
-		if left := p.BytesTotal - p.BytesDone; left > 0 {
-			s += fmt.Sprintf(", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
-		}
-	}
-	return s
+// sweepStep is a running sweep's progress as a step: bytes of partitions done, then the
+// partitions and rows.
+func sweepStep(p *erasure.SweepProgress) step {
+	return step{Done: p.BytesDone, Total: p.BytesTotal, Elapsed: p.Elapsed,
+		Note: fmt.Sprintf("%d/%d partitions, %d rows scanned, %d removed", p.PartitionsDone, p.PartitionsTotal, p.RowsScanned, p.RowsRemoved)}
 }
 
 // sweepSummary is the one line that says how a sweep ended.
@@ -142,19 +127,6 @@ func sweepSummary(s *erasure.Sweep) string {
 		return fmt.Sprintf("sweep %s of %s FAILED%s: %s; %d tasks wait for the next sweep", s.ID, s.Dataset, took, s.Error, s.Tasks)
 	}
 	return fmt.Sprintf("sweep %s of %s is %s: %d tasks", s.ID, s.Dataset, s.State, s.Tasks)
-}
-
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -189,7 +161,7 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if st.Running != nil {
 		line += fmt.Sprintf("; %s running", st.Running.ID)
 		if st.Progress != nil {
-			line += ": " + progressLine(st.Dataset, st.Progress)
+			line += ": " + newProgress(io.Discard, st.Dataset, "").line(sweepStep(st.Progress))
 		}
 	}
 	fmt.Fprintln(stdout, line)
