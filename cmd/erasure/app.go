@@ -21,6 +21,7 @@ import (
 	"erasure/api"
 	"erasure/audit"
 	natsconn "erasure/connector/nats"
+	recordsconn "erasure/connector/records"
 	"erasure/pipeline"
 	"erasure/records"
 	"erasure/registry"
@@ -80,7 +81,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	if err != nil {
 		return nil, err
 	}
-	bindRecords(cfg.Datasets, a.records)
+	recordsconn.SharedStore.Provide(cfg.Resources, a.records)
 
 	a.metrics = prometheus.NewRegistry()
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -97,14 +98,18 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	return a, nil
 }
 
-// hasAsync reports whether any dataset is erased through NATS.
-func hasAsync(ds []*erasure.Dataset) bool {
+// natsSubjects returns the command subjects of the nats connectors among ds, once each, for
+// the stream to capture.
+func natsSubjects(ds []*erasure.Dataset) []string {
+	var out []string
+	seen := map[string]bool{}
 	for _, d := range ds {
-		if d.Method == erasure.MethodAsync {
-			return true
+		if c, ok := d.Conn.(*natsconn.Connector); ok && !seen[c.Subject()] {
+			seen[c.Subject()] = true
+			out = append(out, c.Subject())
 		}
 	}
-	return false
+	return out
 }
 
 // start listens on addr (":0" picks a port), connects NATS when needed, and runs the
@@ -117,14 +122,14 @@ func (a *app) start(ctx context.Context, addr string) error {
 	} else if n > 0 {
 		a.log.Info("took over running tasks of a previous run", "tasks", n)
 	}
-	if hasAsync(a.cfg.Datasets) {
+	if natsconn.SharedConn.Wanted(a.cfg.Resources) {
 		var err error
 		a.nats, err = natsconn.Connect(a.cfg.NATS, a.cfg.Server.DataDir, a.log.WithGroup("nats"))
 		if err != nil {
 			return err
 		}
-		subjects := natsconn.Bind(a.cfg.Datasets, a.nats)
-		if err := a.nats.EnsureStream(ctx, subjects); err != nil {
+		natsconn.SharedConn.Provide(a.cfg.Resources, a.nats)
+		if err := a.nats.EnsureStream(ctx, natsSubjects(a.cfg.Datasets)); err != nil {
 			return err
 		}
 		if err := a.nats.ListenAcks(ctx, func(ctx context.Context, dataset string, ack erasure.Ack) error {
