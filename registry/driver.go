@@ -38,8 +38,8 @@ type Build struct {
 	Config *Config
 	// Resources is where the connector asks for what the server shares (Resource.Use).
 	Resources *Resources
-	File   string
-	errs   *[]error
+	File      string
+	errs      *[]error
 }
 
 // Errorf records an error located at n (or at the dataset when n is nil).
