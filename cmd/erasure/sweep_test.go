@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,14 +93,6 @@ func countUsers(t *testing.T, dir string) map[string]int {
 	return out
 }
 
-// runCLI runs one command of the binary in this process.
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var o, e bytes.Buffer
-	code = Main(context.Background(), args, &o, &e)
-	return code, o.String(), e.String()
-}
-
 // waitQueued waits until the request's task on dataset is queued.
 func waitQueued(t *testing.T, cl *client.Client, id, dataset string) {
 	t.Helper()
@@ -133,26 +123,15 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 	t.Setenv("ERASURE_SWEEP_TOKEN", token)
 	cfgPath := filepath.Join(dir, "erasure.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(sweepConfig, "127.0.0.1:0", filepath.Join(dir, "data"), events, lake)), 0o600)
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	if err := a.start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("ERASURE_URL", a.URL())
+	m := startMain(t, cfgPath)
+	t.Setenv("ERASURE_URL", m.URL())
 	t.Setenv("ERASURE_TOKEN", token)
-	cl, _ := client.New(a.URL(), token)
+	cl, _ := client.New(m.URL(), token)
 
 	var ids []string
 	for _, u := range []string{"2", "5", "9"} {
-		code, out, errOut := runCLI(t, "submit", "user_id="+u)
+		code, out, errOut := run(t, "submit", "user_id="+u)
 		if code != 0 {
 			t.Fatalf("submit: %d %s %s", code, out, errOut)
 		}
@@ -164,7 +143,7 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 	}
 
 	t.Run("RunWait", func(t *testing.T) {
-		code, out, errOut := runCLI(t, "sweep", "run", "events", "--wait")
+		code, out, errOut := run(t, "sweep", "run", "events", "--wait")
 		if code != 0 || !strings.Contains(out, "committed: 3 tasks done, 4 partitions") || !strings.Contains(out, "24 removed") {
 			t.Fatalf("sweep run: %d\n%s\n%s", code, out, errOut)
 		}
@@ -187,22 +166,22 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("RunNothingQueued", func(t *testing.T) {
-		if code, out, _ := runCLI(t, "sweep", "run", "events"); code != 0 || !strings.Contains(out, "nothing queued") {
+		if code, out, _ := run(t, "sweep", "run", "events"); code != 0 || !strings.Contains(out, "nothing queued") {
 			t.Fatalf("%d %s", code, out)
 		}
 	})
 	t.Run("List", func(t *testing.T) {
-		code, out, _ := runCLI(t, "sweep", "list", "events")
+		code, out, _ := run(t, "sweep", "list", "events")
 		if code != 0 || !strings.Contains(out, "committed") || !strings.Contains(out, "1 sweeps of events") {
 			t.Fatalf("%d %s", code, out)
 		}
 	})
 	t.Run("Index", func(t *testing.T) {
-		code, out, errOut := runCLI(t, "sweep", "index", "events")
+		code, out, errOut := run(t, "sweep", "index", "events")
 		if code != 0 || !strings.Contains(out, "skip index of events: 4 partitions") {
 			t.Fatalf("%d %s %s", code, out, errOut)
 		}
-		if code, _, errOut := runCLI(t, "sweep", "index", "nope"); code != 3 {
+		if code, _, errOut := run(t, "sweep", "index", "nope"); code != 3 {
 			t.Fatalf("index of an unknown dataset: %d %s", code, errOut)
 		}
 	})
@@ -213,14 +192,14 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 			{"sweep", "export", "lake", "--format", "csv"},
 			{"sweep", "ack", "lake", "s_x", "--status", "maybe"},
 		} {
-			if code, _, _ := runCLI(t, args...); code == 0 {
+			if code, _, _ := run(t, args...); code == 0 {
 				t.Errorf("%v succeeded", args)
 			}
 		}
 	})
 	t.Run("ExportAck", func(t *testing.T) {
 		file := filepath.Join(dir, "lake-export.jsonl")
-		code, out, errOut := runCLI(t, "sweep", "export", "lake", "-o", file)
+		code, out, errOut := run(t, "sweep", "export", "lake", "-o", file)
 		if code != 0 || !strings.Contains(errOut, "exported sweep s_") {
 			t.Fatalf("export: %d %s %s", code, out, errOut)
 		}
@@ -237,7 +216,7 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 				t.Fatal("completed before the external job acknowledged")
 			}
 		}
-		code, out, errOut = runCLI(t, "sweep", "ack", "lake", id, "--status", "done", "--removed", "3")
+		code, out, errOut = run(t, "sweep", "ack", "lake", id, "--status", "done", "--removed", "3")
 		if code != 0 || !strings.Contains(out, "committed") {
 			t.Fatalf("ack: %d %s %s", code, out, errOut)
 		}
@@ -246,12 +225,12 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 				t.Fatalf("request %s after the ack: %s", rid, r.Status)
 			}
 		}
-		if code, _, _ := runCLI(t, "sweep", "ack", "lake", id, "--status", "done"); code != 5 {
+		if code, _, _ := run(t, "sweep", "ack", "lake", id, "--status", "done"); code != 5 {
 			t.Fatalf("second ack exit %d, want 5 (conflict)", code)
 		}
 	})
 	t.Run("AuditVerifies", func(t *testing.T) {
-		if code, out, errOut := runCLI(t, "audit", "verify"); code != 0 {
+		if code, out, errOut := run(t, "audit", "verify"); code != 0 {
 			t.Fatalf("%d %s %s", code, out, errOut)
 		}
 	})
