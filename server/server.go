@@ -66,6 +66,7 @@ type Server struct {
 	http    *HTTP
 	running []Component
 	cancel  context.CancelFunc
+	closed  bool
 }
 
 // Open opens the store in cfg.Server.DataDir (created, mode 0700) and the record store, connects
@@ -242,9 +243,17 @@ func (s *Server) stop() {
 }
 
 // Close stops what Start started, then closes NATS, the datasets' connectors and the store.
-// Components started by the caller must be stopped before. It returns the first error.
+// Components started by the caller must be stopped before. It returns the errors of closing;
+// closing again does nothing.
 func (s *Server) Close() error {
 	s.stop()
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
 	var errs []error
 	if s.NATS != nil {
 		errs = append(errs, s.NATS.Close())
