@@ -148,7 +148,9 @@ func (a *AckListener) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The consumer stops by itself with ctx; nothing is left to wait for once it has.
+	// The consumer stops by itself once ctx is cancelled (natsconn does not say when it has;
+	// an acknowledgement being applied then finishes on its own, and closing the connection
+	// ends the rest): Wait waits for the cancellation only.
 	a.goRun(func() { <-ctx.Done() })
 	return nil
 }
