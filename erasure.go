@@ -3,7 +3,8 @@
 // interfaces the stores, connectors, pipeline and API implement or use.
 //
 // It imports nothing of the project's: stores live under store/, connectors under connector/,
-// orchestration in pipeline/, the HTTP API in api/ and the binary in cmd/erasure.
+// orchestration in pipeline/, the HTTP API in api/, a running server in server/ and the binary
+// in cmd/erasure (docs/architecture.md).
 package erasure
 
 import (

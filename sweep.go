@@ -2,6 +2,8 @@ package erasure
 
 import (
 	"context"
+	"io"
+	"strings"
 	"time"
 )
 
@@ -70,3 +72,117 @@ const (
 
 // Valid reports whether m is a known sweep mode.
 func (m SweepMode) Valid() bool { return m == SweepInternal || m == SweepExternal }
+
+// SweepService runs the sweeps of offline datasets: the sweep routes of the API act on it.
+// Methods return *Error values: ENOTFOUND for an unknown dataset, EINVALID for one that is not
+// offline or cannot do what is asked, ECONFLICT when a sweep of the dataset is open.
+// Implementation: pipeline.SweepService.
+type SweepService interface {
+	// RunSweep starts a sweep of the dataset's queued tasks in the background and returns it
+	// as started; Tasks 0 (not stored) when nothing is queued. EINVALID for a dataset swept by
+	// an external job (sweep mode external) or whose connector cannot sweep.
+	RunSweep(ctx context.Context, dataset, actor string) (*Sweep, error)
+	// SweepStatus returns the dataset's last limit sweeps, newest first, and the sweep running
+	// now with its progress.
+	SweepStatus(ctx context.Context, dataset string, limit int) (*SweepStatus, error)
+	// BuildIndex brings the dataset's skip index up to date and returns what it did; EINVALID
+	// when its connector keeps no index (it is no Indexer), ECONFLICT while it is being swept.
+	BuildIndex(ctx context.Context, dataset, actor string) (*IndexReport, error)
+	// StartExport starts an external sweep (state exported) and returns it with the function
+	// that writes its export: the queued identifiers, in clear. EINVALID for a format other
+	// than jsonl or parquet. A sweep with Tasks 0 (nothing queued) is not stored.
+	StartExport(ctx context.Context, dataset, format, actor string) (*Sweep, func(io.Writer) (int, error), error)
+	// AckSweep ends an exported sweep as its external job reports; EINVALID for a bad ack,
+	// ENOTFOUND for a sweep of another dataset, ECONFLICT for one that is not exported.
+	AckSweep(ctx context.Context, dataset, id string, ack SweepAck, actor string) (*Sweep, error)
+}
+
+// SweepStatus is a dataset's sweep history and the sweep running now.
+type SweepStatus struct {
+	Dataset string `json:"dataset"`
+	// Running is the sweep running now in the server, with Progress its connector's last
+	// report (nil before the first one or for connectors that report none).
+	Running  *Sweep         `json:"running,omitempty"`
+	Progress *SweepProgress `json:"progress,omitempty"`
+	// Sweeps are the last sweeps, newest first.
+	Sweeps []Sweep `json:"sweeps"`
+}
+
+// SweepProgress is how far a running sweep, or a skip index build, has got: the connector
+// reports it after each partition and now and then within one, for people to see rate and ETA.
+type SweepProgress struct {
+	PartitionsDone  int `json:"partitions_done"`
+	PartitionsTotal int `json:"partitions_total"`
+	// BytesDone is the size of the partitions done (read, skipped or already handled);
+	// BytesTotal the size of all. Their ratio is the share of the work done.
+	BytesDone  int64 `json:"bytes_done"`
+	BytesTotal int64 `json:"bytes_total"`
+	// BytesRead is the partition bytes actually read so far, IndexBytes the skip index bytes.
+	BytesRead   int64         `json:"bytes_read"`
+	IndexBytes  int64         `json:"index_bytes"`
+	RowsScanned int64         `json:"rows_scanned"`
+	RowsRemoved int64         `json:"rows_removed"`
+	Elapsed     time.Duration `json:"elapsed"`
+}
+
+// SweepProgressFunc receives progress reports. A connector serializes its calls; a slow
+// function slows the sweep, so it should only store or print the value.
+type SweepProgressFunc func(SweepProgress)
+
+type sweepProgressKey struct{}
+
+// ContextWithSweepProgress returns a context whose sweeps report their progress to fn: a
+// Sweeper or Indexer that reports progress calls SweepProgressFrom(ctx).
+func ContextWithSweepProgress(ctx context.Context, fn SweepProgressFunc) context.Context {
+	return context.WithValue(ctx, sweepProgressKey{}, fn)
+}
+
+// SweepProgressFrom returns the function ctx's sweep reports its progress to, or nil.
+func SweepProgressFrom(ctx context.Context) SweepProgressFunc {
+	fn, _ := ctx.Value(sweepProgressKey{}).(SweepProgressFunc)
+	return fn
+}
+
+// Indexer is a connector of an offline dataset that keeps a skip index, so that a sweep reads
+// only the partitions that may hold a queued subject. BuildIndex brings the index up to date
+// and reports what it did; progress may be nil. Errors are classified as for Sweeper.
+type Indexer interface {
+	BuildIndex(ctx context.Context, progress SweepProgressFunc) (IndexReport, error)
+}
+
+// IndexReport is what a skip index build did.
+type IndexReport struct {
+	Partitions int           `json:"partitions"`
+	Built      int           `json:"built"`   // index entries written
+	Current    int           `json:"current"` // entries already up to date
+	Rows       int64         `json:"rows_scanned"`
+	BytesRead  int64         `json:"bytes_read"`
+	Elapsed    time.Duration `json:"elapsed"`
+}
+
+// MaxSweepAckError is the longest error an external job may report, in bytes.
+const MaxSweepAckError = 1024
+
+// SweepAck is an external job's report on an exported sweep.
+type SweepAck struct {
+	Status  AckStatus `json:"status"`
+	Removed int64     `json:"removed"`
+	// Error says what went wrong, for status failed only.
+	Error string `json:"error,omitempty"`
+}
+
+// Validate checks an ack by itself: a status done or failed, removed not negative, an error
+// only for a failure and at most MaxSweepAckError bytes. EINVALID.
+func (a SweepAck) Validate() error {
+	switch {
+	case a.Status != AckDone && a.Status != AckFailed:
+		return Errorf(EINVALID, `status must be "done" or "failed"`)
+	case a.Removed < 0:
+		return Errorf(EINVALID, "removed must not be negative")
+	case len(a.Error) > MaxSweepAckError:
+		return Errorf(EINVALID, "error is longer than %d bytes", MaxSweepAckError)
+	case a.Status == AckDone && strings.TrimSpace(a.Error) != "":
+		return Errorf(EINVALID, `error is only for status "failed"`)
+	}
+	return nil
+}

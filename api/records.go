@@ -247,38 +247,6 @@ func (h *recordsHandler) batch(w http.ResponseWriter, r *http.Request, source st
 	WriteJSON(w, http.StatusOK, map[string]any{"results": out, "failed": failed})
 }
 
-// ArchiveRequest is the body of POST /v1/records/{source}/archive. DeletedBefore is a date
-// (2017-01-01, UTC midnight) or an RFC 3339 time.
-type ArchiveRequest struct {
-	DeletedBefore string `json:"deleted_before"`
-	DryRun        bool   `json:"dry_run"`
-	Force         bool   `json:"force"`
-	BatchSize     int    `json:"batch_size"`
-	// Limit bounds how many records this call moves, so that a client can show progress by
-	// calling again until Remaining is 0.
-	Limit int64 `json:"limit"`
-	// Compact rebuilds the live partition when the archive is complete (see records.Service.Compact).
-	Compact bool `json:"compact"`
-}
-
-// RestoreRequest is the body of POST /v1/records/{source}/restore.
-type RestoreRequest struct {
-	IDs          []string `json:"ids"`
-	DeletedAfter string   `json:"deleted_after"`
-	DryRun       bool     `json:"dry_run"`
-	BatchSize    int      `json:"batch_size"`
-	Limit        int64    `json:"limit"`
-}
-
-// ReconcileRequest is the body of POST /v1/records/{source}/reconcile.
-type ReconcileRequest struct {
-	Present []string `json:"present"`
-	Control []string `json:"control"`
-	DryRun  bool     `json:"dry_run"`
-	Force   bool     `json:"force"`
-	Reason  string   `json:"reason"`
-}
-
 // parseDate parses a date (YYYY-MM-DD, UTC) or an RFC 3339 time; EINVALID otherwise.
 func parseDate(field, s string) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02", s); err == nil {
@@ -295,7 +263,7 @@ func (h *recordsHandler) archive(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b ArchiveRequest
+	var b records.ArchiveRequest
 	if err := DecodeJSON(r, MaxRecordBody, &b); err != nil {
 		WriteError(w, r, err)
 		return
@@ -327,7 +295,7 @@ func (h *recordsHandler) restore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b RestoreRequest
+	var b records.RestoreRequest
 	if err := DecodeJSON(r, MaxRecordBatchBody, &b); err != nil {
 		WriteError(w, r, err)
 		return
@@ -350,7 +318,7 @@ func (h *recordsHandler) reconcile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b ReconcileRequest
+	var b records.ReconcileRequest
 	if err := DecodeJSON(r, MaxReconcileBody, &b); err != nil {
 		WriteError(w, r, err)
 		return

@@ -1,55 +1,13 @@
 package api
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"erasure"
 )
-
-// SweepService is what the sweep routes act on: the sweeps of offline datasets (implemented in
-// cmd/erasure over pipeline.Sweeper and the connectors). Methods return *erasure.Error values:
-// ENOTFOUND for an unknown dataset, EINVALID for one that is not offline or cannot do what is
-// asked, ECONFLICT when a sweep of the dataset is open.
-type SweepService interface {
-	// RunSweep starts a sweep of the dataset's queued tasks in the background and returns it
-	// as started; Tasks 0 (not stored) when nothing is queued.
-	RunSweep(ctx context.Context, dataset, actor string) (*erasure.Sweep, error)
-	// SweepStatus returns the dataset's last limit sweeps, newest first, and the live progress
-	// of a sweep running now.
-	SweepStatus(ctx context.Context, dataset string, limit int) (*SweepStatus, error)
-	// BuildIndex brings the dataset's skip index up to date and returns what it did (JSON);
-	// EINVALID when its connector keeps no index.
-	BuildIndex(ctx context.Context, dataset, actor string) (any, error)
-	// StartExport starts an external sweep (exported) and returns it with the function that
-	// writes its export; EINVALID for a format other than jsonl or parquet.
-	StartExport(ctx context.Context, dataset, format, actor string) (*erasure.Sweep, func(io.Writer) (int, error), error)
-	// AckSweep ends an exported sweep as its external job reports; ENOTFOUND for a sweep of
-	// another dataset, ECONFLICT for one not exported.
-	AckSweep(ctx context.Context, dataset, id string, ack SweepAck, actor string) (*erasure.Sweep, error)
-}
-
-// SweepStatus is the body of GET /v1/sweeps/{dataset}.
-type SweepStatus struct {
-	Dataset string `json:"dataset"`
-	// Running is the sweep running now in the server, with Progress its last report (the
-	// connector's: partitions and bytes done and total, rows scanned and removed, elapsed).
-	Running  *erasure.Sweep  `json:"running,omitempty"`
-	Progress any             `json:"progress,omitempty"`
-	Sweeps   []erasure.Sweep `json:"sweeps"`
-}
-
-// SweepAck is the body of POST /v1/sweeps/{dataset}/{id}/ack.
-type SweepAck struct {
-	Status  string `json:"status"` // done or failed
-	Removed int64  `json:"removed"`
-	Error   string `json:"error,omitempty"`
-}
 
 // Headers of an export response.
 const (
@@ -57,10 +15,8 @@ const (
 	HeaderSweepTasks = "Erasure-Sweep-Tasks"
 )
 
-// MaxSweepAckError is the longest error an external job may report, in bytes.
-const MaxSweepAckError = 1024
-
-// SweepRoutes returns the sweep routes, by ServeMux pattern, for Server.Mount:
+// SweepRoutes returns the sweep routes over sw (pipeline.SweepService in the server), by
+// ServeMux pattern, for Server.Mount:
 //
 //	POST /v1/sweeps/{dataset}                       operate   202 the sweep started (200 with tasks 0: nothing queued)
 //	GET  /v1/sweeps/{dataset}                       read      ?limit= (1..500, default 20): history and live progress
@@ -69,7 +25,7 @@ const MaxSweepAckError = 1024
 //	                                                          (identifiers in clear), Erasure-Sweep-Id header;
 //	                                                          204 when nothing is queued
 //	POST /v1/sweeps/{dataset}/{id}/ack              operate or ack:DATASET   {"status":"done"|"failed","removed":N,"error":""}
-func SweepRoutes(s *Server, sw SweepService) map[string]http.Handler {
+func SweepRoutes(s *Server, sw erasure.SweepService) map[string]http.Handler {
 	h := &sweepHandlers{s: s, sw: sw}
 	return map[string]http.Handler{
 		"POST /v1/sweeps/{dataset}":          http.HandlerFunc(h.run),
@@ -82,7 +38,7 @@ func SweepRoutes(s *Server, sw SweepService) map[string]http.Handler {
 
 type sweepHandlers struct {
 	s  *Server
-	sw SweepService
+	sw erasure.SweepService
 }
 
 // begin authorizes r for role and reads the dataset from the path, refusing query parameters
@@ -225,22 +181,12 @@ func (h *sweepHandlers) ack(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	var ack SweepAck
+	var ack erasure.SweepAck
 	if err := DecodeJSON(r, h.s.limit, &ack); err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	switch {
-	case ack.Status != "done" && ack.Status != "failed":
-		err = erasure.Errorf(erasure.EINVALID, `status must be "done" or "failed"`)
-	case ack.Removed < 0:
-		err = erasure.Errorf(erasure.EINVALID, "removed must not be negative")
-	case len(ack.Error) > MaxSweepAckError:
-		err = erasure.Errorf(erasure.EINVALID, "error is longer than %d bytes", MaxSweepAckError)
-	case ack.Status == "done" && strings.TrimSpace(ack.Error) != "":
-		err = erasure.Errorf(erasure.EINVALID, `error is only for status "failed"`)
-	}
-	if err != nil {
+	if err := ack.Validate(); err != nil {
 		WriteError(w, r, err)
 		return
 	}

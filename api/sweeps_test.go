@@ -45,27 +45,27 @@ func (f *sweeps) RunSweep(ctx context.Context, ds, actor string) (*erasure.Sweep
 	return sw, nil
 }
 
-func (f *sweeps) SweepStatus(ctx context.Context, ds string, limit int) (*api.SweepStatus, error) {
+func (f *sweeps) SweepStatus(ctx context.Context, ds string, limit int) (*erasure.SweepStatus, error) {
 	if err := f.known(ds); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := &api.SweepStatus{Dataset: ds, Sweeps: f.list[:min(limit, len(f.list))]}
+	st := &erasure.SweepStatus{Dataset: ds, Sweeps: f.list[:min(limit, len(f.list))]}
 	if len(f.list) > 0 && f.list[0].State == erasure.SweepRunning {
-		st.Running, st.Progress = &f.list[0], map[string]int{"partitions_done": 1, "partitions_total": 4}
+		st.Running, st.Progress = &f.list[0], &erasure.SweepProgress{PartitionsDone: 1, PartitionsTotal: 4}
 	}
 	return st, nil
 }
 
-func (f *sweeps) BuildIndex(ctx context.Context, ds, actor string) (any, error) {
+func (f *sweeps) BuildIndex(ctx context.Context, ds, actor string) (*erasure.IndexReport, error) {
 	if err := f.known(ds); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	f.changes = append(f.changes, "index by "+actor)
 	f.mu.Unlock()
-	return map[string]int{"built": 4}, nil
+	return &erasure.IndexReport{Partitions: 4, Built: 4}, nil
 }
 
 func (f *sweeps) StartExport(ctx context.Context, ds, format, actor string) (*erasure.Sweep, func(io.Writer) (int, error), error) {
@@ -86,7 +86,7 @@ func (f *sweeps) StartExport(ctx context.Context, ds, format, actor string) (*er
 	}, nil
 }
 
-func (f *sweeps) AckSweep(ctx context.Context, ds, id string, ack api.SweepAck, actor string) (*erasure.Sweep, error) {
+func (f *sweeps) AckSweep(ctx context.Context, ds, id string, ack erasure.SweepAck, actor string) (*erasure.Sweep, error) {
 	if err := f.known(ds); err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (f *sweeps) AckSweep(ctx context.Context, ds, id string, ack api.SweepAck, 
 			if ack.Status == "failed" {
 				f.list[i].State, f.list[i].Error = erasure.SweepFailed, ack.Error
 			}
-			f.changes = append(f.changes, "ack "+ack.Status+" by "+actor)
+			f.changes = append(f.changes, "ack "+string(ack.Status)+" by "+actor)
 			return &f.list[i], nil
 		}
 	}
@@ -201,7 +201,7 @@ func TestSweepRoutes_RunExportAck(t *testing.T) {
 		t.Fatalf("run with nothing queued: %d %s", r.status, r.body)
 	}
 	r = e.call("GET", "/v1/sweeps/events?limit=5", tokRead, "")
-	var st api.SweepStatus
+	var st erasure.SweepStatus
 	if err := json.Unmarshal(r.body, &st); err != nil || r.status != 200 || st.Running == nil || st.Running.ID != "s_run" || st.Progress == nil || len(st.Sweeps) != 1 {
 		t.Fatalf("status: %d %s", r.status, r.body)
 	}

@@ -58,42 +58,21 @@ func FromEnv() (*Client, error) {
 // URL returns the API address the client calls.
 func (c *Client) URL() string { return c.base.String() }
 
-// Do calls method path (such as "/v1/records/sierra/archive", with its query) sending body as
-// JSON when it is not nil, and decodes a successful response into out when it is not nil. It
-// returns the HTTP status. It serves routes without a method of their own (records).
+// Do calls method path (such as "/v1/datasets", with its query) sending body as JSON when it
+// is not nil, and decodes a successful response into out when it is not nil. It returns the
+// HTTP status. It serves routes without a method of their own.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) (int, error) {
 	return c.do(ctx, method, path, nil, body, out)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, header http.Header, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, erasure.Errorf(erasure.EINVALID, "cannot encode the request body: %v", err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
-	if err != nil {
-		return 0, erasure.Errorf(erasure.EINVALID, "bad request %s %s", method, path)
-	}
+	h := http.Header{"Accept": {"application/json"}}
 	for k, v := range header {
-		req.Header[k] = v
+		h[k] = v
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(ctx, method, path, h, body)
 	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		return 0, &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.base, unwrapURLError(err))}
+		return 0, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
@@ -109,6 +88,65 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// stream calls method path without a body and returns a successful response for the caller
+// to read and close; an error response becomes the server's error.
+func (c *Client) stream(ctx context.Context, method, path string) (*http.Response, error) {
+	resp, err := c.send(ctx, method, path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, decodeError(resp.StatusCode, data)
+	}
+	return resp, nil
+}
+
+// send sends one request with the token, body as JSON when it is not nil; a failure to reach
+// the server is EUNAVAILABLE (or ctx's error once ctx is done).
+func (c *Client) send(ctx context.Context, method, path string, header http.Header, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, erasure.Errorf(erasure.EINVALID, "cannot encode the request body: %v", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "bad request %s %s", method, path)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.base, unwrapURLError(err))}
+	}
+	return resp, nil
+}
+
+// untimed returns a copy of c whose calls are bounded by their context alone, for calls that
+// take as long as the work they start (index builds, exports, record moves).
+func (c *Client) untimed() *Client {
+	cp := *c
+	h := *c.HTTP
+	h.Timeout = 0
+	cp.HTTP = &h
+	return &cp
 }
 
 func unwrapURLError(err error) error {

@@ -27,9 +27,9 @@ type SweepStore interface {
 // format. connector/files.WriteExport is one.
 type ExportFunc func(w io.Writer, format string, subjects []erasure.SweepSubject, types []string) (int, error)
 
-// ProgressFunc returns a context whose sweeps report their progress to report (for the files
-// connector, a wrapper of files.ContextWithProgress). report's argument must encode to JSON.
-type ProgressFunc func(ctx context.Context, report func(progress any)) context.Context
+// ProgressFunc returns a context whose sweeps report their progress to report. The default,
+// erasure.ContextWithSweepProgress, is how connectors (files) find where to report.
+type ProgressFunc func(ctx context.Context, report erasure.SweepProgressFunc) context.Context
 
 // Sweeper runs the sweeps of offline datasets: on demand (RunNow), on a schedule (Schedule),
 // after a restart (Resume), and for datasets swept by an external job, as an export that the
@@ -54,7 +54,8 @@ type Sweeper struct {
 	Logger *slog.Logger
 	// Export writes exports (default: JSON lines only, see WriteJSONLines).
 	Export ExportFunc
-	// Progress, when set, gives running sweeps a context that reports their progress.
+	// Progress gives running sweeps a context that reports their progress (default
+	// erasure.ContextWithSweepProgress).
 	Progress ProgressFunc
 	// Interval is how often Schedule looks for datasets to sweep (default 1 minute).
 	Interval time.Duration
@@ -73,7 +74,7 @@ type Sweeper struct {
 // liveSweep is a sweep running in this process.
 type liveSweep struct {
 	sweep    erasure.Sweep
-	progress any
+	progress *erasure.SweepProgress
 	done     chan struct{}
 	final    *erasure.Sweep
 }
@@ -81,8 +82,8 @@ type liveSweep struct {
 // Live is a running sweep with its last reported progress (nil before the first report or for
 // connectors that report none).
 type Live struct {
-	Sweep    erasure.Sweep `json:"sweep"`
-	Progress any           `json:"progress,omitempty"`
+	Sweep    erasure.Sweep          `json:"sweep"`
+	Progress *erasure.SweepProgress `json:"progress,omitempty"`
 }
 
 func (s *Sweeper) init() {
@@ -105,6 +106,11 @@ func (s *Sweeper) init() {
 		}
 		if s.Export == nil {
 			s.Export = WriteJSONLines
+		}
+		if s.Progress == nil {
+			s.Progress = func(ctx context.Context, report erasure.SweepProgressFunc) context.Context {
+				return erasure.ContextWithSweepProgress(ctx, report)
+			}
 		}
 		s.live = map[string]*liveSweep{}
 		if s.ctx == nil {
@@ -279,10 +285,10 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 	} else {
 		log.Info("sweep started", "tasks", len(subjects))
 		sctx := ctx
-		if s.Progress != nil && l != nil {
-			sctx = s.Progress(ctx, func(p any) {
+		if l != nil {
+			sctx = s.Progress(ctx, func(p erasure.SweepProgress) {
 				s.mu.Lock()
-				l.progress = p
+				l.progress = &p
 				s.mu.Unlock()
 			})
 		}

@@ -74,10 +74,6 @@ func filesDataset(t *testing.T, name, dir string) *erasure.Dataset {
 		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 3, Timeout: 5 * time.Second, SweepEvery: 24 * time.Hour, SweepMode: "internal"}}
 }
 
-func filesProgress(ctx context.Context, report func(any)) context.Context {
-	return files.ContextWithProgress(ctx, func(p files.Progress) { report(p) })
-}
-
 func (h *harness) sweeper(ds ...*erasure.Dataset) *pipeline.Sweeper {
 	m := map[string]*erasure.Dataset{}
 	for _, d := range ds {
@@ -87,7 +83,7 @@ func (h *harness) sweeper(ds ...*erasure.Dataset) *pipeline.Sweeper {
 	if h.clock != nil {
 		now = h.clock.Now
 	}
-	return &pipeline.Sweeper{Store: h.store, Datasets: m, Now: now, Export: files.WriteExport, Progress: filesProgress}
+	return &pipeline.Sweeper{Store: h.store, Datasets: m, Now: now, Export: files.WriteExport}
 }
 
 // queue submits a request per user and runs the pipeline until its offline tasks are queued.
@@ -145,7 +141,7 @@ func TestSweeper_RunNow(t *testing.T) {
 		var mu sync.Mutex
 		var during []string
 		reports := 0
-		sw.Progress = func(ctx context.Context, report func(any)) context.Context {
+		sw.Progress = func(ctx context.Context, report erasure.SweepProgressFunc) context.Context {
 			return files.ContextWithProgress(ctx, func(p files.Progress) {
 				report(p)
 				mu.Lock()

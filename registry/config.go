@@ -49,6 +49,9 @@ type Config struct {
 	Defaults erasure.Policy `yaml:"-"`
 	// Datasets are the registered datasets, in file order, with their connectors built.
 	Datasets []*erasure.Dataset `yaml:"-"`
+	// Resources are what the connectors asked the server for (a NATS connection, the record
+	// store), for the server to provide once it has opened them.
+	Resources *Resources `yaml:"-"`
 }
 
 // Server is the `server` section.

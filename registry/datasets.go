@@ -219,7 +219,7 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 // build runs the driver and checks the keys it declares.
 func (l *loader) build(e *entry, drv Driver, block *yaml.Node) {
 	ds := e.ds
-	b := &Build{Dataset: ds, Block: block, Identifiers: l.cfg.Identifiers, Config: l.cfg, File: l.file, errs: &l.errs}
+	b := &Build{Dataset: ds, Block: block, Identifiers: l.cfg.Identifiers, Config: l.cfg, Resources: l.cfg.Resources, File: l.file, errs: &l.errs}
 	before := len(l.errs)
 	conn := l.runDriver(drv, b)
 	l.relocate(before, ds, block)

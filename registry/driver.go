@@ -20,8 +20,10 @@ type Driver interface {
 	// Build decodes and validates the connector block (b.Block, the value under the key named
 	// like the connector, with ${VAR}s already expanded), sets b.Dataset.Keys to the identifier
 	// types it needs, and returns the connector. It performs no I/O: connecting happens on
-	// first use, so that `datasets validate` works offline. It reports problems with b.Errorf
-	// (with the offending node, for its line) and returns a nil connector when there were any.
+	// first use, so that `datasets validate` works offline; a resource the server shares (its
+	// NATS connection, its record store) is asked for from b.Resources and arrives once the
+	// server has opened it. It reports problems with b.Errorf (with the offending node, for
+	// its line) and returns a nil connector when there were any.
 	Build(b *Build) erasure.Connector
 }
 
@@ -34,8 +36,10 @@ type Build struct {
 	Identifiers []string
 	// Config is the whole configuration being loaded (data dir, NATS settings...).
 	Config *Config
-	File   string
-	errs   *[]error
+	// Resources is where the connector asks for what the server shares (Resource.Use).
+	Resources *Resources
+	File      string
+	errs      *[]error
 }
 
 // Errorf records an error located at n (or at the dataset when n is nil).

@@ -245,7 +245,7 @@ func (l *loader) parse(data []byte) *Config {
 		l.errorf(root, "expected a mapping with version, identifiers, datasets...")
 		return nil
 	}
-	l.cfg = &Config{File: l.file}
+	l.cfg = &Config{File: l.file, Resources: NewResources()}
 	l.top(root)
 	return l.cfg
 }

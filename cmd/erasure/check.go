@@ -227,7 +227,7 @@ func connectNATS(ctx context.Context, cfg *registry.Config, timeout time.Duratio
 	if err != nil {
 		return natsCheck{status: checkFailed, msg: "nats: " + checkMessage(err)}
 	}
-	natsconn.Bind(async, conn)
+	natsconn.SharedConn.Provide(cfg.Resources, conn)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := conn.JetStream().Stream(cctx, conn.Stream()); errors.Is(err, jetstream.ErrStreamNotFound) {

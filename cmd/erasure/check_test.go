@@ -212,7 +212,7 @@ func TestDatasetsCheck(t *testing.T) {
 			t.Setenv("CHECK_HUNG", e.hung)
 			path := writeConfig(t, tc.config)
 
-			code, stdout, stderr := runMain(t, "datasets", "check", "--config", path, "--timeout", "2s")
+			code, stdout, stderr := run(t, "datasets", "check", "--config", path, "--timeout", "2s")
 			if code != tc.code || stderr != tc.stderrIs {
 				t.Fatalf("exit code %d, stderr %q; want %d, %q; stdout:\n%s", code, stderr, tc.code, tc.stderrIs, stdout)
 			}
@@ -271,7 +271,7 @@ func TestDatasetsCheck_Usage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.args), func(t *testing.T) {
-			code, stdout, stderr := runMain(t, append([]string{"datasets", "check"}, tc.args...)...)
+			code, stdout, stderr := run(t, append([]string{"datasets", "check"}, tc.args...)...)
 			if code != tc.code || !strings.Contains(stderr, tc.says) || stdout != "" {
 				t.Errorf("code %d, stdout %q, stderr %q; want %d saying %q", code, stdout, stderr, tc.code, tc.says)
 			}
@@ -325,7 +325,7 @@ datasets:
 			}
 			t.Setenv("CHECK_NATS_URL", natsURL)
 			path := writeConfig(t, fmt.Sprintf(config, stream, subject))
-			code, stdout, stderr := runMain(t, "datasets", "check", path)
+			code, stdout, stderr := run(t, "datasets", "check", path)
 			lines := strings.Split(stdout, "\n")
 			f := strings.Fields(lines[0])
 			if code != tc.code || len(f) < 3 || f[0] != "notifications" || f[2] != tc.word || !strings.Contains(lines[0], tc.says) {
@@ -352,7 +352,7 @@ datasets:
     connector: validatetest
     validatetest: { key: user_id }
 `)
-	code, stdout, stderr := runMain(t, "datasets", "check", path)
+	code, stdout, stderr := run(t, "datasets", "check", path)
 	want := "legacy  validatetest  skipped  not checkable: the validatetest connector has no check\n" +
 		path + ": 1 dataset: 0 ok, 0 failed, 1 not checked\n"
 	if code != 0 || stdout != want || stderr != "" {

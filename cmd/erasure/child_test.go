@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,6 +14,34 @@ import (
 
 	"erasure/client"
 )
+
+// Servers for the tests: `erasure serve` in this process (startMain), or in a child process
+// that a test can SIGKILL (startChild).
+
+// startMain runs serve's Main over the configuration file cfg, in this process, and closes
+// it when the test ends.
+func startMain(t *testing.T, cfg string) *Main {
+	t.Helper()
+	m := NewMain()
+	m.ConfigPath = cfg
+	if err := m.Run(t.Context()); err != nil {
+		m.Close()
+		t.Fatalf("serve %s: %s", cfg, oneLine(err))
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("closing the server: %v", err)
+		}
+	})
+	return m
+}
+
+// randomToken returns a random token secret.
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
 
 // child is a real `erasure serve --config FILE` in a child process (this test binary run again
 // with ERASURE_TEST_MAIN=1, see TestMain), so that tests can SIGKILL it and start it again.

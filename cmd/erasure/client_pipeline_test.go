@@ -3,19 +3,16 @@ package main
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
+	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"erasure"
-	"erasure/api"
-	"erasure/audit"
-	"erasure/pipeline"
-	"erasure/store/sqlite"
+	"erasure/registry"
 )
 
 // flakyDataset erases without I/O; it fails permanently for user_id 13.
@@ -34,29 +31,42 @@ func (flakyDataset) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 
 func (flakyDataset) Holds(ctx context.Context, s erasure.Subject) (bool, error) { return false, nil }
 
-// TestClientCommands_OverThePipeline runs the client commands against the API over the real
-// pipeline and SQLite store.
+// flakyDriver builds flakyDatasets keyed by user_id, as a connector package registers its own.
+type flakyDriver struct{}
+
+func (flakyDriver) Method() erasure.Method { return erasure.MethodRealtime }
+
+func (flakyDriver) Build(b *registry.Build) erasure.Connector {
+	b.Dataset.Keys = []string{"user_id"}
+	return flakyDataset{}
+}
+
+func init() { registry.Register("flaky", flakyDriver{}) }
+
+const pipelineConfig = `version: 1
+server: { addr: "127.0.0.1:0", data_dir: %q, workers: 4 }
+auth:
+  tokens:
+    - { name: admin, secret: "${ERASURE_PIPELINE_TOKEN}", roles: [submit, operate] }
+identifiers: [user_id, email]
+defaults: { deadline: 720h, max_attempts: 3, backoff: { initial: 10ms, max: 1s }, timeout: 5s }
+datasets:
+  - { name: profile-service, owner: profile-team, connector: flaky, flaky: {} }
+  - { name: sessions, owner: web-team, connector: flaky, flaky: {} }
+`
+
+// TestClientCommands_OverThePipeline runs the client commands against a server (serve's Main)
+// over the real pipeline and SQLite store, with datasets that erase without I/O.
 func TestClientCommands_OverThePipeline(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	h, _ := audit.NewHasher([]byte("0123456789abcdef0123456789abcdef"))
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "erasure.db"), sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: "NORMAL"})
-	if err != nil {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "erasure.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(pipelineConfig, filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	policy := erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: 10 * time.Millisecond, Max: time.Second}, Timeout: 5 * time.Second}
-	ds := []*erasure.Dataset{
-		{Name: "profile-service", Owner: "profile-team", Connector: "http", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Policy: policy, Conn: flakyDataset{}},
-		{Name: "sessions", Owner: "web-team", Connector: "redis", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Policy: policy, Conn: flakyDataset{}},
-	}
-	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{ds[0].Name: ds[0], ds[1].Name: ds[1]}, Owner: "test", Poll: 10 * time.Millisecond}
-	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); engine.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{{Name: "admin", Secret: "admin-secret", Roles: []string{"submit", "operate"}}}}).Handler())
-	t.Cleanup(func() { srv.Close(); cancel(); wg.Wait(); st.Close() })
-	t.Setenv("ERASURE_URL", srv.URL)
-	t.Setenv("ERASURE_TOKEN", "admin-secret")
+	t.Setenv("ERASURE_PIPELINE_TOKEN", "admin-secret-0123456789")
+	m := startMain(t, cfg)
+	t.Setenv("ERASURE_URL", m.URL())
+	t.Setenv("ERASURE_TOKEN", "admin-secret-0123456789")
 	first := waitFirstPoll
 	waitFirstPoll = 5 * time.Millisecond
 	t.Cleanup(func() { waitFirstPoll = first })

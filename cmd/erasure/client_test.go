@@ -45,7 +45,7 @@ func newClientEnv(t *testing.T) *clientEnv {
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, &out, &errb)
+	code := dispatch(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

@@ -5,18 +5,14 @@ import (
 	"strconv"
 
 	"erasure"
-	_ "erasure/connector/files" // registers "files"
-	_ "erasure/connector/http"  // registers "http"
-	_ "erasure/connector/nats"  // registers "nats"
-	recordsconn "erasure/connector/records"
-	_ "erasure/connector/redis" // registers "redis"
-	_ "erasure/connector/sql"   // registers "sql"
-	"erasure/records"
+	_ "erasure/connector/files"   // registers "files"
+	_ "erasure/connector/http"    // registers "http"
+	_ "erasure/connector/nats"    // registers "nats"
+	_ "erasure/connector/records" // registers "records"
+	_ "erasure/connector/redis"   // registers "redis"
+	_ "erasure/connector/sql"     // registers "sql"
 	"erasure/registry"
 )
-
-// bindRecords hands the record store to the datasets of the records connector.
-func bindRecords(ds []*erasure.Dataset, s records.Service) { recordsconn.Bind(ds, s) }
 
 // configError turns the registry's list of errors into one *erasure.Error for the CLI.
 func configError(path string, err error) error {

@@ -24,7 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("ERASURE_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
-		code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}

@@ -1,46 +1,23 @@
 // Command erasure deletes a data subject's data everywhere it lives, and keeps deleted records
 // out of the way of the catalogues that must still answer for them.
 //
-// Each command lives in its own file and registers itself with command(); `serve`, `demo`,
-// `datasets validate` and `datasets check` read the configuration file (it holds the
-// connection strings), the others talk to the API at ERASURE_URL with ERASURE_TOKEN.
+// main only wires: the commands (cli.go) each live in a file of their own and register
+// themselves with command(). `serve` runs a Main (serve.go) over the server package, `demo`
+// runs package demo; `datasets validate` and `datasets check` read the configuration file (it
+// holds the connection strings); the others talk to the API through package client, at
+// ERASURE_URL with ERASURE_TOKEN.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"sort"
-	"strings"
 	"syscall"
-
-	"erasure"
 )
-
-// cmd is one command, named by one or two words ("submit", "datasets validate").
-type cmd struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
-
-var commands = map[string]cmd{}
-
-// command registers a command; called from init functions.
-func command(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
-	if _, dup := commands[name]; dup {
-		panic("command registered twice: " + name)
-	}
-	commands[name] = cmd{name, summary, run}
-}
 
 func main() {
 	ctx, stop := signalContext()
-	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -48,117 +25,4 @@ func main() {
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-// Main runs the command named by args and returns the process exit code.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stdout)
-		return 0
-	}
-	c, rest, ok := find(args)
-	if !ok {
-		fmt.Fprintf(stderr, "erasure: unknown command %q (run `erasure help`)\n", strings.Join(args[:min(2, len(args))], " "))
-		return 2
-	}
-	err := c.run(ctx, rest, stdout, stderr)
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintf(stderr, "erasure %s: %s\n", c.name, oneLine(err))
-	return exitCode(err)
-}
-
-func find(args []string) (cmd, []string, bool) {
-	if len(args) >= 2 {
-		if c, ok := commands[args[0]+" "+args[1]]; ok {
-			return c, args[2:], true
-		}
-	}
-	c, ok := commands[args[0]]
-	return c, args[1:], ok
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: erasure COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nclient commands read ERASURE_URL (default http://127.0.0.1:8080) and ERASURE_TOKEN.")
-}
-
-// exitCode maps an error code to a process exit code: 1 for failures of the work itself,
-// 2 for bad usage or input, 3 for not found, 4 for auth, 5 for conflicts, 6 for unavailable.
-func exitCode(err error) int {
-	if errors.As(err, new(usageError)) {
-		return 2
-	}
-	switch erasure.ErrorCode(err) {
-	case erasure.EINVALID, erasure.ETOOLARGE:
-		return 2
-	case erasure.ENOTFOUND, erasure.EGONE:
-		return 3
-	case erasure.EUNAUTHORIZED, erasure.EFORBIDDEN:
-		return 4
-	case erasure.ECONFLICT:
-		return 5
-	case erasure.EUNAVAILABLE:
-		return 6
-	}
-	return 1
-}
-
-// usageError is a mistake in the command line.
-type usageError string
-
-func (e usageError) Error() string { return string(e) }
-
-// oneLine renders err on one line; an *erasure.Error with details gets them on following lines.
-func oneLine(err error) string {
-	var e *erasure.Error
-	if errors.As(err, &e) {
-		msg := e.Message
-		for _, d := range e.Details {
-			msg += "\n  " + d
-		}
-		return msg
-	}
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
-}
-
-// flags returns a FlagSet for a command that reports errors instead of exiting.
-func flags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("erasure "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parse parses args with fs, accepting flags after positional arguments too.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError(err.Error())
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -24,7 +23,6 @@ import (
 	_ "modernc.org/sqlite" // --db
 
 	"erasure"
-	"erasure/api"
 	"erasure/client"
 	"erasure/records"
 	"erasure/reindex"
@@ -42,37 +40,6 @@ func init() {
 // recordsCallLimit is how many records one archive or restore call moves.
 const recordsCallLimit = 20000
 
-// recordsProgress prints one progress line on stderr, at most once a second.
-type recordsProgress struct {
-	w     io.Writer
-	start time.Time
-	last  time.Time
-}
-
-func (p *recordsProgress) show(force bool, format string, args ...any) {
-	if !force && time.Since(p.last) < time.Second {
-		return
-	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, format+"\n", args...)
-}
-
-func recordsRate(done int64, since time.Time) float64 {
-	if s := time.Since(since).Seconds(); s > 0 {
-		return float64(done) / s
-	}
-	return 0
-}
-
-func recordsETA(done, total int64, rate float64) string {
-	if rate <= 0 || total <= done {
-		return "-"
-	}
-	return time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
-}
-
-func recordsPath(source, what string) string { return "/v1/records/" + url.PathEscape(source) + what }
-
 func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("records archive", stderr)
 	source := fs.String("source", "", "the record source (required)")
@@ -89,7 +56,7 @@ func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *source == "" || *before == "" {
 		return usageError("--source and --deleted-before are required")
 	}
-	body := api.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
+	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
 	return recordsMove(ctx, "archive", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
 		return fmt.Sprintf("archived %d tombstones of %s deleted before %s", rep.Moved, *source, *before)
 	})
@@ -120,7 +87,7 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 		return usageError("give record ids (arguments or --ids-file) or --deleted-after, not both")
 	}
 	if *after != "" {
-		body := api.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
+		body := records.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
 		return recordsMove(ctx, "restore", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
 			return fmt.Sprintf("restored %d records of %s deleted after %s", rep.Moved, *source, *after)
 		})
@@ -130,12 +97,12 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	p := &recordsProgress{w: stderr, start: time.Now()}
+	p := newProgress(stderr, "restore", "ids")
 	total := &records.MoveReport{}
 	for i := 0; i < len(ids); i += recordsCallLimit {
 		chunk := ids[i:min(i+recordsCallLimit, len(ids))]
-		var rep records.MoveReport
-		if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/restore"), api.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch}, &rep); err != nil {
+		rep, err := c.RestoreRecords(ctx, *source, records.RestoreRequest{IDs: chunk, DryRun: *dry, BatchSize: *batch})
+		if err != nil {
 			return err
 		}
 		total.Candidates += rep.Candidates
@@ -144,13 +111,13 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 		total.Bytes += rep.Bytes
 		total.AlreadyLive += rep.AlreadyLive
 		total.NotFound += rep.NotFound
-		p.show(false, "restore: %d of %d ids done", i+len(chunk), len(ids))
+		p.report(step{Done: int64(i + len(chunk)), Total: int64(len(ids))})
 	}
 	if *dry {
-		fmt.Fprintf(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen\n", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
+		p.finish(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
 		return nil
 	}
-	fmt.Fprintf(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen\n", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
+	p.finish(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
 	return nil
 }
 
@@ -164,17 +131,23 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		return err
 	}
 	c.HTTP.Timeout = 0 // the last call may compact; ctx still bounds it
-	p := &recordsProgress{w: stderr, start: time.Now()}
+	p := newProgress(stderr, what, "records")
 	total := &records.MoveReport{}
 	var first int64 = -1
 	for {
-		var rep records.MoveReport
-		if _, err := c.Do(ctx, http.MethodPost, recordsPath(source, "/"+what), body, &rep); err != nil {
+		var rep *records.MoveReport
+		switch body := body.(type) {
+		case records.ArchiveRequest:
+			rep, err = c.ArchiveRecords(ctx, source, body)
+		case records.RestoreRequest:
+			rep, err = c.RestoreRecords(ctx, source, body)
+		}
+		if err != nil {
 			return err
 		}
 		if rep.DryRun {
-			recordsPrintYears(stdout, &rep)
-			fmt.Fprintf(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)\n", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
+			recordsPrintYears(stdout, rep)
+			p.finish(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
 			return nil
 		}
 		if first < 0 {
@@ -186,8 +159,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		if rep.Compacted {
 			total.Compacted, total.CompactTime = true, rep.CompactTime
 		}
-		rate := recordsRate(total.Moved, p.start)
-		p.show(false, "%s: %d of %d records, %.0f/s, ETA %s", what, total.Moved, first, rate, recordsETA(total.Moved, first, rate))
+		p.report(step{Done: total.Moved, Total: first})
 		if rep.Moved == 0 || rep.Remaining == 0 {
 			break
 		}
@@ -196,7 +168,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 	if total.Compacted {
 		compacted = ", live partition compacted in " + total.CompactTime
 	}
-	fmt.Fprintf(stdout, "%s in %d batches (%s, checksum %s%s)\n", done(total), total.Batches, time.Since(p.start).Round(time.Millisecond), total.Checksum, compacted)
+	p.finish(stdout, "%s in %d batches (%s, checksum %s%s)", done(total), total.Batches, p.elapsed().Round(time.Millisecond), total.Checksum, compacted)
 	return nil
 }
 
@@ -257,7 +229,7 @@ func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.W
 	if err := records.ValidSource(*source); err != nil {
 		return err
 	}
-	body := api.ReconcileRequest{DryRun: *dry, Force: *force, Reason: *reason}
+	body := records.ReconcileRequest{DryRun: *dry, Force: *force, Reason: *reason}
 	var err error
 	if body.Present, err = recordsReadIDs(*present); err != nil {
 		return err
@@ -272,8 +244,8 @@ func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.W
 		return err
 	}
 	c.HTTP.Timeout = 0 // a reconcile of a large source takes a while; ctx still bounds it
-	var rep records.MoveReport
-	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, "/reconcile"), body, &rep); err != nil {
+	rep, err := c.ReconcileRecords(ctx, *source, body)
+	if err != nil {
 		return err
 	}
 	if rep.DryRun {
@@ -302,8 +274,8 @@ func runRecordsVerify(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	c.HTTP.Timeout = 0
-	var rep records.VerifyReport
-	if _, err := c.Do(ctx, http.MethodPost, recordsPath(*source, ":verify"), nil, &rep); err != nil {
+	rep, err := c.VerifyRecords(ctx, *source)
+	if err != nil {
 		return err
 	}
 	for _, s := range rep.Sources {
@@ -366,16 +338,14 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 	o := records.ReindexOptions{Source: *source, IDs: ids, Limit: *limit, IncludeDeleted: *includeDeleted,
 		BatchRecords: *batchRecords, BatchBytes: *batchBytes, Parallel: *parallel, Checkpoint: *checkpoint,
 		Warn: func(m string) { fmt.Fprintln(stderr, "warning:", m) }}
-	if !*quiet {
-		o.Progress = func(p records.Progress) {
-			if p.Done {
-				return
-			}
-			eta := "-"
-			if p.ETA > 0 {
-				eta = p.ETA.Round(time.Second).String()
-			}
-			fmt.Fprintf(stderr, "reindex: %d of %d records, %.1f MB, %.0f records/s, ETA %s\n", p.Records, p.Total, float64(p.Bytes)/1e6, p.Rate, eta)
+	progressOut := stderr
+	if *quiet {
+		progressOut = io.Discard
+	}
+	prog := newProgress(progressOut, "reindex", "records")
+	o.Progress = func(p records.Progress) {
+		if !p.Done {
+			prog.report(step{Done: p.Records, Total: p.Total, Elapsed: p.Elapsed, Note: fmt.Sprintf("%.1f MB", float64(p.Bytes)/1e6)})
 		}
 	}
 	rep, err := reindex.Run(ctx, reader, sink, o)
@@ -396,7 +366,7 @@ func runRecordsReindex(ctx context.Context, args []string, stdout, stderr io.Wri
 	if rep.Resumed {
 		resumed = ", resumed"
 	}
-	fmt.Fprintf(stderr, "reindexed %d records of %s (%.1f MB in %d batches, %d segments%s) to %s in %s, %.0f records/s; %d ids not streamed\n",
+	prog.finish(stderr, "reindexed %d records of %s (%.1f MB in %d batches, %d segments%s) to %s in %s, %.0f records/s; %d ids not streamed",
 		rep.Records, what, float64(rep.Bytes)/1e6, rep.Batches, rep.Segments, resumed, *to, rep.Elapsed.Round(time.Millisecond), recordsRateOf(rep), rep.Missing)
 	return nil
 }

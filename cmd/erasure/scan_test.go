@@ -96,7 +96,7 @@ func TestScanCommand(t *testing.T) {
 	config, estateDB := scanEstate(t)
 
 	t.Run("JSONFindingsExitOne", func(t *testing.T) {
-		code, out, errOut := runMain(t, "scan", "--config", config, "--json")
+		code, out, errOut := run(t, "scan", "--config", config, "--json")
 		if code != 1 || !strings.Contains(errOut, "erasure scan: 2 findings: 1 unregistered, 1 residue") {
 			t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 		}
@@ -133,7 +133,7 @@ func TestScanCommand(t *testing.T) {
 		}
 	})
 	t.Run("TextReport", func(t *testing.T) {
-		code, out, _ := runMain(t, "scan", config, "--quiet")
+		code, out, _ := run(t, "scan", config, "--quiet")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		if code != 1 || !strings.HasPrefix(lines[0], "KIND") || !strings.Contains(out, "suggested registry entries:") ||
 			!strings.Contains(out, "- name: accounts.newsletter\n") || !strings.Contains(out, "key: { column: email, identifier: email }") {
@@ -145,7 +145,7 @@ func TestScanCommand(t *testing.T) {
 	})
 	t.Run("WithoutStoreStillFindsUnregistered", func(t *testing.T) {
 		empty := t.TempDir()
-		code, out, errOut := runMain(t, "scan", config, "--data-dir", empty)
+		code, out, errOut := run(t, "scan", config, "--data-dir", empty)
 		if code != 1 || !strings.Contains(errOut, "residue not checked: no store at") || !strings.Contains(out, "(residue not checked: no store)") ||
 			!strings.Contains(out, "unregistered  sqlite:") || strings.Contains(out, "residue  ") {
 			t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
@@ -160,7 +160,7 @@ func TestScanCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.Close()
-		code, out, errOut := runMain(t, "scan", config)
+		code, out, errOut := run(t, "scan", config)
 		if code != 0 || !strings.HasPrefix(out, "no findings\n") || !strings.HasSuffix(out, ": 0 unregistered, 0 residue (against 2 erased identifiers)\n") {
 			t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 		}
@@ -177,7 +177,7 @@ func TestScanCommand(t *testing.T) {
 			{[]string{"--dataset", "nope"}, 3, "dataset nope is not in the registry"},
 			{[]string{"other.yaml"}, 2, "give one configuration file"},
 		} {
-			code, _, errOut := runMain(t, append([]string{"scan", "--config", config}, tc.args...)...)
+			code, _, errOut := run(t, append([]string{"scan", "--config", config}, tc.args...)...)
 			if code != tc.code || !strings.Contains(errOut, tc.says) {
 				t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.says)
 			}

@@ -8,10 +8,119 @@ import (
 	"os"
 
 	"erasure/registry"
+	"erasure/server"
 )
 
 func init() {
 	command("serve", "run the API and the pipeline (reads --config)", runServe)
+}
+
+// Main is `erasure serve` as a value, the way the tests run it too: ParseFlags reads the
+// command line, Run opens the server and starts every component, Close stops and closes it.
+type Main struct {
+	// ConfigPath is the configuration file; Config, when set, is used instead of reading it.
+	ConfigPath string
+	Config     *registry.Config
+	// Addr and DataDir, when set, override the configuration's server.addr and
+	// server.data_dir.
+	Addr, DataDir string
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Server is the running server, once Run has opened it.
+	Server *server.Server
+}
+
+// NewMain returns a Main reading erasure.yaml.
+func NewMain() *Main { return &Main{ConfigPath: "erasure.yaml"} }
+
+// ParseFlags reads serve's flags; the logger logs on stderr (text, or JSON with
+// ERASURE_LOG=json) at info level, debug with --debug. Usage errors are usageErrors.
+func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
+	fs := flags("serve", stderr)
+	fs.StringVar(&m.ConfigPath, "config", m.ConfigPath, "configuration `file`")
+	fs.StringVar(&m.Addr, "addr", "", "listen `address` (overrides server.addr)")
+	fs.StringVar(&m.DataDir, "data-dir", "", "data `directory` (overrides server.data_dir)")
+	debug := fs.Bool("debug", false, "log at debug level")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("serve takes no arguments, only flags: erasure serve --config FILE")
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	m.Logger = newLogger(os.Stderr, level)
+	return nil
+}
+
+// Run loads the configuration when Config is nil, opens the server and starts it. It returns
+// once the server serves (Server.URL); the server runs until ctx is cancelled or Close.
+func (m *Main) Run(ctx context.Context) error {
+	if m.Config == nil {
+		cfg, err := loadConfig(m.ConfigPath)
+		if err != nil {
+			return err
+		}
+		m.Config = cfg
+	}
+	if m.Addr != "" {
+		m.Config.Server.Addr = m.Addr
+	}
+	if m.DataDir != "" {
+		m.Config.Server.DataDir = m.DataDir
+	}
+	s, err := server.Open(ctx, m.Config, m.Logger)
+	if err != nil {
+		return err
+	}
+	m.Server = s
+	return s.Start(ctx, m.Config.Server.Addr)
+}
+
+// URL is the base URL of the API; "" before Run.
+func (m *Main) URL() string {
+	if m.Server == nil {
+		return ""
+	}
+	return m.Server.URL()
+}
+
+// Close stops and closes the server, if Run opened one.
+func (m *Main) Close() error {
+	if m.Server == nil {
+		return nil
+	}
+	return m.Server.Close()
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	m := NewMain()
+	if err := m.ParseFlags(args, stderr); err != nil {
+		return err
+	}
+	slog.SetDefault(m.Logger) // connectors that log through the default logger follow --debug
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "erasure serving %d datasets on %s (data in %s)\n", len(m.Config.Datasets), m.URL(), m.Config.Server.DataDir)
+	<-ctx.Done()
+	err := m.Close()
+	fmt.Fprintln(stdout, "erasure stopped")
+	return err
+}
+
+// newLogger returns the process logger: text on w, or JSON with ERASURE_LOG=json.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("ERASURE_LOG") == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // loadConfig loads the configuration file, turning registry errors into one *erasure.Error
@@ -22,45 +131,6 @@ func loadConfig(path string) (*registry.Config, error) {
 		return nil, configError(path, err)
 	}
 	return cfg, nil
-}
-
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("serve", stderr)
-	config := fs.String("config", "erasure.yaml", "configuration `file`")
-	addr := fs.String("addr", "", "listen `address` (overrides server.addr)")
-	dataDir := fs.String("data-dir", "", "data `directory` (overrides server.data_dir)")
-	debug := fs.Bool("debug", false, "log at debug level")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*config)
-	if err != nil {
-		return err
-	}
-	if *addr != "" {
-		cfg.Server.Addr = *addr
-	}
-	if *dataDir != "" {
-		cfg.Server.DataDir = *dataDir
-	}
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
-	}
-	log := newLogger(os.Stderr, level)
-	slog.SetDefault(log)
-	a, err := openApp(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer a.close()
-	if err := a.start(ctx, cfg.Server.Addr); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "erasure serving %d datasets on %s (data in %s)\n", len(cfg.Datasets), a.URL(), cfg.Server.DataDir)
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "erasure stopped")
-	return nil
 }
 
 // configPath is the configuration file of a command that takes it as FILE or --config FILE

@@ -4,21 +4,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"erasure"
-	"erasure/api"
 )
 
 func init() {
@@ -31,28 +26,6 @@ func init() {
 
 // sweepPoll is how often `sweep run --wait` asks for progress.
 var sweepPoll = 500 * time.Millisecond
-
-// sweepProgress is the live progress the API shows for a files sweep.
-type sweepProgress struct {
-	PartitionsDone  int           `json:"partitions_done"`
-	PartitionsTotal int           `json:"partitions_total"`
-	BytesDone       int64         `json:"bytes_done"`
-	BytesTotal      int64         `json:"bytes_total"`
-	BytesRead       int64         `json:"bytes_read"`
-	RowsScanned     int64         `json:"rows_scanned"`
-	RowsRemoved     int64         `json:"rows_removed"`
-	Elapsed         time.Duration `json:"elapsed"`
-}
-
-// sweepStatus is the body of GET /v1/sweeps/{dataset}.
-type sweepStatus struct {
-	Dataset  string          `json:"dataset"`
-	Running  *erasure.Sweep  `json:"running"`
-	Progress *sweepProgress  `json:"progress"`
-	Sweeps   []erasure.Sweep `json:"sweeps"`
-}
-
-func sweepPath(dataset, rest string) string { return "/v1/sweeps/" + url.PathEscape(dataset) + rest }
 
 // sweepArgs parses args and returns the positional arguments, which must be n.
 func sweepArgs(name string, fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
@@ -79,8 +52,8 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var sw erasure.Sweep
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(ds, ""), nil, &sw); err != nil {
+	sw, err := c.RunSweep(ctx, ds)
+	if err != nil {
 		return err
 	}
 	if sw.Tasks == 0 {
@@ -97,20 +70,17 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	last := ""
+	prog := newProgress(stderr, ds, "")
 	for {
-		var st sweepStatus
-		if _, err := c.Do(ctx, http.MethodGet, sweepPath(ds, "?limit=50"), nil, &st); err != nil {
+		st, err := c.SweepStatus(ctx, ds, 50)
+		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("sweep %s did not end within %s; it goes on in the server", sw.ID, *timeout)
 			}
 			return err
 		}
 		if st.Running != nil && st.Running.ID == sw.ID && st.Progress != nil {
-			if line := progressLine(ds, st.Progress); line != last {
-				fmt.Fprintln(stderr, line)
-				last = line
-			}
+			prog.report(sweepStep(st.Progress))
 		}
 		for _, s := range st.Sweeps {
 			if s.ID != sw.ID {
@@ -118,10 +88,10 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			switch s.State {
 			case erasure.SweepCommitted:
-				fmt.Fprintln(stdout, sweepSummary(&s))
+				prog.finish(stdout, "%s", sweepSummary(&s))
 				return nil
 			case erasure.SweepFailed:
-				fmt.Fprintln(stdout, sweepSummary(&s))
+				prog.finish(stdout, "%s", sweepSummary(&s))
 				return fmt.Errorf("sweep %s of %s failed: %s (its %d tasks wait for the next sweep)", s.ID, ds, s.Error, s.Tasks)
 			}
 		}
@@ -136,22 +106,11 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 }
 
-// progressLine renders a running sweep's progress: partitions and bytes done, rows removed,
-// rate and ETA.
-func progressLine(ds string, p *sweepProgress) string {
-	s := fmt.Sprintf("%s: %d/%d partitions, %s of %s", ds, p.PartitionsDone, p.PartitionsTotal, bytesText(p.BytesDone), bytesText(p.BytesTotal))
-	if p.BytesTotal > 0 {
-		s += fmt.Sprintf(" (%d%%)", p.BytesDone*100/p.BytesTotal)
-	}
-	s += fmt.Sprintf(", %d rows scanned, %d removed", p.RowsScanned, p.RowsRemoved)
-	if p.Elapsed > 0 && p.BytesDone > 0 {
-		rate := float64(p.BytesDone) / p.Elapsed.Seconds()
-		s += fmt.Sprintf(", %s/s", bytesText(int64(rate)))
-		if left := p.BytesTotal - p.BytesDone; left > 0 {
-			s += fmt.Sprintf(", ETA %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
-		}
-	}
-	return s
+// sweepStep is a running sweep's progress as a step: bytes of partitions done, then the
+// partitions and rows.
+func sweepStep(p *erasure.SweepProgress) step {
+	return step{Done: p.BytesDone, Total: p.BytesTotal, Elapsed: p.Elapsed,
+		Note: fmt.Sprintf("%d/%d partitions, %d rows scanned, %d removed", p.PartitionsDone, p.PartitionsTotal, p.RowsScanned, p.RowsRemoved)}
 }
 
 // sweepSummary is the one line that says how a sweep ended.
@@ -170,19 +129,6 @@ func sweepSummary(s *erasure.Sweep) string {
 	return fmt.Sprintf("sweep %s of %s is %s: %d tasks", s.ID, s.Dataset, s.State, s.Tasks)
 }
 
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("sweep list", stderr)
 	limit := fs.Int("limit", 20, "how many sweeps to show, newest first (1..500)")
@@ -197,8 +143,8 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var st sweepStatus
-	if _, err := c.Do(ctx, http.MethodGet, sweepPath(pos[0], "?limit="+strconv.Itoa(*limit)), nil, &st); err != nil {
+	st, err := c.SweepStatus(ctx, pos[0], *limit)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -215,7 +161,7 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if st.Running != nil {
 		line += fmt.Sprintf("; %s running", st.Running.ID)
 		if st.Progress != nil {
-			line += ": " + progressLine(st.Dataset, st.Progress)
+			line += ": " + newProgress(io.Discard, st.Dataset, "").line(sweepStep(st.Progress))
 		}
 	}
 	fmt.Fprintln(stdout, line)
@@ -232,17 +178,9 @@ func runSweepIndex(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	c.HTTP.Timeout = 0 // reading a large snapshot takes as long as it takes
 	fmt.Fprintf(stderr, "building the skip index of %s…\n", pos[0])
-	var rep struct {
-		Partitions int           `json:"partitions"`
-		Built      int           `json:"built"`
-		Current    int           `json:"current"`
-		Rows       int64         `json:"rows_scanned"`
-		BytesRead  int64         `json:"bytes_read"`
-		Elapsed    time.Duration `json:"Elapsed"`
-	}
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/index"), nil, &rep); err != nil {
+	rep, err := c.BuildIndex(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "skip index of %s: %d partitions, %d sidecars built, %d already current, %d rows and %s read in %s\n",
@@ -266,44 +204,31 @@ func runSweepExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL()+sweepPath(ds, "/export?format="+url.QueryEscape(*format)), nil)
+	ex, err := c.ExportSweep(ctx, ds, *format)
 	if err != nil {
 		return err
 	}
-	if tok := os.Getenv("ERASURE_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return &erasure.Error{Code: erasure.EUNAVAILABLE, Message: fmt.Sprintf("cannot reach the erasure API at %s: %v", c.URL(), err)}
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNoContent:
+	if ex.Body == nil {
 		fmt.Fprintf(stdout, "nothing queued for %s: nothing exported\n", ds)
 		return nil
-	case resp.StatusCode != http.StatusOK:
-		return responseError(resp)
 	}
-	id := resp.Header.Get(api.HeaderSweepID)
-	tasks := resp.Header.Get(api.HeaderSweepTasks)
+	defer ex.Body.Close()
+	id := ex.Sweep
 	var n int64
 	dest := "stdout"
 	if *out == "" {
-		n, err = io.Copy(stdout, resp.Body)
+		n, err = io.Copy(stdout, ex.Body)
 	} else {
 		dest = *out
-		n, err = writeFileAtomic(*out, resp.Body)
+		n, err = writeFileAtomic(*out, ex.Body)
 	}
 	if err != nil {
 		return fmt.Errorf("export of sweep %s cut short after %d bytes: %v; acknowledge it as failed with `erasure sweep ack %s %s --status failed` and export again", id, n, err, ds, id)
 	}
 	fmt.Fprintf(stderr, "exported sweep %s of %s: %d tasks, %s to %s\nwhen the job is done: erasure sweep ack %s %s --status done --removed N (or --status failed --error MSG)\n",
-		id, ds, atoiOr(tasks), bytesText(n), dest, ds, id)
+		id, ds, ex.Tasks, bytesText(n), dest, ds, id)
 	return nil
 }
-
-func atoiOr(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // writeFileAtomic writes r to path through a temporary file renamed into place, mode 0600.
 func writeFileAtomic(path string, r io.Reader) (int64, error) {
@@ -325,16 +250,6 @@ func writeFileAtomic(path string, r io.Reader) (int64, error) {
 	return n, err
 }
 
-// responseError reads an API error response.
-func responseError(resp *http.Response) error {
-	var body api.ErrorBody
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {
-		return &erasure.Error{Code: body.Error.Code, Message: body.Error.Message, Details: body.Error.Details}
-	}
-	return erasure.Errorf(erasure.EINTERNAL, "the server answered %s", resp.Status)
-}
-
 func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("sweep ack", stderr)
 	status := fs.String("status", "", "the job's outcome: done or failed")
@@ -351,11 +266,11 @@ func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var sw erasure.Sweep
-	body := api.SweepAck{Status: *status, Removed: *removed, Error: *msg}
-	if _, err := c.Do(ctx, http.MethodPost, sweepPath(pos[0], "/"+url.PathEscape(pos[1])+"/ack"), body, &sw); err != nil {
+	ack := erasure.SweepAck{Status: erasure.AckStatus(*status), Removed: *removed, Error: *msg}
+	sw, err := c.AckSweep(ctx, pos[0], pos[1], ack)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, sweepSummary(&sw))
+	fmt.Fprintln(stdout, sweepSummary(sw))
 	return nil
 }

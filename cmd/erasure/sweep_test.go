@@ -2,11 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,14 +92,6 @@ func countUsers(t *testing.T, dir string) map[string]int {
 	return out
 }
 
-// runCLI runs one command of the binary in this process.
-func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var o, e bytes.Buffer
-	code = Main(context.Background(), args, &o, &e)
-	return code, o.String(), e.String()
-}
-
 // waitQueued waits until the request's task on dataset is queued.
 func waitQueued(t *testing.T, cl *client.Client, id, dataset string) {
 	t.Helper()
@@ -131,26 +122,15 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 	t.Setenv("ERASURE_SWEEP_TOKEN", token)
 	cfgPath := filepath.Join(dir, "erasure.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(sweepConfig, "127.0.0.1:0", filepath.Join(dir, "data"), events, lake)), 0o600)
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := openApp(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	if err := a.start(ctx, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("ERASURE_URL", a.URL())
+	m := startMain(t, cfgPath)
+	t.Setenv("ERASURE_URL", m.URL())
 	t.Setenv("ERASURE_TOKEN", token)
-	cl, _ := client.New(a.URL(), token)
+	cl, _ := client.New(m.URL(), token)
 
 	var ids []string
 	for _, u := range []string{"2", "5", "9"} {
-		code, out, errOut := runCLI(t, "submit", "user_id="+u)
+		code, out, errOut := run(t, "submit", "user_id="+u)
 		if code != 0 {
 			t.Fatalf("submit: %d %s %s", code, out, errOut)
 		}
@@ -162,7 +142,7 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 	}
 
 	t.Run("RunWait", func(t *testing.T) {
-		code, out, errOut := runCLI(t, "sweep", "run", "events", "--wait")
+		code, out, errOut := run(t, "sweep", "run", "events", "--wait")
 		if code != 0 || !strings.Contains(out, "committed: 3 tasks done, 4 partitions") || !strings.Contains(out, "24 removed") {
 			t.Fatalf("sweep run: %d\n%s\n%s", code, out, errOut)
 		}
@@ -185,22 +165,22 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("RunNothingQueued", func(t *testing.T) {
-		if code, out, _ := runCLI(t, "sweep", "run", "events"); code != 0 || !strings.Contains(out, "nothing queued") {
+		if code, out, _ := run(t, "sweep", "run", "events"); code != 0 || !strings.Contains(out, "nothing queued") {
 			t.Fatalf("%d %s", code, out)
 		}
 	})
 	t.Run("List", func(t *testing.T) {
-		code, out, _ := runCLI(t, "sweep", "list", "events")
+		code, out, _ := run(t, "sweep", "list", "events")
 		if code != 0 || !strings.Contains(out, "committed") || !strings.Contains(out, "1 sweeps of events") {
 			t.Fatalf("%d %s", code, out)
 		}
 	})
 	t.Run("Index", func(t *testing.T) {
-		code, out, errOut := runCLI(t, "sweep", "index", "events")
+		code, out, errOut := run(t, "sweep", "index", "events")
 		if code != 0 || !strings.Contains(out, "skip index of events: 4 partitions") {
 			t.Fatalf("%d %s %s", code, out, errOut)
 		}
-		if code, _, errOut := runCLI(t, "sweep", "index", "nope"); code != 3 {
+		if code, _, errOut := run(t, "sweep", "index", "nope"); code != 3 {
 			t.Fatalf("index of an unknown dataset: %d %s", code, errOut)
 		}
 	})
@@ -211,14 +191,14 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 			{"sweep", "export", "lake", "--format", "csv"},
 			{"sweep", "ack", "lake", "s_x", "--status", "maybe"},
 		} {
-			if code, _, _ := runCLI(t, args...); code == 0 {
+			if code, _, _ := run(t, args...); code == 0 {
 				t.Errorf("%v succeeded", args)
 			}
 		}
 	})
 	t.Run("ExportAck", func(t *testing.T) {
 		file := filepath.Join(dir, "lake-export.jsonl")
-		code, out, errOut := runCLI(t, "sweep", "export", "lake", "-o", file)
+		code, out, errOut := run(t, "sweep", "export", "lake", "-o", file)
 		if code != 0 || !strings.Contains(errOut, "exported sweep s_") {
 			t.Fatalf("export: %d %s %s", code, out, errOut)
 		}
@@ -235,7 +215,7 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 				t.Fatal("completed before the external job acknowledged")
 			}
 		}
-		code, out, errOut = runCLI(t, "sweep", "ack", "lake", id, "--status", "done", "--removed", "3")
+		code, out, errOut = run(t, "sweep", "ack", "lake", id, "--status", "done", "--removed", "3")
 		if code != 0 || !strings.Contains(out, "committed") {
 			t.Fatalf("ack: %d %s %s", code, out, errOut)
 		}
@@ -244,12 +224,12 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 				t.Fatalf("request %s after the ack: %s", rid, r.Status)
 			}
 		}
-		if code, _, _ := runCLI(t, "sweep", "ack", "lake", id, "--status", "done"); code != 5 {
+		if code, _, _ := run(t, "sweep", "ack", "lake", id, "--status", "done"); code != 5 {
 			t.Fatalf("second ack exit %d, want 5 (conflict)", code)
 		}
 	})
 	t.Run("AuditVerifies", func(t *testing.T) {
-		if code, out, errOut := runCLI(t, "audit", "verify"); code != 0 {
+		if code, out, errOut := run(t, "audit", "verify"); code != 0 {
 			t.Fatalf("%d %s %s", code, out, errOut)
 		}
 	})
@@ -275,13 +255,12 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	cl, _ := client.New("http://"+addr, token)
 	var server *child
 	ctx := context.Background()
-	status := func() sweepStatus {
+	status := func() erasure.SweepStatus {
 		t.Helper()
-		var st sweepStatus
 		for try := 0; ; try++ {
-			_, err := cl.Do(ctx, "GET", "/v1/sweeps/events", nil, &st)
+			st, err := cl.SweepStatus(ctx, "events", 0)
 			if err == nil {
-				return st
+				return *st
 			}
 			if try > 200 {
 				t.Fatalf("sweep status: %v", err)
@@ -332,8 +311,8 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 	for _, id := range ids {
 		waitQueued(t, cl, id, "events")
 	}
-	var sw erasure.Sweep
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/events", nil, &sw); err != nil || sw.Tasks != 3 {
+	sw, err := cl.RunSweep(ctx, "events")
+	if err != nil || sw.Tasks != 3 {
 		t.Fatalf("sweep run: %+v %v", sw, err)
 	}
 	killAfter(sw.ID, 3)  // during the first run
@@ -374,15 +353,17 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("left behind: %v temporary files, %d journals", leftovers, len(journals))
 	}
 	// The external dataset's job reports back; then every request is complete.
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/lake/export", nil, nil); err != nil {
+	ex, err := cl.ExportSweep(ctx, "lake", "jsonl")
+	if err != nil || ex.Body == nil {
+		t.Fatalf("lake export %+v %v", ex, err)
+	}
+	io.Copy(io.Discard, ex.Body)
+	ex.Body.Close()
+	if _, err := cl.AckSweep(ctx, "lake", ex.Sweep, erasure.SweepAck{Status: erasure.AckDone}); err != nil {
 		t.Fatal(err)
 	}
-	var lakeStatus sweepStatus
-	if _, err := cl.Do(ctx, "GET", "/v1/sweeps/lake", nil, &lakeStatus); err != nil || len(lakeStatus.Sweeps) != 1 {
-		t.Fatalf("lake sweeps %+v %v", lakeStatus, err)
-	}
-	if _, err := cl.Do(ctx, "POST", "/v1/sweeps/lake/"+lakeStatus.Sweeps[0].ID+"/ack", map[string]any{"status": "done"}, nil); err != nil {
-		t.Fatal(err)
+	if lake, err := cl.SweepStatus(ctx, "lake", 0); err != nil || len(lake.Sweeps) != 1 || lake.Sweeps[0].State != erasure.SweepCommitted {
+		t.Fatalf("lake sweeps %+v %v", lake, err)
 	}
 	for _, id := range ids {
 		r, err := cl.Request(ctx, id)
@@ -394,7 +375,7 @@ func TestServe_SweepSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("audit trail: %+v %v", rep, err)
 	}
 	done := map[int64]int{}
-	err := cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error {
+	err = cl.AuditEach(ctx, erasure.AuditFilter{}, func(ev erasure.AuditEvent) error {
 		var d struct {
 			Outcome string `json:"outcome"`
 		}
@@ -430,18 +411,20 @@ func contains(list []string, s string) bool {
 func TestSweepRun_ProgressLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		p    sweepProgress
+		p    erasure.SweepProgress
 		want string
 	}{
-		{"Start", sweepProgress{PartitionsTotal: 4, BytesTotal: 4 << 20},
-			"events: 0/4 partitions, 0 B of 4.0 MiB (0%), 0 rows scanned, 0 removed"},
-		{"Halfway", sweepProgress{PartitionsDone: 2, PartitionsTotal: 4, BytesDone: 2 << 20, BytesTotal: 4 << 20, RowsScanned: 1000, RowsRemoved: 12, Elapsed: 2 * time.Second},
-			"events: 2/4 partitions, 2.0 MiB of 4.0 MiB (50%), 1000 rows scanned, 12 removed, 1.0 MiB/s, ETA 2s"},
-		{"Done", sweepProgress{PartitionsDone: 4, PartitionsTotal: 4, BytesDone: 3 << 30, BytesTotal: 3 << 30, RowsScanned: 9, RowsRemoved: 1, Elapsed: time.Second},
-			"events: 4/4 partitions, 3.0 GiB of 3.0 GiB (100%), 9 rows scanned, 1 removed, 3.0 GiB/s"},
+		{"Start", erasure.SweepProgress{PartitionsTotal: 4, BytesTotal: 4 << 20},
+			"events: 0 B of 4.0 MiB (0%); 0/4 partitions, 0 rows scanned, 0 removed"},
+		{"Halfway", erasure.SweepProgress{PartitionsDone: 2, PartitionsTotal: 4, BytesDone: 2 << 20, BytesTotal: 4 << 20, RowsScanned: 1000, RowsRemoved: 12, Elapsed: 2 * time.Second},
+			"events: 2.0 MiB of 4.0 MiB (50%), 1.0 MiB/s, ETA 2s; 2/4 partitions, 1000 rows scanned, 12 removed"},
+		{"Done", erasure.SweepProgress{PartitionsDone: 4, PartitionsTotal: 4, BytesDone: 3 << 30, BytesTotal: 3 << 30, RowsScanned: 9, RowsRemoved: 1, Elapsed: time.Second},
+			"events: 3.0 GiB of 3.0 GiB (100%), 3.0 GiB/s; 4/4 partitions, 9 rows scanned, 1 removed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := progressLine("events", &tc.p); got != tc.want {
+			p := newProgress(io.Discard, "events", "")
+			p.now = func() time.Time { return p.start } // the sweep's own Elapsed counts, not the CLI's
+			if got := p.line(sweepStep(&tc.p)); got != tc.want {
 				t.Fatalf("\n got %q\nwant %q", got, tc.want)
 			}
 		})

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,13 +42,6 @@ func writeConfig(t *testing.T, src string) string {
 	return path
 }
 
-func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code = Main(context.Background(), args, &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
 func TestDatasetsValidate(t *testing.T) {
 	valid := `version: 1
 identifiers: [user_id, email]
@@ -72,7 +63,7 @@ datasets:
 	t.Run("ValidFile", func(t *testing.T) {
 		path := writeConfig(t, valid)
 		for _, args := range [][]string{{path}, {"--config", path}, {path, "--config", path}} {
-			code, stdout, stderr := runMain(t, append([]string{"datasets", "validate"}, args...)...)
+			code, stdout, stderr := run(t, append([]string{"datasets", "validate"}, args...)...)
 			if code != 0 || stdout != path+": 2 datasets, 2 identifiers, ok\n" || stderr != "" {
 				t.Errorf("%q: code %d, stdout %q, stderr %q", args, code, stdout, stderr)
 			}
@@ -81,7 +72,7 @@ datasets:
 	t.Run("EveryErrorWithItsLine", func(t *testing.T) {
 		src := strings.NewReplacer("[user_id, email]", "[user_id]", "after: [a]", "after: [c]", "operate]", "admin]").Replace(valid)
 		path := writeConfig(t, src)
-		code, stdout, stderr := runMain(t, "datasets", "validate", path)
+		code, stdout, stderr := run(t, "datasets", "validate", path)
 		want := "erasure datasets validate: 3 errors in " + path + "\n" +
 			"  " + path + ":5: auth.tokens: token ops: role \"admin\" is not known (submit, operate, read, write, ack:DATASET, ack:*)\n" +
 			"  " + path + ":14: dataset b: the validatetest block uses identifier email, which identifiers does not declare\n" +
@@ -92,19 +83,19 @@ datasets:
 	})
 	t.Run("MissingEnvironmentVariable", func(t *testing.T) {
 		path := writeConfig(t, strings.ReplaceAll(valid, "VALIDATE_TEST_SECRET", "VALIDATE_TEST_UNSET"))
-		code, _, stderr := runMain(t, "datasets", "validate", path)
+		code, _, stderr := run(t, "datasets", "validate", path)
 		if code != 2 || !strings.Contains(stderr, path+":5: environment variable VALIDATE_TEST_UNSET is not set\n") {
 			t.Errorf("code %d, stderr %q", code, stderr)
 		}
 	})
 	t.Run("MissingFile", func(t *testing.T) {
-		code, _, stderr := runMain(t, "datasets", "validate", filepath.Join(t.TempDir(), "nope.yaml"))
+		code, _, stderr := run(t, "datasets", "validate", filepath.Join(t.TempDir(), "nope.yaml"))
 		if code != 3 || !strings.Contains(stderr, "does not exist") {
 			t.Errorf("code %d, stderr %q", code, stderr)
 		}
 	})
 	t.Run("TwoFiles", func(t *testing.T) {
-		code, _, stderr := runMain(t, "datasets", "validate", "a.yaml", "b.yaml")
+		code, _, stderr := run(t, "datasets", "validate", "a.yaml", "b.yaml")
 		if code != 2 || !strings.Contains(stderr, "give one configuration file") {
 			t.Errorf("code %d, stderr %q", code, stderr)
 		}

@@ -69,7 +69,8 @@ type Service struct {
 	// Dataset names the dataset under test; empty means the first one of Registry.
 	Dataset string
 	// Bind, when set, hands the built connectors the service they work on, as the server does
-	// once it has loaded the registry (the record store, the NATS connection).
+	// once it has loaded the registry: it provides the registry.Resources they asked for (the
+	// record store, the NATS connection) or binds them by hand.
 	Bind func(t *testing.T, cfg *registry.Config)
 	// Key is the identifier type of the subjects the cases make. Their values are decimal
 	// numbers, so that any key column can hold them.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"erasure"
 )
 
 // The skip index keeps, for each partition, a sidecar in <state>/index/<partition>.idx: the
@@ -208,15 +210,10 @@ func readHashes(name string) ([]uint64, error) {
 	return ix.hashes, nil
 }
 
-// IndexReport is what BuildIndex did.
-type IndexReport struct {
-	Partitions int   `json:"partitions"`
-	Built      int   `json:"built"`   // sidecars written
-	Current    int   `json:"current"` // sidecars already up to date
-	Rows       int64 `json:"rows_scanned"`
-	BytesRead  int64 `json:"bytes_read"`
-	Elapsed    time.Duration
-}
+// IndexReport is what BuildIndex did: the domain's.
+type IndexReport = erasure.IndexReport
+
+var _ erasure.Indexer = (*Connector)(nil)
 
 // BuildIndex brings the skip index up to date: every partition whose sidecar is missing or
 // stale is read and gets a new one. It works whether or not Config.Index is set (sweeps use

@@ -4,40 +4,26 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"erasure"
 )
 
-// Progress is a running sweep's (or index build's) state, for a CLI to print rate and ETA.
-type Progress struct {
-	PartitionsDone  int `json:"partitions_done"`
-	PartitionsTotal int `json:"partitions_total"`
-	// BytesDone is the size of the partitions done (read, skipped or already handled);
-	// BytesTotal the size of all. Their ratio is the share of the work done.
-	BytesDone  int64 `json:"bytes_done"`
-	BytesTotal int64 `json:"bytes_total"`
-	// BytesRead is the partition bytes actually read so far, IndexBytes the skip index bytes.
-	BytesRead   int64         `json:"bytes_read"`
-	IndexBytes  int64         `json:"index_bytes"`
-	RowsScanned int64         `json:"rows_scanned"`
-	RowsRemoved int64         `json:"rows_removed"`
-	Elapsed     time.Duration `json:"elapsed"`
-}
+// Progress is a running sweep's (or index build's) state, for a CLI to print rate and ETA: the
+// domain's SweepProgress, which the pipeline keeps for the API to show.
+type Progress = erasure.SweepProgress
 
 // ProgressFunc receives progress reports. Calls are serialized; a slow function slows the
 // sweep, so it should only print or store the value.
-type ProgressFunc func(Progress)
-
-type progressKey struct{}
+type ProgressFunc = erasure.SweepProgressFunc
 
 // ContextWithProgress returns a context whose sweeps (Sweep, Resume, RewritePartition) report
-// progress to fn after each partition and every 32 MiB read.
+// progress to fn after each partition and every 32 MiB read. It is
+// erasure.ContextWithSweepProgress: the pipeline's sweeps report through the same context.
 func ContextWithProgress(ctx context.Context, fn ProgressFunc) context.Context {
-	return context.WithValue(ctx, progressKey{}, fn)
+	return erasure.ContextWithSweepProgress(ctx, fn)
 }
 
-func progressFrom(ctx context.Context) ProgressFunc {
-	fn, _ := ctx.Value(progressKey{}).(ProgressFunc)
-	return fn
-}
+func progressFrom(ctx context.Context) ProgressFunc { return erasure.SweepProgressFrom(ctx) }
 
 type trackerKey struct{}
 

@@ -34,6 +34,11 @@ import (
 
 func init() { registry.Register("nats", driver{}) }
 
+// SharedConn is the server's NATS connection, which every nats connector built by the
+// registry asks for: the server provides it (SharedConn.Provide(cfg.Resources, conn)) once
+// connected, when SharedConn.Wanted says some dataset needs it.
+var SharedConn = registry.NewResource[*Conn]("nats")
+
 // Block is the `nats:` block of a dataset.
 type Block struct {
 	Subject     string   `yaml:"subject"`
@@ -103,7 +108,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Dataset.Policy.AckTimeout = ackTimeout
 	}
 	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
-	return &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
+	c := &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
+	SharedConn.Use(b.Resources, func(conn *Conn) { c.conn.Store(conn) })
+	return c
 }
 
 // New returns the connector of dataset publishing on subject and sending the identifiers of

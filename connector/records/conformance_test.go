@@ -21,7 +21,7 @@ func TestConnectorContract(t *testing.T) {
 			return &connectortest.Service{
 				Registry: reg,
 				Key:      "record_id",
-				Bind:     func(t *testing.T, cfg *registry.Config) { recordsconn.Bind(cfg.Datasets, st) },
+				Bind:     func(t *testing.T, cfg *registry.Config) { recordsconn.SharedStore.Provide(cfg.Resources, st) },
 				Plant: func(t *testing.T, s erasure.Subject) []erasure.Identifier {
 					for _, id := range s.Values("record_id") {
 						if _, _, err := st.Put(t.Context(), "sierra", records.Write{ID: id, Payload: []byte(`{"title":"x"}`)}); err != nil {
@@ -46,7 +46,7 @@ func TestConnectorContract(t *testing.T) {
 				},
 			}
 		},
-		// The store is bound by the server after start; until then the connector has none.
+		// The server provides the store after start; until then the connector has none.
 		Unreachable: func(t *testing.T, _ connectortest.Nowhere) *connectortest.Service {
 			return &connectortest.Service{Registry: reg, Key: "record_id"}
 		},

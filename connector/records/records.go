@@ -8,7 +8,8 @@
 //
 // Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id. Erasing a
 // record that is already a tombstone (or purged, or never seen) succeeds with nothing
-// removed. The store is bound after start with Bind; Build does no I/O.
+// removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
+// which the server provides once it is open; Bind binds one by hand.
 package recordsconn
 
 import (
@@ -22,6 +23,11 @@ import (
 )
 
 func init() { registry.Register("records", driver{}) }
+
+// SharedStore is the server's record store, which every records connector built by the
+// registry asks for: the server provides it (SharedStore.Provide(cfg.Resources, store)) once
+// the store is open.
+var SharedStore = registry.NewResource[records.Service]("records")
 
 // Modes.
 const (
@@ -74,7 +80,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		return nil
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
-	return &Connector{dataset: b.Dataset.Name, source: cfg.Source, mode: cfg.Mode, identifier: cfg.Key.Identifier}
+	c := &Connector{dataset: b.Dataset.Name, source: cfg.Source, mode: cfg.Mode, identifier: cfg.Key.Identifier}
+	SharedStore.Use(b.Resources, c.bind)
+	return c
 }
 
 // Connector erases a subject's records of one source. It implements erasure.Eraser,
@@ -93,15 +101,19 @@ var (
 )
 
 // Bind sets the record store on every records connector among datasets (others are left
-// alone). The server calls it once the store is open, before the pipeline starts.
+// alone), for programs and tests that wire datasets by hand; the server provides SharedStore.
 func Bind(datasets []*erasure.Dataset, s records.Service) {
 	for _, d := range datasets {
 		if c, ok := d.Conn.(*Connector); ok {
-			c.mu.Lock()
-			c.store = s
-			c.mu.Unlock()
+			c.bind(s)
 		}
 	}
+}
+
+func (c *Connector) bind(s records.Service) {
+	c.mu.Lock()
+	c.store = s
+	c.mu.Unlock()
 }
 
 // Source is the record source the connector erases from; Mode is tombstone or purge.
@@ -114,7 +126,7 @@ func (c *Connector) bound() (records.Service, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.store == nil {
-		// The server binds the store right after start: a task that runs before that is retried.
+		// The server provides the store right after start: a task that runs before that is retried.
 		return nil, erasure.Transientf("records connector of %s: the record store is not bound yet", c.dataset)
 	}
 	return c.store, nil

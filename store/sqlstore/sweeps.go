@@ -54,7 +54,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`, dataset)
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`+db.forUpdate(), dataset)
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 		subjectOf := map[string]erasure.Subject{}
 		for i, q := range tasks {
 			ids[i] = q.id
-			if _, err := db.exec(ctx, tx, `UPDATE tasks SET sweep_id = ?, updated_at = ? WHERE id = ?`, id, ms(now), q.id); err != nil {
+			if _, err := db.exec(ctx, tx, `UPDATE tasks SET sweep_id = ?, updated_at = ? WHERE id = ? AND state = 'queued' AND sweep_id = ''`, id, ms(now), q.id); err != nil {
 				return err
 			}
 			s, ok := subjectOf[q.requestID]

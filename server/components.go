@@ -1,0 +1,213 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"erasure"
+	natsconn "erasure/connector/nats"
+	"erasure/pipeline"
+)
+
+// Component is one part of a server that works in the background: the API (HTTP), the
+// executor, the acknowledgement listener, the sweeps, the overdue watcher. Each can run in any
+// process that opened the server, alone or with the others.
+type Component interface {
+	// Start starts the component's work and returns once it runs, or with the error that
+	// keeps it from running (then nothing of it runs). The work goes on until ctx is
+	// cancelled. Start is called once.
+	Start(ctx context.Context) error
+	// Wait returns once the work has stopped after ctx was cancelled, having finished what
+	// it had in hand; at once when Start was not called or failed.
+	Wait()
+}
+
+// Run starts c, waits until ctx is cancelled and c has stopped: a component's whole life,
+// for a process (or a leader) that runs it until told to stop.
+func Run(ctx context.Context, c Component) error {
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	c.Wait()
+	return nil
+}
+
+// group runs the goroutines of one component.
+type group struct{ wg sync.WaitGroup }
+
+func (g *group) goRun(f func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+}
+
+// Wait waits for the component's goroutines.
+func (g *group) Wait() { g.wg.Wait() }
+
+// HTTP serves the API: Listen, then Start.
+type HTTP struct {
+	Handler http.Handler
+	Logger  *slog.Logger
+	// ShutdownTimeout bounds how long requests in flight may take to finish once ctx is
+	// cancelled (default 10 s).
+	ShutdownTimeout time.Duration
+
+	group
+	ln net.Listener
+}
+
+// HTTP returns the API component of s.
+func (s *Server) HTTP() *HTTP {
+	return &HTTP{Handler: s.API.Handler(), Logger: s.Logger}
+}
+
+// Listen listens on addr (":0" picks a port); EUNAVAILABLE when it cannot.
+func (h *HTTP) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return erasure.Errorf(erasure.EUNAVAILABLE, "listen on %s: %v", addr, err)
+	}
+	h.ln = ln
+	return nil
+}
+
+// URL is the base URL of the API, "http://" and the address listened on.
+func (h *HTTP) URL() string { return "http://" + h.ln.Addr().String() }
+
+// Start serves on the listener (listening on 127.0.0.1:0 when Listen was not called) until
+// ctx is cancelled, then shuts down: no new connection, requests in flight finish.
+func (h *HTTP) Start(ctx context.Context) error {
+	if h.ln == nil {
+		if err := h.Listen("127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	timeout := h.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	srv := &http.Server{Handler: h.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	h.goRun(func() {
+		if err := srv.Serve(h.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && h.Logger != nil {
+			h.Logger.Error("http server stopped", "err", err)
+		}
+	})
+	h.goRun(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	return nil
+}
+
+// Executor runs the engine: it leases due tasks and carries them through their connectors.
+type Executor struct {
+	Engine *pipeline.Engine
+	group
+}
+
+// Executor returns the executor component of s.
+func (s *Server) Executor() *Executor { return &Executor{Engine: s.Engine} }
+
+// Start runs the engine until ctx is cancelled; the tasks in hand are finished and committed.
+func (e *Executor) Start(ctx context.Context) error {
+	e.goRun(func() { e.Engine.Run(ctx) })
+	return nil
+}
+
+// AckListener applies the acknowledgements async datasets' owners publish on NATS.
+type AckListener struct {
+	NATS    *natsconn.Conn
+	Service erasure.Service
+	group
+}
+
+// AckListener returns the acknowledgement listener of s; its Start fails when s has no NATS
+// connection (no connector wanted one).
+func (s *Server) AckListener() *AckListener { return &AckListener{NATS: s.NATS, Service: s.Service} }
+
+// Start reads acknowledgements with the stream's durable consumer until ctx is cancelled.
+// Errors: EINVALID without a NATS connection, EUNAVAILABLE when JetStream does not answer.
+func (a *AckListener) Start(ctx context.Context) error {
+	if a.NATS == nil {
+		return erasure.Errorf(erasure.EINVALID, "no NATS connection: no dataset is erased through NATS")
+	}
+	err := a.NATS.ListenAcks(ctx, func(ctx context.Context, dataset string, ack erasure.Ack) error {
+		_, err := a.Service.Ack(ctx, dataset, ack, "nats:"+dataset)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// The consumer stops by itself once ctx is cancelled (natsconn does not say when it has;
+	// an acknowledgement being applied then finishes on its own, and closing the connection
+	// ends the rest): Wait waits for the cancellation only.
+	a.goRun(func() { <-ctx.Done() })
+	return nil
+}
+
+// Sweeps runs the sweeps of offline datasets in the background: it resumes the sweeps a
+// previous run left running and sweeps each dataset when its schedule says so. Sweeps started
+// through the API run within its lifetime too.
+type Sweeps struct {
+	Sweeper *pipeline.Sweeper
+	Logger  *slog.Logger
+	group
+}
+
+// Sweeps returns the sweeps component of s.
+func (s *Server) Sweeps() *Sweeps { return &Sweeps{Sweeper: s.Sweeper, Logger: s.Logger} }
+
+// Start gives background sweeps the lifetime ctx, resumes the sweeps of a previous run and
+// runs the schedule, when some dataset is offline. When ctx is cancelled, running sweeps stop
+// where they are and are resumed at the next start. A failure to resume is logged, not
+// returned: those sweeps are tried again at the next start.
+func (sw *Sweeps) Start(ctx context.Context) error {
+	sw.Sweeper.Start(ctx)
+	offline := false
+	for _, d := range sw.Sweeper.Datasets {
+		offline = offline || d.Method == erasure.MethodOffline
+	}
+	if !offline {
+		return nil
+	}
+	log := sw.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if n, err := sw.Sweeper.Resume(ctx); err != nil {
+		log.Error("sweeps of the previous run not resumed; they are retried at the next start", "err", err)
+	} else if n > 0 {
+		log.Info("resumed sweeps of the previous run", "sweeps", n)
+	}
+	sw.goRun(func() { sw.Sweeper.Schedule(ctx) })
+	sw.goRun(func() { <-ctx.Done(); sw.Sweeper.Wait() })
+	return nil
+}
+
+// OverdueWatcher counts the requests past their deadline, for the logs and the metrics.
+type OverdueWatcher struct {
+	Service *pipeline.Service
+	Every   time.Duration
+	group
+}
+
+// OverdueWatcher returns the overdue watcher of s, counting every interval.
+func (s *Server) OverdueWatcher(every time.Duration) *OverdueWatcher {
+	return &OverdueWatcher{Service: s.Service, Every: every}
+}
+
+// Start counts now and every interval until ctx is cancelled.
+func (o *OverdueWatcher) Start(ctx context.Context) error {
+	o.goRun(func() { o.Service.WatchOverdue(ctx, o.Every) })
+	return nil
+}

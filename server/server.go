@@ -1,0 +1,282 @@
+// Package server assembles a running erasure server from a registry.Config: the store and the
+// record store, the pipeline (executor, service, sweeper), the HTTP API with its metrics and,
+// when a connector wants it, NATS.
+//
+// Open opens and wires everything and runs nothing. What runs in the background is split into
+// components that start and stop on their own (see Component): the API, the executor, the
+// acknowledgement listener, the sweeps (resume and schedule) and the overdue watcher, so that
+// a deployment can run some in every worker process and others in one elected leader.
+// Server.Start runs them all in this process, as `erasure serve` does:
+//
+//	s, err := server.Open(ctx, cfg, logger)
+//	...
+//	defer s.Close()
+//	err = s.Start(ctx, cfg.Server.Addr) // returns once serving; s.URL() is the API
+//
+// Connectors are built by the registry before Open: the binary imports the connector packages
+// it offers, which register themselves.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"erasure"
+	"erasure/api"
+	"erasure/audit"
+	"erasure/connector/files"
+	natsconn "erasure/connector/nats"
+	recordsconn "erasure/connector/records"
+	"erasure/pipeline"
+	"erasure/registry"
+	"erasure/store/sqlite"
+	"erasure/store/sqlrecords"
+)
+
+// OverdueEvery is how often the overdue watcher counts the requests past their deadline.
+const OverdueEvery = time.Minute
+
+// Server is one erasure server: what Open opened and wired. Its fields are for the components
+// and for tests; they are set by Open and not changed after.
+type Server struct {
+	Config *registry.Config
+	Logger *slog.Logger
+
+	Store   *sqlite.DB
+	Records *sqlrecords.Store
+	// NATS is the connection of the async datasets; nil when no connector wants one.
+	NATS    *natsconn.Conn
+	Engine  *pipeline.Engine
+	Service *pipeline.Service
+	Sweeper *pipeline.Sweeper
+	API     *api.Server
+	Metrics *prometheus.Registry
+
+	// What Start started, for Close.
+	mu      sync.Mutex
+	http    *HTTP
+	running []Component
+	cancel  context.CancelFunc
+	closed  bool
+}
+
+// Open opens the store in cfg.Server.DataDir (created, mode 0700) and the record store, connects
+// NATS when a connector wants it (an embedded server unless cfg.NATS.URL is set) with the
+// stream its datasets publish on, provides both to the connectors that asked (cfg.Resources),
+// and wires the pipeline and the API. Nothing runs until Start, or the components are started.
+// Errors: EINVALID for a store driver other than sqlite or a bad audit key, EUNAVAILABLE when
+// NATS cannot be reached; what is opened before a failure is closed.
+func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Server, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Config: cfg, Logger: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if cfg.Store.Driver != "" && cfg.Store.Driver != "sqlite" {
+		return nil, erasure.Errorf(erasure.EINVALID, "store driver %q is not available in this build (sqlite only)", cfg.Store.Driver)
+	}
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	key, err := audit.LoadKey(cfg.Audit.Key, cfg.Server.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := audit.NewHasher(key)
+	if err != nil {
+		return nil, err
+	}
+	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain()})
+	if err != nil {
+		return nil, err
+	}
+	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
+		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(),
+		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
+		Logger: log.WithGroup("records"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	recordsconn.SharedStore.Provide(cfg.Resources, s.Records)
+	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+
+	s.Metrics = prometheus.NewRegistry()
+	s.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := pipeline.NewMetrics(s.Metrics)
+	byName := map[string]*erasure.Dataset{}
+	for _, d := range cfg.Datasets {
+		byName[d.Name] = d
+	}
+	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
+	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
+		DefaultDeadline: cfg.Defaults.Deadline,
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
+	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
+	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
+	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
+		s.API.Mount(pattern, h)
+	}
+	return s, nil
+}
+
+// apiTokens converts the configuration's tokens into the API's.
+func apiTokens(ts []registry.Token) []api.Token {
+	out := make([]api.Token, len(ts))
+	for i, t := range ts {
+		out[i] = api.Token{Name: t.Name, Secret: t.Secret, Roles: t.Roles}
+	}
+	return out
+}
+
+// connectNATS connects NATS when a connector asked for it, provides it, and makes sure the
+// stream captures every command subject.
+func (s *Server) connectNATS(ctx context.Context) error {
+	if !natsconn.SharedConn.Wanted(s.Config.Resources) {
+		return nil
+	}
+	var err error
+	s.NATS, err = natsconn.Connect(s.Config.NATS, s.Config.Server.DataDir, s.Logger) // it logs in group nats
+	if err != nil {
+		return err
+	}
+	natsconn.SharedConn.Provide(s.Config.Resources, s.NATS)
+	if err := s.NATS.EnsureStream(ctx, natsSubjects(s.Config.Datasets)); err != nil {
+		return err
+	}
+	s.Logger.Info("nats ready", "url", s.NATS.ClientURL(), "stream", s.NATS.Stream())
+	return nil
+}
+
+// natsSubjects returns the command subjects of the nats connectors among ds, once each, for
+// the stream to capture.
+func natsSubjects(ds []*erasure.Dataset) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if c, ok := d.Conn.(*natsconn.Connector); ok && !seen[c.Subject()] {
+			seen[c.Subject()] = true
+			out = append(out, c.Subject())
+		}
+	}
+	return out
+}
+
+// TakeOverLeases releases every lease of the store: SQLite is single-node, so this server
+// owns the tasks that servers before it were running when they stopped. Start calls it; a
+// deployment of several workers on a shared store must not.
+func (s *Server) TakeOverLeases(ctx context.Context) error {
+	n, err := s.Store.ReleaseLeases(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.Logger.Info("took over running tasks of a previous run", "tasks", n)
+	}
+	return nil
+}
+
+// Start takes over the leases of previous runs and starts every component in this process:
+// the API listening on addr (":0" or "127.0.0.1:0" picks a port), the executor, the
+// acknowledgement listener when NATS is connected, the sweeps and the overdue watcher. It
+// returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
+func (s *Server) Start(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
+	if err := s.TakeOverLeases(ctx); err != nil {
+		return err
+	}
+	h := s.HTTP()
+	if err := h.Listen(addr); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.http = h
+	s.mu.Unlock()
+	parts := []Component{h, s.Executor()}
+	if s.NATS != nil {
+		parts = append(parts, s.AckListener())
+	}
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
+	for _, c := range parts {
+		if err := c.Start(ctx); err != nil {
+			s.stop()
+			return err
+		}
+		s.mu.Lock()
+		s.running = append(s.running, c)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// URL is the base URL of the API that Start serves; "" before Start.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.http == nil {
+		return ""
+	}
+	return s.http.URL()
+}
+
+// stop cancels what Start started and waits until it has stopped.
+func (s *Server) stop() {
+	s.mu.Lock()
+	cancel, running := s.cancel, s.running
+	s.cancel, s.running = nil, nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	for _, c := range running {
+		c.Wait()
+	}
+}
+
+// Close stops what Start started, then closes NATS, the datasets' connectors and the store.
+// Components started by the caller must be stopped before. It returns the errors of closing;
+// closing again does nothing.
+func (s *Server) Close() error {
+	s.stop()
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if closed {
+		return nil
+	}
+	var errs []error
+	if s.NATS != nil {
+		errs = append(errs, s.NATS.Close())
+	}
+	if s.Config != nil {
+		for _, d := range s.Config.Datasets {
+			if d.Conn != nil {
+				errs = append(errs, d.Conn.Close())
+			}
+		}
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
+	return errors.Join(errs...)
+}
