@@ -89,7 +89,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 	for _, d := range cfg.Datasets {
 		byName[d.Name] = d
 	}
-	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
+	a.engine = &pipeline.Engine{Store: a.store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	a.svc = &pipeline.Service{Store: a.store, Hasher: hasher, Registered: cfg.Datasets, Identifiers: cfg.Identifiers, DefaultDeadline: cfg.Defaults.Deadline,
 		Engine: a.engine, Logger: log.WithGroup("service"), Metrics: m}
 	a.api = api.New(api.Config{Service: a.svc, Tokens: cfg.Auth.Tokens, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: a.metrics})

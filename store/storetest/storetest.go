@@ -43,6 +43,25 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Ack", func(t *testing.T) { testAck(t, open) })
 	t.Run("ListAndOverdue", func(t *testing.T) { testList(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
+	t.Run("Deployment", func(t *testing.T) { testDeployment(t, open) })
+}
+
+// testDeployment: a store has one deployment id for good, and two stores never share one.
+func testDeployment(t *testing.T, open Opener) {
+	ctx := context.Background()
+	c := NewClock()
+	a, b := open(t, c.Now), open(t, c.Now)
+	idA, err := a.Deployment(ctx)
+	if err != nil || len(idA) < 16 {
+		t.Fatalf("Deployment = %q, %v; want an id of at least 16 characters", idA, err)
+	}
+	create(t, a, newRequest(c, subject("user_id", "1"), erase("a")))
+	if again, err := a.Deployment(ctx); err != nil || again != idA {
+		t.Fatalf("Deployment changed from %q to %q (%v)", idA, again, err)
+	}
+	if idB, err := b.Deployment(ctx); err != nil || idB == idA {
+		t.Fatalf("two stores share the deployment id %q (%v)", idB, err)
+	}
 }
 
 var reqSeq int
@@ -406,7 +425,7 @@ func testAck(t *testing.T, open Opener) {
 		if err == nil {
 			attempts = cur.Attempts
 		}
-		return erasure.AckDecision{Ack: a, Attempt: attempts, Next: erasure.TaskPending, DueAt: c.Now().Add(time.Minute)}
+		return erasure.AckDecision{Ack: a, Dispatched: attempts, Attempt: attempts, Next: erasure.TaskPending, DueAt: c.Now().Add(time.Minute)}
 	}
 	t.Run("WrongDatasetIsNotFound", func(t *testing.T) {
 		_, err := s.AckTask(ctx, "other", decide(erasure.Ack{TaskID: tk.ID, Status: "done"}), "x")
