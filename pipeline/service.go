@@ -28,9 +28,9 @@ type Service struct {
 	// Deployment is the store's deployment id (Store.Deployment), read from the store on first
 	// use when empty.
 	Deployment string
-	Now     func() time.Time
-	Logger  *slog.Logger
-	Metrics *Metrics
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Metrics    *Metrics
 
 	mu   sync.Mutex
 	rand *rand.Rand
