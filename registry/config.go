@@ -75,7 +75,17 @@ type NATS struct {
 	Port int `yaml:"port"`
 	// Stream is the JetStream stream for erasure commands (default ERASURE).
 	Stream string `yaml:"stream"`
+	// AckPrefix is the subject prefix of acknowledgements: a dataset's go to
+	// AckPrefix.<dataset> (default erasure.ack).
+	AckPrefix string `yaml:"ack_prefix"`
+	// Consumer is the durable consumer reading acknowledgements (default erasure-acks-<the
+	// first 12 digits of the deployment id>, so that deployments sharing a stream each read
+	// every acknowledgement).
+	Consumer string `yaml:"consumer"`
 }
+
+// DefaultNATSAckPrefix is the default `nats.ack_prefix`.
+const DefaultNATSAckPrefix = "erasure.ack"
 
 // Records is the `records` section: the tombstone store.
 type Records struct {

@@ -151,7 +151,10 @@ func (l *loader) audit(n *yaml.Node) {
 	}
 }
 
-var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+var (
+	streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	ackPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 func (l *loader) nats(n *yaml.Node) {
 	s := &l.cfg.NATS
@@ -177,6 +180,16 @@ func (l *loader) nats(n *yaml.Node) {
 		}
 	} else if v == nil {
 		s.Stream = DefaultNATSStream
+	}
+	if v := get(n, "ack_prefix"); l.scalar(v) {
+		if !ackPrefixRE.MatchString(s.AckPrefix) {
+			l.errorf(v, "nats.ack_prefix %q is not a subject prefix: dot-separated tokens of letters, digits, - and _, not starting with $", truncate(s.AckPrefix, 60))
+		}
+	} else if v == nil {
+		s.AckPrefix = DefaultNATSAckPrefix
+	}
+	if v := get(n, "consumer"); l.scalar(v) && !streamNameRE.MatchString(s.Consumer) {
+		l.errorf(v, "nats.consumer %q is not a consumer name: use letters, digits, - and _", truncate(s.Consumer, 40))
 	}
 	if t := get(n, "tls"); t != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
 		l.errorf(t, "nats.tls: cert and key go together")

@@ -25,6 +25,7 @@ type wireCommand struct {
 	RequestID   string         `json:"request_id"`
 	Dataset     string         `json:"dataset"`
 	Attempt     int            `json:"attempt"`
+	Dispatch    string         `json:"dispatch"`
 	Identifiers map[string]any `json:"identifiers"`
 	Deadline    string         `json:"deadline"`
 	AckSubject  string         `json:"ack_subject"`
@@ -40,6 +41,8 @@ func EncodeCommand(c erasure.Command, keys []string) ([]byte, error) {
 		return nil, erasure.Permanentf("command without a task id")
 	case c.Attempt <= 0:
 		return nil, erasure.Permanentf("command for task %d without an attempt number", c.TaskID)
+	case !erasure.ValidDispatchID(c.Dispatch):
+		return nil, erasure.Permanentf("command for task %d without a dispatch id", c.TaskID)
 	case c.Dataset == "" || c.RequestID == "":
 		return nil, erasure.Permanentf("command for task %d without a dataset or request id", c.TaskID)
 	case c.AckSubject == "":
@@ -66,6 +69,7 @@ func EncodeCommand(c erasure.Command, keys []string) ([]byte, error) {
 		RequestID:   c.RequestID,
 		Dataset:     c.Dataset,
 		Attempt:     c.Attempt,
+		Dispatch:    c.Dispatch,
 		Identifiers: ids,
 		Deadline:    c.Deadline.UTC().Format(time.RFC3339),
 		AckSubject:  c.AckSubject,
@@ -74,16 +78,19 @@ func EncodeCommand(c erasure.Command, keys []string) ([]byte, error) {
 
 // wireAck is the JSON form of an acknowledgement; pointers tell a missing field from a zero.
 type wireAck struct {
-	TaskID  *int64  `json:"task_id"`
-	Status  *string `json:"status"`
-	Removed *int64  `json:"removed"`
-	Error   *string `json:"error"`
+	TaskID   *int64  `json:"task_id"`
+	Dispatch *string `json:"dispatch"`
+	Status   *string `json:"status"`
+	Removed  *int64  `json:"removed"`
+	Error    *string `json:"error"`
 }
 
 // DecodeAck decodes an acknowledgement strictly (docs/schemas/ack.schema.json): one JSON object,
-// no unknown field, a positive task_id, status "done" or "failed", removed not negative, and an
-// error text (at most MaxAckError bytes of UTF-8) required with "failed". It returns an
-// EINVALID *erasure.Error saying what is wrong; the message never quotes the input.
+// no unknown field, a positive task_id, the command's dispatch id, status "done" or "failed",
+// removed not negative, and an error text (at most MaxAckError bytes of UTF-8) required with
+// "failed". It returns an EINVALID *erasure.Error saying what is wrong; the message never
+// quotes the input. Whether the dispatch id names a dispatch of the task is for the pipeline
+// to check (erasure.DispatchAttempt).
 func DecodeAck(data []byte) (erasure.Ack, error) {
 	if len(data) > MaxAckBytes {
 		return erasure.Ack{}, erasure.Errorf(erasure.ETOOLARGE, "acknowledgement larger than %d bytes", MaxAckBytes)
@@ -103,6 +110,10 @@ func DecodeAck(data []byte) (erasure.Ack, error) {
 		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement without task_id")
 	case *w.TaskID <= 0:
 		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement task_id must be a positive integer")
+	case w.Dispatch == nil:
+		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement without dispatch (the command's dispatch id)")
+	case !erasure.ValidDispatchID(*w.Dispatch):
+		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement dispatch must be the command's dispatch id (%d hex digits)", erasure.DispatchIDLen)
 	case w.Status == nil:
 		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement without status")
 	case *w.Status != "done" && *w.Status != "failed":
@@ -114,7 +125,7 @@ func DecodeAck(data []byte) (erasure.Ack, error) {
 	case *w.Status == "failed" && (w.Error == nil || *w.Error == ""):
 		return a, erasure.Errorf(erasure.EINVALID, `acknowledgement with status "failed" needs an error saying why`)
 	}
-	a.TaskID, a.Status = *w.TaskID, erasure.AckStatus(*w.Status)
+	a.TaskID, a.Dispatch, a.Status = *w.TaskID, *w.Dispatch, erasure.AckStatus(*w.Status)
 	if w.Removed != nil {
 		a.Removed = *w.Removed
 	}
