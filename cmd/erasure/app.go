@@ -118,8 +118,11 @@ func (a *app) start(ctx context.Context, addr string) error {
 		a.log.Info("took over running tasks of a previous run", "tasks", n)
 	}
 	if hasAsync(a.cfg.Datasets) {
-		var err error
-		a.nats, err = natsconn.Connect(a.cfg.NATS, a.cfg.Server.DataDir, a.log.WithGroup("nats"))
+		deployment, err := a.store.Deployment(ctx)
+		if err != nil {
+			return err
+		}
+		a.nats, err = natsconn.Connect(a.cfg.NATS, a.cfg.Server.DataDir, a.log.WithGroup("nats"), natsconn.WithDeployment(deployment))
 		if err != nil {
 			return err
 		}

@@ -64,6 +64,8 @@ type Conn struct {
 
 	closed chan struct{} // closed when nc is closed
 
+	natsOpts []nats.Option // extra options of a connection to an external server
+
 	mu        sync.Mutex
 	listeners []jetstream.ConsumeContext
 }
@@ -80,6 +82,12 @@ func WithAckPrefix(prefix string) Option { return func(c *Conn) { c.ackPrefix = 
 // configuration's nats.consumer, else DefaultAckConsumer followed by "-" and the first 12
 // characters of the deployment id when WithDeployment gave one).
 func WithAckConsumer(name string) Option { return func(c *Conn) { c.ackName = name } }
+
+// WithNATSOptions adds options to the connection to an external server (for instance the user
+// of another program's credentials).
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(c *Conn) { c.natsOpts = append(c.natsOpts, opts...) }
+}
 
 // WithDeployment tells the Conn the deployment id (erasure.Store.Deployment). It names the
 // default ack consumer, so that deployments sharing a stream each read every acknowledgement,
@@ -245,7 +253,7 @@ func (c *Conn) dial(cfg registry.NATS) error {
 	if cfg.TLS.Cert != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := nats.Connect(cfg.URL, append(opts, c.natsOpts...)...)
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, nats.ErrNoServers) {
