@@ -128,11 +128,15 @@ type Dispatcher interface {
 // identity (DispatchID of the task and attempt): transports de-duplicate on it, and the
 // acknowledgement must carry it back.
 type Command struct {
-	TaskID      int64     `json:"task_id"`
-	RequestID   string    `json:"request_id"`
-	Dataset     string    `json:"dataset"`
-	Attempt     int       `json:"attempt"`
-	Dispatch    string    `json:"dispatch"`
+	TaskID    int64  `json:"task_id"`
+	RequestID string `json:"request_id"`
+	Dataset   string `json:"dataset"`
+	Attempt   int    `json:"attempt"`
+	Dispatch  string `json:"dispatch"`
+	// SubjectKey is a keyed hash of Identifiers (SubjectKey), the same for every command about
+	// one subject: transports that partition (Kafka) key records by it, so that one subject's
+	// commands stay in order, without the identifiers in clear.
+	SubjectKey  string    `json:"-"`
 	Identifiers Subject   `json:"-"`
 	Deadline    time.Time `json:"deadline"`
 	AckSubject  string    `json:"ack_subject,omitempty"`

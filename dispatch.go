@@ -2,7 +2,9 @@ package erasure
 
 import (
 	"crypto/subtle"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // DispatchIDLen is the length of a dispatch id: 32 lowercase hex digits (128 bits).
@@ -59,4 +61,15 @@ func ValidDispatchID(s string) bool {
 		}
 	}
 	return true
+}
+
+// SubjectKey returns the keyed hash of subject s (h.Sum of its identifiers' keyed hashes in
+// order), DispatchIDLen hex digits: the same for the same identifiers, whatever their order.
+func SubjectKey(h Hasher, s Subject) string {
+	ids := make([]string, len(s))
+	for i, id := range s {
+		ids[i] = h.Identifier(id)
+	}
+	slices.Sort(ids)
+	return h.Sum([]byte("subject/1\x00" + strings.Join(ids, "\x00")))[:DispatchIDLen]
 }

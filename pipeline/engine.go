@@ -307,7 +307,8 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 			return fail(erasure.Transient(err, 0))
 		}
 		err = disp.Dispatch(ctx, erasure.Command{TaskID: t.ID, RequestID: t.RequestID, Dataset: d.Name, Attempt: t.Attempts,
-			Dispatch: erasure.DispatchID(e.Hasher, deployment, t.ID, t.Attempts), Identifiers: subject, Deadline: t.Deadline})
+			Dispatch: erasure.DispatchID(e.Hasher, deployment, t.ID, t.Attempts), SubjectKey: erasure.SubjectKey(e.Hasher, subject),
+			Identifiers: subject, Deadline: t.Deadline})
 		if err != nil {
 			return fail(err)
 		}

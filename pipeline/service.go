@@ -224,6 +224,20 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 	}
 }
 
+// AckByDispatch applies an acknowledgement whose transport does not name its dataset (Kafka's
+// single ack topic): its dispatch id, which only the readers of the dataset's commands see,
+// binds it to its task and so to the task's dataset. actor is suffixed with ":" and the
+// dataset. Errors as Ack's; ENOTFOUND for an unknown task.
+func (s *Service) AckByDispatch(ctx context.Context, a erasure.Ack, actor string) (*erasure.Task, error) {
+	t, err := s.Store.Task(ctx, a.TaskID)
+	if erasure.ErrorCode(err) == erasure.ENOTFOUND {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d not found", a.TaskID)
+	} else if err != nil {
+		return nil, err
+	}
+	return s.Ack(ctx, t.Dataset, a, actor+":"+t.Dataset)
+}
+
 // deployment returns the deployment id, reading it from the store the first time.
 func (s *Service) deployment(ctx context.Context) (string, error) {
 	s.mu.Lock()
