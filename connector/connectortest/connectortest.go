@@ -146,7 +146,7 @@ func Run(t *testing.T, tg Target) {
 		t.Run("SweepRemovesExactlyTheBatchAndAgainIsANoOp", func(t *testing.T) { testSweep(t, tg) })
 	}
 	if k.dispatcher {
-		t.Run("DispatchIsIdempotentPerTaskAndAttempt", func(t *testing.T) { testDispatch(t, tg) })
+		t.Run("DispatchIsIdempotentPerDispatch", func(t *testing.T) { testDispatch(t, tg) })
 	}
 	if k.checker {
 		t.Run("CheckSucceedsOnTheService", func(t *testing.T) { testCheck(t, tg) })
