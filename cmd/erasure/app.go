@@ -20,6 +20,7 @@ import (
 	"erasure"
 	"erasure/api"
 	"erasure/audit"
+	kafkaconn "erasure/connector/kafka"
 	natsconn "erasure/connector/nats"
 	"erasure/pipeline"
 	"erasure/records"
@@ -35,6 +36,7 @@ type app struct {
 	store   *sqlite.DB
 	records *records.Store
 	nats    *natsconn.Conn
+	kafka   *kafkaconn.Conn
 	engine  *pipeline.Engine
 	svc     *pipeline.Service
 	api     *api.Server
@@ -100,7 +102,7 @@ func openApp(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *ap
 // hasAsync reports whether any dataset is erased through NATS.
 func hasAsync(ds []*erasure.Dataset) bool {
 	for _, d := range ds {
-		if d.Method == erasure.MethodAsync {
+		if _, ok := d.Conn.(*natsconn.Connector); ok {
 			return true
 		}
 	}
@@ -138,6 +140,9 @@ func (a *app) start(ctx context.Context, addr string) error {
 		}
 		a.log.Info("nats ready", "url", a.nats.ClientURL(), "stream", a.nats.Stream())
 	}
+	if err := a.startKafka(ctx); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return erasure.Errorf(erasure.EUNAVAILABLE, "listen on %s: %v", addr, err)
@@ -173,6 +178,9 @@ func (a *app) close() {
 	a.wg.Wait()
 	if a.nats != nil {
 		a.nats.Close()
+	}
+	if a.kafka != nil {
+		a.kafka.Close()
 	}
 	for _, d := range a.cfg.Datasets {
 		if d.Conn != nil {
