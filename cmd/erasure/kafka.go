@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"log/slog"
 
 	"erasure"
 	kafkaconn "erasure/connector/kafka"
+	"erasure/registry"
 )
 
 // hasKafka reports whether any dataset is erased through Kafka.
@@ -43,4 +45,20 @@ func (a *app) startKafka(ctx context.Context) error {
 	}
 	a.log.Info("kafka ready", "ack_topic", a.kafka.AckTopic(), "group", a.kafka.AckGroup())
 	return nil
+}
+
+// bindKafka binds the kafka datasets of cfg to a connection to the configured cluster, for
+// `datasets check` (their Check asks the cluster whether their topic exists), and returns
+// what closes it; nil when no dataset uses Kafka or the configuration is unusable (the checks
+// then say the datasets are not bound).
+func bindKafka(cfg *registry.Config) (closeConn func()) {
+	if !hasKafka(cfg.Datasets) {
+		return nil
+	}
+	conn, err := kafkaconn.Connect(cfg.Kafka, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil
+	}
+	kafkaconn.Bind(cfg.Datasets, conn)
+	return func() { conn.Close() }
 }
