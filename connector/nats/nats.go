@@ -11,9 +11,15 @@
 // into a command), ack_timeout how long a dispatched task waits for its acknowledgement before
 // the command is published again (default: the registry's).
 //
-// Wiring, in the server: Connect (embedded server or external cluster), Bind the registry's
-// datasets to the Conn, EnsureStream with the subjects Bind returned, ListenAcks with apply set
-// to erasure.Service.Ack. Building a connector performs no I/O.
+// Each command carries its dispatch id (erasure.DispatchID), which is also its JetStream
+// message id, and every acknowledgement must carry it back (wire contract v2, connector/wire).
+// The embedded server admits only erasure and one user per bound dataset, with the
+// permissions of DatasetPermissions (auth.go); `erasure nats credentials` hands them out.
+//
+// Wiring, in the server: Connect (embedded server or external cluster, WithDeployment), Bind
+// the registry's datasets to the Conn, EnsureStream with the subjects Bind returned (it also
+// admits the datasets' users on the embedded server), ListenAcks with apply set to
+// erasure.Service.Ack. Building a connector performs no I/O.
 package natsconn
 
 import (
