@@ -464,6 +464,38 @@ func testAck(t *testing.T, open Opener) {
 			t.Fatalf("%d done acks audited, want 1", n)
 		}
 	})
+	t.Run("AckBeforeTheDispatchIsWrittenKeepsBoth", func(t *testing.T) {
+		r := create(t, s, newRequest(c, subject("user_id", "3"), async))
+		var tk erasure.Task
+		for _, l := range lease(t, s, "w2", 10) {
+			if l.RequestID == r.ID {
+				tk = l
+			}
+		}
+		// The owner answers attempt 1 while the executor has not written its result yet.
+		got, err := s.AckTask(ctx, "notif", erasure.AckDecision{Ack: erasure.Ack{TaskID: tk.ID, Status: "done", Removed: 2}, Dispatched: 1, Attempt: 1}, "svc")
+		if err != nil || got.State != erasure.TaskDone {
+			t.Fatalf("ack of a running task: %v %+v", err, got)
+		}
+		dropped, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Owner: "w2", Attempt: 1,
+			State: erasure.TaskDispatched, DueAt: c.Now().Add(time.Hour)}})
+		if err != nil || len(dropped) != 0 {
+			t.Fatalf("the dispatch result was dropped (%v, %v)", dropped, err)
+		}
+		if got, _ := s.Task(ctx, tk.ID); got.State != erasure.TaskDone || got.Removed != 2 {
+			t.Fatalf("task %+v", got)
+		}
+		evs, _ := s.Audit(ctx, erasure.AuditFilter{RequestID: r.ID})
+		var types []string
+		for _, ev := range evs {
+			if ev.TaskID == tk.ID {
+				types = append(types, ev.Type)
+			}
+		}
+		if strings.Join(types, " ") != "task.acked task.attempt" {
+			t.Fatalf("task events %v, want the ack then the dispatch", types)
+		}
+	})
 	t.Run("CancelledTaskConflicts", func(t *testing.T) {
 		r := create(t, s, newRequest(c, subject("user_id", "2"), async))
 		if _, err := s.CancelRequest(ctx, r.ID, "op"); err != nil {
