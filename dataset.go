@@ -117,17 +117,26 @@ type Resolver interface {
 }
 
 // Dispatcher starts the erasure of an async dataset: it sends a command and returns once the
-// command is durably accepted. It must be idempotent per (task, attempt).
+// command is durably accepted. It must be idempotent per dispatch (Command.Dispatch): sending
+// the same dispatch again, after a timeout whose outcome is unknown, delivers it at most once
+// more to the owner's consumer within the transport's de-duplication window.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, c Command) error
 }
 
-// Command is what an async dataset's owner receives (see docs/async.md).
+// Command is what an async dataset's owner receives (see docs/async.md). Dispatch is its wire
+// identity (DispatchID of the task and attempt): transports de-duplicate on it, and the
+// acknowledgement must carry it back.
 type Command struct {
-	TaskID      int64     `json:"task_id"`
-	RequestID   string    `json:"request_id"`
-	Dataset     string    `json:"dataset"`
-	Attempt     int       `json:"attempt"`
+	TaskID    int64  `json:"task_id"`
+	RequestID string `json:"request_id"`
+	Dataset   string `json:"dataset"`
+	Attempt   int    `json:"attempt"`
+	Dispatch  string `json:"dispatch"`
+	// SubjectKey is a keyed hash of Identifiers (SubjectKey), the same for every command about
+	// one subject: transports that partition (Kafka) key records by it, so that one subject's
+	// commands stay in order, without the identifiers in clear.
+	SubjectKey  string    `json:"-"`
 	Identifiers Subject   `json:"-"`
 	Deadline    time.Time `json:"deadline"`
 	AckSubject  string    `json:"ack_subject,omitempty"`

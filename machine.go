@@ -215,12 +215,28 @@ func SubmittedEvent(nr NewRequest, hashes []string, tasks []Task, now time.Time)
 
 // Finish applies the result of one leased attempt. It returns false, changing nothing, when the
 // lease was lost: the task is no longer running under r.Owner with attempt r.Attempt (another
-// worker took it over after the lease expired, or the request was cancelled). Otherwise the
+// worker took it over after the lease expired, or the request was cancelled). The result of an
+// attempt during which an acknowledgement completed the task (the owner answered before the
+// dispatch was written) is accepted and changes nothing but the lease: a dispatched result
+// records its task.attempt event, so that each dispatch is audited once. Otherwise the
 // task takes r.State; a lookup's new identifiers are added and re-open the finished lookups
 // that take their types; a lookup that ended with fewer inputs than the request now knows of
 // its key types runs again. Call Settle afterwards.
 func (m *Machine) Finish(r TaskResult) bool {
 	i, t := m.task(r.TaskID)
+	if t != nil && t.State == TaskDone && r.Owner != "" && t.LeaseOwner == r.Owner && t.Attempts == r.Attempt {
+		// An acknowledgement completed the task while this attempt ran (Ack kept the lease
+		// owner to recognise it). The task stays done. A dispatch is recorded, so that every
+		// published command is audited however early its acknowledgement came; any other
+		// outcome of the attempt is moot.
+		t = m.touch(i)
+		t.LeaseOwner = ""
+		if r.State == TaskDispatched {
+			m.event(r.Owner, EventTaskAttempt, t.ID, t.Dataset, AttemptData{Attempt: r.Attempt, Outcome: TaskDispatched, Error: r.Error,
+				Note: "acknowledged before the dispatch was recorded", Started: r.StartedAt.UTC(), Finished: r.FinishedAt.UTC()})
+		}
+		return true
+	}
 	if t == nil || t.State != TaskRunning || t.LeaseOwner != r.Owner || t.Attempts != r.Attempt {
 		return false
 	}
@@ -312,6 +328,9 @@ func (m *Machine) reopen(i int) {
 // is called (see DecideAck).
 type AckDecision struct {
 	Ack Ack
+	// Dispatched is the attempt whose command the acknowledgement answers, found by the
+	// pipeline from the ack's dispatch id (DispatchAttempt).
+	Dispatched int
 	// Attempt is the task's attempt count the decision was made for. A "failed" ack applies
 	// only when the task is still dispatched with this attempt count; otherwise the store
 	// returns ErrStale and the pipeline decides again.
@@ -326,27 +345,41 @@ type AckDecision struct {
 // the caller reads the task again and decides again.
 var ErrStale = &Error{Code: ECONFLICT, Message: "the task changed while the decision was made; decide again"}
 
-// DecideAck decides what an acknowledgement does to task t: a "done" ack completes it; a
-// "failed" ack of a dispatched task retries it at retryAt, or fails it once maxAttempts are
-// used up. EINVALID for an unknown status or a negative count.
-func DecideAck(t *Task, a Ack, maxAttempts int, retryAt time.Time) (AckDecision, error) {
+// DecideAck decides what an acknowledgement of the command of attempt dispatched (found from
+// its dispatch id, see DispatchAttempt) does to task t: a "done" ack completes it; a "failed"
+// ack of the latest dispatch retries it at retryAt, or fails it once maxAttempts are used up.
+// EINVALID for an unknown status or a negative count; ENOTFOUND when dispatched is not an
+// attempt of t (1 to t.Attempts).
+func DecideAck(t *Task, a Ack, dispatched, maxAttempts int, retryAt time.Time) (AckDecision, error) {
 	if err := a.Validate(); err != nil {
 		return AckDecision{}, err
 	}
-	d := AckDecision{Ack: a, Attempt: t.Attempts, Next: TaskPending, DueAt: retryAt}
+	if dispatched < 1 || dispatched > t.Attempts {
+		return AckDecision{}, Errorf(ENOTFOUND, "task %d has no dispatch of attempt %d", t.ID, dispatched)
+	}
+	d := AckDecision{Ack: a, Dispatched: dispatched, Attempt: t.Attempts, Next: TaskPending, DueAt: retryAt}
 	if t.Attempts >= maxAttempts {
 		d.Next = TaskFailed
 	}
 	return d, nil
 }
 
+// ErrDispatchUnrecorded is returned for a "failed" acknowledgement of the attempt that is
+// still running: the owner answered before the dispatch was written. It is a passing
+// condition: the same acknowledgement applies once the dispatch is recorded.
+var ErrDispatchUnrecorded = &Error{Code: EUNAVAILABLE, Message: "the acknowledged dispatch is not recorded yet; deliver the acknowledgement again"}
+
 // Ack applies an acknowledgement decision for a task of dataset. ENOTFOUND for an unknown task
 // or one of another dataset (the same answer, so that an acknowledger learns nothing of other
-// datasets' tasks); ECONFLICT for a task that is not async or was cancelled; ErrStale when a
-// "failed" decision was made for another attempt. An ack of a done or skipped task changes
-// nothing (acks are delivered at least once). A "done" ack completes a dispatched, pending,
-// running or failed task (a late ack still counts: the owner did erase). A "failed" ack of a
-// task that is not dispatched is ignored: a newer attempt is under way. Call Settle afterwards.
+// datasets' tasks); ECONFLICT for a task that is not async or was cancelled; ErrStale when the
+// decision was made on another attempt count (a "failed" ack), or names an attempt the task no
+// longer has (an operator retry started its attempts again). An ack of a done or skipped task
+// changes nothing (acks are delivered at least once). A "done" ack of any attempt completes a
+// dispatched, pending, running or failed task (a late ack still counts: the owner did erase);
+// completing a running task keeps its lease owner, so that the dispatch result still to come
+// is recorded (Finish). A "failed" ack counts only for the latest dispatch of a dispatched task:
+// it is ignored when a newer attempt is under way, and ErrDispatchUnrecorded while the attempt
+// it answers is still running. Call Settle afterwards.
 func (m *Machine) Ack(dataset string, d AckDecision, actor string) (*Task, error) {
 	i, t := m.task(d.Ack.TaskID)
 	if t == nil || t.Dataset != dataset {
@@ -364,19 +397,30 @@ func (m *Machine) Ack(dataset string, d AckDecision, actor string) (*Task, error
 	case TaskDone, TaskSkipped:
 		return t, nil
 	}
+	if d.Dispatched < 1 || d.Dispatched > t.Attempts {
+		return nil, ErrStale
+	}
 	from := t.State
 	next, due, removed := TaskDone, m.now, d.Ack.Removed
 	if d.Ack.Status == AckFailed {
-		if t.State != TaskDispatched {
+		switch {
+		case d.Dispatched != t.Attempts:
+			return t, nil // a newer attempt is under way
+		case t.State == TaskRunning:
+			return nil, ErrDispatchUnrecorded
+		case t.State != TaskDispatched:
 			return t, nil
-		}
-		if t.Attempts != d.Attempt {
+		case t.Attempts != d.Attempt:
 			return nil, ErrStale
 		}
 		next, due, removed = d.Next, d.DueAt, 0
 	}
+	owner := ""
+	if t.State == TaskRunning && next == TaskDone {
+		owner = t.LeaseOwner
+	}
 	t = m.touch(i)
-	t.State, t.DueAt, t.LeaseOwner = next, due.UTC().Truncate(time.Millisecond), ""
+	t.State, t.DueAt, t.LeaseOwner = next, due.UTC().Truncate(time.Millisecond), owner
 	t.Removed += removed
 	t.LastError = truncateValid(d.Ack.Error, 1000)
 	if next == TaskDone || next == TaskFailed {
@@ -384,7 +428,7 @@ func (m *Machine) Ack(dataset string, d AckDecision, actor string) (*Task, error
 		t.FinishedAt = &f
 	}
 	m.event(actor, EventTaskAcked, t.ID, t.Dataset, map[string]any{"status": d.Ack.Status, "removed": d.Ack.Removed,
-		"error": truncateValid(d.Ack.Error, 1000), "from": from, "outcome": next, "attempt": t.Attempts})
+		"error": truncateValid(d.Ack.Error, 1000), "from": from, "outcome": next, "attempt": t.Attempts, "dispatched": d.Dispatched})
 	return t, nil
 }
 

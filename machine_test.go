@@ -307,6 +307,17 @@ func TestMachine_Lookups(t *testing.T) {
 	})
 }
 
+// ackOf decides and applies ack a as the answer to the dispatch of attempt dispatched.
+func ackOf(r *request, tk erasure.Task, dataset string, a erasure.Ack, dispatched int) (erasure.Changes, error) {
+	d, err := erasure.DecideAck(&tk, a, dispatched, 3, t0.Add(time.Minute))
+	if err != nil {
+		return erasure.Changes{}, err
+	}
+	var aerr error
+	ch := r.apply(func(m *erasure.Machine) { _, aerr = m.Ack(dataset, d, "svc") })
+	return ch, aerr
+}
+
 func TestMachine_Ack(t *testing.T) {
 	dispatched := func(t *testing.T) (*request, erasure.Task) {
 		r := newRequest(t, []erasure.Identifier{userID("1")}, async("notif"))
@@ -315,13 +326,7 @@ func TestMachine_Ack(t *testing.T) {
 		return r, *r.task("notif", erasure.TaskErase)
 	}
 	ack := func(r *request, tk erasure.Task, dataset string, a erasure.Ack) (erasure.Changes, error) {
-		d, err := erasure.DecideAck(&tk, a, 3, t0.Add(time.Minute))
-		if err != nil {
-			return erasure.Changes{}, err
-		}
-		var aerr error
-		ch := r.apply(func(m *erasure.Machine) { _, aerr = m.Ack(dataset, d, "svc") })
-		return ch, aerr
+		return ackOf(r, tk, dataset, a, tk.Attempts)
 	}
 	t.Run("DoneCompletes", func(t *testing.T) {
 		r, tk := dispatched(t)
@@ -377,13 +382,13 @@ func TestMachine_Ack(t *testing.T) {
 			t.Fatalf("err %v changes %+v", err, ch)
 		}
 	})
-	t.Run("DecisionOnAnOlderAttemptIsStale", func(t *testing.T) {
+	t.Run("DecisionOnAnOlderAttemptIsIgnored", func(t *testing.T) {
 		r, tk := dispatched(t)
 		// Re-dispatched (attempt 2) between the decision and its application.
 		r.finish(r.lease("notif", erasure.TaskErase, "w"), erasure.TaskDispatched)
-		_, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "x"})
-		if !errors.Is(err, erasure.ErrStale) {
-			t.Fatalf("err %v, want ErrStale", err)
+		ch, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "x"})
+		if err != nil || !ch.Empty() {
+			t.Fatalf("err %v changes %+v", err, ch)
 		}
 	})
 	t.Run("OtherDatasetIsNotFound", func(t *testing.T) {
@@ -403,7 +408,7 @@ func TestMachine_Ack(t *testing.T) {
 	})
 	t.Run("RealtimeTaskConflicts", func(t *testing.T) {
 		r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
-		_, err := ack(r, *r.task("a", erasure.TaskErase), "a", erasure.Ack{TaskID: 1, Status: erasure.AckDone})
+		_, err := ack(r, r.lease("a", erasure.TaskErase, "w"), "a", erasure.Ack{TaskID: 1, Status: erasure.AckDone})
 		if erasure.ErrorCode(err) != erasure.ECONFLICT {
 			t.Fatalf("err %v", err)
 		}
@@ -414,6 +419,148 @@ func TestMachine_Ack(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+	t.Run("DecisionNeedsADispatchOfTheTask", func(t *testing.T) {
+		_, tk := dispatched(t)
+		for _, attempt := range []int{0, -1, tk.Attempts + 1} {
+			if _, err := erasure.DecideAck(&tk, erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone}, attempt, 3, t0); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+				t.Errorf("attempt %d: err %v, want not found", attempt, err)
+			}
+		}
+	})
+	t.Run("DecisionForAnAttemptTheTaskNoLongerHasIsStale", func(t *testing.T) {
+		r, tk := dispatched(t)
+		// An operator retry started the attempts again between the decision and its application.
+		r.task("notif", erasure.TaskErase).Attempts = 0
+		r.task("notif", erasure.TaskErase).State = erasure.TaskPending
+		if _, err := ack(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone}); !errors.Is(err, erasure.ErrStale) {
+			t.Fatalf("err %v, want ErrStale", err)
+		}
+	})
+	t.Run("LateDoneAckOfAnOlderAttemptCompletes", func(t *testing.T) {
+		r, tk := dispatched(t)
+		r.finish(r.lease("notif", erasure.TaskErase, "w"), erasure.TaskDispatched) // attempt 2
+		tk = *r.task("notif", erasure.TaskErase)
+		ch, err := ackOf(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckDone, Removed: 1}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.want(erasure.RequestCompleted, "notif/erase=done")
+		if !strings.Contains(string(ch.Events[0].Data), `"dispatched":1`) {
+			t.Fatalf("ack event %s does not name the dispatch it answers", ch.Events[0].Data)
+		}
+	})
+	t.Run("FailedAckOfAnOlderAttemptIsIgnored", func(t *testing.T) {
+		r, _ := dispatched(t)
+		r.finish(r.lease("notif", erasure.TaskErase, "w"), erasure.TaskDispatched) // attempt 2
+		tk := *r.task("notif", erasure.TaskErase)
+		ch, err := ackOf(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "late"}, 1)
+		if err != nil || !ch.Empty() {
+			t.Fatalf("err %v changes %+v", err, ch)
+		}
+	})
+	t.Run("FailedAckOfTheRunningAttemptWaitsForItsDispatch", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, async("notif"))
+		tk := r.lease("notif", erasure.TaskErase, "w")
+		_, err := ackOf(r, tk, "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "quota"}, 1)
+		if !errors.Is(err, erasure.ErrDispatchUnrecorded) || erasure.ErrorCode(err) != erasure.EUNAVAILABLE {
+			t.Fatalf("err %v, want ErrDispatchUnrecorded", err)
+		}
+		r.finish(tk, erasure.TaskDispatched)
+		if _, err := ackOf(r, *r.task("notif", erasure.TaskErase), "notif", erasure.Ack{TaskID: tk.ID, Status: erasure.AckFailed, Error: "quota"}, 1); err != nil {
+			t.Fatalf("once dispatched: %v", err)
+		}
+		r.want(erasure.RequestRunning, "notif/erase=pending")
+	})
+}
+
+// TestMachine_AckBeforeItsDispatchIsRecorded: the owner may answer a command before the
+// executor has written the dispatch (publish, then commit). Whatever the order, each dispatch
+// is audited once and the task ends done.
+func TestMachine_AckBeforeItsDispatchIsRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// result is the outcome of the running attempt, written after the ack.
+		result erasure.TaskState
+		// dispatched is the attempt the ack answers (the running one, or an older one).
+		republished bool
+		events      string
+	}{
+		{"DispatchOfTheAckedAttempt", erasure.TaskDispatched, false, "task.attempt"},
+		{"RepublicationWhileALateAckCame", erasure.TaskDispatched, true, "task.attempt"},
+		{"AttemptThatFailedToPublish", erasure.TaskPending, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRequest(t, []erasure.Identifier{userID("1")}, async("notif"))
+			if tc.republished {
+				r.finish(r.lease("notif", erasure.TaskErase, "w"), erasure.TaskDispatched)
+			}
+			running := r.lease("notif", erasure.TaskErase, "w")
+			ch, err := ackOf(r, running, "notif", erasure.Ack{TaskID: running.ID, Status: erasure.AckDone, Removed: 2}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := eventTypes(ch); got != "task.acked request.completed subject.hashed" {
+				t.Fatalf("ack events %s", got)
+			}
+			ok, ch := r.finish(running, tc.result)
+			if !ok {
+				t.Fatal("the result of the acknowledged attempt was dropped as a lost lease")
+			}
+			if got := eventTypes(ch); got != tc.events {
+				t.Fatalf("result events %q, want %q", got, tc.events)
+			}
+			tk := r.task("notif", erasure.TaskErase)
+			if tk.State != erasure.TaskDone || tk.Removed != 2 || tk.LeaseOwner != "" || tk.Attempts != running.Attempts {
+				t.Fatalf("task %+v", tk)
+			}
+			r.want(erasure.RequestCompleted, "notif/erase=done")
+			if tc.events != "" && !strings.Contains(string(ch.Events[0].Data), `"outcome":"dispatched"`) {
+				t.Fatalf("dispatch event %s", ch.Events[0].Data)
+			}
+			t.Run("AnotherOwnersResultIsStillDropped", func(t *testing.T) {
+				other := running
+				other.LeaseOwner = "x"
+				if ok, _ := r.finish(other, erasure.TaskDispatched); ok {
+					t.Fatal("accepted")
+				}
+			})
+		})
+	}
+}
+
+func TestDispatchID(t *testing.T) {
+	h := plainHasher{}
+	tk := erasure.Task{ID: 7, Attempts: 3}
+	ids := map[string]bool{}
+	for _, dep := range []string{"dep-a", "dep-b"} {
+		for _, task := range []int64{7, 8} {
+			for attempt := 1; attempt <= 3; attempt++ {
+				id := erasure.DispatchID(h, dep, task, attempt)
+				if !erasure.ValidDispatchID(id) || ids[id] {
+					t.Fatalf("DispatchID(%s, %d, %d) = %q: malformed or repeated", dep, task, attempt, id)
+				}
+				ids[id] = true
+			}
+		}
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		got, ok := erasure.DispatchAttempt(h, "dep-a", &tk, erasure.DispatchID(h, "dep-a", 7, attempt))
+		if !ok || got != attempt {
+			t.Errorf("attempt %d: DispatchAttempt = %d, %v", attempt, got, ok)
+		}
+	}
+	for name, id := range map[string]string{
+		"OtherDeployment": erasure.DispatchID(h, "dep-b", 7, 1),
+		"OtherTask":       erasure.DispatchID(h, "dep-a", 8, 1),
+		"AttemptNotMade":  erasure.DispatchID(h, "dep-a", 7, 4),
+		"Upper":           strings.ToUpper(erasure.DispatchID(h, "dep-a", 7, 1)),
+		"Short":           erasure.DispatchID(h, "dep-a", 7, 1)[:31],
+		"Empty":           "",
+	} {
+		if a, ok := erasure.DispatchAttempt(h, "dep-a", &tk, id); ok {
+			t.Errorf("%s: DispatchAttempt accepted %q as attempt %d", name, id, a)
+		}
+	}
 }
 
 func TestMachine_Cancel(t *testing.T) {

@@ -307,12 +307,15 @@ const (
 	AckFailed AckStatus = "failed" // the owner could not erase it; the pipeline retries
 )
 
-// Ack is an async dataset owner's report on a task.
+// Ack is an async dataset owner's report on a task. Dispatch is the dispatch id of the command
+// it answers (Command.Dispatch): an acknowledgement whose Dispatch names no dispatch of this
+// deployment's task TaskID is rejected, whatever its TaskID.
 type Ack struct {
-	TaskID  int64     `json:"task_id"`
-	Status  AckStatus `json:"status"`
-	Removed int64     `json:"removed"`
-	Error   string    `json:"error,omitempty"`
+	TaskID   int64     `json:"task_id"`
+	Dispatch string    `json:"dispatch"`
+	Status   AckStatus `json:"status"`
+	Removed  int64     `json:"removed"`
+	Error    string    `json:"error,omitempty"`
 }
 
 // RequestFilter selects requests for a listing.
@@ -378,6 +381,11 @@ type Store interface {
 	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
 	// Task returns one task (without its subject); ENOTFOUND.
 	Task(ctx context.Context, id int64) (*Task, error)
+	// Deployment returns the id of this deployment: random, generated once when the store was
+	// created, the same for every process sharing the store. It scopes the wire identity of
+	// async commands (DispatchID), so that two deployments sharing a transport never mistake
+	// each other's commands or acknowledgements.
+	Deployment(ctx context.Context) (string, error)
 	// AckTask applies an acknowledgement decision (see DecideAck and Machine.Ack, which lists
 	// the errors: ENOTFOUND, ECONFLICT, ErrStale) for a task of dataset, with its audit event,
 	// and settles the request, in one transaction. It returns the task as it is now.

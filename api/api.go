@@ -363,6 +363,9 @@ type AckBody struct {
 	// TaskID is optional, so that one acknowledgement document serves both ways (NATS and
 	// HTTP); when present it must be the task of the path.
 	TaskID *int64 `json:"task_id,omitempty"`
+	// Dispatch is the dispatch id of the command acknowledged (required): an id that names no
+	// dispatch of this deployment's task is answered as an unknown task (404).
+	Dispatch string `json:"dispatch"`
 	// Status is "done" or "failed".
 	Status  erasure.AckStatus `json:"status"`
 	Removed int64             `json:"removed"`
@@ -396,6 +399,10 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case body.TaskID != nil && *body.TaskID != id:
 		err = erasure.Errorf(erasure.EINVALID, "task_id %d in the body is not task %d of the path", *body.TaskID, id)
+	case body.Dispatch == "":
+		err = erasure.Errorf(erasure.EINVALID, "dispatch is required: the dispatch id of the command acknowledged")
+	case !erasure.ValidDispatchID(body.Dispatch):
+		err = erasure.Errorf(erasure.EINVALID, "dispatch must be the command's dispatch id (%d hex digits)", erasure.DispatchIDLen)
 	case body.Status != erasure.AckDone && body.Status != erasure.AckFailed:
 		err = erasure.Errorf(erasure.EINVALID, `status must be "done" or "failed"`)
 	case body.Removed < 0:
@@ -422,7 +429,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	task, err = s.svc.Ack(r.Context(), task.Dataset, erasure.Ack{TaskID: id, Status: body.Status, Removed: body.Removed, Error: body.Error}, t.name)
+	task, err = s.svc.Ack(r.Context(), task.Dataset, erasure.Ack{TaskID: id, Dispatch: body.Dispatch, Status: body.Status, Removed: body.Removed, Error: body.Error}, t.name)
 	if err != nil {
 		WriteError(w, r, err)
 		return

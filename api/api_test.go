@@ -12,6 +12,7 @@ import (
 
 	"erasure"
 	"erasure/api"
+	"erasure/api/apitest"
 )
 
 const okBody = `{"subject":{"user_id":"42","email":["a@example.com","b@example.com"]},"reason":"user_request"}`
@@ -394,27 +395,34 @@ func TestAPI_Ack(t *testing.T) {
 			notif = tk.ID
 		}
 	}
-	done := `{"status":"done","removed":3}`
+	// with returns an acknowledgement body carrying the dispatch id of task id.
+	with := func(id int64, fields string) string {
+		return fmt.Sprintf(`{"dispatch":%q,%s}`, apitest.DispatchOf(id), fields)
+	}
+	done := with(notif, `"status":"done","removed":3`)
 	ack := func(id int64) string { return fmt.Sprintf("/v1/tasks/%d/ack", id) }
 	tests := []struct {
 		name, path, token, body string
 		status                  int
 		code                    string
 	}{
-		{"OtherDatasetScopeIs404LikeAnUnknownTask", ack(profile), tokAckNotif, done, 404, erasure.ENOTFOUND},
+		{"OtherDatasetScopeIs404LikeAnUnknownTask", ack(profile), tokAckNotif, with(profile, `"status":"done"`), 404, erasure.ENOTFOUND},
 		{"NoAckRoleIs403", ack(notif), tokOperate, done, 403, erasure.EFORBIDDEN},
 		{"NoTokenIs401", ack(notif), "", done, 401, erasure.EUNAUTHORIZED},
-		{"UnknownTaskIs404", ack(9999), tokAckNotif, done, 404, erasure.ENOTFOUND},
+		{"UnknownTaskIs404", ack(9999), tokAckNotif, with(9999, `"status":"done"`), 404, erasure.ENOTFOUND},
 		{"MalformedTaskIDIs400", "/v1/tasks/abc/ack", tokAckNotif, done, 400, erasure.EINVALID},
 		{"NegativeTaskIDIs400", "/v1/tasks/-1/ack", tokAckNotif, done, 400, erasure.EINVALID},
-		{"BadStatusIs400", ack(notif), tokAckNotif, `{"status":"ok"}`, 400, erasure.EINVALID},
-		{"FailedWithoutErrorIs400", ack(notif), tokAckNotif, `{"status":"failed"}`, 400, erasure.EINVALID},
-		{"NegativeRemovedIs400", ack(notif), tokAckNotif, `{"status":"done","removed":-1}`, 400, erasure.EINVALID},
-		{"UnknownFieldIs400", ack(notif), tokAckNotif, `{"status":"done","attempt":5}`, 400, erasure.EINVALID},
-		{"TaskIDOfAnotherTaskIs400", ack(notif), tokAckNotif, fmt.Sprintf(`{"task_id":%d,"status":"done"}`, notif+1000), 400, erasure.EINVALID},
-		{"ScopedTokenAcksItsDataset", ack(notif), tokAckNotif, fmt.Sprintf(`{"task_id":%d,"status":"done","removed":3}`, notif), 200, ""},
+		{"BadStatusIs400", ack(notif), tokAckNotif, with(notif, `"status":"ok"`), 400, erasure.EINVALID},
+		{"FailedWithoutErrorIs400", ack(notif), tokAckNotif, with(notif, `"status":"failed"`), 400, erasure.EINVALID},
+		{"NegativeRemovedIs400", ack(notif), tokAckNotif, with(notif, `"status":"done","removed":-1`), 400, erasure.EINVALID},
+		{"UnknownFieldIs400", ack(notif), tokAckNotif, with(notif, `"status":"done","attempt":5`), 400, erasure.EINVALID},
+		{"TaskIDOfAnotherTaskIs400", ack(notif), tokAckNotif, with(notif, fmt.Sprintf(`"task_id":%d,"status":"done"`, notif+1000)), 400, erasure.EINVALID},
+		{"NoDispatchIs400", ack(notif), tokAckNotif, `{"status":"done"}`, 400, erasure.EINVALID},
+		{"MalformedDispatchIs400", ack(notif), tokAckNotif, `{"dispatch":"1-1","status":"done"}`, 400, erasure.EINVALID},
+		{"DispatchOfAnotherTaskIs404", ack(notif), tokAckNotif, with(notif+1, `"status":"done"`), 404, erasure.ENOTFOUND},
+		{"ScopedTokenAcksItsDataset", ack(notif), tokAckNotif, with(notif, fmt.Sprintf(`"task_id":%d,"status":"done","removed":3`, notif)), 200, ""},
 		{"AckAgainIsNoop", ack(notif), tokAckNotif, done, 200, ""},
-		{"WildcardAcksAnyDataset", ack(profile), tokAckAll, `{"status":"failed","error":"disk full"}`, 200, ""},
+		{"WildcardAcksAnyDataset", ack(profile), tokAckAll, with(profile, `"status":"failed","error":"disk full"`), 200, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -439,7 +447,7 @@ func TestAPI_Ack(t *testing.T) {
 				id = tk.ID
 			}
 		}
-		r := e.call("POST", ack(id), tokAckNotif, done)
+		r := e.call("POST", ack(id), tokAckNotif, with(id, `"status":"done"`))
 		if r.status != 409 || r.errorCode() != erasure.ECONFLICT {
 			t.Fatalf("got %d %s", r.status, r.body)
 		}

@@ -79,7 +79,7 @@ func TestAPI_OverThePipeline(t *testing.T) {
 		{Name: "accounts", Owner: "accounts-team", Connector: "sql", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Policy: policy, Conn: accounts},
 		{Name: "notifications", Owner: "messaging-team", Connector: "nats", Method: erasure.MethodAsync, Keys: []string{"user_id"}, Policy: policy, Conn: notifications},
 	}
-	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{"accounts": ds[0], "notifications": ds[1]}, Owner: "test", Poll: 10 * time.Millisecond}
+	engine := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{"accounts": ds[0], "notifications": ds[1]}, Owner: "test", Poll: 10 * time.Millisecond, Hasher: h}
 	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id", "email"}, DefaultDeadline: 720 * time.Hour, Engine: engine}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -150,22 +150,42 @@ func TestAPI_OverThePipeline(t *testing.T) {
 		t.Fatalf("accounts task: %+v", acc)
 	}
 	notif := task(r, "notifications")
+	notifications.mu.Lock()
+	if len(notifications.commands) != 1 || notifications.commands[0].TaskID != notif.ID || !erasure.ValidDispatchID(notifications.commands[0].Dispatch) {
+		t.Fatalf("commands dispatched: %+v", notifications.commands)
+	}
+	dispatch := notifications.commands[0].Dispatch
+	notifications.mu.Unlock()
 
 	t.Run("AckScopedToAnotherDatasetIs404LikeAnUnknownTask", func(t *testing.T) {
 		other, _ := client.New(srv.URL, "other-secret")
-		if _, err := other.Ack(ctx, erasure.Ack{TaskID: notif.ID, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+		if _, err := other.Ack(ctx, erasure.Ack{TaskID: notif.ID, Dispatch: dispatch, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
 			t.Fatalf("%v", err)
 		}
 	})
 	t.Run("AckUnknownTaskIs404", func(t *testing.T) {
 		acker, _ := client.New(srv.URL, "ack-secret")
-		if _, err := acker.Ack(ctx, erasure.Ack{TaskID: 999999, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+		if _, err := acker.Ack(ctx, erasure.Ack{TaskID: 999999, Dispatch: dispatch, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
 			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("AckOfAnotherDeploymentsDispatchIs404", func(t *testing.T) {
+		// The same task id and attempt, dispatched by a deployment with another id and key.
+		otherKey, _ := audit.NewHasher([]byte("another-deployment-key-0123456789"))
+		acker, _ := client.New(srv.URL, "ack-secret")
+		for _, h := range []erasure.Hasher{h, otherKey} {
+			foreign := erasure.DispatchID(h, "another-deployment", notif.ID, 1)
+			if _, err := acker.Ack(ctx, erasure.Ack{TaskID: notif.ID, Dispatch: foreign, Status: "done"}); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+				t.Fatalf("%v", err)
+			}
+		}
+		if tk, _ := st.Task(ctx, notif.ID); tk.State != erasure.TaskDispatched {
+			t.Fatalf("task %s after foreign acks", tk.State)
 		}
 	})
 	t.Run("AckCompletesTheRequest", func(t *testing.T) {
 		acker, _ := client.New(srv.URL, "ack-secret")
-		tk, err := acker.Ack(ctx, erasure.Ack{TaskID: notif.ID, Status: "done", Removed: 5})
+		tk, err := acker.Ack(ctx, erasure.Ack{TaskID: notif.ID, Dispatch: dispatch, Status: "done", Removed: 5})
 		if err != nil || tk.State != erasure.TaskDone {
 			t.Fatalf("%+v %v", tk, err)
 		}

@@ -275,10 +275,10 @@ func (c *Client) action(ctx context.Context, id, action string) (*erasure.Reques
 	return req, nil
 }
 
-// Ack acknowledges async task a.TaskID as a.Status ("done" or "failed" with a.Error). Needs
-// ack:DATASET for the task's dataset, or ack:*.
+// Ack acknowledges the command a.Dispatch of async task a.TaskID as a.Status ("done" or
+// "failed" with a.Error). Needs ack:DATASET for the task's dataset, or ack:*.
 func (c *Client) Ack(ctx context.Context, a erasure.Ack) (*erasure.Task, error) {
-	body := map[string]any{"status": a.Status, "removed": a.Removed}
+	body := map[string]any{"dispatch": a.Dispatch, "status": a.Status, "removed": a.Removed}
 	if a.Error != "" {
 		body["error"] = a.Error
 	}

@@ -80,11 +80,11 @@ func TestClient_Routes(t *testing.T) {
 	})
 	t.Run("AckWithScopedToken", func(t *testing.T) {
 		notif := mustClient(t, url, "notif-secret")
-		tk, err := notif.Ack(ctx, erasure.Ack{TaskID: req.Tasks[1].ID, Status: "done", Removed: 2})
+		tk, err := notif.Ack(ctx, erasure.Ack{TaskID: req.Tasks[1].ID, Dispatch: apitest.DispatchOf(req.Tasks[1].ID), Status: "done", Removed: 2})
 		if err != nil || tk.State != erasure.TaskDone || tk.Removed != 2 {
 			t.Fatalf("%+v %v", tk, err)
 		}
-		_, err = notif.Ack(ctx, erasure.Ack{TaskID: req.Tasks[0].ID, Status: "done"})
+		_, err = notif.Ack(ctx, erasure.Ack{TaskID: req.Tasks[0].ID, Dispatch: apitest.DispatchOf(req.Tasks[0].ID), Status: "done"})
 		if code(err) != erasure.ENOTFOUND {
 			t.Fatalf("ack of another dataset: %v, want not found (as for a task that does not exist)", err)
 		}

@@ -66,9 +66,10 @@ func Example() {
 		}, mutator.Stream(conn.Stream()))
 	}()
 
-	// erasure dispatches task 7 of a request for user 42.
+	// erasure dispatches task 7 of a request for user 42, under this deployment's dispatch id
+	// (the service acknowledges with it).
 	cmd := erasure.Command{TaskID: 7, RequestID: "r_example", Attempt: 1, Deadline: time.Now().Add(time.Hour),
-		Identifiers: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "42"})}
+		Dispatch: "0123456789abcdef0123456789abcdef", Identifiers: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "42"})}
 	if err := notifications.Dispatch(ctx, cmd); err != nil {
 		panic(err)
 	}

@@ -47,6 +47,7 @@ type Command struct {
 	RequestID   string      `json:"request_id"`
 	Dataset     string      `json:"dataset"`
 	Attempt     int         `json:"attempt"`
+	Dispatch    string      `json:"dispatch"`
 	Identifiers Identifiers `json:"identifiers"`
 	Deadline    time.Time   `json:"deadline"`
 	AckSubject  string      `json:"ack_subject"`
@@ -162,7 +163,10 @@ func defaultBackoff(delivery uint64) time.Duration {
 	return min(d, time.Minute)
 }
 
-var datasetRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+var (
+	datasetRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
+	dispatchRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
 
 // Run consumes dataset's commands until ctx is cancelled, with a durable pull consumer on the
 // dataset's subject, and returns nil then. It returns an error at once when the dataset name or
@@ -290,7 +294,7 @@ type runner struct {
 
 func (r *runner) handle(ctx context.Context, m jetstream.Msg) {
 	var c Command
-	if err := json.Unmarshal(m.Data(), &c); err != nil || c.TaskID <= 0 || c.AckSubject == "" || c.Attempt <= 0 {
+	if err := json.Unmarshal(m.Data(), &c); err != nil || c.TaskID <= 0 || c.AckSubject == "" || c.Attempt <= 0 || !dispatchRE.MatchString(c.Dispatch) {
 		r.log.Error("malformed command dropped", "subject", m.Subject())
 		_ = m.TermWithReason("malformed command")
 		return
@@ -363,16 +367,18 @@ func (r *runner) call(ctx context.Context, m jetstream.Msg, c Command) (removed 
 	return r.h(ctx, c)
 }
 
-// Ack is an acknowledgement (docs/schemas/ack.schema.json).
+// Ack is an acknowledgement (docs/schemas/ack.schema.json): Dispatch is the command's, unchanged.
 type Ack struct {
-	TaskID  int64  `json:"task_id"`
-	Status  string `json:"status"`
-	Removed int64  `json:"removed"`
-	Error   string `json:"error,omitempty"`
+	TaskID   int64  `json:"task_id"`
+	Dispatch string `json:"dispatch"`
+	Status   string `json:"status"`
+	Removed  int64  `json:"removed"`
+	Error    string `json:"error,omitempty"`
 }
 
 // report publishes the acknowledgement through JetStream and waits until it is stored. Its
-// message id makes a repeated report of the same attempt a duplicate JetStream drops.
+// message id, the command's dispatch id with "-ack", makes a repeated report of the same
+// command a duplicate JetStream drops.
 func (r *runner) report(ctx context.Context, c Command, status string, removed int64, reason string) error {
 	if status == "failed" {
 		// erasure refuses a failed acknowledgement without a reason, or with more than 1 KiB.
@@ -381,12 +387,12 @@ func (r *runner) report(ctx context.Context, c Command, status string, removed i
 		}
 		reason = clip(reason, 1024)
 	}
-	data, err := json.Marshal(Ack{TaskID: c.TaskID, Status: status, Removed: max(removed, 0), Error: reason})
+	data, err := json.Marshal(Ack{TaskID: c.TaskID, Dispatch: c.Dispatch, Status: status, Removed: max(removed, 0), Error: reason})
 	if err != nil {
 		return err
 	}
 	msg := &nats.Msg{Subject: c.AckSubject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%d-ack", c.TaskID, c.Attempt))
+	msg.Header.Set(jetstream.MsgIDHeader, c.Dispatch+"-ack")
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err = r.js.PublishMsg(pctx, msg)

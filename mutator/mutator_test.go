@@ -2,6 +2,8 @@ package mutator_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,13 +98,26 @@ func setup(t *testing.T, env *natstest.Env, datasets ...string) *fixture {
 	return f
 }
 
+// dispatchOf is the dispatch id of the first attempt of task, as a deployment would name it.
+func dispatchOf(task int64) string {
+	return erasure.DispatchID(testHasher{}, "mutator-test", task, 1)
+}
+
+// testHasher stands in for a deployment's keyed hasher.
+type testHasher struct{}
+
+func (testHasher) Identifier(id erasure.Identifier) string {
+	return id.Type + ":" + testHasher{}.Sum([]byte(id.Value))
+}
+func (testHasher) Sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
 func (f *fixture) dispatch(t *testing.T, dataset string, task int64, ids ...erasure.Identifier) {
 	t.Helper()
 	if len(ids) == 0 {
 		ids = []erasure.Identifier{{Type: "user_id", Value: fmt.Sprint(1000 + task)}}
 	}
 	err := f.conns[dataset].Dispatch(context.Background(), erasure.Command{
-		TaskID: task, RequestID: "req", Dataset: dataset, Attempt: 1,
+		TaskID: task, RequestID: "req", Dataset: dataset, Attempt: 1, Dispatch: dispatchOf(task),
 		Identifiers: erasure.NewSubject(ids...), Deadline: time.Now().Add(time.Hour),
 	})
 	if err != nil {
@@ -150,7 +165,7 @@ func TestRun(t *testing.T) {
 			})
 			f.dispatch(t, "notifications", 1, erasure.Identifier{Type: "user_id", Value: "42"},
 				erasure.Identifier{Type: "email", Value: "a@example.com"}, erasure.Identifier{Type: "email", Value: "b@example.com"})
-			if a := f.acks.wait(t, 1); a != (erasure.Ack{TaskID: 1, Status: "done", Removed: 2}) {
+			if a := f.acks.wait(t, 1); a != (erasure.Ack{TaskID: 1, Dispatch: dispatchOf(1), Status: "done", Removed: 2}) {
 				t.Errorf("ack %+v", a)
 			}
 			c := <-got
@@ -286,7 +301,7 @@ func TestRun(t *testing.T) {
 			if err := <-stopped; err != nil {
 				t.Errorf("Run = %v, want nil after a stop", err)
 			}
-			if a := f.acks.wait(t, 8); a != (erasure.Ack{TaskID: 8, Status: "done", Removed: 3}) {
+			if a := f.acks.wait(t, 8); a != (erasure.Ack{TaskID: 8, Dispatch: dispatchOf(8), Status: "done", Removed: 3}) {
 				t.Errorf("ack %+v", a)
 			}
 			info := consumer(t, env, "erasure-notifications")

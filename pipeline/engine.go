@@ -29,11 +29,17 @@ type Engine struct {
 	// Poll is how often to look for due tasks when idle (default 250ms); Wake shortens it.
 	Poll time.Duration
 	// Batch caps how many results are committed in one transaction (default 256).
-	Batch   int
+	Batch int
+	// Hasher computes the dispatch ids of async commands (erasure.DispatchID); required when a
+	// dataset is async. The deployment id is read from the store on first use.
+	Hasher  erasure.Hasher
 	Now     func() time.Time
 	Rand    *rand.Rand
 	Logger  *slog.Logger
 	Metrics *Metrics
+
+	depMu      sync.Mutex
+	deployment string
 
 	randMu sync.Mutex
 	wake   chan struct{}
@@ -293,7 +299,16 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		if !ok {
 			return finish(erasure.TaskFailed, fmt.Errorf("dataset %s cannot dispatch commands", d.Name))
 		}
-		err := disp.Dispatch(ctx, erasure.Command{TaskID: t.ID, RequestID: t.RequestID, Dataset: d.Name, Attempt: t.Attempts, Identifiers: subject, Deadline: t.Deadline})
+		if e.Hasher == nil {
+			return finish(erasure.TaskFailed, fmt.Errorf("the executor has no Hasher to name the commands of async dataset %s", d.Name))
+		}
+		deployment, err := e.deploymentID(ctx)
+		if err != nil {
+			return fail(erasure.Transient(err, 0))
+		}
+		err = disp.Dispatch(ctx, erasure.Command{TaskID: t.ID, RequestID: t.RequestID, Dataset: d.Name, Attempt: t.Attempts,
+			Dispatch: erasure.DispatchID(e.Hasher, deployment, t.ID, t.Attempts), SubjectKey: erasure.SubjectKey(e.Hasher, subject),
+			Identifiers: subject, Deadline: t.Deadline})
 		if err != nil {
 			return fail(err)
 		}
@@ -323,6 +338,20 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		r.Verified = true
 	}
 	return finish(erasure.TaskDone, nil)
+}
+
+// deploymentID returns the store's deployment id, read once.
+func (e *Engine) deploymentID(ctx context.Context) (string, error) {
+	e.depMu.Lock()
+	defer e.depMu.Unlock()
+	if e.deployment == "" {
+		id, err := e.Store.Deployment(ctx)
+		if err != nil {
+			return "", err
+		}
+		e.deployment = id
+	}
+	return e.deployment, nil
 }
 
 func provides(d *erasure.Dataset, typ string) bool {

@@ -30,10 +30,13 @@ type Service struct {
 	// Chain verifies the audit trail (required by VerifyAudit).
 	Chain erasure.AuditChain
 	// Engine, when set, is woken after submissions and acknowledgements.
-	Engine  *Engine
-	Now     func() time.Time
-	Logger  *slog.Logger
-	Metrics *Metrics
+	Engine *Engine
+	// Deployment is the store's deployment id (Store.Deployment), read from the store on first
+	// use when empty.
+	Deployment string
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Metrics    *Metrics
 
 	mu   sync.Mutex
 	rand *rand.Rand
@@ -195,10 +198,13 @@ func (s *Service) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 	return s.Store.Task(ctx, id)
 }
 
-// Ack implements erasure.Service. The decision is made here, on the task as it is read, and
-// applied by the store only if the task has not changed meanwhile (else it is made again): a
-// failed acknowledgement follows the dataset's retry policy, the command being published again
-// after the backoff, or the task failing after its last attempt.
+// Ack implements erasure.Service. The acknowledgement must carry the dispatch id of a command
+// this deployment published for the task (erasure.DispatchAttempt): one that names another
+// deployment's command, a dispatch not made, or nothing at all is not found, with the same
+// answer as an unknown task. The decision is made here, on the task as it is read, and applied
+// by the store only if the task has not changed meanwhile (else it is made again): a failed
+// acknowledgement follows the dataset's retry policy, the command being published again after
+// the backoff, or the task failing after its last attempt.
 func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor string) (*erasure.Task, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
@@ -206,6 +212,10 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 	d := s.dataset(dataset)
 	if d == nil {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %q not found", truncateID(dataset))
+	}
+	deployment, err := s.deployment(ctx)
+	if err != nil {
+		return nil, err
 	}
 	notFound := erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", a.TaskID, dataset)
 	for try := 0; ; try++ {
@@ -215,7 +225,11 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 		} else if err != nil {
 			return nil, err
 		}
-		dec, err := erasure.DecideAck(t, a, d.Policy.MaxAttempts, s.now().Add(s.backoff(d.Policy, t.Attempts)))
+		dispatched, ok := erasure.DispatchAttempt(s.Hasher, deployment, t, a.Dispatch)
+		if !ok {
+			return nil, notFound
+		}
+		dec, err := erasure.DecideAck(t, a, dispatched, d.Policy.MaxAttempts, s.now().Add(s.backoff(d.Policy, t.Attempts)))
 		if err != nil {
 			return nil, err
 		}
@@ -228,6 +242,34 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 		}
 		return got, err
 	}
+}
+
+// AckByDispatch applies an acknowledgement whose transport does not name its dataset (Kafka's
+// single ack topic): its dispatch id, which only the readers of the dataset's commands see,
+// binds it to its task and so to the task's dataset. actor is suffixed with ":" and the
+// dataset. Errors as Ack's; ENOTFOUND for an unknown task.
+func (s *Service) AckByDispatch(ctx context.Context, a erasure.Ack, actor string) (*erasure.Task, error) {
+	t, err := s.Store.Task(ctx, a.TaskID)
+	if erasure.ErrorCode(err) == erasure.ENOTFOUND {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d not found", a.TaskID)
+	} else if err != nil {
+		return nil, err
+	}
+	return s.Ack(ctx, t.Dataset, a, actor+":"+t.Dataset)
+}
+
+// deployment returns the deployment id, reading it from the store the first time.
+func (s *Service) deployment(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Deployment == "" {
+		id, err := s.Store.Deployment(ctx)
+		if err != nil {
+			return "", err
+		}
+		s.Deployment = id
+	}
+	return s.Deployment, nil
 }
 
 func (s *Service) backoff(p erasure.Policy, attempt int) time.Duration {

@@ -37,6 +37,7 @@ type Config struct {
 	Auth    Auth    `yaml:"auth"`
 	Audit   Audit   `yaml:"audit"`
 	NATS    NATS    `yaml:"nats"`
+	Kafka   Kafka   `yaml:"kafka"`
 	Records Records `yaml:"records"`
 
 	// Identifiers are the names of the identifier types subjects may carry, in file order.
@@ -102,7 +103,50 @@ type NATS struct {
 	Port int `yaml:"port"`
 	// Stream is the JetStream stream for erasure commands (default ERASURE).
 	Stream string `yaml:"stream"`
+	// AckPrefix is the subject prefix of acknowledgements: a dataset's go to
+	// AckPrefix.<dataset> (default erasure.ack).
+	AckPrefix string `yaml:"ack_prefix"`
+	// Consumer is the durable consumer reading acknowledgements (default erasure-acks-<the
+	// first 12 digits of the deployment id>, so that deployments sharing a stream each read
+	// every acknowledgement).
+	Consumer string `yaml:"consumer"`
 }
+
+// Kafka is the `kafka` section: the cluster of the async datasets whose connector is kafka.
+type Kafka struct {
+	// Brokers are the seed brokers, host:port (required when a dataset uses kafka).
+	Brokers []string `yaml:"brokers"`
+	// AckTopic is the topic acknowledgements are produced to (default erasure.acks).
+	AckTopic string `yaml:"ack_topic"`
+	// Group is the consumer group reading acknowledgements (default erasure-acks-<the first
+	// 12 digits of the deployment id>, so that deployments sharing the ack topic each read
+	// every acknowledgement).
+	Group string `yaml:"group"`
+	// Partitions is how many partitions the topics erasure creates get (default 3); topics
+	// that exist are left as they are.
+	Partitions int `yaml:"partitions"`
+	TLS        struct {
+		CA   string `yaml:"ca"`
+		Cert string `yaml:"cert"`
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	// SASL authenticates erasure to the cluster: mechanism plain, scram-sha-256 or
+	// scram-sha-512.
+	SASL struct {
+		Mechanism string `yaml:"mechanism"`
+		User      string `yaml:"user"`
+		Password  string `yaml:"password"`
+	} `yaml:"sasl"`
+}
+
+// DefaultKafkaAckTopic is the default `kafka.ack_topic`.
+const DefaultKafkaAckTopic = "erasure.acks"
+
+// DefaultKafkaPartitions is the default `kafka.partitions`.
+const DefaultKafkaPartitions = 3
+
+// DefaultNATSAckPrefix is the default `nats.ack_prefix`.
+const DefaultNATSAckPrefix = "erasure.ack"
 
 // Records is the `records` section: the tombstone store.
 type Records struct {

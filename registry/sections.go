@@ -41,7 +41,7 @@ var DefaultPolicy = erasure.Policy{
 	AckTimeout:  time.Hour,
 }
 
-var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "records", "identifiers", "defaults", "datasets"}
+var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets"}
 
 func (l *loader) top(root *yaml.Node) {
 	sec := map[string]*yaml.Node{}
@@ -58,6 +58,7 @@ func (l *loader) top(root *yaml.Node) {
 	l.store(sec["store"])
 	l.audit(sec["audit"])
 	l.nats(sec["nats"])
+	l.kafka(sec["kafka"])
 	l.records(sec["records"])
 	l.identifiers(root, sec["identifiers"])
 	l.defaults(sec["defaults"])
@@ -153,7 +154,10 @@ func (l *loader) audit(n *yaml.Node) {
 	}
 }
 
-var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+var (
+	streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	ackPrefixRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 func (l *loader) nats(n *yaml.Node) {
 	s := &l.cfg.NATS
@@ -180,9 +184,72 @@ func (l *loader) nats(n *yaml.Node) {
 	} else if v == nil {
 		s.Stream = DefaultNATSStream
 	}
+	if v := get(n, "ack_prefix"); l.scalar(v) {
+		if !ackPrefixRE.MatchString(s.AckPrefix) {
+			l.errorf(v, "nats.ack_prefix %q is not a subject prefix: dot-separated tokens of letters, digits, - and _, not starting with $", truncate(s.AckPrefix, 60))
+		}
+	} else if v == nil {
+		s.AckPrefix = DefaultNATSAckPrefix
+	}
+	if v := get(n, "consumer"); l.scalar(v) && !streamNameRE.MatchString(s.Consumer) {
+		l.errorf(v, "nats.consumer %q is not a consumer name: use letters, digits, - and _", truncate(s.Consumer, 40))
+	}
 	if t := get(n, "tls"); t != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
 		l.errorf(t, "nats.tls: cert and key go together")
 	}
+}
+
+// TopicRE matches a Kafka topic name.
+var TopicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+func (l *loader) kafka(n *yaml.Node) {
+	s := &l.cfg.Kafka
+	l.decode(n, "kafka", s)
+	if v := get(n, "brokers"); v != nil {
+		for i, b := range s.Brokers {
+			if host, port, ok := strings.Cut(b, ":"); !ok || host == "" || port == "" || strings.ContainsAny(b, "/ ") {
+				l.errorf(itemOf(v, i), "kafka.brokers: %q is not host:port", truncate(b, 80))
+			}
+		}
+	}
+	if v := get(n, "ack_topic"); l.scalar(v) {
+		if !TopicRE.MatchString(s.AckTopic) {
+			l.errorf(v, "kafka.ack_topic %q is not a topic name: letters, digits, '.', '_' and '-'", truncate(s.AckTopic, 60))
+		}
+	} else if v == nil {
+		s.AckTopic = DefaultKafkaAckTopic
+	}
+	if v := get(n, "group"); l.scalar(v) && s.Group == "" {
+		l.errorf(v, "kafka.group must not be empty")
+	}
+	if v := get(n, "partitions"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 10000) {
+			l.errorf(v, "kafka.partitions must be between 1 and 10000")
+		}
+	} else if v == nil {
+		s.Partitions = DefaultKafkaPartitions
+	}
+	if t := get(n, "tls"); t != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
+		l.errorf(t, "kafka.tls: cert and key go together")
+	}
+	if v := get(n, "sasl"); v != nil {
+		switch s.SASL.Mechanism {
+		case "plain", "scram-sha-256", "scram-sha-512":
+			if s.SASL.User == "" || s.SASL.Password == "" {
+				l.errorf(v, "kafka.sasl: user and password are required")
+			}
+		default:
+			l.errorf(v, "kafka.sasl.mechanism must be plain, scram-sha-256 or scram-sha-512")
+		}
+	}
+}
+
+// itemOf returns the i-th item of sequence n, or n.
+func itemOf(n *yaml.Node, i int) *yaml.Node {
+	if n != nil && n.Kind == yaml.SequenceNode && i < len(n.Content) {
+		return n.Content[i]
+	}
+	return n
 }
 
 func (l *loader) records(n *yaml.Node) {

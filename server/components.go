@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"erasure"
+	kafkaconn "erasure/connector/kafka"
 	natsconn "erasure/connector/nats"
 	"erasure/pipeline"
 )
@@ -124,29 +125,45 @@ func (e *Executor) Start(ctx context.Context) error {
 	return nil
 }
 
-// AckListener applies the acknowledgements async datasets' owners publish on NATS.
+// AckListener applies the acknowledgements async datasets' owners publish on NATS or Kafka.
 type AckListener struct {
 	NATS    *natsconn.Conn
-	Service erasure.Service
+	Kafka   *kafkaconn.Conn
+	Service *pipeline.Service
 	group
 }
 
-// AckListener returns the acknowledgement listener of s; its Start fails when s has no NATS
-// connection (no connector wanted one).
-func (s *Server) AckListener() *AckListener { return &AckListener{NATS: s.NATS, Service: s.Service} }
+// AckListener returns the acknowledgement listener of s; its Start fails when s has neither a
+// NATS nor a Kafka connection (no dataset is async).
+func (s *Server) AckListener() *AckListener {
+	return &AckListener{NATS: s.NATS, Kafka: s.Kafka, Service: s.Service}
+}
 
-// Start reads acknowledgements with the stream's durable consumer until ctx is cancelled.
-// Errors: EINVALID without a NATS connection, EUNAVAILABLE when JetStream does not answer.
+// Start reads acknowledgements until ctx is cancelled: with the NATS stream's durable consumer,
+// and from Kafka's ack topic with the deployment's group, each bound to its task by its
+// dispatch id. Errors: EINVALID without a connection, EUNAVAILABLE when a broker does not
+// answer.
 func (a *AckListener) Start(ctx context.Context) error {
-	if a.NATS == nil {
-		return erasure.Errorf(erasure.EINVALID, "no NATS connection: no dataset is erased through NATS")
+	if a.NATS == nil && a.Kafka == nil {
+		return erasure.Errorf(erasure.EINVALID, "no NATS or Kafka connection: no dataset is async")
 	}
-	err := a.NATS.ListenAcks(ctx, func(ctx context.Context, dataset string, ack erasure.Ack) error {
-		_, err := a.Service.Ack(ctx, dataset, ack, "nats:"+dataset)
-		return err
-	})
-	if err != nil {
-		return err
+	if a.NATS != nil {
+		err := a.NATS.ListenAcks(ctx, func(ctx context.Context, dataset string, ack erasure.Ack) error {
+			_, err := a.Service.Ack(ctx, dataset, ack, "nats:"+dataset)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if a.Kafka != nil {
+		err := a.Kafka.ListenAcks(ctx, func(ctx context.Context, ack erasure.Ack) error {
+			_, err := a.Service.AckByDispatch(ctx, ack, "kafka")
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	// The consumer stops by itself once ctx is cancelled (natsconn does not say when it has;
 	// an acknowledgement being applied then finishes on its own, and closing the connection

@@ -34,6 +34,7 @@ import (
 	"erasure/api"
 	"erasure/audit"
 	"erasure/connector/files"
+	kafkaconn "erasure/connector/kafka"
 	natsconn "erasure/connector/nats"
 	recordsconn "erasure/connector/records"
 	"erasure/pipeline"
@@ -54,12 +55,16 @@ type Server struct {
 	Store   *sqlite.DB
 	Records *sqlrecords.Store
 	// NATS is the connection of the async datasets; nil when no connector wants one.
-	NATS    *natsconn.Conn
-	Engine  *pipeline.Engine
-	Service *pipeline.Service
-	Sweeper *pipeline.Sweeper
-	API     *api.Server
-	Metrics *prometheus.Registry
+	NATS *natsconn.Conn
+	// Kafka is the connection of the kafka datasets; nil when none is registered.
+	Kafka *kafkaconn.Conn
+	// Deployment is the deployment id the store generated once (see erasure.DispatchID).
+	Deployment string
+	Engine     *pipeline.Engine
+	Service    *pipeline.Service
+	Sweeper    *pipeline.Sweeper
+	API        *api.Server
+	Metrics    *prometheus.Registry
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -112,7 +117,13 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		return nil, err
 	}
 	recordsconn.SharedStore.Provide(cfg.Resources, s.Records)
+	if s.Deployment, err = s.Store.Deployment(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.connectKafka(ctx); err != nil {
 		return nil, err
 	}
 
@@ -123,7 +134,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	for _, d := range cfg.Datasets {
 		byName[d.Name] = d
 	}
-	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Logger: log, Metrics: m}
+	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline,
 		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
@@ -152,7 +163,7 @@ func (s *Server) connectNATS(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	s.NATS, err = natsconn.Connect(s.Config.NATS, s.Config.Server.DataDir, s.Logger) // it logs in group nats
+	s.NATS, err = natsconn.Connect(s.Config.NATS, s.Config.Server.DataDir, s.Logger, natsconn.WithDeployment(s.Deployment)) // it logs in group nats
 	if err != nil {
 		return err
 	}
@@ -161,6 +172,30 @@ func (s *Server) connectNATS(ctx context.Context) error {
 		return err
 	}
 	s.Logger.Info("nats ready", "url", s.NATS.ClientURL(), "stream", s.NATS.Stream())
+	return nil
+}
+
+// connectKafka connects to the configured Kafka cluster when a dataset uses it, binds the kafka
+// datasets and creates their topics.
+func (s *Server) connectKafka(ctx context.Context) error {
+	wanted := false
+	for _, d := range s.Config.Datasets {
+		if _, ok := d.Conn.(*kafkaconn.Connector); ok {
+			wanted = true
+		}
+	}
+	if !wanted {
+		return nil
+	}
+	var err error
+	s.Kafka, err = kafkaconn.Connect(s.Config.Kafka, s.Logger, kafkaconn.WithDeployment(s.Deployment))
+	if err != nil {
+		return err
+	}
+	if err := s.Kafka.EnsureTopics(ctx, kafkaconn.Bind(s.Config.Datasets, s.Kafka)); err != nil {
+		return err
+	}
+	s.Logger.Info("kafka ready", "ack_topic", s.Kafka.AckTopic(), "group", s.Kafka.AckGroup())
 	return nil
 }
 
@@ -212,7 +247,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	s.http = h
 	s.mu.Unlock()
 	parts := []Component{h, s.Executor()}
-	if s.NATS != nil {
+	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
 	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
@@ -265,6 +300,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	var errs []error
+	if s.Kafka != nil {
+		s.Kafka.Close()
+	}
 	if s.NATS != nil {
 		errs = append(errs, s.NATS.Close())
 	}

@@ -269,8 +269,12 @@ func (s *Service) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 	return &c, nil
 }
 
-// Ack applies an acknowledgement: EINVALID for a bad status, ENOTFOUND for an unknown task or
-// one of another dataset, ECONFLICT for a cancelled task; a done task stays done.
+// DispatchOf returns the dispatch id this fake accepts in acknowledgements of task id.
+func DispatchOf(id int64) string { return fmt.Sprintf("%032x", id) }
+
+// Ack applies an acknowledgement: EINVALID for a bad status, ENOTFOUND for an unknown task,
+// one of another dataset, or a dispatch id other than DispatchOf(task), ECONFLICT for a
+// cancelled task; a done task stays done.
 func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor string) (*erasure.Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,7 +282,7 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 		return nil, erasure.Errorf(erasure.EINVALID, "ack status must be done or failed")
 	}
 	t, ok := s.tasks[a.TaskID]
-	if !ok || t.Dataset != dataset {
+	if !ok || t.Dataset != dataset || a.Dispatch != DispatchOf(a.TaskID) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", a.TaskID, dataset)
 	}
 	switch {

@@ -1,21 +1,34 @@
-// Command async measures erasure's async path next to raw JetStream, in one run on one server:
+// Command async measures erasure's async path next to the raw transport, in one run, for
+// NATS JetStream and for Kafka:
 //
-//	raw        N messages published through JetStream (waiting for each PubAck), consumed with a
-//	           pull consumer and acknowledged (msg.Ack): the floor for anything on JetStream;
-//	connector  N commands dispatched by the nats connector, consumed by mutator (handler
-//	           returns at once), acknowledged back on the ack subject and applied by the ack
-//	           listener (counting callback);
-//	pipeline   N erasure requests with one async dataset submitted to the pipeline (SQLite
-//	           store, executor, service), dispatched, consumed by mutator, acknowledged and
-//	           applied through Service.Ack until every request is completed.
+//	nats raw         N messages published through JetStream (waiting for each PubAck),
+//	                 consumed with a pull consumer and acknowledged (msg.Ack): the floor for
+//	                 anything on JetStream;
+//	nats connector   N commands dispatched by the nats connector, consumed by mutator as the
+//	                 dataset's own user (handler returns at once), acknowledged back on the ack
+//	                 subject and applied by the ack listener (counting callback);
+//	nats pipeline    N erasure requests with one async dataset submitted to the pipeline
+//	                 (SQLite store, executor, service), dispatched, consumed by mutator,
+//	                 acknowledged and applied through Service.Ack until every request is
+//	                 completed;
+//	kafka raw        N records produced (acks=all, idempotent, waiting for each) and consumed
+//	                 in a consumer group that commits them: the floor for anything on Kafka;
+//	kafka connector  N commands dispatched by the kafka connector, consumed in a group by a
+//	                 service loop that produces each acknowledgement to the ack topic and
+//	                 commits, applied by the ack listener (counting callback);
+//	kafka pipeline   the nats pipeline scenario on Kafka, acknowledgements applied through
+//	                 Service.AckByDispatch.
 //
 // Usage:
 //
-//	go run ./bench/async                   # embedded NATS server in a temp dir
-//	go run ./bench/async -url nats://127.0.0.1:4222 -n 10000
+//	go run ./bench/async                   # embedded NATS server and an in-process kfake cluster
+//	go run ./bench/async -url nats://127.0.0.1:4222 -brokers kafka-1:9092 -n 10000
+//	go run ./bench/async -transport kafka -only pipeline
 //
-// Each scenario uses its own stream, deleted afterwards. It prints tasks per second and the
-// ratio to raw.
+// Each scenario uses its own stream or topics. kfake is an in-process broker speaking the
+// Kafka protocol over loopback (no Kafka broker is packaged for these machines): its figures
+// measure erasure's clients and protocol round trips, not a production cluster's disks. It
+// prints tasks per second and the ratio to the raw scenario of the same transport.
 package main
 
 import (
@@ -27,12 +40,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"erasure"
 	"erasure/audit"
@@ -46,9 +61,11 @@ import (
 func main() {
 	n := flag.Int("n", 10000, "tasks (messages) per scenario")
 	url := flag.String("url", "", "NATS URL; empty starts an embedded server")
+	brokers := flag.String("brokers", "", "Kafka seed broker(s), comma-separated; empty starts an in-process kfake cluster")
 	conc := flag.Int("publishers", 16, "concurrent publishers (raw, connector)")
 	inflight := flag.Int("inflight", 64, "mutator MaxInFlight and raw pull batch")
 	syncMode := flag.String("sync", "NORMAL", "SQLite synchronous pragma for the pipeline scenario (FULL or NORMAL)")
+	transport := flag.String("transport", "", "run only nats or kafka")
 	only := flag.String("only", "", "run only raw, connector or pipeline")
 	flag.Parse()
 
@@ -58,37 +75,67 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	quiet := slog.New(slog.DiscardHandler)
 
-	// One Conn for the server (embedded or external); each scenario has its own stream.
+	if *transport == "" || *transport == "nats" {
+		benchNATS(ctx, dir, *url, *n, *conc, *inflight, *syncMode, *only)
+	}
+	if *transport == "" || *transport == "kafka" {
+		seeds := strings.Split(*brokers, ",")
+		if *brokers == "" {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(8))
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer cluster.Close()
+			seeds = cluster.ListenAddrs()
+		}
+		benchKafka(ctx, dir, seeds, *brokers == "", *n, *conc, *inflight, *syncMode, *only)
+	}
+}
+
+// report prints the results of one transport and each scenario's ratio to raw.
+func report(transport string, n int, results map[string]time.Duration) {
+	if r, ok := results["raw"]; ok {
+		for _, name := range []string{"connector", "pipeline"} {
+			if d, ok := results[name]; ok {
+				fmt.Printf("ratio %s %s/raw: %.2f of raw throughput (%.1fx slower)\n", transport, name, r.Seconds()/d.Seconds(), d.Seconds()/r.Seconds())
+			}
+		}
+	}
+}
+
+func line(transport, name string, n int, d time.Duration) {
+	fmt.Printf("%-6s %-10s %8d tasks in %8.3fs  %9.0f tasks/s\n", transport, name, n, d.Seconds(), float64(n)/d.Seconds())
+}
+
+func benchNATS(ctx context.Context, dir, url string, n, conc, inflight int, syncMode, only string) {
+	quiet := slog.New(slog.DiscardHandler)
+	// One Conn per scenario (embedded server or external); each scenario has its own stream.
 	open := func(stream string) *natsconn.Conn {
-		cfg := registry.NATS{URL: *url, Port: -1, Stream: stream}
+		cfg := registry.NATS{URL: url, Port: -1, Stream: stream}
 		c, err := natsconn.Connect(cfg, filepath.Join(dir, stream), quiet, natsconn.WithAckPrefix("bench_"+stream+".ack"))
 		if err != nil {
 			log.Fatal(err)
 		}
 		return c
 	}
-	where := *url
+	where := url
 	if where == "" {
 		where = "embedded server"
 	}
-	fmt.Printf("async benchmark: %d tasks per scenario, %s, %d publishers, in flight %d\n", *n, where, *conc, *inflight)
-
+	fmt.Printf("async benchmark, NATS: %d tasks per scenario, %s, %d publishers, in flight %d\n", n, where, conc, inflight)
 	results := map[string]time.Duration{}
 	for _, sc := range []struct {
 		name string
 		run  func(*natsconn.Conn, string) time.Duration
 	}{
-		{"raw", func(c *natsconn.Conn, subj string) time.Duration { return raw(ctx, c, subj, *n, *conc, *inflight) }},
-		{"connector", func(c *natsconn.Conn, subj string) time.Duration {
-			return connector(ctx, c, subj, *n, *conc, *inflight)
-		}},
+		{"raw", func(c *natsconn.Conn, subj string) time.Duration { return raw(ctx, c, subj, n, conc, inflight) }},
+		{"connector", func(c *natsconn.Conn, subj string) time.Duration { return connector(ctx, c, subj, n, conc, inflight) }},
 		{"pipeline", func(c *natsconn.Conn, subj string) time.Duration {
-			return throughPipeline(ctx, c, subj, dir, *n, *inflight, *syncMode)
+			return throughPipeline(ctx, c, subj, dir, n, inflight, syncMode)
 		}},
 	} {
-		if *only != "" && *only != sc.name {
+		if only != "" && only != sc.name {
 			continue
 		}
 		stream := fmt.Sprintf("BENCH_%s_%d", sc.name, time.Now().UnixNano())
@@ -97,15 +144,9 @@ func main() {
 		_ = c.DeleteStream(ctx)
 		c.Close()
 		results[sc.name] = d
-		fmt.Printf("%-10s %8d tasks in %8.3fs  %9.0f tasks/s\n", sc.name, *n, d.Seconds(), float64(*n)/d.Seconds())
+		line("nats", sc.name, n, d)
 	}
-	if r, ok := results["raw"]; ok {
-		for _, name := range []string{"connector", "pipeline"} {
-			if d, ok := results[name]; ok {
-				fmt.Printf("ratio %s/raw: %.2f of raw throughput (%.1fx slower)\n", name, r.Seconds()/d.Seconds(), d.Seconds()/r.Seconds())
-			}
-		}
-	}
+	report("nats", n, results)
 }
 
 // publishAll runs publish(i) for i in [0,n) on conc goroutines.
@@ -166,9 +207,14 @@ func raw(ctx context.Context, c *natsconn.Conn, subject string, n, conc, batch i
 	return d
 }
 
-// client opens a separate connection for the mutator, as a service would have.
+// client opens a separate connection for the mutator, as a service would have: with the
+// dataset's credentials on the embedded server.
 func client(c *natsconn.Conn) (*nats.Conn, jetstream.JetStream) {
-	nc, err := nats.Connect(c.ClientURL())
+	var opts []nats.Option
+	if creds, err := c.Credentials("notifications"); err == nil {
+		opts = creds.Options()
+	}
+	nc, err := nats.Connect(c.ClientURL(), opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -186,13 +232,22 @@ func startMutator(ctx context.Context, c *natsconn.Conn, subject string, infligh
 	go func() {
 		defer close(done)
 		err := mutator.Run(mctx, js, "notifications", func(context.Context, mutator.Command) (int64, error) { return 1, nil },
-			mutator.Subject(subject), mutator.MaxInFlight(inflight), mutator.Logger(slog.New(slog.DiscardHandler)))
+			mutator.Subject(subject), mutator.Stream(c.Stream()), mutator.MaxInFlight(inflight), mutator.Logger(slog.New(slog.DiscardHandler)))
 		if err != nil {
 			log.Fatal(err)
 		}
 	}()
 	return func() { cancel(); <-done; nc.Close() }
 }
+
+// benchHasher names the bench's dispatches.
+var benchHasher = func() *audit.Hasher {
+	h, err := audit.NewHasher([]byte("bench-key-0123456789abcdef"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return h
+}()
 
 func connector(ctx context.Context, c *natsconn.Conn, subject string, n, conc, inflight int) time.Duration {
 	conn, err := natsconn.New("notifications", subject, []string{"user_id"})
@@ -221,6 +276,7 @@ func connector(ctx context.Context, c *natsconn.Conn, subject string, n, conc, i
 	start := time.Now()
 	publishAll(n, conc, func(i int) error {
 		return conn.Dispatch(ctx, erasure.Command{TaskID: int64(i + 1), RequestID: "req", Dataset: "notifications", Attempt: 1,
+			Dispatch:    erasure.DispatchID(benchHasher, "bench", int64(i+1), 1),
 			Identifiers: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(i)}), Deadline: deadline})
 	})
 	<-done
@@ -228,58 +284,69 @@ func connector(ctx context.Context, c *natsconn.Conn, subject string, n, conc, i
 }
 
 func throughPipeline(ctx context.Context, c *natsconn.Conn, subject, dir string, n, inflight int, syncMode string) time.Duration {
-	h, err := audit.NewHasher([]byte("bench-key-0123456789abcdef"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "pipeline.db"), sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: syncMode})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
 	conn, err := natsconn.New("notifications", subject, []string{"user_id"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	d := &erasure.Dataset{Name: "notifications", Owner: "bench", Connector: "nats", Method: erasure.MethodAsync, Keys: []string{"user_id"},
-		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 5, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute},
-			Timeout: 30 * time.Second, AckTimeout: time.Hour}, Conn: conn}
-	if err := c.EnsureStream(ctx, natsconn.Bind([]*erasure.Dataset{d}, c)); err != nil {
+	return runPipeline(ctx, dir, n, syncMode, conn, func(lctx context.Context, d *erasure.Dataset, svc *pipeline.Service, applied func()) (stop func()) {
+		if err := c.EnsureStream(ctx, natsconn.Bind([]*erasure.Dataset{d}, c)); err != nil {
+			log.Fatal(err)
+		}
+		err = c.ListenAcks(lctx, func(ctx context.Context, ds string, a erasure.Ack) error {
+			if _, err := svc.Ack(ctx, ds, a, "bench"); err != nil {
+				return err
+			}
+			applied()
+			return nil
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		return startMutator(ctx, c, subject, inflight)
+	})
+}
+
+// listen binds the dataset, starts the acknowledgement listener (calling applied for each ack
+// applied) and the owner's service; it returns what stops the service.
+type listen func(lctx context.Context, d *erasure.Dataset, svc *pipeline.Service, applied func()) (stop func())
+
+// runPipeline submits n requests to a pipeline with one async dataset on conn and returns the
+// time until every acknowledgement was applied.
+func runPipeline(ctx context.Context, dir string, n int, syncMode string, conn erasure.Connector, start listen) time.Duration {
+	h := benchHasher
+	st, err := sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("pipeline-%d.db", time.Now().UnixNano())), sqlite.Options{Hasher: h, Chain: h.Chain(), Synchronous: syncMode})
+	if err != nil {
 		log.Fatal(err)
 	}
-	eng := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{d.Name: d}, Workers: 16, Poll: 5 * time.Millisecond}
+	defer st.Close()
+	d := &erasure.Dataset{Name: "notifications", Owner: "bench", Connector: "async", Method: erasure.MethodAsync, Keys: []string{"user_id"},
+		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 5, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute},
+			Timeout: 30 * time.Second, AckTimeout: time.Hour}, Conn: conn}
+	eng := &pipeline.Engine{Store: st, Datasets: map[string]*erasure.Dataset{d.Name: d}, Workers: 16, Poll: 5 * time.Millisecond, Hasher: h}
 	svc := &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: []*erasure.Dataset{d}, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
 	var applied atomic.Int64
 	done := make(chan struct{})
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	err = c.ListenAcks(lctx, func(ctx context.Context, ds string, a erasure.Ack) error {
-		if _, err := svc.Ack(ctx, ds, a, "bench"); err != nil {
-			return err
-		}
+	stop := start(lctx, d, svc, func() {
 		if applied.Add(1) == int64(n) {
 			close(done)
 		}
-		return nil
 	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	stop := startMutator(ctx, c, subject, inflight)
 	defer stop()
 	engDone := make(chan struct{})
 	go func() { eng.Run(lctx); close(engDone) }()
 	defer func() { cancel(); <-engDone }()
 
-	start := time.Now()
+	begin := time.Now()
 	publishAll(n, 8, func(i int) error {
 		_, _, err := svc.Submit(ctx, erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(i)}),
 			Reason: "bench", Actor: "bench"})
 		return err
 	})
-	submitted := time.Since(start)
+	submitted := time.Since(begin)
 	<-done
-	elapsed := time.Since(start)
+	elapsed := time.Since(begin)
 	fmt.Printf("pipeline: %d requests submitted in %.3fs; every ack applied %.3fs later\n", n, submitted.Seconds(), (elapsed - submitted).Seconds())
 	stats, err := st.DatasetStats(ctx)
 	if err != nil {

@@ -84,6 +84,9 @@ func runDatasetsCheck(ctx context.Context, args []string, stdout, stderr io.Writ
 	if nats.conn != nil {
 		defer nats.conn.Close()
 	}
+	if closeKafka := bindKafka(cfg); closeKafka != nil {
+		defer closeKafka()
+	}
 	sem := make(chan struct{}, *parallel)
 	var wg sync.WaitGroup
 	for i, d := range cfg.Datasets {

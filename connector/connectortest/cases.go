@@ -197,8 +197,8 @@ func testSweep(t *testing.T, tg Target) {
 	}
 }
 
-// testDispatch: the same command twice is one message; another attempt or another task is
-// another message.
+// testDispatch: the same command twice is one message; another attempt, another task or
+// another deployment's command is another message.
 func testDispatch(t *testing.T, tg Target) {
 	e := open(t, tg)
 	d := e.ds.Conn.(erasure.Dispatcher)
@@ -222,6 +222,15 @@ func testDispatch(t *testing.T, tg Target) {
 	}
 	if n := e.svc.Messages(t, first); n != 1 {
 		t.Errorf("task 7 attempt 1 after other commands: %d messages, want 1", n)
+	}
+	// Another deployment's task 7, attempt 1, is another command: task ids repeat across
+	// deployments, dispatch ids do not.
+	other := e.commandOf("another-deployment", 7, 1, s)
+	if err := d.Dispatch(e.ctx, other); err != nil {
+		t.Fatalf("Dispatch of another deployment's task 7 attempt 1: %v", err)
+	}
+	if n := e.svc.Messages(t, other); n != 1 {
+		t.Errorf("another deployment's task 7 attempt 1: %d messages, want 1 (not taken for a duplicate)", n)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/audit"
 	"erasure/registry"
 )
 
@@ -85,7 +86,7 @@ type Service struct {
 	// of erasure.Outcome.Removed and erasure.SweepResult.Removed (rows, keys and members,
 	// records...). Required with Plant.
 	Remaining func(t *testing.T, s erasure.Subject) int64
-	// Messages counts the commands the service has stored for c's task and attempt.
+	// Messages counts the commands the service has stored with c's dispatch id.
 	// Required for a Dispatcher.
 	Messages func(t *testing.T, c erasure.Command) int
 }
@@ -146,7 +147,7 @@ func Run(t *testing.T, tg Target) {
 		t.Run("SweepRemovesExactlyTheBatchAndAgainIsANoOp", func(t *testing.T) { testSweep(t, tg) })
 	}
 	if k.dispatcher {
-		t.Run("DispatchIsIdempotentPerTaskAndAttempt", func(t *testing.T) { testDispatch(t, tg) })
+		t.Run("DispatchIsIdempotentPerDispatch", func(t *testing.T) { testDispatch(t, tg) })
 	}
 	if k.checker {
 		t.Run("CheckSucceedsOnTheService", func(t *testing.T) { testCheck(t, tg) })
@@ -275,11 +276,26 @@ func (e *env) resolve(s erasure.Subject) []erasure.Identifier {
 }
 
 func (e *env) command(task int64, attempt int, s erasure.Subject) erasure.Command {
+	return e.commandOf("connectortest-deployment", task, attempt, s)
+}
+
+// commandOf returns the command of task and attempt as deployment would dispatch it.
+func (e *env) commandOf(deployment string, task int64, attempt int, s erasure.Subject) erasure.Command {
 	return erasure.Command{
 		TaskID: task, RequestID: "req_connectortest", Dataset: e.ds.Name, Attempt: attempt,
+		Dispatch:    erasure.DispatchID(hasher, deployment, task, attempt),
 		Identifiers: s, Deadline: time.Now().Add(30 * 24 * time.Hour).UTC().Truncate(time.Second),
 	}
 }
+
+// hasher is the key of the dispatch ids of the commands the suite sends.
+var hasher = func() erasure.Hasher {
+	h, err := audit.NewHasher([]byte("connectortest-dispatch-key-0123456789"))
+	if err != nil {
+		panic(err)
+	}
+	return h
+}()
 
 // wantTransient fails t unless err is a *erasure.TransientError and not a permanent one.
 func wantTransient(t *testing.T, what string, err error) {

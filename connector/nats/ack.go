@@ -92,9 +92,24 @@ func (c *Conn) handleAck(ctx context.Context, m jetstream.Msg, apply ApplyFunc) 
 		if err := m.Ack(); err != nil {
 			c.log.Warn("acknowledging an ack message", "err", err)
 		}
-	case erasure.EINVALID, erasure.ENOTFOUND, erasure.ECONFLICT, erasure.EFORBIDDEN:
+	case erasure.ENOTFOUND:
+		// An unknown task, another dataset's, or a dispatch id that names no dispatch of this
+		// deployment (another deployment's command, or a forgery): nothing of it is logged
+		// but the dataset, so that the log cannot be used to probe tasks.
+		c.log.Warn("acknowledgement rejected", "dataset", dataset, "reason", "it answers no command of this deployment")
+		c.term(m, erasure.ErrorCode(err))
+	case erasure.EINVALID, erasure.ECONFLICT, erasure.EFORBIDDEN:
 		c.log.Warn("acknowledgement rejected", "dataset", dataset, "task_id", ack.TaskID, "reason", erasure.ErrorMessage(err))
 		c.term(m, erasure.ErrorCode(err))
+	case erasure.EUNAVAILABLE:
+		if errors.Is(err, erasure.ErrDispatchUnrecorded) {
+			// The owner answered before the dispatch was written; it will be in a moment.
+			if err := m.NakWithDelay(AckRetryDelay / 10); err != nil {
+				c.log.Warn("nak of an ack message", "err", err)
+			}
+			return
+		}
+		fallthrough
 	default:
 		c.log.Error("acknowledgement not applied, will retry", "dataset", dataset, "task_id", ack.TaskID, "err", err)
 		if err := m.NakWithDelay(AckRetryDelay); err != nil {

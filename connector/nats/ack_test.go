@@ -3,7 +3,7 @@ package natsconn_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -89,14 +89,17 @@ func publish(t *testing.T, env *natstest.Env, subject, data string) {
 	}
 }
 
+// anyDispatch is a well-formed dispatch id, for the tests where no pipeline checks it.
+const anyDispatch = "00112233445566778899aabbccddeeff"
+
 func TestConn_ListenAcks(t *testing.T) {
 	t.Run("AppliesAValidAckWithItsDataset", func(t *testing.T) {
 		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied()
 			listen(t, env, a)
-			publish(t, env, env.Conn.AckSubject("accounts.users"), `{"task_id":11,"status":"done","removed":3}`)
+			publish(t, env, env.Conn.AckSubject("accounts.users"), `{"task_id":11,"dispatch":"00112233445566778899aabbccddeeff","status":"done","removed":3}`)
 			got := a.waitFor(t, 11)
-			want := call{"accounts.users", erasure.Ack{TaskID: 11, Status: "done", Removed: 3}}
+			want := call{"accounts.users", erasure.Ack{TaskID: 11, Dispatch: anyDispatch, Status: "done", Removed: 3}}
 			if got != want {
 				t.Errorf("apply got %+v, want %+v", got, want)
 			}
@@ -108,26 +111,26 @@ func TestConn_ListenAcks(t *testing.T) {
 			listen(t, env, a)
 			const secret = "alice@example.com"
 			bad := []struct{ name, subject, data string }{
-				{"BadJSON", "ds", `{"task_id":1,"status":"done"` + secret},
+				{"BadJSON", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done"` + secret},
 				{"NotAnObject", "ds", `["` + secret + `"]`},
-				{"UnknownField", "ds", `{"task_id":1,"status":"done","email":"` + secret + `"}`},
+				{"UnknownField", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done","email":"` + secret + `"}`},
 				{"MissingTaskID", "ds", `{"status":"done"}`},
 				{"TaskIDString", "ds", `{"task_id":"1","status":"done"}`},
-				{"TaskIDZero", "ds", `{"task_id":0,"status":"done"}`},
-				{"BadStatus", "ds", `{"task_id":1,"status":"` + secret + `"}`},
+				{"TaskIDZero", "ds", `{"task_id":0,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`},
+				{"BadStatus", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"` + secret + `"}`},
 				{"MissingStatus", "ds", `{"task_id":1}`},
-				{"FailedWithoutError", "ds", `{"task_id":1,"status":"failed"}`},
-				{"NegativeRemoved", "ds", `{"task_id":1,"status":"done","removed":-1}`},
-				{"TrailingData", "ds", `{"task_id":1,"status":"done"} {"task_id":2,"status":"done"}`},
+				{"FailedWithoutError", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"failed"}`},
+				{"NegativeRemoved", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done","removed":-1}`},
+				{"TrailingData", "ds", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done"} {"task_id":2,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`},
 				{"Empty", "ds", ``},
-				{"SubjectNamesNoDataset", "Bad_Dataset", `{"task_id":1,"status":"done"}`},
+				{"SubjectNamesNoDataset", "Bad_Dataset", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`},
 			}
 			for _, b := range bad {
 				publish(t, env, env.Conn.AckSubject(b.subject), b.data)
 			}
 			// Acks are applied in stream order: once the sentinel is applied, every malformed
 			// ack before it has been handled.
-			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":99,"status":"done"}`)
+			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":99,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`)
 			a.waitFor(t, 99)
 			if calls := a.Calls(); len(calls) != 1 {
 				t.Errorf("apply called %d times, want once (for the sentinel): %+v", len(calls), calls)
@@ -146,8 +149,8 @@ func TestConn_ListenAcks(t *testing.T) {
 		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied(erasure.Errorf(erasure.ENOTFOUND, "task 5 is not a task of ds"))
 			listen(t, env, a)
-			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":5,"status":"done"}`)
-			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":6,"status":"done"}`)
+			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":5,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`)
+			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":6,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`)
 			a.waitFor(t, 6)
 			if calls := a.Calls(); len(calls) != 2 || calls[0].Ack.TaskID != 5 {
 				t.Errorf("apply calls %+v, want task 5 once then task 6", calls)
@@ -162,7 +165,7 @@ func TestConn_ListenAcks(t *testing.T) {
 		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			a := newApplied(erasure.Errorf(erasure.EUNAVAILABLE, "store is down"))
 			listen(t, env, a)
-			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":8,"status":"failed","error":"disk full"}`)
+			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":8,"dispatch":"00112233445566778899aabbccddeeff","status":"failed","error":"disk full"}`)
 			first := a.waitFor(t, 8)
 			second := a.waitFor(t, 8)
 			if first != second || second.Ack.Error != "disk full" {
@@ -175,7 +178,7 @@ func TestConn_ListenAcks(t *testing.T) {
 			if err := env.Conn.EnsureStream(context.Background(), nil); err != nil {
 				t.Fatal(err)
 			}
-			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":21,"status":"done","removed":1}`)
+			publish(t, env, env.Conn.AckSubject("ds"), `{"task_id":21,"dispatch":"00112233445566778899aabbccddeeff","status":"done","removed":1}`)
 			a := newApplied()
 			listen(t, env, a)
 			if got := a.waitFor(t, 21); got.Ack.Removed != 1 {
@@ -204,13 +207,15 @@ func TestDecodeAck(t *testing.T) {
 		want     erasure.Ack
 		code     string
 	}{
-		{"Done", `{"task_id":1,"status":"done","removed":2}`, erasure.Ack{TaskID: 1, Status: "done", Removed: 2}, ""},
-		{"DoneWithoutRemoved", `{"task_id":1,"status":"done"}`, erasure.Ack{TaskID: 1, Status: "done"}, ""},
-		{"Failed", `{"task_id":3,"status":"failed","error":"quota"}`, erasure.Ack{TaskID: 3, Status: "failed", Error: "quota"}, ""},
-		{"Huge", `{"task_id":1,"status":"done","error":"` + strings.Repeat("x", natsconn.MaxAckBytes) + `"}`, erasure.Ack{}, erasure.ETOOLARGE},
-		{"LongError", `{"task_id":1,"status":"failed","error":"` + strings.Repeat("x", natsconn.MaxAckError+1) + `"}`, erasure.Ack{}, erasure.EINVALID},
-		{"Float", `{"task_id":1.5,"status":"done"}`, erasure.Ack{}, erasure.EINVALID},
+		{"Done", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done","removed":2}`, erasure.Ack{TaskID: 1, Dispatch: anyDispatch, Status: "done", Removed: 2}, ""},
+		{"DoneWithoutRemoved", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`, erasure.Ack{TaskID: 1, Dispatch: anyDispatch, Status: "done"}, ""},
+		{"Failed", `{"task_id":3,"dispatch":"00112233445566778899aabbccddeeff","status":"failed","error":"quota"}`, erasure.Ack{TaskID: 3, Dispatch: anyDispatch, Status: "failed", Error: "quota"}, ""},
+		{"Huge", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"done","error":"` + strings.Repeat("x", natsconn.MaxAckBytes) + `"}`, erasure.Ack{}, erasure.ETOOLARGE},
+		{"LongError", `{"task_id":1,"dispatch":"00112233445566778899aabbccddeeff","status":"failed","error":"` + strings.Repeat("x", natsconn.MaxAckError+1) + `"}`, erasure.Ack{}, erasure.EINVALID},
+		{"Float", `{"task_id":1.5,"dispatch":"00112233445566778899aabbccddeeff","status":"done"}`, erasure.Ack{}, erasure.EINVALID},
 		{"Null", `null`, erasure.Ack{}, erasure.EINVALID},
+		{"NoDispatch", `{"task_id":1,"status":"done"}`, erasure.Ack{}, erasure.EINVALID},
+		{"DispatchOfV1", `{"task_id":1,"dispatch":"1-1","status":"done"}`, erasure.Ack{}, erasure.EINVALID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := natsconn.DecodeAck([]byte(tc.in))
@@ -222,7 +227,8 @@ func TestDecodeAck(t *testing.T) {
 }
 
 // TestDocsConsumer_TakesPart is a consumer written from docs/async.md alone, with nats.go and
-// no mutator: it reads a command as plain JSON and acknowledges it as the page says.
+// no mutator: it reads a command as plain JSON and acknowledges it as the page says, as the
+// dataset's own user on the embedded server.
 func TestDocsConsumer_TakesPart(t *testing.T) {
 	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 		ctx := context.Background()
@@ -232,9 +238,29 @@ func TestDocsConsumer_TakesPart(t *testing.T) {
 		if err := c.Dispatch(ctx, command(31, 1, id("user_id", "42"))); err != nil {
 			t.Fatal(err)
 		}
+		credsFile := env.CredentialsFile(t, "notifications") // erasure nats credentials notifications --out FILE
+		url := env.URL
 
 		// --- from docs/async.md, "A consumer without the mutator package" ---
-		nc, err := nats.Connect(env.URL)
+		var creds struct {
+			URL         string `json:"url"`
+			User        string `json:"user"`
+			Password    string `json:"password"`
+			InboxPrefix string `json:"inbox_prefix"`
+		}
+		opts := []nats.Option{}
+		if credsFile != "" { // the embedded server: credentials from erasure nats credentials
+			data, err := os.ReadFile(credsFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &creds); err != nil {
+				t.Fatal(err)
+			}
+			url = creds.URL
+			opts = append(opts, nats.UserInfo(creds.User, creds.Password), nats.CustomInboxPrefix(creds.InboxPrefix))
+		}
+		nc, err := nats.Connect(url, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +275,7 @@ func TestDocsConsumer_TakesPart(t *testing.T) {
 			t.Fatal(err)
 		}
 		cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-			Durable:       "notifications-eraser",
+			Durable:       "erasure-notifications", // erasure-<dataset>, dots as _
 			FilterSubject: subject,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       30 * time.Second,
@@ -263,7 +289,7 @@ func TestDocsConsumer_TakesPart(t *testing.T) {
 		}
 		var cmd struct {
 			TaskID      int64          `json:"task_id"`
-			Attempt     int            `json:"attempt"`
+			Dispatch    string         `json:"dispatch"`
 			Identifiers map[string]any `json:"identifiers"`
 			AckSubject  string         `json:"ack_subject"`
 		}
@@ -274,8 +300,8 @@ func TestDocsConsumer_TakesPart(t *testing.T) {
 			t.Fatalf("identifiers = %v", cmd.Identifiers)
 		}
 		removed := 1 // what erasing user 42's notifications removed
-		ack, _ := json.Marshal(map[string]any{"task_id": cmd.TaskID, "status": "done", "removed": removed})
-		if _, err := js.Publish(ctx, cmd.AckSubject, ack, jetstream.WithMsgID(fmt.Sprintf("%d-%d-ack", cmd.TaskID, cmd.Attempt))); err != nil {
+		ack, _ := json.Marshal(map[string]any{"task_id": cmd.TaskID, "dispatch": cmd.Dispatch, "status": "done", "removed": removed})
+		if _, err := js.Publish(ctx, cmd.AckSubject, ack, jetstream.WithMsgID(cmd.Dispatch+"-ack")); err != nil {
 			t.Fatal(err)
 		}
 		if err := msg.Ack(); err != nil {
@@ -284,7 +310,7 @@ func TestDocsConsumer_TakesPart(t *testing.T) {
 		// --- end ---
 
 		got := a.waitFor(t, 31)
-		if got != (call{"notifications", erasure.Ack{TaskID: 31, Status: "done", Removed: 1}}) {
+		if got != (call{"notifications", erasure.Ack{TaskID: 31, Dispatch: dispatchID(31, 1), Status: "done", Removed: 1}}) {
 			t.Errorf("apply got %+v", got)
 		}
 	})

@@ -33,13 +33,12 @@ func TestConnectorContract(t *testing.T) {
 						n := 0
 						for _, m := range stored(t, env, subject) {
 							var got struct {
-								TaskID  int64 `json:"task_id"`
-								Attempt int   `json:"attempt"`
+								Dispatch string `json:"dispatch"`
 							}
 							if err := json.Unmarshal(m.Data(), &got); err != nil {
 								t.Fatalf("a stored command is not JSON: %v", err)
 							}
-							if got.TaskID == c.TaskID && got.Attempt == c.Attempt {
+							if got.Dispatch == c.Dispatch {
 								n++
 							}
 						}

@@ -44,17 +44,27 @@ const (
 // external server or cluster. Connectors bound to it (Bind) publish through it, and it reads
 // acknowledgements (ListenAcks). It is safe for concurrent use.
 type Conn struct {
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	srv       *server.Server // nil when external
-	stream    string
-	ackPrefix string
-	ackName   string
-	maxAge    time.Duration
-	replicas  int
-	log       *slog.Logger
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	srv        *server.Server // nil when external
+	stream     string
+	ackPrefix  string
+	ackName    string
+	maxAge     time.Duration
+	replicas   int
+	deployment string
+	log        *slog.Logger
+
+	// Embedded server only: its options (users are added as datasets are bound) and the key
+	// its passwords derive from.
+	srvOpts *server.Options
+	key     []byte
+	// bound maps the datasets bound to this Conn (Bind) to their command subjects.
+	bound map[string]string
 
 	closed chan struct{} // closed when nc is closed
+
+	natsOpts []nats.Option // extra options of a connection to an external server
 
 	mu        sync.Mutex
 	listeners []jetstream.ConsumeContext
@@ -63,12 +73,27 @@ type Conn struct {
 // Option changes how Connect sets up a Conn.
 type Option func(*Conn)
 
-// WithAckPrefix sets the subject prefix of acknowledgements (default "erasure.ack"). Tests use
-// a random one so that they can share a NATS server.
+// WithAckPrefix sets the subject prefix of acknowledgements (default: the configuration's
+// nats.ack_prefix, else "erasure.ack"). Tests use a random one so that they can share a NATS
+// server.
 func WithAckPrefix(prefix string) Option { return func(c *Conn) { c.ackPrefix = prefix } }
 
-// WithAckConsumer sets the name of the durable consumer reading acknowledgements.
+// WithAckConsumer sets the name of the durable consumer reading acknowledgements (default: the
+// configuration's nats.consumer, else DefaultAckConsumer followed by "-" and the first 12
+// characters of the deployment id when WithDeployment gave one).
 func WithAckConsumer(name string) Option { return func(c *Conn) { c.ackName = name } }
+
+// WithNATSOptions adds options to the connection to an external server (for instance the user
+// of another program's credentials).
+func WithNATSOptions(opts ...nats.Option) Option {
+	return func(c *Conn) { c.natsOpts = append(c.natsOpts, opts...) }
+}
+
+// WithDeployment tells the Conn the deployment id (erasure.Store.Deployment). It names the
+// default ack consumer, so that deployments sharing a stream each read every acknowledgement,
+// and it marks the stream as this deployment's, so that a second deployment started on the
+// same stream while the first runs is refused with a clear message (EnsureStream).
+func WithDeployment(id string) Option { return func(c *Conn) { c.deployment = id } }
 
 // WithMaxAge sets how long the stream keeps messages (default DefaultMaxAge; 0 keeps them
 // until removed by hand). It applies when the stream is created.
@@ -89,19 +114,23 @@ func Connect(cfg registry.NATS, dataDir string, log *slog.Logger, opts ...Option
 		log = slog.Default()
 	}
 	c := &Conn{
-		stream:    cfg.Stream,
-		ackPrefix: DefaultAckPrefix,
-		ackName:   DefaultAckConsumer,
+		stream:    orDefault(cfg.Stream, DefaultStream),
+		ackPrefix: orDefault(cfg.AckPrefix, DefaultAckPrefix),
+		ackName:   cfg.Consumer,
 		maxAge:    DefaultMaxAge,
 		replicas:  1,
 		log:       log.WithGroup("nats"),
 		closed:    make(chan struct{}),
-	}
-	if c.stream == "" {
-		c.stream = DefaultStream
+		bound:     map[string]string{},
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.ackName == "" {
+		c.ackName = DefaultAckConsumer
+		if len(c.deployment) >= 12 {
+			c.ackName += "-" + c.deployment[:12]
+		}
 	}
 	if !validName(c.stream) {
 		return nil, erasure.Errorf(erasure.EINVALID, "nats.stream %q is not a valid stream name (letters, digits, - and _)", c.stream)
@@ -147,7 +176,12 @@ func (c *Conn) startEmbedded(cfg registry.NATS, dataDir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return erasure.Errorf(erasure.EUNAVAILABLE, "nats store dir: %v", err)
 	}
-	srv, err := server.NewServer(&server.Options{
+	key, err := LoadKey(dataDir)
+	if err != nil {
+		return err
+	}
+	c.key = key
+	c.srvOpts = &server.Options{
 		ServerName: "erasure",
 		Host:       "127.0.0.1",
 		Port:       port,
@@ -157,7 +191,11 @@ func (c *Conn) startEmbedded(cfg registry.NATS, dataDir string) error {
 		NoLog:      true,
 		// The ack listener and the publishers are on loopback; a large payload is a bug.
 		MaxPayload: 1 << 20,
-	})
+		// Nobody connects without credentials: erasure's user, and one user per dataset once
+		// the datasets are bound (EnsureStream).
+		Users: c.users(),
+	}
+	srv, err := server.NewServer(c.srvOpts.Clone())
 	if err != nil {
 		return erasure.Errorf(erasure.EINVALID, "embedded nats: %v", err)
 	}
@@ -166,8 +204,8 @@ func (c *Conn) startEmbedded(cfg registry.NATS, dataDir string) error {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		return erasure.Errorf(erasure.EUNAVAILABLE, "embedded nats did not start on 127.0.0.1:%d (is the port taken?)", cfg.Port)
 	}
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("erasure"), nats.InProcessServer(srv),
-		nats.MaxReconnects(-1), nats.ClosedHandler(c.onClosed))
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("erasure"), nats.InProcessServer(srv), nats.UserInfo(AdminUser, password(key, AdminUser)),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1), nats.ClosedHandler(c.onClosed))
 	if err != nil {
 		return erasure.Errorf(erasure.EUNAVAILABLE, "embedded nats: %v", err)
 	}
@@ -181,6 +219,9 @@ func (c *Conn) dial(cfg registry.NATS) error {
 		nats.Name("erasure"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// No publish is buffered while disconnected: a command whose publish timed out must
+		// not reach the stream later, behind the publication of its next attempt.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				c.log.Warn("disconnected from NATS", "err", err)
@@ -193,7 +234,15 @@ func (c *Conn) dial(cfg registry.NATS) error {
 		if _, err := os.Stat(cfg.Credentials); err != nil {
 			return erasure.Errorf(erasure.EINVALID, "nats.credentials: %v", err)
 		}
-		opts = append(opts, nats.UserCredentials(cfg.Credentials))
+		if isCredentialsJSON(cfg.Credentials) {
+			creds, err := ReadCredentials(cfg.Credentials)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, creds.Options()...)
+		} else {
+			opts = append(opts, nats.UserCredentials(cfg.Credentials))
+		}
 	}
 	if cfg.TLS.CA != "" {
 		opts = append(opts, nats.RootCAs(cfg.TLS.CA))
@@ -204,7 +253,7 @@ func (c *Conn) dial(cfg registry.NATS) error {
 	if cfg.TLS.Cert != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLS.Cert, cfg.TLS.Key))
 	}
-	nc, err := nats.Connect(cfg.URL, opts...)
+	nc, err := nats.Connect(cfg.URL, append(opts, c.natsOpts...)...)
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, nats.ErrNoServers) {
@@ -252,9 +301,17 @@ func (c *Conn) AckSubject(dataset string) string { return c.ackPrefix + "." + da
 // subjects of every async dataset) and the acknowledgement subjects (prefix.>). An existing
 // stream keeps the subjects it had (commands in flight on a subject no dataset uses any more
 // stay readable) and gets a duplicate window of at least DuplicateWindow; its retention and
-// storage are left as the operator set them. Subjects must be valid (ValidSubject).
+// storage are left as the operator set them. Subjects must be valid (ValidSubject) and not
+// under the ack prefix. On the embedded server it also admits the users of the datasets bound
+// so far (Bind), with their permissions (DatasetPermissions).
 //
-// Errors: EINVALID for a bad subject or one that another stream captures; EUNAVAILABLE when
+// With a deployment id (WithDeployment) the stream is marked as this deployment's. A stream
+// marked by another deployment is taken over when that deployment's ack consumer is idle (it
+// is not running: a re-install), and refused while it is reading: two deployments at once need
+// their own stream, ack prefix and command subjects.
+//
+// Errors: EINVALID for a bad subject, a subject that another stream captures, or a stream in
+// use by another running deployment, each saying what to configure; EUNAVAILABLE when
 // JetStream does not answer.
 func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 	want := []string{c.ackPrefix + ".>"}
@@ -262,8 +319,19 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 		if err := ValidSubject(s); err != nil {
 			return erasure.Errorf(erasure.EINVALID, "%v", err)
 		}
+		if under(s, c.ackPrefix) {
+			return erasure.Errorf(erasure.EINVALID, "subject %s is under the ack prefix %s, where acknowledgements go", s, c.ackPrefix)
+		}
 		if !slices.Contains(want, s) {
 			want = append(want, s)
+		}
+	}
+	if err := c.admitDatasets(); err != nil {
+		return err
+	}
+	for _, s := range want {
+		if err := c.checkOverlap(ctx, s); err != nil {
+			return err
 		}
 	}
 	info, err := c.streamInfo(ctx)
@@ -271,7 +339,7 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		_, err = c.js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        c.stream,
-			Description: "erasure: commands to async datasets and their acknowledgements",
+			Description: c.description(),
 			Subjects:    want,
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
@@ -290,6 +358,18 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 	}
 	cfg := info.Config
 	changed := false
+	if c.deployment != "" {
+		if owner, consumer := parseDescription(cfg.Description); owner != c.deployment {
+			if owner != "" {
+				if err := c.checkIdle(ctx, owner, consumer); err != nil {
+					return err
+				}
+				c.log.Warn("taking over a stream of another erasure deployment, which is not running; acknowledgements of its commands will be rejected",
+					"stream", c.stream, "previous_deployment", owner)
+			}
+			cfg.Description, changed = c.description(), true
+		}
+	}
 	for _, s := range want {
 		if !slices.Contains(cfg.Subjects, s) {
 			cfg.Subjects = append(cfg.Subjects, s)
@@ -310,6 +390,143 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 	return nil
 }
 
+// description is the stream description that marks it as this deployment's (stream metadata
+// would do, but servers before 2.10 drop it).
+func (c *Conn) description() string {
+	d := "erasure: commands to async datasets and their acknowledgements"
+	if c.deployment != "" {
+		d += "; deployment " + c.deployment + "; acks read by " + c.ackName
+	}
+	return d
+}
+
+// parseDescription reads the deployment id and ack consumer out of a description written by
+// description; "" when it has none.
+func parseDescription(d string) (deployment, consumer string) {
+	_, rest, ok := strings.Cut(d, "; deployment ")
+	if !ok {
+		return "", ""
+	}
+	deployment, consumer, _ = strings.Cut(rest, "; acks read by ")
+	return deployment, consumer
+}
+
+// checkIdle returns EINVALID when the ack consumer of deployment owner is reading the stream:
+// that deployment is running.
+func (c *Conn) checkIdle(ctx context.Context, owner, consumer string) error {
+	if consumer == "" || consumer == c.ackName && owner == c.deployment {
+		return nil
+	}
+	cons, err := c.js.Consumer(ctx, c.stream, consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	} else if err != nil {
+		return c.streamError("reading the ack consumer of", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return c.streamError("reading the ack consumer of", err)
+	}
+	if info.NumWaiting > 0 || info.PushBound {
+		return erasure.Errorf(erasure.EINVALID, "nats: stream %s is in use by another erasure deployment that is running (deployment %s, reading acknowledgements as %s); "+
+			"give this deployment its own stream, ack prefix and command subjects: nats: { stream: ..., ack_prefix: ... } and each async dataset's nats.subject", c.stream, short(owner), consumer)
+	}
+	return nil
+}
+
+// checkOverlap returns EINVALID when subject is captured by a stream other than this Conn's.
+func (c *Conn) checkOverlap(ctx context.Context, subject string) error {
+	name, err := c.js.StreamNameBySubject(ctx, subject)
+	if err != nil || name == c.stream {
+		return nil // none captures it (or the server cannot tell): creating the stream will say
+	}
+	whose := "another stream"
+	if s, err := c.js.Stream(ctx, name); err == nil {
+		if owner, _ := parseDescription(s.CachedInfo().Config.Description); owner != "" {
+			whose = "the stream of erasure deployment " + short(owner)
+		}
+	}
+	return erasure.Errorf(erasure.EINVALID, "nats: subject %s is already captured by stream %s (%s), and a subject can be in one stream only; "+
+		"give this deployment its own subjects (each async dataset's nats.subject, and nats.ack_prefix) or use stream %s (nats.stream)", subject, name, whose, name)
+}
+
+// short shortens a deployment id for messages.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
+}
+
+// users returns the embedded server's users: erasure's, and one per bound dataset.
+func (c *Conn) users() []*server.User {
+	out := []*server.User{{Username: AdminUser, Password: password(c.key, AdminUser)}}
+	names := make([]string, 0, len(c.bound))
+	for d := range c.bound {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	for _, d := range names {
+		out = append(out, &server.User{Username: d, Password: password(c.key, d),
+			Permissions: DatasetPermissions(c.stream, DatasetConsumer(d), c.bound[d], c.AckSubject(d), InboxPrefix(d))})
+	}
+	return out
+}
+
+// admitDatasets gives the embedded server a user for every dataset bound so far.
+func (c *Conn) admitDatasets() error {
+	if c.srv == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	consumers := map[string]string{}
+	for d := range c.bound {
+		if other, dup := consumers[DatasetConsumer(d)]; dup {
+			return erasure.Errorf(erasure.EINVALID, "datasets %s and %s would share the consumer name %s on the embedded NATS server; rename one", other, d, DatasetConsumer(d))
+		}
+		consumers[DatasetConsumer(d)] = d
+	}
+	users := c.users()
+	if len(users) == len(c.srvOpts.Users) {
+		return nil
+	}
+	c.srvOpts.Users = users
+	if a, ok := c.srv.Addr().(*net.TCPAddr); ok {
+		c.srvOpts.Port = a.Port // the port chosen when a random one was asked for
+	}
+	if err := c.srv.ReloadOptions(c.srvOpts.Clone()); err != nil {
+		return erasure.Errorf(erasure.EUNAVAILABLE, "embedded nats: admitting the datasets' users: %v", err)
+	}
+	return nil
+}
+
+// Credentials returns the credentials of dataset's user on the embedded server, with the URL
+// it listens on. Errors as DatasetCredentials's; EINVALID for an external server.
+func (c *Conn) Credentials(dataset string) (Credentials, error) {
+	if c.srv == nil {
+		return Credentials{}, erasure.Errorf(erasure.EINVALID, "an external NATS server's users are configured there")
+	}
+	cr := Credentials{URL: c.srv.ClientURL(), User: dataset, Password: password(c.key, dataset), InboxPrefix: InboxPrefix(dataset),
+		Dataset: dataset, Stream: c.stream, AckSubject: c.AckSubject(dataset), Consumer: DatasetConsumer(dataset)}
+	c.mu.Lock()
+	cr.Subject = c.bound[dataset]
+	c.mu.Unlock()
+	return cr, nil
+}
+
+// AdminCredentials returns erasure's own credentials on the embedded server, for tools and
+// tests that act as erasure. EINVALID for an external server.
+func (c *Conn) AdminCredentials() (Credentials, error) {
+	if c.srv == nil {
+		return Credentials{}, erasure.Errorf(erasure.EINVALID, "an external NATS server's users are configured there")
+	}
+	return Credentials{URL: c.srv.ClientURL(), User: AdminUser, Password: password(c.key, AdminUser)}, nil
+}
+
+// AckConsumer returns the name of the durable consumer that reads acknowledgements.
+func (c *Conn) AckConsumer() string { return c.ackName }
+
 func (c *Conn) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	s, err := c.js.Stream(ctx, c.stream)
 	if err != nil {
@@ -320,6 +537,9 @@ func (c *Conn) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 
 func (c *Conn) streamError(doing string, err error) error {
 	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == jsStreamSubjectOverlap {
+		return erasure.Errorf(erasure.EINVALID, "nats: %s stream %s: its subjects overlap another stream's (another erasure deployment's?): give this deployment its own subjects (each async dataset's nats.subject, and nats.ack_prefix)", doing, c.stream)
+	}
 	if errors.As(err, &api) {
 		// The server refused the configuration (subjects overlapping another stream, limits).
 		return erasure.Errorf(erasure.EINVALID, "nats: %s stream %s: %s", doing, c.stream, api.Description)
@@ -417,3 +637,7 @@ func ValidSubject(s string) error {
 	}
 	return nil
 }
+
+// jsStreamSubjectOverlap is the JetStream error code of a stream whose subjects overlap
+// another stream's (the server's JSStreamSubjectOverlapErr).
+const jsStreamSubjectOverlap jetstream.ErrorCode = 10065

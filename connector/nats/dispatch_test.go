@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"erasure"
+	"erasure/audit"
 	"erasure/connector/nats"
 	"erasure/connector/nats/natstest"
 )
@@ -41,9 +42,23 @@ func bound(t *testing.T, env *natstest.Env, dataset, name string, keys ...string
 	return c
 }
 
+// testHasher keys the dispatch ids of the commands the tests send.
+var testHasher = func() erasure.Hasher {
+	h, err := audit.NewHasher([]byte("natsconn-test-key-0123456789abcdef"))
+	if err != nil {
+		panic(err)
+	}
+	return h
+}()
+
+// dispatchID is the dispatch id of task's attempt in the tests' deployment.
+func dispatchID(task int64, attempt int) string {
+	return erasure.DispatchID(testHasher, "test-deployment", task, attempt)
+}
+
 func command(task int64, attempt int, ids ...erasure.Identifier) erasure.Command {
 	return erasure.Command{
-		TaskID: task, RequestID: "req_0001", Dataset: "notifications", Attempt: attempt,
+		TaskID: task, RequestID: "req_0001", Dataset: "notifications", Attempt: attempt, Dispatch: dispatchID(task, attempt),
 		Identifiers: erasure.NewSubject(ids...),
 		Deadline:    time.Date(2026, 12, 24, 10, 0, 0, 0, time.FixedZone("CET", 3600)),
 	}
@@ -78,19 +93,21 @@ func stored(t *testing.T, env *natstest.Env, subject string) []jetstream.Msg {
 
 func TestSchemaChecker_RejectsWhatTheSchemaForbids(t *testing.T) {
 	schema := loadSchema(t, "command.schema.json")
-	good := `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"erasure.ack.d"}`
+	good := `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"erasure.ack.d"}`
 	if p := schema.Validate([]byte(good)); len(p) != 0 {
 		t.Fatalf("a valid command is rejected: %v", p)
 	}
 	for name, doc := range map[string]string{
-		"ExtraField":         `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a","x":1}`,
-		"MissingTaskID":      `{"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
-		"TaskIDString":       `{"task_id":"1","request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
-		"IdentifierNumber":   `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":42},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
-		"OneValueAsArray":    `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":["42"]},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
-		"NoIdentifiers":      `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
-		"DeadlineNotRFC3339": `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"24/12/2026","ack_subject":"a"}`,
-		"AttemptZero":        `{"task_id":1,"request_id":"r","dataset":"d","attempt":0,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"ExtraField":         `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a","x":1}`,
+		"MissingTaskID":      `{"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"TaskIDString":       `{"task_id":"1","request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"IdentifierNumber":   `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":42},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"OneValueAsArray":    `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":["42"]},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"NoIdentifiers":      `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"DeadlineNotRFC3339": `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"24/12/2026","ack_subject":"a"}`,
+		"MissingDispatch":    `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"DispatchNotHex":     `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"7-1","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"AttemptZero":        `{"task_id":1,"request_id":"r","dataset":"d","attempt":0,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if p := schema.Validate([]byte(doc)); len(p) == 0 {
@@ -122,7 +139,7 @@ func TestConnector_Dispatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := map[string]any{
-				"task_id": 7.0, "request_id": "req_0001", "dataset": "notifications", "attempt": 1.0,
+				"task_id": 7.0, "request_id": "req_0001", "dataset": "notifications", "attempt": 1.0, "dispatch": dispatchID(7, 1),
 				"identifiers": map[string]any{"user_id": "42", "email": []any{"a@example.com", "b@example.com"}},
 				"deadline":    "2026-12-24T09:00:00Z",
 				"ack_subject": env.Conn.AckSubject("notifications"),
@@ -132,8 +149,8 @@ func TestConnector_Dispatch(t *testing.T) {
 			if string(gotJSON) != string(wantJSON) {
 				t.Errorf("command\n got %s\nwant %s", gotJSON, wantJSON)
 			}
-			if h := msgs[0].Headers().Get(jetstream.MsgIDHeader); h != "7-1" {
-				t.Errorf("Nats-Msg-Id = %q, want 7-1", h)
+			if h := msgs[0].Headers().Get(jetstream.MsgIDHeader); h != dispatchID(7, 1) {
+				t.Errorf("Nats-Msg-Id = %q, want the dispatch id %s", h, dispatchID(7, 1))
 			}
 		})
 		t.Run("SameAttemptTwiceIsStoredOnce", func(t *testing.T) {
@@ -148,8 +165,8 @@ func TestConnector_Dispatch(t *testing.T) {
 			for _, m := range msgs {
 				ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
 			}
-			if len(ids) != 2 || ids[0] != "9-1" || ids[1] != "9-2" {
-				t.Errorf("stored message ids %v, want [9-1 9-2]", ids)
+			if len(ids) != 2 || ids[0] != dispatchID(9, 1) || ids[1] != dispatchID(9, 2) {
+				t.Errorf("stored message ids %v, want the dispatch ids of attempts 1 and 2", ids)
 			}
 		})
 		t.Run("UnboundIsPermanent", func(t *testing.T) {

@@ -11,9 +11,15 @@
 // into a command), ack_timeout how long a dispatched task waits for its acknowledgement before
 // the command is published again (default: the registry's).
 //
-// Wiring, in the server: Connect (embedded server or external cluster), Bind the registry's
-// datasets to the Conn, EnsureStream with the subjects Bind returned, ListenAcks with apply set
-// to erasure.Service.Ack. Building a connector performs no I/O.
+// Each command carries its dispatch id (erasure.DispatchID), which is also its JetStream
+// message id, and every acknowledgement must carry it back (wire contract v2, connector/wire).
+// The embedded server admits only erasure and one user per bound dataset, with the
+// permissions of DatasetPermissions (auth.go); `erasure nats credentials` hands them out.
+//
+// Wiring, in the server: Connect (embedded server or external cluster, WithDeployment), Bind
+// the registry's datasets to the Conn, EnsureStream with the subjects Bind returned (it also
+// admits the datasets' users on the embedded server), ListenAcks with apply set to
+// erasure.Service.Ack. Building a connector performs no I/O.
 package natsconn
 
 import (
@@ -67,8 +73,8 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	if err := ValidSubject(blk.Subject); err != nil {
 		b.Errorf(node("subject"), "nats.subject: %v", err)
 		ok = false
-	} else if under(blk.Subject, DefaultAckPrefix) {
-		b.Errorf(node("subject"), "nats.subject %q is under %s, where acknowledgements go", blk.Subject, DefaultAckPrefix)
+	} else if prefix := ackPrefixOf(b.Config); under(blk.Subject, prefix) {
+		b.Errorf(node("subject"), "nats.subject %q is under %s, where acknowledgements go", blk.Subject, prefix)
 		ok = false
 	}
 	var ackTimeout time.Duration
@@ -129,6 +135,14 @@ func New(dataset, subject string, keys []string) (*Connector, error) {
 	return &Connector{dataset: dataset, subject: subject, keys: append([]string(nil), keys...)}, nil
 }
 
+// ackPrefixOf returns the ack prefix cfg configures.
+func ackPrefixOf(cfg *registry.Config) string {
+	if cfg == nil {
+		return DefaultAckPrefix
+	}
+	return orDefault(cfg.NATS.AckPrefix, DefaultAckPrefix)
+}
+
 // under reports whether subject s is prefix or below it.
 func under(s, prefix string) bool {
 	return s == prefix || len(s) > len(prefix) && s[:len(prefix)] == prefix && s[len(prefix)] == '.'
@@ -175,6 +189,9 @@ func Bind(datasets []*erasure.Dataset, conn *Conn) []string {
 			continue
 		}
 		nc.conn.Store(conn)
+		conn.mu.Lock()
+		conn.bound[nc.dataset] = nc.subject
+		conn.mu.Unlock()
 		if !seen[nc.subject] {
 			seen[nc.subject] = true
 			subjects = append(subjects, nc.subject)
@@ -184,14 +201,19 @@ func Bind(datasets []*erasure.Dataset, conn *Conn) []string {
 }
 
 // Dispatch publishes c on the dataset's subject through JetStream and returns once the stream
-// has stored it (PubAck). The message id is "<task_id>-<attempt>", so publishing the same
-// attempt again within the stream's duplicate window stores nothing new: Dispatch is
-// idempotent per (task, attempt). The command's AckSubject is set from the bound Conn when
-// empty, and only the identifiers of the dataset's types are sent.
+// has stored it (PubAck). The message id is the command's dispatch id, unique across
+// deployments and attempts, so publishing the same dispatch again within the stream's
+// duplicate window stores nothing new: Dispatch is idempotent per dispatch. A publish whose
+// outcome is unknown (a timeout, a connection lost on the way) is published again with the
+// same id until it is confirmed or ctx ends, so that one slow publish stays one message; and
+// nothing is buffered while disconnected, so no publish reaches the stream after Dispatch gave
+// up on it. The command's AckSubject is set from the bound Conn when empty, and only the
+// identifiers of the dataset's types are sent.
 //
 // Errors: *erasure.PermanentError when the connector is not bound, the command cannot be
-// encoded, or JetStream refuses the message for good (too large, stream sealed);
-// *erasure.TransientError when no stream answers, on timeouts and lost connections.
+// encoded (no dispatch id, no identifier), or JetStream refuses the message for good (too
+// large, stream sealed); *erasure.TransientError when no stream answers, on timeouts and lost
+// connections.
 func (c *Connector) Dispatch(ctx context.Context, cmd erasure.Command) error {
 	conn := c.conn.Load()
 	if conn == nil {
@@ -208,12 +230,37 @@ func (c *Connector) Dispatch(ctx context.Context, cmd erasure.Command) error {
 		return err
 	}
 	msg := &nats.Msg{Subject: c.subject, Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%d", cmd.TaskID, cmd.Attempt))
+	msg.Header.Set(jetstream.MsgIDHeader, cmd.Dispatch)
 	msg.Header.Set("Content-Type", "application/json")
-	if _, err := conn.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(conn.stream)); err != nil {
-		return classify(err)
+	wait := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, PublishTryTimeout)
+		_, err := conn.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(conn.stream))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !unknownOutcome(err) || ctx.Err() != nil {
+			return classify(err)
+		}
+		select {
+		case <-ctx.Done():
+			return classify(err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
 	}
-	return nil
+}
+
+// PublishTryTimeout bounds one try of a command's publication; Dispatch tries again, with the
+// same message id, until its context ends.
+const PublishTryTimeout = 5 * time.Second
+
+// unknownOutcome reports whether a publish that failed with err may still have been stored:
+// publishing the same message id again is then the way to know.
+func unknownOutcome(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrReconnectBufExceeded)
 }
 
 // classify sorts a publish error into transient and permanent, by type.

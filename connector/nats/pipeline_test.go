@@ -26,6 +26,7 @@ import (
 // HTTP API, with async datasets on env.
 type pipe struct {
 	env     *natstest.Env
+	hasher  *audit.Hasher
 	store   *sqlite.DB
 	svc     *pipeline.Service
 	http    *httptest.Server
@@ -44,7 +45,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp := &pipe{env: env, store: st, subject: map[string]string{}}
+	pp := &pipe{env: env, hasher: h, store: st, subject: map[string]string{}}
 	var ds []*erasure.Dataset
 	byName := map[string]*erasure.Dataset{}
 	for _, name := range names {
@@ -61,7 +62,7 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 	if err := env.Conn.EnsureStream(ctx, natsconn.Bind(ds, env.Conn)); err != nil {
 		t.Fatal(err)
 	}
-	eng := &pipeline.Engine{Store: st, Datasets: byName, Workers: 4, Poll: 20 * time.Millisecond}
+	eng := &pipeline.Engine{Store: st, Datasets: byName, Workers: 4, Poll: 20 * time.Millisecond, Hasher: h}
 	pp.svc = &pipeline.Service{Store: st, Hasher: h, Chain: h.Chain(), Registered: ds, Identifiers: []string{"user_id"}, DefaultDeadline: 720 * time.Hour, Engine: eng}
 	err = env.Conn.ListenAcks(ctx, func(ctx context.Context, dataset string, a erasure.Ack) error {
 		_, err := pp.svc.Ack(ctx, dataset, a, "nats")
@@ -82,6 +83,16 @@ func newPipe(t *testing.T, env *natstest.Env, p erasure.Policy, names ...string)
 		st.Close()
 	})
 	return pp
+}
+
+// dispatch returns the dispatch id of task's attempt in this pipe's deployment.
+func (p *pipe) dispatch(t *testing.T, task int64, attempt int) string {
+	t.Helper()
+	dep, err := p.store.Deployment(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return erasure.DispatchID(p.hasher, dep, task, attempt)
 }
 
 func (p *pipe) submit(t *testing.T, user string) *erasure.Request {
@@ -165,7 +176,7 @@ func TestPipeline_Async(t *testing.T) {
 			for _, m := range stored(t, env, pp.subject["notifications"]) {
 				ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
 			}
-			want := []string{fmt.Sprintf("%d-1", tk.ID), fmt.Sprintf("%d-2", tk.ID)}
+			want := []string{pp.dispatch(t, tk.ID, 1), pp.dispatch(t, tk.ID, 2)}
 			if strings.Join(ids, " ") != strings.Join(want, " ") {
 				t.Errorf("published %v, want %v (max_attempts 2)", ids, want)
 			}
@@ -174,7 +185,7 @@ func TestPipeline_Async(t *testing.T) {
 	t.Run("AckBySubjectThroughMutatorCompletes", func(t *testing.T) {
 		natstest.Each(t, func(t *testing.T, env *natstest.Env) {
 			pp := newPipe(t, env, policy, "notifications")
-			_, js := env.Client(t)
+			_, js := env.ClientAs(t, "notifications")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go mutator.Run(ctx, js, "notifications", func(context.Context, mutator.Command) (int64, error) { return 3, nil },
@@ -196,12 +207,14 @@ func TestPipeline_Async(t *testing.T) {
 			pp := newPipe(t, env, p, "notifications")
 			r := pp.submit(t, "42")
 			tk := pp.task(t, r.ID, "notifications", "published twice", func(t erasure.Task) bool { return t.Attempts >= 2 })
-			ack := fmt.Sprintf(`{"task_id":%d,"status":"done","removed":1}`, tk.ID)
-			publish(t, env, env.Conn.AckSubject("notifications"), ack) // the answer to attempt 1, late
-			publish(t, env, env.Conn.AckSubject("notifications"), ack) // and again, for attempt 2
+			ack := func(attempt int, removed int) string {
+				return fmt.Sprintf(`{"task_id":%d,"dispatch":%q,"status":"done","removed":%d}`, tk.ID, pp.dispatch(t, tk.ID, attempt), removed)
+			}
+			publish(t, env, env.Conn.AckSubject("notifications"), ack(1, 1)) // the answer to attempt 1, late
+			publish(t, env, env.Conn.AckSubject("notifications"), ack(2, 1)) // and the answer to attempt 2
 			pp.task(t, r.ID, "notifications", "done", state(erasure.TaskDone))
 			// A last valid ack, applied after both above: by then every ack has been handled.
-			publish(t, env, env.Conn.AckSubject("notifications"), fmt.Sprintf(`{"task_id":%d,"status":"done","removed":9}`, tk.ID))
+			publish(t, env, env.Conn.AckSubject("notifications"), ack(1, 9))
 			waitLog(t, env, "acknowledgement applied", 3)
 			final := pp.task(t, r.ID, "notifications", "done", state(erasure.TaskDone))
 			if final.Removed != 1 || pp.acked(t, r.ID) != 1 {
@@ -215,6 +228,9 @@ func TestPipeline_Async(t *testing.T) {
 			r := pp.submit(t, "42")
 			notif := pp.task(t, r.ID, "notifications", "dispatched", state(erasure.TaskDispatched))
 			billing := pp.task(t, r.ID, "billing", "dispatched", state(erasure.TaskDispatched))
+			body := func(task int64, rest string) string {
+				return fmt.Sprintf(`{"dispatch":%q,%s}`, pp.dispatch(t, task, 1), rest)
+			}
 			for _, tc := range []struct {
 				name  string
 				task  int64
@@ -222,11 +238,13 @@ func TestPipeline_Async(t *testing.T) {
 				body  string
 				want  int
 			}{
-				{"OtherDatasetIs404LikeAnUnknownTask", billing.ID, "tok-notifications", `{"status":"done"}`, 404},
-				{"UnknownTokenIs401", notif.ID, "nope", `{"status":"done"}`, 401},
-				{"UnknownTaskIs404", 999999, "tok-notifications", `{"status":"done"}`, 404},
+				{"OtherDatasetIs404LikeAnUnknownTask", billing.ID, "tok-notifications", body(billing.ID, `"status":"done"`), 404},
+				{"UnknownTokenIs401", notif.ID, "nope", body(notif.ID, `"status":"done"`), 401},
+				{"UnknownTaskIs404", 999999, "tok-notifications", body(999999, `"status":"done"`), 404},
 				{"MalformedIs400", notif.ID, "tok-notifications", `{"status":"done"`, 400},
-				{"OwnDatasetIs200", notif.ID, "tok-notifications", `{"status":"done","removed":2}`, 200},
+				{"DispatchOfAnotherTaskIs404", notif.ID, "tok-notifications", body(billing.ID, `"status":"done"`), 404},
+				{"DispatchOfAnAttemptNotMadeIs404", notif.ID, "tok-notifications", fmt.Sprintf(`{"dispatch":%q,"status":"done"}`, pp.dispatch(t, notif.ID, 2)), 404},
+				{"OwnDatasetIs200", notif.ID, "tok-notifications", body(notif.ID, `"status":"done","removed":2`), 200},
 			} {
 				if got := pp.ack(t, tc.task, tc.token, tc.body); got != tc.want {
 					t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
@@ -241,7 +259,7 @@ func TestPipeline_Async(t *testing.T) {
 			if _, err := pp.svc.Cancel(context.Background(), r.ID, "test"); err != nil {
 				t.Fatal(err)
 			}
-			if got := pp.ack(t, billing.ID, "tok-notifications", `{"status":"done"}`); got != 404 {
+			if got := pp.ack(t, billing.ID, "tok-notifications", body(billing.ID, `"status":"done"`)); got != 404 {
 				t.Errorf("ack of a cancelled task of another dataset: %d, want 404", got)
 			}
 		})
@@ -253,17 +271,25 @@ func TestPipeline_Async(t *testing.T) {
 			notif := pp.task(t, r.ID, "notifications", "dispatched", state(erasure.TaskDispatched))
 			billing := pp.task(t, r.ID, "billing", "dispatched", state(erasure.TaskDispatched))
 			subj := env.Conn.AckSubject("notifications")
+			ack := func(task int64, dispatch, rest string) string {
+				return fmt.Sprintf(`{"task_id":%d,"dispatch":%q,%s`, task, dispatch, rest)
+			}
+			d := pp.dispatch(t, notif.ID, 1)
 			for _, bad := range []string{
-				`{"task_id":` + fmt.Sprint(notif.ID) + `,"status":"done"`,            // bad JSON
-				`{"task_id":` + fmt.Sprint(notif.ID) + `,"status":"ok"}`,             // bad status
-				`{"task_id":` + fmt.Sprint(notif.ID) + `,"status":"done","extra":1}`, // unknown field
-				`{"task_id":999999,"status":"done"}`,                                 // unknown task
-				`{"task_id":` + fmt.Sprint(billing.ID) + `,"status":"done"}`,         // another dataset's task
+				ack(notif.ID, d, `"status":"done"`),                                   // bad JSON
+				ack(notif.ID, d, `"status":"ok"}`),                                    // bad status
+				ack(notif.ID, d, `"status":"done","extra":1}`),                        // unknown field
+				fmt.Sprintf(`{"task_id":%d,"status":"done"}`, notif.ID),               // no dispatch (wire contract v1)
+				ack(999999, d, `"status":"done"}`),                                    // unknown task
+				ack(billing.ID, pp.dispatch(t, billing.ID, 1), `"status":"done"}`),    // another dataset's task
+				ack(notif.ID, pp.dispatch(t, billing.ID, 1), `"status":"done"}`),      // another task's dispatch
+				ack(notif.ID, pp.dispatch(t, notif.ID, 2), `"status":"done"}`),        // an attempt not made
+				ack(notif.ID, "0123456789abcdef0123456789abcdef", `"status":"done"}`), // a forged dispatch
 			} {
 				publish(t, env, subj, bad)
 			}
-			publish(t, env, env.Conn.AckSubject("nosuchdataset"), fmt.Sprintf(`{"task_id":%d,"status":"done"}`, notif.ID))
-			waitLog(t, env, "acknowledgement rejected", 6)
+			publish(t, env, env.Conn.AckSubject("nosuchdataset"), ack(notif.ID, d, `"status":"done"}`))
+			waitLog(t, env, "acknowledgement rejected", 10)
 			for _, ds := range []string{"notifications", "billing"} {
 				if tk := pp.task(t, r.ID, ds, "any", func(erasure.Task) bool { return true }); tk.State != erasure.TaskDispatched {
 					t.Errorf("%s task is %s after bad acks, want dispatched", ds, tk.State)
@@ -275,8 +301,8 @@ func TestPipeline_Async(t *testing.T) {
 			if _, err := pp.svc.Cancel(context.Background(), r.ID, "test"); err != nil {
 				t.Fatal(err)
 			}
-			publish(t, env, subj, fmt.Sprintf(`{"task_id":%d,"status":"done"}`, notif.ID))
-			waitLog(t, env, "acknowledgement rejected", 7)
+			publish(t, env, subj, ack(notif.ID, d, `"status":"done"}`))
+			waitLog(t, env, "acknowledgement rejected", 11)
 			if tk := pp.task(t, r.ID, "notifications", "any", func(erasure.Task) bool { return true }); tk.State != erasure.TaskCancelled {
 				t.Errorf("cancelled task is %s after an ack, want cancelled", tk.State)
 			}

@@ -77,6 +77,24 @@ func TestDriver_Build(t *testing.T) {
 			}
 		})
 	}
+	t.Run("SubjectUnderTheConfiguredAckPrefix", func(t *testing.T) {
+		src := strings.Replace(head, "datasets:", "nats: { ack_prefix: prod.ack, consumer: prod-acks }\ndatasets:", 1) + "    nats: { subject: prod.ack.notifications, identifiers: [user_id] }\n"
+		_, err := parse(src)
+		if err == nil || !strings.Contains(err.Error(), "is under prod.ack, where acknowledgements go") {
+			t.Errorf("Parse = %v, want an error about the ack prefix", err)
+		}
+		cfg, err := parse(strings.Replace(src, "subject: prod.ack.notifications", "subject: erasure.ack.notifications", 1))
+		if err != nil {
+			t.Errorf("Parse = %v", err)
+		} else if cfg.NATS.AckPrefix != "prod.ack" || cfg.NATS.Consumer != "prod-acks" {
+			t.Errorf("ack prefix %q, consumer %q", cfg.NATS.AckPrefix, cfg.NATS.Consumer)
+		}
+		for _, bad := range []string{"ack_prefix: \"prod..ack\"", "ack_prefix: \"$SYS\"", "consumer: \"a.b\""} {
+			if _, err := parse(strings.Replace(head, "datasets:", "nats: { "+bad+" }\ndatasets:", 1) + "    nats: { identifiers: [user_id] }\n"); err == nil {
+				t.Errorf("nats: { %s } accepted", bad)
+			}
+		}
+	})
 	t.Run("NotAsync", func(t *testing.T) {
 		_, err := parse(strings.Replace(head, "connector: nats", "connector: nats\n    method: realtime", 1) + "    nats: { identifiers: [user_id] }\n")
 		if err == nil || !strings.Contains(err.Error(), "async") {

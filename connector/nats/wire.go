@@ -1,148 +1,21 @@
 package natsconn
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"regexp"
-	"time"
-	"unicode/utf8"
-
 	"erasure"
+	"erasure/connector/wire"
 )
 
 // MaxAckBytes is the largest acknowledgement accepted, in bytes.
-const MaxAckBytes = 64 << 10
+const MaxAckBytes = wire.MaxAckBytes
 
 // MaxAckError is the longest "error" text an acknowledgement may carry, in bytes.
-const MaxAckError = 1024
+const MaxAckError = wire.MaxAckError
 
-// wireCommand is the JSON form of a command (docs/async.md, docs/schemas/command.schema.json).
-type wireCommand struct {
-	TaskID      int64          `json:"task_id"`
-	RequestID   string         `json:"request_id"`
-	Dataset     string         `json:"dataset"`
-	Attempt     int            `json:"attempt"`
-	Identifiers map[string]any `json:"identifiers"`
-	Deadline    string         `json:"deadline"`
-	AckSubject  string         `json:"ack_subject"`
-}
-
-// EncodeCommand returns the JSON form of c as documented in docs/async.md. Only identifiers
-// whose type is in keys are included; a type with one value maps to a string, a type with
-// several values to an array of strings. It returns a *erasure.PermanentError when the command
-// is incomplete or carries no identifier of keys: sending it again would not help.
+// EncodeCommand returns the JSON form of c (wire.EncodeCommand) with c.AckSubject as the
+// acknowledgement's subject.
 func EncodeCommand(c erasure.Command, keys []string) ([]byte, error) {
-	switch {
-	case c.TaskID <= 0:
-		return nil, erasure.Permanentf("command without a task id")
-	case c.Attempt <= 0:
-		return nil, erasure.Permanentf("command for task %d without an attempt number", c.TaskID)
-	case c.Dataset == "" || c.RequestID == "":
-		return nil, erasure.Permanentf("command for task %d without a dataset or request id", c.TaskID)
-	case c.AckSubject == "":
-		return nil, erasure.Permanentf("command for task %d without an ack subject", c.TaskID)
-	case c.Deadline.IsZero():
-		return nil, erasure.Permanentf("command for task %d without a deadline", c.TaskID)
-	}
-	ids := map[string]any{}
-	for _, typ := range keys {
-		vals := c.Identifiers.Values(typ)
-		switch len(vals) {
-		case 0:
-		case 1:
-			ids[typ] = vals[0]
-		default:
-			ids[typ] = vals
-		}
-	}
-	if len(ids) == 0 {
-		return nil, erasure.Permanentf("command for task %d has no identifier of the types the dataset needs", c.TaskID)
-	}
-	return json.Marshal(wireCommand{
-		TaskID:      c.TaskID,
-		RequestID:   c.RequestID,
-		Dataset:     c.Dataset,
-		Attempt:     c.Attempt,
-		Identifiers: ids,
-		Deadline:    c.Deadline.UTC().Format(time.RFC3339),
-		AckSubject:  c.AckSubject,
-	})
+	return wire.EncodeCommand(c, keys, wire.AckTo{Subject: c.AckSubject})
 }
 
-// wireAck is the JSON form of an acknowledgement; pointers tell a missing field from a zero.
-type wireAck struct {
-	TaskID  *int64  `json:"task_id"`
-	Status  *string `json:"status"`
-	Removed *int64  `json:"removed"`
-	Error   *string `json:"error"`
-}
-
-// DecodeAck decodes an acknowledgement strictly (docs/schemas/ack.schema.json): one JSON object,
-// no unknown field, a positive task_id, status "done" or "failed", removed not negative, and an
-// error text (at most MaxAckError bytes of UTF-8) required with "failed". It returns an
-// EINVALID *erasure.Error saying what is wrong; the message never quotes the input.
-func DecodeAck(data []byte) (erasure.Ack, error) {
-	if len(data) > MaxAckBytes {
-		return erasure.Ack{}, erasure.Errorf(erasure.ETOOLARGE, "acknowledgement larger than %d bytes", MaxAckBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var w wireAck
-	if err := dec.Decode(&w); err != nil {
-		return erasure.Ack{}, erasure.Errorf(erasure.EINVALID, "acknowledgement is not valid: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return erasure.Ack{}, erasure.Errorf(erasure.EINVALID, "acknowledgement has data after its JSON object")
-	}
-	var a erasure.Ack
-	switch {
-	case w.TaskID == nil:
-		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement without task_id")
-	case *w.TaskID <= 0:
-		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement task_id must be a positive integer")
-	case w.Status == nil:
-		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement without status")
-	case *w.Status != "done" && *w.Status != "failed":
-		return a, erasure.Errorf(erasure.EINVALID, `acknowledgement status must be "done" or "failed"`)
-	case w.Removed != nil && *w.Removed < 0:
-		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement removed must not be negative")
-	case w.Error != nil && (len(*w.Error) > MaxAckError || !utf8.ValidString(*w.Error)):
-		return a, erasure.Errorf(erasure.EINVALID, "acknowledgement error must be UTF-8 text of at most %d bytes", MaxAckError)
-	case *w.Status == "failed" && (w.Error == nil || *w.Error == ""):
-		return a, erasure.Errorf(erasure.EINVALID, `acknowledgement with status "failed" needs an error saying why`)
-	}
-	a.TaskID, a.Status = *w.TaskID, erasure.AckStatus(*w.Status)
-	if w.Removed != nil {
-		a.Removed = *w.Removed
-	}
-	if w.Error != nil {
-		a.Error = *w.Error
-	}
-	return a, nil
-}
-
-// jsonProblem describes a decoding error without quoting the input.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %s must be %s", typ.Field, typ.Type)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated or empty JSON"
-	}
-	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
-		return "unknown field " + m[1]
-	}
-	return "malformed JSON"
-}
-
-// unknownFieldRE reads the field name out of encoding/json's unknown-field error: the standard
-// library has no typed error for it. The name is bounded to what a JSON key of our schema
-// could look like so that no arbitrary input is echoed.
-var unknownFieldRE = regexp.MustCompile(`^json: unknown field ("[A-Za-z0-9_]{1,64}")$`)
+// DecodeAck decodes an acknowledgement strictly (wire.DecodeAck).
+func DecodeAck(data []byte) (erasure.Ack, error) { return wire.DecodeAck(data) }

@@ -2,7 +2,8 @@
 // owner of the async dataset "notifications": it keeps users' notifications in memory and
 // erases a user's notifications when erasure's command arrives, through the mutator package.
 //
-//	go run ./examples/mutator-service -nats nats://127.0.0.1:4233
+//	erasure nats credentials notifications --config erasure.yaml --out notifications.json
+//	go run ./examples/mutator-service -creds notifications.json
 //
 // with a registry declaring
 //
@@ -84,7 +85,7 @@ func (s *Store) Len() int {
 
 func main() {
 	url := flag.String("nats", "nats://127.0.0.1:4233", "NATS server URL (erasure's embedded server by default)")
-	creds := flag.String("creds", "", "NATS credentials file")
+	creds := flag.String("creds", "", "credentials file: erasure's (erasure nats credentials DATASET --out FILE) or a NATS .creds file")
 	dataset := flag.String("dataset", "notifications", "the dataset this service owns")
 	subject := flag.String("subject", "", "the dataset's nats.subject (default erasure.<dataset>)")
 	seed := flag.Int("seed", 100, "seed notifications for users 1..N")
@@ -106,11 +107,20 @@ func run(ctx context.Context, log *slog.Logger, url, creds, dataset, subject str
 			store.Add(fmt.Sprint(u), fmt.Sprintf("notification %d", i))
 		}
 	}
-	opts := []nats.Option{nats.Name("mutator-service"), nats.MaxReconnects(-1)}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
+	var mopts []mutator.Option
+	var nc *nats.Conn
+	var err error
+	if c, cerr := mutator.ReadCredentials(creds); creds != "" && cerr == nil {
+		// erasure's embedded server: `erasure nats credentials DATASET --out FILE` wrote them.
+		nc, err = c.Connect(nats.Name("mutator-service"))
+		mopts = c.Options()
+	} else {
+		opts := []nats.Option{nats.Name("mutator-service"), nats.MaxReconnects(-1)}
+		if creds != "" {
+			opts = append(opts, nats.UserCredentials(creds)) // an external server's .creds file
+		}
+		nc, err = nats.Connect(url, opts...)
 	}
-	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return err
 	}
@@ -130,7 +140,7 @@ func run(ctx context.Context, log *slog.Logger, url, creds, dataset, subject str
 		log.Info("erased", "task_id", c.TaskID, "request_id", c.RequestID, "attempt", c.Attempt, "removed", removed, "left", store.Len())
 		return removed, nil
 	}
-	mopts := []mutator.Option{mutator.Logger(log), mutator.MaxInFlight(8)}
+	mopts = append(mopts, mutator.Logger(log), mutator.MaxInFlight(8))
 	if subject != "" {
 		mopts = append(mopts, mutator.Subject(subject))
 	}

@@ -32,17 +32,18 @@ func TestService_ErasesAUsersNotifications(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() {
-			done <- run(ctx, slog.New(slog.DiscardHandler), env.URL, "", "notifications", subject, 10)
+			done <- run(ctx, slog.New(slog.DiscardHandler), env.URL, env.CredentialsFile(t, "notifications"), "notifications", subject, 10)
 		}()
+		dispatches := []string{"0000000000000000000000000000a001", "0000000000000000000000000000a002"}
 		for attempt, want := range []int64{3, 0} {
-			err := conn.Dispatch(ctx, erasure.Command{TaskID: 1, RequestID: "req", Dataset: "notifications", Attempt: attempt + 1,
+			err := conn.Dispatch(ctx, erasure.Command{TaskID: 1, RequestID: "req", Dataset: "notifications", Attempt: attempt + 1, Dispatch: dispatches[attempt],
 				Identifiers: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "7"}), Deadline: time.Now().Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case a := <-acks:
-				if a != (erasure.Ack{TaskID: 1, Status: "done", Removed: want}) {
+				if a != (erasure.Ack{TaskID: 1, Dispatch: dispatches[attempt], Status: "done", Removed: want}) {
 					t.Errorf("attempt %d: ack %+v, want done with %d removed", attempt+1, a, want)
 				}
 			case err := <-done:

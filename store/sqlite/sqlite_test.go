@@ -75,6 +75,10 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deployment, err := db.Deployment(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 	first := migrations()
 	db, err = sqlite.Open(context.Background(), path, sqlite.Options{Hasher: h, Chain: h.Chain()})
@@ -87,6 +91,9 @@ func TestStore_ReopenKeepsData(t *testing.T) {
 	}
 	if r, err := db.Request(context.Background(), "r_kept"); err != nil || len(r.Tasks) != 1 {
 		t.Fatalf("request lost across a reopen: %v", err)
+	}
+	if again, err := db.Deployment(context.Background()); err != nil || again != deployment {
+		t.Fatalf("deployment id %q became %q across a reopen (%v)", deployment, again, err)
 	}
 }
 

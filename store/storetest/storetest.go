@@ -63,6 +63,25 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Ack", func(t *testing.T) { testAck(t, open) })
 	t.Run("ListAndOverdue", func(t *testing.T) { testList(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
+	t.Run("Deployment", func(t *testing.T) { testDeployment(t, open) })
+}
+
+// testDeployment: a store has one deployment id for good, and two stores never share one.
+func testDeployment(t *testing.T, open Opener) {
+	ctx := context.Background()
+	c := NewClock()
+	a, b := open(t, c.Now), open(t, c.Now)
+	idA, err := a.Deployment(ctx)
+	if err != nil || len(idA) < 16 {
+		t.Fatalf("Deployment = %q, %v; want an id of at least 16 characters", idA, err)
+	}
+	create(t, a, newRequest(c, subject("user_id", "1"), erase("a")))
+	if again, err := a.Deployment(ctx); err != nil || again != idA {
+		t.Fatalf("Deployment changed from %q to %q (%v)", idA, again, err)
+	}
+	if idB, err := b.Deployment(ctx); err != nil || idB == idA {
+		t.Fatalf("two stores share the deployment id %q (%v)", idB, err)
+	}
 }
 
 var reqSeq int
@@ -426,7 +445,7 @@ func testAck(t *testing.T, open Opener) {
 		if err == nil {
 			attempts = cur.Attempts
 		}
-		return erasure.AckDecision{Ack: a, Attempt: attempts, Next: erasure.TaskPending, DueAt: c.Now().Add(time.Minute)}
+		return erasure.AckDecision{Ack: a, Dispatched: attempts, Attempt: attempts, Next: erasure.TaskPending, DueAt: c.Now().Add(time.Minute)}
 	}
 	t.Run("WrongDatasetIsNotFound", func(t *testing.T) {
 		_, err := s.AckTask(ctx, "other", decide(erasure.Ack{TaskID: tk.ID, Status: "done"}), "x")
@@ -463,6 +482,38 @@ func testAck(t *testing.T, open Opener) {
 		}
 		if n != 1 {
 			t.Fatalf("%d done acks audited, want 1", n)
+		}
+	})
+	t.Run("AckBeforeTheDispatchIsWrittenKeepsBoth", func(t *testing.T) {
+		r := create(t, s, newRequest(c, subject("user_id", "3"), async))
+		var tk erasure.Task
+		for _, l := range lease(t, s, "w2", 10) {
+			if l.RequestID == r.ID {
+				tk = l
+			}
+		}
+		// The owner answers attempt 1 while the executor has not written its result yet.
+		got, err := s.AckTask(ctx, "notif", erasure.AckDecision{Ack: erasure.Ack{TaskID: tk.ID, Status: "done", Removed: 2}, Dispatched: 1, Attempt: 1}, "svc")
+		if err != nil || got.State != erasure.TaskDone {
+			t.Fatalf("ack of a running task: %v %+v", err, got)
+		}
+		dropped, err := s.FinishTasks(ctx, []erasure.TaskResult{{TaskID: tk.ID, RequestID: tk.RequestID, Dataset: tk.Dataset, Owner: "w2", Attempt: 1,
+			State: erasure.TaskDispatched, DueAt: c.Now().Add(time.Hour)}})
+		if err != nil || len(dropped) != 0 {
+			t.Fatalf("the dispatch result was dropped (%v, %v)", dropped, err)
+		}
+		if got, _ := s.Task(ctx, tk.ID); got.State != erasure.TaskDone || got.Removed != 2 {
+			t.Fatalf("task %+v", got)
+		}
+		evs, _ := s.Audit(ctx, erasure.AuditFilter{RequestID: r.ID})
+		var types []string
+		for _, ev := range evs {
+			if ev.TaskID == tk.ID {
+				types = append(types, ev.Type)
+			}
+		}
+		if strings.Join(types, " ") != "task.acked task.attempt" {
+			t.Fatalf("task events %v, want the ack then the dispatch", types)
 		}
 	})
 	t.Run("CancelledTaskConflicts", func(t *testing.T) {

@@ -6,8 +6,11 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -30,16 +33,78 @@ type Env struct {
 	Prefix string
 	// Logs holds what Conn logged.
 	Logs *Recorder
+
+	embedded bool
 }
 
 // Subject returns a command subject private to this environment.
 func (e *Env) Subject(name string) string { return e.Prefix + "." + name }
 
-// Client opens a separate connection to the server, closed at the end of the test, and returns
-// its JetStream context.
+// Client opens a separate connection to the server as erasure itself (with its credentials on
+// the embedded server), closed at the end of the test, and returns its JetStream context.
 func (e *Env) Client(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(e.URL, nats.Name("erasure-test-client"))
+	var opts []nats.Option
+	if e.Embedded() {
+		creds, err := e.Conn.AdminCredentials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = creds.Options()
+	}
+	return e.connect(t, opts...)
+}
+
+// Embedded reports whether the environment is the embedded server (which requires
+// credentials), not the external one.
+func (e *Env) Embedded() bool { return e.embedded }
+
+// Credentials returns the credentials of dataset's user on the embedded server. On the
+// external test server, which has no users, they hold its URL alone.
+func (e *Env) Credentials(t testing.TB, dataset string) natsconn.Credentials {
+	t.Helper()
+	if !e.Embedded() {
+		return natsconn.Credentials{URL: e.URL}
+	}
+	creds, err := e.Conn.Credentials(dataset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// CredentialsFile writes dataset's credentials (Credentials) to a file, as `erasure nats
+// credentials DATASET --out FILE` does, and returns its path; "" on the external server.
+func (e *Env) CredentialsFile(t testing.TB, dataset string) string {
+	t.Helper()
+	if !e.Embedded() {
+		return ""
+	}
+	data, err := json.Marshal(e.Credentials(t, dataset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), dataset+".json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ClientAs opens a separate connection as dataset's user (see Credentials).
+func (e *Env) ClientAs(t testing.TB, dataset string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	creds := e.Credentials(t, dataset)
+	var opts []nats.Option
+	if e.Embedded() {
+		opts = creds.Options()
+	}
+	return e.connect(t, opts...)
+}
+
+func (e *Env) connect(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(e.URL, append([]nats.Option{nats.Name("erasure-test-client")}, opts...)...)
 	if err != nil {
 		t.Fatalf("connecting a client to %s: %v", e.URL, err)
 	}
@@ -96,7 +161,7 @@ func open(t testing.TB, cfg registry.NATS, dir string) *Env {
 	if url == "" {
 		url = conn.ClientURL()
 	}
-	return &Env{Conn: conn, URL: url, Prefix: prefix, Logs: logs}
+	return &Env{Conn: conn, URL: url, Prefix: prefix, Logs: logs, embedded: cfg.URL == ""}
 }
 
 // Recorder is a slog.Handler that keeps every record, rendered as text, for assertions.
