@@ -40,6 +40,9 @@ type Policy struct {
 	Backoff     Backoff       `json:"backoff"`
 	// Timeout bounds one attempt of a realtime task (erase plus verify).
 	Timeout time.Duration `json:"timeout"`
+	// Concurrency bounds how many of the dataset's tasks one executor runs at once (its
+	// bulkhead): a slow or hung dataset holds only its own slots. 0: the executor's default.
+	Concurrency int `json:"concurrency,omitempty"`
 	// AckTimeout is how long an async task waits for its acknowledgement before the command is
 	// published again.
 	AckTimeout time.Duration `json:"ack_timeout,omitempty"`

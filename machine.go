@@ -245,6 +245,11 @@ func (m *Machine) Finish(r TaskResult) bool {
 	if due.IsZero() {
 		due = m.now
 	}
+	if r.Deferred {
+		// Given back unexecuted: not an attempt, nothing to audit.
+		t.State, t.DueAt, t.LeaseOwner, t.Attempts = TaskPending, due.UTC().Truncate(time.Millisecond), "", t.Attempts-1
+		return true
+	}
 	t.State, t.DueAt, t.LeaseOwner = r.State, due.UTC().Truncate(time.Millisecond), ""
 	t.Removed += r.Removed
 	t.LastError, t.Note = r.Error, r.Note

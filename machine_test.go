@@ -692,3 +692,19 @@ func TestSubmission_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestMachine_DeferredLeaseIsNotAnAttempt(t *testing.T) {
+	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+	tk := r.lease("a", erasure.TaskErase, "w")
+	var ok bool
+	ch := r.apply(func(m *erasure.Machine) {
+		ok = m.Finish(erasure.TaskResult{TaskID: tk.ID, RequestID: "r1", Owner: "w", Attempt: tk.Attempts, Deferred: true, DueAt: t0.Add(time.Second)})
+	})
+	got := r.task("a", erasure.TaskErase)
+	if !ok || got.State != erasure.TaskPending || got.Attempts != 0 || !got.DueAt.Equal(t0.Add(time.Second)) || got.LeaseOwner != "" {
+		t.Fatalf("deferred: ok=%v task %+v", ok, got)
+	}
+	if len(ch.Events) != 0 {
+		t.Fatalf("a deferral is audited: %s", eventTypes(ch))
+	}
+}

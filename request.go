@@ -297,6 +297,10 @@ type TaskResult struct {
 	// request has more by the time the result is written (another lookup found them while this
 	// one ran), the lookup is run again instead of ending.
 	Inputs int
+	// Deferred is set when the executor gives a leased task back without running it (every
+	// slot of its dataset is busy): the task waits pending until DueAt and the lease does not
+	// count as an attempt. State is ignored.
+	Deferred bool
 }
 
 // AckStatus is what an async dataset's owner reports of a command.
@@ -379,6 +383,9 @@ type Store interface {
 	// writing the changes and events in one transaction. It returns the ids of the results
 	// dropped because their lease was lost.
 	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
+	// FinishAndLease is FinishTasks followed, in the same transaction, by LeaseTasks(owner, n,
+	// lease): an executor's commit of one batch takes its next batch (one commit, not two).
+	FinishAndLease(ctx context.Context, results []TaskResult, owner string, n int, lease time.Duration) (dropped []int64, leased []Task, err error)
 	// Task returns one task (without its subject); ENOTFOUND.
 	Task(ctx context.Context, id int64) (*Task, error)
 	// Deployment returns the id of this deployment: random, generated once when the store was

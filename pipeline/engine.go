@@ -17,14 +17,22 @@ import (
 
 // Engine executes due tasks: it leases them from the store, runs each through its dataset's
 // connector with the dataset's policy, and writes the results back in batches (one transaction
-// per batch; each result is still atomic with its audit event). Several engines may share a
-// store that supports it (PostgreSQL); each must have its own Owner.
+// per batch, which also leases the next batch; each result is still atomic with its audit
+// event). Several engines may share a store that supports it (PostgreSQL); each must have its
+// own Owner.
+//
+// Each dataset has its own lane (bulkhead): Policy.Concurrency workers (Workers when unset) and
+// a queue of up to Batch leased tasks. A task leased while its dataset's queue is full, or that
+// waited in it for so long that its lease would run out before it ends, is given back
+// unexecuted (TaskResult.Deferred: not an attempt) to be leased again a little later, so that a
+// slow or hung dataset holds only its own slots and never the other datasets' tasks.
 type Engine struct {
 	Store    erasure.Store
 	Datasets map[string]*erasure.Dataset
 	// Owner names this engine in leases and audit events (default host:pid).
 	Owner string
-	// Workers is how many tasks run at once (default 16).
+	// Workers is how many tasks of one dataset run at once when its Policy.Concurrency is unset
+	// (default 16).
 	Workers int
 	// Poll is how often to look for due tasks when idle (default 250ms); Wake shortens it.
 	Poll time.Duration
@@ -44,8 +52,14 @@ type Engine struct {
 	randMu sync.Mutex
 	wake   chan struct{}
 	once   sync.Once
-	// inflight counts leased tasks whose result is not yet committed.
+	// inflight counts leased tasks whose result is not yet committed; capacity bounds it.
 	inflight atomic.Int64
+	capacity int64
+	stopping atomic.Bool
+
+	laneMu sync.Mutex
+	lanes  map[string]chan queued
+	closed bool
 }
 
 func (e *Engine) init() {
@@ -100,59 +114,100 @@ func (e *Engine) leaseFor() time.Duration {
 	return l
 }
 
+// queued is a leased task waiting in its dataset's lane.
+type queued struct {
+	task  erasure.Task
+	since time.Time
+}
+
+// maxQueueWait is how long a leased task may wait in its lane before it is given back: it must
+// start early enough to end, within its dataset's timeout, before its lease runs out (the lease
+// is the timeout plus a minute, see lease).
+const maxQueueWait = 40 * time.Second
+
+// concurrency is how many tasks of d run at once.
+func (e *Engine) concurrency(d *erasure.Dataset) int {
+	if d.Policy.Concurrency > 0 {
+		return d.Policy.Concurrency
+	}
+	return e.Workers
+}
+
 // Run executes tasks until ctx is cancelled, then finishes and commits the tasks in hand.
 func (e *Engine) Run(ctx context.Context) error {
 	e.init()
-	tasks := make(chan erasure.Task)
-	results := make(chan erasure.TaskResult, e.Workers*2)
-	committed := make(chan struct{}, 1)
-	var workers sync.WaitGroup
 	// Tasks in hand are finished with a context that outlives ctx a little, so that a
 	// shutdown does not turn into a wave of timeouts.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	for range e.Workers {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for t := range tasks {
-				results <- e.Execute(workCtx, t)
-			}
-		}()
+	slots := 0
+	for _, d := range e.Datasets {
+		slots += e.concurrency(d)
 	}
+	// Room for every dataset's running tasks, a batch queued and a batch being committed.
+	e.capacity = int64(slots + 2*e.Batch)
+	// Every leased task yields exactly one result and at most capacity are leased, so sends
+	// on results never block, whoever sends.
+	results := make(chan erasure.TaskResult, e.capacity+int64(e.Batch))
+	committed := make(chan struct{}, 1)
+	var workers sync.WaitGroup
+	e.lanes = map[string]chan queued{}
+	for name, d := range e.Datasets {
+		n := e.concurrency(d)
+		lane := make(chan queued, e.Batch)
+		e.lanes[name] = lane
+		for range n {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				for q := range lane {
+					if e.Now().Sub(q.since) > maxQueueWait {
+						results <- e.deferred(q.task)
+						continue
+					}
+					results <- e.Execute(workCtx, q.task)
+				}
+			}()
+		}
+	}
+	e.stopping.Store(false)
 	commitDone := make(chan struct{})
 	go func() {
 		defer close(commitDone)
 		e.commit(results, committed)
 	}()
 
-	capacity := int64(e.Workers + e.Batch)
 	leaseFor := e.leaseFor()
-	var err error
 	for ctx.Err() == nil {
-		free := capacity - e.inflight.Load()
-		var got []erasure.Task
-		if free > 0 {
-			got, err = e.Store.LeaseTasks(ctx, e.Owner, int(min(free, int64(e.Batch))), leaseFor)
+		n := e.reserve(e.Batch)
+		if n > 0 {
+			got, err := e.Store.LeaseTasks(ctx, e.Owner, n, leaseFor)
 			if err != nil && ctx.Err() == nil {
 				e.Logger.Error("lease failed", "err", err)
 			}
-			e.inflight.Add(int64(len(got)))
-			for _, t := range got {
-				tasks <- t
+			e.inflight.Add(int64(len(got) - n))
+			e.dispatch(got, results)
+			if len(got) == n {
+				continue // more may be due
 			}
-		}
-		if free > 0 && len(got) == int(min(free, int64(e.Batch))) {
-			continue // more may be due
 		}
 		select {
 		case <-ctx.Done():
 		case <-e.wake:
+			// Submissions and acknowledgements come in bursts: gather a burst's wake-ups into
+			// one lease instead of leasing one task per wake-up.
+			time.Sleep(2 * time.Millisecond)
 		case <-committed:
 		case <-time.After(e.Poll):
 		}
 	}
-	close(tasks)
+	e.stopping.Store(true)
+	e.laneMu.Lock()
+	e.closed = true
+	for _, lane := range e.lanes {
+		close(lane)
+	}
+	e.laneMu.Unlock()
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
@@ -161,15 +216,85 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancelWork() // connectors honour ctx; their results are then transient errors
 		<-done
 	}
-	close(results)
 	<-commitDone
 	return nil
 }
 
-// commit writes results in batches: it takes every result already waiting, up to Batch.
-func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- struct{}) {
+// reserve claims up to n of the free capacity for a lease and returns how much it claimed;
+// the caller gives back what the lease did not use.
+func (e *Engine) reserve(n int) int {
+	for {
+		cur := e.inflight.Load()
+		free := int(e.capacity - cur)
+		if free <= 0 || e.stopping.Load() {
+			return 0
+		}
+		take := min(free, n)
+		if e.inflight.CompareAndSwap(cur, cur+int64(take)) {
+			return take
+		}
+	}
+}
+
+// dispatch hands leased tasks to their datasets' lanes. A task whose lane is full (or closed,
+// at shutdown) is given back unexecuted, due again after a pause.
+func (e *Engine) dispatch(ts []erasure.Task, results chan<- erasure.TaskResult) {
+	if len(ts) == 0 {
+		return
+	}
+	e.laneMu.Lock()
+	defer e.laneMu.Unlock()
+	now := e.Now()
+	for _, t := range ts {
+		lane := e.lanes[t.Dataset]
+		if lane == nil {
+			results <- e.Execute(context.Background(), t) // no longer registered: fails at once
+			continue
+		}
+		if !e.closed {
+			select {
+			case lane <- queued{t, now}:
+				continue
+			default:
+			}
+		}
+		results <- e.deferred(t)
+	}
+}
+
+// deferred is the result of a task given back unexecuted: due again after about half its
+// dataset's timeout (between 1s and 1 minute), not counted as an attempt.
+func (e *Engine) deferred(t erasure.Task) erasure.TaskResult {
+	pause := time.Second
+	if d := e.Datasets[t.Dataset]; d != nil {
+		pause = min(max(d.Policy.Timeout/2, time.Second), time.Minute)
+	}
+	now := e.Now()
+	if e.Metrics != nil {
+		e.Metrics.deferred.WithLabelValues(t.Dataset).Inc()
+	}
+	return erasure.TaskResult{TaskID: t.ID, RequestID: t.RequestID, Dataset: t.Dataset, Kind: t.Kind, Owner: e.Owner, Attempt: t.Attempts,
+		Deferred: true, DueAt: now.Add(pause), StartedAt: now, FinishedAt: now}
+}
+
+// commit writes results in batches: it takes every result already waiting, up to Batch, and
+// leases the next tasks in the same transaction while the engine runs. It returns once the
+// engine is stopping and every leased task's result is committed.
+func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct{}) {
 	batch := make([]erasure.TaskResult, 0, e.Batch)
-	for r := range results {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	leaseFor := e.leaseFor()
+	for {
+		var r erasure.TaskResult
+		select {
+		case r = <-results:
+		case <-tick.C:
+			if e.stopping.Load() && e.inflight.Load() <= 0 {
+				return
+			}
+			continue
+		}
 		batch = append(batch[:0], r)
 		// Linger briefly so that results finishing together share one commit (and one fsync);
 		// a lone result waits at most the linger.
@@ -177,21 +302,22 @@ func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- stru
 	fill:
 		for len(batch) < e.Batch {
 			select {
-			case r, ok := <-results:
-				if !ok {
-					break fill
-				}
+			case r := <-results:
 				batch = append(batch, r)
 			case <-linger.C:
 				break fill
 			}
 		}
 		linger.Stop()
+		// The batch's own slots are free once it is committed: lease into them.
+		e.inflight.Add(-int64(len(batch)))
+		n := e.reserve(e.Batch)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var err error
+		var dropped []int64
+		var leased []erasure.Task
 		for try := 0; try < 5; try++ {
-			var dropped []int64
-			dropped, err = e.Store.FinishTasks(ctx, batch)
+			dropped, leased, err = e.Store.FinishAndLease(ctx, batch, e.Owner, n, leaseFor)
 			if err == nil {
 				if len(dropped) > 0 {
 					e.Logger.Warn("results dropped: lease lost", "tasks", dropped)
@@ -207,10 +333,13 @@ func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- stru
 		}
 		if e.Metrics != nil {
 			for _, r := range batch {
-				e.Metrics.finished.WithLabelValues(string(r.State)).Inc()
+				if !r.Deferred {
+					e.Metrics.finished.WithLabelValues(string(r.State)).Inc()
+				}
 			}
 		}
-		e.inflight.Add(-int64(len(batch)))
+		e.inflight.Add(int64(len(leased) - n))
+		e.dispatch(leased, results)
 		select {
 		case committed <- struct{}{}:
 		default:

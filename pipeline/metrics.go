@@ -9,6 +9,7 @@ type Metrics struct {
 	finished *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	overdue  prometheus.Gauge
+	deferred *prometheus.CounterVec
 	// Submitted counts accepted requests.
 	submitted prometheus.Counter
 }
@@ -19,8 +20,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		finished:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_task_attempts_total", Help: "Task attempts finished, by outcome (done, pending = retry, failed, skipped, dispatched, queued)."}, []string{"outcome"}),
 		duration:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "erasure_task_attempt_seconds", Help: "Duration of task attempts by dataset.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"dataset"}),
 		overdue:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "erasure_requests_overdue", Help: "Open requests past their deadline."}),
+		deferred:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_tasks_deferred_total", Help: "Leased tasks given back unexecuted because every slot of their dataset was busy (its bulkhead)."}, []string{"dataset"}),
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "erasure_requests_submitted_total", Help: "Requests accepted."}),
 	}
-	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted)
+	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted, m.deferred)
 	return m
 }

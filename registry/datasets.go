@@ -32,9 +32,10 @@ type datasetYAML struct {
 		Initial string `yaml:"initial"`
 		Max     string `yaml:"max"`
 	} `yaml:"backoff"`
-	Timeout    string `yaml:"timeout"`
-	AckTimeout string `yaml:"ack_timeout"`
-	Sweep      struct {
+	Timeout     string `yaml:"timeout"`
+	AckTimeout  string `yaml:"ack_timeout"`
+	Concurrency int    `yaml:"concurrency"`
+	Sweep       struct {
 		Every string `yaml:"every"`
 		Mode  string `yaml:"mode"`
 	} `yaml:"sweep"`
@@ -47,7 +48,7 @@ type provideYAML struct {
 }
 
 var datasetKeys = []string{"name", "owner", "connector", "method", "after", "provides",
-	"max_attempts", "backoff", "timeout", "ack_timeout", "sweep"}
+	"max_attempts", "backoff", "timeout", "ack_timeout", "concurrency", "sweep"}
 
 // connectorNames are the connector kinds of the project; a block named like one of them is a
 // connector block even when its package is not linked into this binary.

@@ -245,7 +245,7 @@ func TestParse_ReportsEveryError(t *testing.T) {
 	for i, l := range lines[:3] {
 		want := []string{
 			"many.yaml:4: dataset d: owner is missing: name the team that answers for this dataset",
-			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, sweep, and a block named like the connector)`,
+			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, concurrency, sweep, and a block named like the connector)`,
 			"many.yaml:7: dataset d: the fake block uses identifier phone, which identifiers does not declare",
 		}[i]
 		if l != want {

@@ -409,8 +409,9 @@ type policyYAML struct {
 		Initial string `yaml:"initial"`
 		Max     string `yaml:"max"`
 	} `yaml:"backoff"`
-	Timeout    string `yaml:"timeout"`
-	AckTimeout string `yaml:"ack_timeout"`
+	Timeout     string `yaml:"timeout"`
+	AckTimeout  string `yaml:"ack_timeout"`
+	Concurrency int    `yaml:"concurrency"`
 }
 
 func (l *loader) defaults(n *yaml.Node) {
@@ -438,6 +439,13 @@ func (l *loader) policy(n *yaml.Node, what string, p *erasure.Policy, withDeadli
 	l.durationField(b, "max", what+": backoff", &p.Backoff.Max)
 	l.durationField(n, "timeout", what, &p.Timeout)
 	l.durationField(n, "ack_timeout", what, &p.AckTimeout)
+	if v := get(n, "concurrency"); l.scalar(v) {
+		if x, ok := intOf(v); ok && (x < 1 || x > 1000) {
+			l.errorf(v, "%s: concurrency must be between 1 and 1000", what)
+		} else if ok {
+			p.Concurrency = int(x)
+		}
+	}
 	if p.Backoff.Initial > p.Backoff.Max {
 		l.errorf(orNode(b, n), "%s: backoff.initial (%s) is longer than backoff.max (%s)", what, fmtDuration(p.Backoff.Initial), fmtDuration(p.Backoff.Max))
 	}

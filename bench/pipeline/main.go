@@ -172,7 +172,7 @@ func pipe(path string, requests, datasets, batch, submitters int, syncMode strin
 	cancel()
 	<-done
 	run := time.Since(start)
-	fmt.Printf("          execute: %d lease calls (%d tasks), %d finish calls (%d results), %v in lease, %v in finish\n", cs.leases.Load(), cs.leased.Load(), cs.finishes.Load(), cs.finished.Load(), time.Duration(cs.leaseNS.Load()).Round(time.Millisecond), time.Duration(cs.finishNS.Load()).Round(time.Millisecond))
+	fmt.Printf("          execute: %d lease calls, %d tasks leased, %d finish calls (%d results, with the next lease), %v in lease, %v in finish\n", cs.leases.Load(), cs.leased.Load(), cs.finishes.Load(), cs.finished.Load(), time.Duration(cs.leaseNS.Load()).Round(time.Millisecond), time.Duration(cs.finishNS.Load()).Round(time.Millisecond))
 	if got := conn.n.Load(); got != int64(requests*datasets) {
 		log.Fatalf("erased %d times, want %d", got, requests*datasets)
 	}
@@ -198,6 +198,16 @@ func (c *countingStore) LeaseTasks(ctx context.Context, owner string, n int, lea
 	c.leases.Add(1)
 	c.leased.Add(int64(len(t)))
 	return t, err
+}
+
+func (c *countingStore) FinishAndLease(ctx context.Context, rs []erasure.TaskResult, owner string, n int, lease time.Duration) ([]int64, []erasure.Task, error) {
+	start := time.Now()
+	d, t, err := c.Store.FinishAndLease(ctx, rs, owner, n, lease)
+	c.finishNS.Add(int64(time.Since(start)))
+	c.finishes.Add(1)
+	c.finished.Add(int64(len(rs)))
+	c.leased.Add(int64(len(t)))
+	return d, t, err
 }
 
 func (c *countingStore) FinishTasks(ctx context.Context, rs []erasure.TaskResult) ([]int64, error) {

@@ -85,6 +85,8 @@ func DSN(path, synchronous string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "cache_size(-65536)")
 	q.Add("_pragma", "mmap_size(1073741824)")
+	// Statement journals (multi-row statements) and temporary tables in memory, not in files.
+	q.Add("_pragma", "temp_store(2)")
 	q.Add("_time_format", "sqlite")
 	return "file:" + path + "?" + q.Encode()
 }

@@ -18,13 +18,80 @@ import (
 // which blocks hold events of which request. Events written before blocks existed stay in
 // audit_events (the legacy part of the trail) and the first block chains after the last of them.
 
-// auditWriter gathers the events of one transaction and appends them as one block at flush.
+// auditWriter gathers what one transaction appends at its end: the changes of the tasks-by-
+// dataset counts and the audit events, written at flush (the counts, then one audit block).
 type auditWriter struct {
 	db     *DB
 	tx     *sql.Tx
 	events []erasure.AuditEvent
+	counts map[countKey]*countDelta
 	// last is the last event flushed, numbered.
 	last erasure.AuditEvent
+}
+
+type countKey struct {
+	dataset string
+	state   erasure.TaskState
+}
+
+type countDelta struct {
+	n    int64
+	last int64
+}
+
+// count records that n tasks of dataset entered (n > 0) or left (n < 0) state at ms at.
+func (a *auditWriter) count(dataset string, state erasure.TaskState, n int64, at int64) {
+	if a.counts == nil {
+		a.counts = map[countKey]*countDelta{}
+	}
+	k := countKey{dataset, state}
+	d := a.counts[k]
+	if d == nil {
+		d = &countDelta{}
+		a.counts[k] = d
+	}
+	d.n += n
+	d.last = max(d.last, at)
+}
+
+// move records a task of dataset moving from one state to another at ms at.
+func (a *auditWriter) move(dataset string, from, to erasure.TaskState, at int64) {
+	if from == to {
+		return
+	}
+	a.count(dataset, from, -1, at)
+	a.count(dataset, to, 1, at)
+}
+
+// flushCounts writes the count changes, in key order (so that concurrent writers on
+// PostgreSQL lock the rows in one order).
+func (a *auditWriter) flushCounts(ctx context.Context) error {
+	if len(a.counts) == 0 {
+		return nil
+	}
+	keys := make([]countKey, 0, len(a.counts))
+	for k, d := range a.counts {
+		if d.n != 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].dataset != keys[j].dataset {
+			return keys[i].dataset < keys[j].dataset
+		}
+		return keys[i].state < keys[j].state
+	})
+	for _, k := range keys {
+		d := a.counts[k]
+		if _, err := a.db.exec(ctx, a.tx, `INSERT INTO dataset_tasks (dataset, state, n, last_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (dataset, state) DO UPDATE SET n = dataset_tasks.n + excluded.n,
+				last_at = CASE WHEN excluded.last_at > dataset_tasks.last_at THEN excluded.last_at ELSE dataset_tasks.last_at END`,
+			k.dataset, string(k.state), d.n, d.last); err != nil {
+			return err
+		}
+	}
+	a.counts = nil
+	return nil
 }
 
 // auditWriter returns an audit writer for tx.
@@ -33,9 +100,13 @@ func (db *DB) auditWriter(tx *sql.Tx) *auditWriter { return &auditWriter{db: db,
 // append adds an event to the transaction's block.
 func (a *auditWriter) append(ev erasure.AuditEvent) { a.events = append(a.events, ev) }
 
-// flush appends the events gathered as one block, chained after the head, and empties a.
-// It must be the transaction's last statement (it holds the head until the commit).
+// flush writes the count changes, then appends the events gathered as one block, chained
+// after the head, and empties a. It must be the transaction's last statement (it holds the head
+// until the commit).
 func (a *auditWriter) flush(ctx context.Context) error {
+	if err := a.flushCounts(ctx); err != nil {
+		return err
+	}
 	if len(a.events) == 0 {
 		return nil
 	}

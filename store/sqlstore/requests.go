@@ -186,6 +186,9 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range tasks {
+		a.count(t.Dataset, t.State, 1, ms(now))
+	}
 	for _, i := range fresh {
 		r := out[i].Request
 		for j := range r.Tasks {
@@ -442,7 +445,8 @@ func (db *DB) OverdueRequests(ctx context.Context) (int, error) {
 
 // DatasetStats implements erasure.Store.
 func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) {
-	rows, err := db.readQuery(ctx, `SELECT dataset, state, count(*), max(finished_at) FROM tasks GROUP BY dataset, state ORDER BY dataset`)
+	// The counts are kept by every change of a task's state (dataset_tasks), not counted here.
+	rows, err := db.readQuery(ctx, `SELECT dataset, state, n, last_at FROM dataset_tasks WHERE n <> 0 ORDER BY dataset, state`)
 	if err != nil {
 		return nil, err
 	}
@@ -467,8 +471,10 @@ func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) 
 		if state == erasure.TaskFailed {
 			s.Failures += n
 		}
-		if t := fromNullMS(last); t != nil && (s.LastDone == nil || t.After(*s.LastDone)) {
-			s.LastDone = t
+		if state.Final() || state == erasure.TaskFailed {
+			if t := fromNullMS(last); t != nil && (s.LastDone == nil || t.After(*s.LastDone)) {
+				s.LastDone = t
+			}
 		}
 	}
 	return out, rows.Err()

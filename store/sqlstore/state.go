@@ -164,6 +164,9 @@ var taskUpdateChunk = fmt.Sprintf(taskUpdate, strings.TrimSuffix(strings.Repeat(
 // last.
 func (w *changeWriter) flush(ctx context.Context) error {
 	db, tx := w.db, w.tx
+	for i, t := range w.tasks {
+		w.audit.move(t.Dataset, w.guards[i].State, t.State, ms(t.UpdatedAt))
+	}
 	for start := 0; start < len(w.tasks); start += inChunk {
 		end := min(len(w.tasks), start+inChunk)
 		args := make([]any, 0, 14*inChunk)

@@ -37,6 +37,7 @@ const workers = 4
 func doneOnce(t *testing.T, s erasure.Store, requests []*erasure.Request) {
 	t.Helper()
 	VerifyTrail(t, s)
+	CheckCounts(t, s)
 	evs, err := s.Audit(context.Background(), erasure.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +279,7 @@ func testConcurrentCancel(t *testing.T, open Handles) {
 	ended := func() bool { return allStatus(hs[0], requests, erasure.RequestStatus.Ended) }
 	work(t, hs, c, ended, func(erasure.Task, *rand.Rand) erasure.TaskState { return erasure.TaskDone }, nil)
 	VerifyTrail(t, hs[0])
+	CheckCounts(t, hs[0])
 	for _, r := range requests {
 		got := get(t, hs[0], r.ID)
 		_, wasCancelled := cancelled.Load(r.ID)
@@ -289,5 +291,48 @@ func testConcurrentCancel(t *testing.T, open Handles) {
 				t.Errorf("cancelled request %s has task %s %s", r.ID, tk.Dataset, tk.State)
 			}
 		}
+	}
+}
+
+// CheckCounts fails t unless the store's dataset health (DatasetStats, kept as counts by every
+// change) says what its tasks say, counted one by one.
+func CheckCounts(t *testing.T, s erasure.Store) {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]map[string]int{}
+	for cursor := ""; ; {
+		page, err := s.Requests(ctx, erasure.RequestFilter{Cursor: cursor, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Requests {
+			for _, tk := range get(t, s, r.ID).Tasks {
+				if want[tk.Dataset] == nil {
+					want[tk.Dataset] = map[string]int{}
+				}
+				want[tk.Dataset][string(tk.State)]++
+			}
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	stats, err := s.DatasetStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]int{}
+	for _, st := range stats {
+		for state, n := range st.ByState {
+			if n != 0 {
+				if got[st.Dataset] == nil {
+					got[st.Dataset] = map[string]int{}
+				}
+				got[st.Dataset][state] = n
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dataset counts %v, the tasks say %v", got, want)
 	}
 }

@@ -587,6 +587,7 @@ func testAudit(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	VerifyTrail(t, s)
+	CheckCounts(t, s)
 	var types []string
 	for _, ev := range evs {
 		types = append(types, ev.Type)

@@ -193,6 +193,7 @@ func testSweepCommit(t *testing.T, open SweepOpener) {
 		t.Fatal(err)
 	}
 	VerifyTrail(t, s)
+	CheckCounts(t, s)
 	doneOf := map[int64]int{}
 	var types []string
 	for i := range evs {
