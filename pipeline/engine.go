@@ -38,6 +38,9 @@ type Engine struct {
 	Poll time.Duration
 	// Batch caps how many results are committed in one transaction (default 256).
 	Batch int
+	// Grace is how long Run, once stopped, lets the tasks in hand finish before it cancels
+	// their calls (default 10s).
+	Grace time.Duration
 	// Hasher computes the dispatch ids of async commands (erasure.DispatchID); required when a
 	// dataset is async. The deployment id is read from the store on first use.
 	Hasher  erasure.Hasher
@@ -76,6 +79,9 @@ func (e *Engine) init() {
 		}
 		if e.Batch <= 0 {
 			e.Batch = 256
+		}
+		if e.Grace <= 0 {
+			e.Grace = 10 * time.Second
 		}
 		if e.Now == nil {
 			e.Now = time.Now
@@ -212,7 +218,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { workers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(e.Grace):
 		cancelWork() // connectors honour ctx; their results are then transient errors
 		<-done
 	}
