@@ -296,9 +296,9 @@ func TestRefusals(t *testing.T) {
 		want        int
 		fatal       bool
 	}{
-		"BadSignature":      {tamper(a.sign(a.envelope(deletion("bob@example.com", nil)))), a.token, http.StatusForbidden, false},
+		"BadSignature":       {tamper(a.sign(a.envelope(deletion("bob@example.com", nil)))), a.token, http.StatusForbidden, false},
 		"AnotherAgentsToken": {b.sign(b.envelope(deletion("bob@example.com", nil))), a.token, http.StatusForbidden, false},
-		"AgentIDOfAnother":  {a.sign(a.envelope(deletion("bob@example.com", map[string]any{"agent-id": "AGENT_B"}))), a.token, http.StatusForbidden, false},
+		"AgentIDOfAnother":   {a.sign(a.envelope(deletion("bob@example.com", map[string]any{"agent-id": "AGENT_B"}))), a.token, http.StatusForbidden, false},
 		"Expired": {a.sign(a.envelope(deletion("bob@example.com", map[string]any{
 			"issued-at": now.Add(-20 * time.Minute).Format(time.RFC3339), "expires-at": now.Add(-10 * time.Minute).Format(time.RFC3339)}))), a.token, http.StatusForbidden, true},
 		"IssuedInTheFuture": {a.sign(a.envelope(deletion("bob@example.com", map[string]any{

@@ -53,14 +53,14 @@ var Exercises = []string{"deletion", "access", "access:categories", "access:spec
 
 // What processing_details say, for a person: no identifier, no internal detail.
 const (
-	detailsFulfilled      = "The business has deleted the personal data it held about you."
-	detailsNoMatch        = "The business found no personal data matching the identity provided."
-	detailsNoClaim        = "The request carries no identity this business can look for: it acts on %s."
-	detailsUnverified     = "The identity provided was not verified, and this business acts only on verified identities."
-	detailsNotCovered     = "This business answers only deletion requests through this channel."
-	detailsFailed         = "The deletion could not be completed everywhere yet. The business has been alerted and is working on it."
-	detailsCancelled      = "The business stopped processing this request."
-	detailsRevokedBefore  = "The request was revoked before processing started."
+	detailsFulfilled     = "The business has deleted the personal data it held about you."
+	detailsNoMatch       = "The business found no personal data matching the identity provided."
+	detailsNoClaim       = "The request carries no identity this business can look for: it acts on %s."
+	detailsUnverified    = "The identity provided was not verified, and this business acts only on verified identities."
+	detailsNotCovered    = "This business answers only deletion requests through this channel."
+	detailsFailed        = "The deletion could not be completed everywhere yet. The business has been alerted and is working on it."
+	detailsCancelled     = "The business stopped processing this request."
+	detailsRevokedBefore = "The request was revoked before processing started."
 )
 
 // base returns the status fields every answer about r has.
