@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +32,8 @@ type estate struct {
 	mu       sync.Mutex
 	accounts map[string]string // email → user_id
 	profiles map[string]bool   // user_id
+	// failProfiles makes erasing a profile fail for good.
+	failProfiles bool
 }
 
 func (e *estate) has(email, userID string) (account, profile bool) {
@@ -63,6 +66,9 @@ func (p *part) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, e
 			}
 		}
 		return out, nil
+	}
+	if p.e.failProfiles && s.Has("user_id") {
+		return out, &erasure.PermanentError{Err: errors.New("profiles are read-only today")}
 	}
 	for _, id := range s.Values("user_id") {
 		if p.e.profiles[id] {
@@ -464,10 +470,17 @@ func (c *callbacks) wait(t *testing.T, id string, want ...string) []callback {
 	}
 }
 
-// verifySignature checks a callback's X-DRP-Signature with the agent's token, as docs/drp.md
-// tells agents to.
+// verifySignature checks a callback's X-DRP-Signature with the agent's token.
 func verifySignature(t *testing.T, token string, cb callback) {
 	t.Helper()
+	if !signatureValid(token, cb) {
+		t.Errorf("callback signature %q does not verify with the agent's token", cb.signature)
+	}
+}
+
+// signatureValid verifies a callback's signature as docs/drp.md tells agents to:
+// K = HMAC-SHA256(token, "drp-status-callback/1"), v1 = HMAC-SHA256(K, t + "." + body).
+func signatureValid(token string, cb callback) bool {
 	var ts, v1 string
 	for _, part := range strings.Split(cb.signature, ",") {
 		k, v, _ := strings.Cut(part, "=")
@@ -483,9 +496,7 @@ func verifySignature(t *testing.T, token string, cb callback) {
 	mac := hmac.New(sha256.New, k.Sum(nil))
 	mac.Write([]byte(ts + "."))
 	mac.Write(cb.body)
-	if want := hex.EncodeToString(mac.Sum(nil)); ts == "" || !hmac.Equal([]byte(v1), []byte(want)) {
-		t.Errorf("callback signature %q does not verify with the agent's token", cb.signature)
-	}
+	return ts != "" && hmac.Equal([]byte(v1), []byte(hex.EncodeToString(mac.Sum(nil))))
 }
 
 // deliverCallbacks reads the server's audit trail from its start, asks sub for the messages
