@@ -371,3 +371,54 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestOpenRequest: a request recorded whose erasure request was never submitted (the server
+// stopped between the two) is open; revoking it closes it, and the agent's retry then finds it
+// revoked rather than submitting it.
+func TestOpenRequest(t *testing.T) {
+	h := newHarness(t)
+	a := h.agent("AGENT_A")
+	a.setup()
+	now := time.Now().UTC()
+	rec := erasure.DRPRequest{ID: "r_06h36gf6hch85xyh3r89547f99", AgentID: "AGENT_A", AgentKey: "id:crashed-1", AgentRequestID: "crashed-1",
+		Exercise: "deletion", ReceivedAt: now, ExpectedBy: now.Add(45 * 24 * time.Hour)}
+	if _, _, err := h.srv.Store.CreateDRPRequest(h.ctx, rec, erasure.DRPMessage{Hash: "crashed", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, st, _ := a.status(rec.ID); st.Status != "open" || st.AgentRequestID != "crashed-1" {
+		t.Fatalf("status %+v, want open", st)
+	}
+	if code, st, es := a.revoke(rec.ID); code != http.StatusOK || st.Status != "revoked" {
+		t.Fatalf("revoke: %d %+v %s", code, st, es.Message)
+	}
+	code, st, _ := a.exercise(deletion("alice@example.com", map[string]any{"agent-request-id": "crashed-1"}))
+	if code != http.StatusOK || st.RequestID != rec.ID || st.Status != "revoked" {
+		t.Fatalf("retry: %d %+v, want request %s revoked", code, st, rec.ID)
+	}
+	if n := len(h.requests()); n != 0 {
+		t.Fatalf("%d erasure requests, want none", n)
+	}
+}
+
+// TestRetryAfterAnInterruptedSubmission: the agent's retry submits the erasure of a request
+// recorded before the server stopped.
+func TestRetryAfterAnInterruptedSubmission(t *testing.T) {
+	h := newHarness(t)
+	h.startExecutor()
+	a := h.agent("AGENT_A")
+	a.setup()
+	now := time.Now().UTC()
+	rec := erasure.DRPRequest{ID: "r_06h36gf6hch85xyh3r89547f98", AgentID: "AGENT_A", AgentKey: "id:crashed-2", AgentRequestID: "crashed-2",
+		Exercise: "deletion", ReceivedAt: now, ExpectedBy: now.Add(45 * 24 * time.Hour)}
+	if _, _, err := h.srv.Store.CreateDRPRequest(h.ctx, rec, erasure.DRPMessage{Hash: "crashed", ExpiresAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	code, st, es := a.exercise(deletion("alice@example.com", map[string]any{"agent-request-id": "crashed-2"}))
+	if code != http.StatusOK || st.RequestID != rec.ID {
+		t.Fatalf("retry: %d %+v %s, want request %s", code, st, es.Message, rec.ID)
+	}
+	a.waitStatus(rec.ID, "fulfilled", "")
+	if account, _ := h.estate.has("alice@example.com", "7"); account {
+		t.Fatal("alice is still held")
+	}
+}
