@@ -24,6 +24,10 @@ var reasonRE = regexp.MustCompile(`^[a-z0-9_-][a-z0-9_ -]{0,63}$`)
 
 // Submission is an erasure request as submitted through the API, the CLI or the Go client.
 type Submission struct {
+	// ID, when set, is the id the request takes: for a protocol that must name the request
+	// before it exists (DRP records its request first). The Service checks its shape, and an
+	// idempotency key that already names another request is a conflict. Empty: a new id.
+	ID      string
 	Subject Subject
 	Reason  string
 	// Deadline is when the erasure must be done; zero means now + the registry's default.

@@ -421,3 +421,37 @@ func TestService_SubmitPutsIdentifiersInCanonicalForm(t *testing.T) {
 		t.Fatalf("the canonical and the submitted spelling hash apart: %v %v", same, err)
 	}
 }
+
+func TestService_SubmitWithAChosenID(t *testing.T) {
+	h := newHarness(t, storetest.NewClock(), dataset("x", &conn{}, []string{"user_id"}))
+	ctx := context.Background()
+	id := pipeline.NewRequestID(h.clock.Now())
+	sub := erasure.Submission{ID: id, Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}, Reason: "r", Actor: "agent", IdempotencyKey: "k1"}
+	t.Run("TheRequestTakesIt", func(t *testing.T) {
+		r, created, err := h.svc.Submit(ctx, sub)
+		if err != nil || !created || r.ID != id {
+			t.Fatalf("Submit = %v created=%v err=%v, want request %s", r, created, err, id)
+		}
+		again, created, err := h.svc.Submit(ctx, sub)
+		if err != nil || created || again.ID != id {
+			t.Fatalf("again: %v created=%v err=%v", again, created, err)
+		}
+	})
+	t.Run("AKeyNamingAnotherRequestConflicts", func(t *testing.T) {
+		other := sub
+		other.ID = pipeline.NewRequestID(h.clock.Now())
+		if _, _, err := h.svc.Submit(ctx, other); erasure.ErrorCode(err) != erasure.ECONFLICT {
+			t.Fatalf("err %v, want conflict", err)
+		}
+		if _, err := h.svc.Request(ctx, other.ID); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+			t.Fatalf("request %s exists: %v", other.ID, err)
+		}
+	})
+	t.Run("AMalformedIDIsRefused", func(t *testing.T) {
+		bad := sub
+		bad.ID, bad.IdempotencyKey = "r_../../x", ""
+		if _, _, err := h.svc.Submit(ctx, bad); erasure.ErrorCode(err) != erasure.EINVALID {
+			t.Fatalf("err %v, want invalid", err)
+		}
+	})
+}

@@ -112,16 +112,25 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if len(s.Registered) == 0 {
 		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
 	}
+	id := sub.ID
+	if id == "" {
+		id = NewRequestID(now)
+	} else if !ValidRequestID(id) {
+		return nil, false, erasure.Errorf(erasure.EINVALID, "request id %q does not have the shape of a request id", truncateID(id))
+	}
 	key := ""
 	if sub.IdempotencyKey != "" {
 		key = s.Hasher.Sum([]byte("idempotency/1\x00" + sub.Actor + "\x00" + sub.IdempotencyKey))
 	}
 	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
-		ID: NewRequestID(now), Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
+		ID: id, Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
 		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: s.Hasher.Sum(sub.Canonical()), Tasks: Plan(s.Registered),
 	})
 	if err != nil {
 		return nil, false, err
+	}
+	if sub.ID != "" && r.ID != sub.ID {
+		return nil, false, erasure.Errorf(erasure.ECONFLICT, "the idempotency key already names request %s", r.ID)
 	}
 	if created {
 		if s.Metrics != nil {

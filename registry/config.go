@@ -39,6 +39,8 @@ type Config struct {
 	NATS    NATS    `yaml:"nats"`
 	Kafka   Kafka   `yaml:"kafka"`
 	Records Records `yaml:"records"`
+	// DRP is the Data Rights Protocol section; nil when the file has none.
+	DRP *DRP `yaml:"-"`
 
 	// Identifiers are the names of the identifier types subjects may carry, in file order.
 	Identifiers []string `yaml:"identifiers"`

@@ -37,6 +37,7 @@ import (
 	kafkaconn "erasure/connector/kafka"
 	natsconn "erasure/connector/nats"
 	recordsconn "erasure/connector/records"
+	"erasure/drp"
 	"erasure/pipeline"
 	"erasure/registry"
 	"erasure/store/sqlite"
@@ -65,6 +66,9 @@ type Server struct {
 	Sweeper    *pipeline.Sweeper
 	API        *api.Server
 	Metrics    *prometheus.Registry
+	// DRP speaks the Data Rights Protocol on the API's listener; nil without a drp section.
+	// DRP.Subscriber() is the status callbacks' outbox subscriber.
+	DRP *drp.Server
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -144,7 +148,30 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
 		s.API.Mount(pattern, h)
 	}
+	if cfg.DRP != nil {
+		if s.DRP, err = openDRP(cfg, s, hasher, log); err != nil {
+			return nil, err
+		}
+		for pattern, h := range s.DRP.Routes() {
+			s.API.Mount(pattern, h)
+		}
+	}
 	return s, nil
+}
+
+// openDRP builds the Data Rights Protocol's server from the drp section.
+func openDRP(cfg *registry.Config, s *Server, hasher erasure.Hasher, log *slog.Logger) (*drp.Server, error) {
+	d := cfg.DRP
+	agents := make([]drp.Agent, len(d.Agents))
+	for i, a := range d.Agents {
+		agents[i] = drp.Agent{ID: a.ID, VerifyKey: a.VerifyKey, Claims: a.Identifiers, Unverified: a.Unverified}
+	}
+	return drp.New(drp.Config{
+		BusinessID: d.BusinessID, Agents: agents, Deadline: d.Deadline, ClockSkew: d.ClockSkew,
+		MaxMessageLifetime: d.MaxMessageLifetime, AllowHTTPCallbacks: d.AllowHTTPCallbacks,
+		Service: s.Service, Store: s.Store, Hasher: hasher, IdentifierTypes: cfg.IdentifierTypes,
+		NewID: pipeline.NewRequestID, MaxBodyBytes: min(s.API.MaxBodyBytes(), drp.DefaultMaxBodyBytes), Logger: log,
+	})
 }
 
 // apiTokens converts the configuration's tokens into the API's.

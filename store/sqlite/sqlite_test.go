@@ -166,3 +166,7 @@ func TestStore_Concurrent(t *testing.T) {
 		return hs
 	})
 }
+
+func TestDRPStore_Conformance(t *testing.T) {
+	storetest.RunDRP(t, func(t *testing.T, now func() time.Time) storetest.DRPStore { return open(t, now) })
+}
