@@ -190,7 +190,7 @@ func (s *Server) connectNATS(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	s.NATS, err = natsconn.Connect(s.Config.NATS, s.Config.Server.DataDir, s.Logger, natsconn.WithDeployment(s.Deployment)) // it logs in group nats
+	s.NATS, err = natsconn.Connect(s.Config.NATS, s.Config.Server.DataDir, s.Logger, natsconn.WithDeployment(s.Deployment), natsconn.WithAckParallel(natsconn.AckParallel)) // it logs in group nats
 	if err != nil {
 		return err
 	}

@@ -113,7 +113,7 @@ func benchNATS(ctx context.Context, dir, url string, n, conc, inflight int, sync
 	// One Conn per scenario (embedded server or external); each scenario has its own stream.
 	open := func(stream string) *natsconn.Conn {
 		cfg := registry.NATS{URL: url, Port: -1, Stream: stream}
-		c, err := natsconn.Connect(cfg, filepath.Join(dir, stream), quiet, natsconn.WithAckPrefix("bench_"+stream+".ack"))
+		c, err := natsconn.Connect(cfg, filepath.Join(dir, stream), quiet, natsconn.WithAckPrefix("bench_"+stream+".ack"), natsconn.WithAckParallel(natsconn.AckParallel))
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -19,6 +19,9 @@ import (
 // acknowledgement is delivered again after AckRetryDelay.
 type ApplyFunc func(ctx context.Context, dataset string, ack erasure.Ack) error
 
+// AckParallel is how many acknowledgements the server applies at once (WithAckParallel).
+const AckParallel = 128
+
 // AckRetryDelay is how long an acknowledgement whose apply failed for a passing reason waits
 // before it is delivered again.
 const AckRetryDelay = 2 * time.Second
@@ -30,7 +33,8 @@ var datasetRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
 // are applied when it comes back, and several servers share them. Each message is decoded with
 // DecodeAck; a malformed one (bad JSON, unknown field, missing task_id, bad status) or one on a
 // subject naming no valid dataset is logged (never with its content) and dropped without
-// calling apply. apply is called for the others, one at a time, in stream order.
+// calling apply. apply is called for the others one at a time, in stream order, or up to n
+// at once with WithAckParallel(n), each message acknowledged on its own.
 //
 // ListenAcks returns once the consumer is reading; it stops when ctx is cancelled or the Conn
 // is closed. It needs the stream (EnsureStream). Errors: EUNAVAILABLE when JetStream does not
@@ -48,9 +52,20 @@ func (c *Conn) ListenAcks(ctx context.Context, apply ApplyFunc) error {
 	if err != nil {
 		return erasure.Errorf(erasure.EUNAVAILABLE, "nats: ack consumer on %s: %v", c.stream, err)
 	}
-	// apply may outlive ctx's cancellation only for the message at hand.
+	// apply may outlive ctx's cancellation only for the messages at hand.
 	applyCtx := context.WithoutCancel(ctx)
-	cc, err := cons.Consume(func(m jetstream.Msg) { c.handleAck(applyCtx, m, apply) },
+	handle := func(m jetstream.Msg) { c.handleAck(applyCtx, m, apply) }
+	if c.ackParallel > 1 {
+		slots := make(chan struct{}, c.ackParallel)
+		handle = func(m jetstream.Msg) {
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots }()
+				c.handleAck(applyCtx, m, apply)
+			}()
+		}
+	}
+	cc, err := cons.Consume(handle,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrConnectionClosed) {
 				c.log.Warn("ack consumer", "err", err)

@@ -44,16 +44,18 @@ const (
 // external server or cluster. Connectors bound to it (Bind) publish through it, and it reads
 // acknowledgements (ListenAcks). It is safe for concurrent use.
 type Conn struct {
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	srv        *server.Server // nil when external
-	stream     string
-	ackPrefix  string
-	ackName    string
-	maxAge     time.Duration
-	replicas   int
-	deployment string
-	log        *slog.Logger
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	srv       *server.Server // nil when external
+	stream    string
+	ackPrefix string
+	ackName   string
+	// ackParallel is how many acknowledgements ListenAcks applies at once (1: in stream order).
+	ackParallel int
+	maxAge      time.Duration
+	replicas    int
+	deployment  string
+	log         *slog.Logger
 
 	// Embedded server only: its options (users are added as datasets are bound) and the key
 	// its passwords derive from.
@@ -94,6 +96,11 @@ func WithNATSOptions(opts ...nats.Option) Option {
 // and it marks the stream as this deployment's, so that a second deployment started on the
 // same stream while the first runs is refused with a clear message (EnsureStream).
 func WithDeployment(id string) Option { return func(c *Conn) { c.deployment = id } }
+
+// WithAckParallel makes ListenAcks apply up to n acknowledgements at once instead of one at a
+// time in stream order, so that a store applying them in groups (one transaction for the
+// acknowledgements waiting) gets groups. The server uses AckParallel.
+func WithAckParallel(n int) Option { return func(c *Conn) { c.ackParallel = max(n, 1) } }
 
 // WithMaxAge sets how long the stream keeps messages (default DefaultMaxAge; 0 keeps them
 // until removed by hand). It applies when the stream is created.

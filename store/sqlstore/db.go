@@ -48,11 +48,13 @@ type DB struct {
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 
-	stmts   sync.Map // SQLite: query → *sql.Stmt prepared on w
-	seen    sync.Map // SQLite: queries used in a transaction, not yet prepared for good
-	rebound sync.Map // PostgreSQL: query → query with $n placeholders
-	creates chan *createOp
-	done    chan struct{}
+	stmts    sync.Map // SQLite: query → *sql.Stmt prepared on w
+	seen     sync.Map // SQLite: queries used in a transaction, not yet prepared for good
+	rebound  sync.Map // PostgreSQL: query → query with $n placeholders
+	creates  chan *createOp
+	done     chan struct{}
+	acks     chan *ackOp
+	acksDone chan struct{}
 }
 
 var (
@@ -84,11 +86,13 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db := &DB{w: w, r: r, dialect: d, hasher: opts.Hasher, chain: opts.Chain, Now: opts.Now, creates: make(chan *createOp, 256), done: make(chan struct{})}
+	db := &DB{w: w, r: r, dialect: d, hasher: opts.Hasher, chain: opts.Chain, Now: opts.Now, creates: make(chan *createOp, 256), done: make(chan struct{}),
+		acks: make(chan *ackOp, 256), acksDone: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
 		return nil, err
 	}
 	go db.groupCommit()
+	go db.ackGroup()
 	return db, nil
 }
 
@@ -96,6 +100,8 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 func (db *DB) Close() error {
 	close(db.creates)
 	<-db.done
+	close(db.acks)
+	<-db.acksDone
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	err := db.w.Close()
 	if db.r != db.w {

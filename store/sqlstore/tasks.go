@@ -249,40 +249,167 @@ func (db *DB) Task(ctx context.Context, id int64) (*erasure.Task, error) {
 	return &t, err
 }
 
-// AckTask implements erasure.Store.
+// ackOp is one AckTask waiting for the group commit.
+type ackOp struct {
+	ctx     context.Context
+	dataset string
+	d       erasure.AckDecision
+	actor   string
+	task    erasure.Task
+	err     error
+	done    chan struct{}
+}
+
+// AckTask implements erasure.Store. Concurrent calls are applied together (group commit: one
+// transaction for every acknowledgement waiting, each decided by its request's Machine); each
+// call returns once its own outcome is durable. An acknowledgement the Machine refuses (an
+// unknown task, a stale decision) is refused alone.
 func (db *DB) AckTask(ctx context.Context, dataset string, d erasure.AckDecision, actor string) (*erasure.Task, error) {
-	var out erasure.Task
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		var requestID string
-		err := db.queryRow(ctx, tx, `SELECT request_id FROM tasks WHERE id = ?`, d.Ack.TaskID).Scan(&requestID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", d.Ack.TaskID, dataset)
-		} else if err != nil {
-			return err
+	op := &ackOp{ctx: ctx, dataset: dataset, d: d, actor: actor, done: make(chan struct{})}
+	select {
+	case db.acks <- op:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	<-op.done
+	if op.err != nil {
+		return nil, op.err
+	}
+	return &op.task, nil
+}
+
+// ackGroup applies the waiting AckTask calls in batches until Close.
+func (db *DB) ackGroup() {
+	defer close(db.acksDone)
+	for op := range db.acks {
+		batch := []*ackOp{op}
+	more:
+		for len(batch) < 256 {
+			select {
+			case op, ok := <-db.acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, op)
+			default:
+				break more
+			}
 		}
-		rs, err := db.loadState(ctx, tx, requestID)
+		var live []*ackOp
+		for _, op := range batch {
+			if err := op.ctx.Err(); err != nil {
+				op.err = err
+				close(op.done)
+				continue
+			}
+			live = append(live, op)
+		}
+		err := db.inTx(context.Background(), func(tx *sql.Tx) error { return db.ackBatch(context.Background(), tx, live) })
+		if err != nil && len(live) > 1 {
+			// The batch failed as a whole (not one acknowledgement's refusal): each alone.
+			for _, op := range live {
+				op.err = db.inTx(op.ctx, func(tx *sql.Tx) error { return db.ackBatch(op.ctx, tx, []*ackOp{op}) })
+			}
+			err = nil
+		}
+		for _, op := range live {
+			if err != nil && op.err == nil {
+				op.err = err
+			}
+			close(op.done)
+		}
+	}
+}
+
+// ackBatch applies ops in tx: each request's acknowledgements go through its Machine in order,
+// then the request is settled; an op the Machine refuses gets its error and changes nothing.
+func (db *DB) ackBatch(ctx context.Context, tx *sql.Tx, ops []*ackOp) error {
+	for _, op := range ops {
+		op.err, op.task = nil, erasure.Task{}
+	}
+	requestOf := map[int64]string{}
+	ids := make([]int64, 0, len(ops))
+	for _, op := range ops {
+		ids = append(ids, op.d.Ack.TaskID)
+	}
+	for start := 0; start < len(ids); start += inChunk {
+		rows, err := db.query(ctx, tx, `SELECT id, request_id FROM tasks WHERE id IN (`+placeholders(inChunk)+`)`, padded(ids[start:min(len(ids), start+inChunk)], int64(-1))...)
 		if err != nil {
 			return err
 		}
-		m := erasure.NewMachine(rs, db.hasher, db.Now())
-		if _, err := m.Ack(dataset, d, actor); err != nil {
+		for rows.Next() {
+			var id int64
+			var rid string
+			if err := rows.Scan(&id, &rid); err != nil {
+				rows.Close()
+				return err
+			}
+			requestOf[id] = rid
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		m.Settle(actor)
-		if err := db.writeChanges(ctx, tx, requestID, m.Changes()); err != nil {
-			return err
+	}
+	var order []string
+	seen := map[string]bool{}
+	for _, op := range ops {
+		rid, ok := requestOf[op.d.Ack.TaskID]
+		if !ok {
+			op.err = erasure.Errorf(erasure.ENOTFOUND, "task %d of dataset %s not found", op.d.Ack.TaskID, op.dataset)
+			continue
 		}
-		for _, t := range rs.Tasks {
-			if t.ID == d.Ack.TaskID {
-				out = t
+		if !seen[rid] {
+			seen[rid] = true
+			order = append(order, rid)
+		}
+	}
+	states, err := db.loadStates(ctx, tx, order)
+	if err != nil {
+		return err
+	}
+	now := db.Now()
+	machines := map[string]*erasure.Machine{}
+	actors := map[string]string{}
+	for _, op := range ops {
+		rid, ok := requestOf[op.d.Ack.TaskID]
+		if !ok {
+			continue
+		}
+		m := machines[rid]
+		if m == nil {
+			m = erasure.NewMachine(states[rid], db.hasher, now)
+			machines[rid] = m
+		}
+		if _, err := m.Ack(op.dataset, op.d, op.actor); err != nil {
+			op.err = err
+			continue
+		}
+		actors[rid] = op.actor
+	}
+	a := db.auditWriter(tx)
+	w := db.changeWriter(tx, a)
+	for _, rid := range order {
+		m := machines[rid]
+		if actor, ok := actors[rid]; ok {
+			m.Settle(actor)
+		}
+		w.add(rid, m.Changes())
+	}
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.err != nil {
+			continue
+		}
+		for _, t := range states[requestOf[op.d.Ack.TaskID]].Tasks {
+			if t.ID == op.d.Ack.TaskID {
+				op.task = t
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &out, nil
+	return a.flush(ctx)
 }
 
 // Deployment implements erasure.Store: the id generated by the migration that created the
