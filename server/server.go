@@ -41,6 +41,7 @@ import (
 	"erasure/registry"
 	"erasure/store/sqlite"
 	"erasure/store/sqlrecords"
+	"erasure/web"
 )
 
 // OverdueEvery is how often the overdue watcher counts the requests past their deadline.
@@ -65,6 +66,9 @@ type Server struct {
 	Sweeper    *pipeline.Sweeper
 	API        *api.Server
 	Metrics    *prometheus.Registry
+	// Certifier signs erasure certificates; UI is the dashboard mounted at /ui/ (ui.go).
+	Certifier *pipeline.Certifier
+	UI        *web.Handler
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -143,6 +147,9 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
 		s.API.Mount(pattern, h)
+	}
+	if err := s.mountUI(key); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
