@@ -17,10 +17,10 @@ type chart struct {
 }
 
 type bar struct {
-	X, W                  int
-	Completed, Cancelled  rect
-	Failed                rect
-	Title                 string
+	X, W                 int
+	Completed, Cancelled rect
+	Failed               rect
+	Title                string
 }
 
 type rect struct{ Y, H int }

@@ -49,7 +49,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
 	},
-	"num": num,
+	"num":   num,
 	"ended": func(s erasure.RequestStatus) bool { return s.Ended() },
 }
 
