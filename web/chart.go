@@ -67,7 +67,7 @@ func newChart(days []erasure.ActivityDay) chart {
 		y -= b.Failed.H
 		b.Failed.Y = y
 		c.Bars = append(c.Bars, b)
-		if i%7 == 0 || i == len(days)-1 {
+		if i%7 == 0 || (i == len(days)-1 && i%7 >= 4) {
 			c.Labels = append(c.Labels, label{X: i * step, Text: d.Day.Format("Jan 2")})
 		}
 	}

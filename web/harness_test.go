@@ -207,13 +207,13 @@ func (e *estate) browser() *browser {
 	return &browser{t: e.t, base: e.url, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
-type page struct {
+type response struct {
 	status int
 	header http.Header
 	body   string
 }
 
-func (b *browser) do(method, path string, form url.Values, headers ...string) page {
+func (b *browser) do(method, path string, form url.Values, headers ...string) response {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -235,10 +235,10 @@ func (b *browser) do(method, path string, form url.Values, headers ...string) pa
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	return page{resp.StatusCode, resp.Header, string(data)}
+	return response{resp.StatusCode, resp.Header, string(data)}
 }
 
-func (b *browser) get(path string) page { b.t.Helper(); return b.do("GET", path, nil) }
+func (b *browser) get(path string) response { b.t.Helper(); return b.do("GET", path, nil) }
 
 // signIn signs in with token and fails the test unless it worked.
 func (b *browser) signIn(token string) {

@@ -328,7 +328,11 @@ func describe(ev erasure.AuditEvent) (string, bool) {
 		parts = append(parts, "cancelled (was "+str("from")+")")
 	case erasure.EventRequestSubmitted:
 		tasks, _ := d["tasks"].([]any)
-		parts = append(parts, fmt.Sprintf("submitted by %s: reason %s, %d tasks planned, deadline %s", ev.Actor, str("reason"), len(tasks), str("deadline")))
+		deadline := str("deadline")
+		if t, err := time.Parse(time.RFC3339Nano, deadline); err == nil {
+			deadline = when(t)
+		}
+		parts = append(parts, fmt.Sprintf("submitted by %s: reason %s, %d tasks planned, deadline %s", ev.Actor, str("reason"), len(tasks), deadline))
 	case erasure.EventRequestCompleted, erasure.EventRequestFailed, erasure.EventRequestCancelled:
 		parts = append(parts, fmt.Sprintf("%s → %s, %d removed in all", str("from"), strings.TrimPrefix(ev.Type, "request."), numf("removed")))
 		bad = ev.Type == erasure.EventRequestFailed
