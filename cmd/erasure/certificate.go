@@ -23,7 +23,9 @@ func init() {
 
 func runCertificateGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var out *string
-	id, err := oneID("certificate get", args, stderr, func(fs *flag.FlagSet) { out = fs.String("o", "", "write the certificate to this file instead of standard output") })
+	id, err := oneID("certificate get", args, stderr, func(fs *flag.FlagSet) {
+		out = fs.String("o", "", "write the certificate to this file instead of standard output")
+	})
 	if err != nil {
 		return err
 	}
