@@ -110,7 +110,10 @@ func VerifyCertificate(doc []byte, pub ed25519.PublicKey) (*erasure.Certificate,
 	if !ed25519.Verify(named, append([]byte(certificateContext), body.Bytes()...), sig) {
 		return fail("the signature does not match the certificate: it was altered, or signed by another key")
 	}
-	canonical, err := encodeCertificate(body.Bytes(), d.Signature)
+	// Re-encoded from the decoded values: base64 has spare bits a lenient decoder ignores, so
+	// the document must hold the one encoding of each.
+	canonical, err := encodeCertificate(body.Bytes(), CertificateSignature{Algorithm: "ed25519", KeyID: KeyID(named),
+		PublicKey: base64.StdEncoding.EncodeToString(named), Value: base64.StdEncoding.EncodeToString(sig)})
 	if err != nil || !bytes.Equal(canonical, doc) {
 		return fail("the document is not as it was issued (its layout was changed)")
 	}

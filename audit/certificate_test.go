@@ -95,6 +95,22 @@ func TestCertificate_SignVerify(t *testing.T) {
 			}
 		}
 	})
+	t.Run("SpareBase64BitsFail", func(t *testing.T) {
+		// The last character of a padded base64 value carries bits that lenient decoders
+		// ignore: setting them gives the same bytes, but another document.
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+		for _, v := range []string{base64.StdEncoding.EncodeToString(pub), mustSig(t, doc)} {
+			i := strings.Index(v, "=") - 1
+			bad := v[:i] + string(alphabet[strings.IndexByte(alphabet, v[i])|1]) + v[i+1:]
+			if bad == v {
+				bad = v[:i] + string(alphabet[strings.IndexByte(alphabet, v[i])&^1]) + v[i+1:]
+			}
+			tampered := bytes.Replace(doc, []byte(v), []byte(bad), 1)
+			if _, _, err := audit.VerifyCertificate(tampered, pub); !errors.Is(err, audit.ErrCertificate) {
+				t.Fatalf("%s → %s verified: %v", v, bad, err)
+			}
+		}
+	})
 	t.Run("ResignedByAnotherKeyFailsWithTheDeploymentsKey", func(t *testing.T) {
 		// Someone without the key changes a fact and signs with a key of their own: the
 		// document is whole, but not the deployment's.
@@ -187,4 +203,42 @@ func TestParsePublicKey(t *testing.T) {
 			t.Errorf("%q accepted", in)
 		}
 	}
+}
+
+func TestFirstEvents(t *testing.T) {
+	evs := make([]erasure.AuditEvent, 7)
+	for i := range evs {
+		evs[i] = erasure.AuditEvent{Time: time.UnixMilli(int64(1_700_000_000_000 + i)), Actor: "a", Type: "t", RequestID: "r_" + string(rune('a'+i))}
+	}
+	b := audit.NewBlock(3, 11, time.UnixMilli(1_700_000_000_000), evs)
+	all, _ := audit.Events(&b)
+	for _, n := range []int{0, 1, 3, 7, 9} {
+		got, total, err := audit.FirstEvents(&b, n)
+		want := all
+		if n > 0 && n < len(all) {
+			want = all[:n]
+		}
+		if err != nil || total != 7 || len(got) != len(want) {
+			t.Fatalf("n=%d: %d events of %d, %v", n, len(got), total, err)
+		}
+		for i := range got {
+			if got[i].Seq != want[i].Seq || got[i].RequestID != want[i].RequestID || !got[i].Time.Equal(want[i].Time) {
+				t.Fatalf("n=%d event %d: %+v, want %+v", n, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// mustSig returns the signature value of a certificate document.
+func mustSig(t *testing.T, doc []byte) string {
+	t.Helper()
+	var d struct {
+		Signature struct {
+			Value string `json:"value"`
+		} `json:"signature"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil || d.Signature.Value == "" {
+		t.Fatalf("no signature: %v", err)
+	}
+	return d.Signature.Value
 }

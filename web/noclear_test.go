@@ -34,9 +34,18 @@ func TestDashboard_NoIdentifierInClear(t *testing.T) {
 	e.waitStatus(ids["cancelled"], erasure.RequestFailed)
 	refusing.Store(false)
 
+	// A sweep of an offline dataset, as a sweep would leave it.
+	if _, err := e.srv.Store.SQL().Exec(`INSERT INTO sweeps (id, dataset, state, mode, actor, tasks, started, finished, partitions, rows_scanned, rows_removed, bytes, error)
+		VALUES ('s_06h36000000000000000000000', 'accounts.profiles', 'failed', 'internal', 'scheduler', 3, 1764600000000, 1764600060000, 4, 1000, 0, 4096, 'disk full')`); err != nil {
+		t.Fatal(err)
+	}
+
 	b := e.browser()
 	b.signIn(operatorToken)
 	csrf := b.csrf("/ui/")
+	if p := b.get("/ui/sweeps"); p.status != http.StatusOK || !strings.Contains(p.body, "s_06h36000000000000000000000") || !strings.Contains(p.body, "disk full") {
+		t.Fatalf("sweeps page: %d", p.status)
+	}
 	if p := b.do("POST", "/ui/requests/"+ids["cancelled"]+"/cancel", url.Values{"csrf": {csrf}}); p.status != http.StatusSeeOther {
 		t.Fatalf("cancel: %d", p.status)
 	}

@@ -535,7 +535,12 @@ type blockView struct {
 	Time   time.Time
 	Hash   string
 	Events []erasure.AuditEvent
+	// More is how many events of the block are not shown.
+	More int
 }
+
+// AuditEventsPerBlock is how many events of a block the audit page shows.
+const AuditEventsPerBlock = 10
 
 // AuditBlocksPerPage is how many blocks the audit page shows.
 const AuditBlocksPerPage = 20
@@ -567,11 +572,11 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request, s *session) {
 	var blocks []blockView
 	for i := len(bs) - 1; i >= 0; i-- {
 		b := &bs[i]
-		evs, err := audit.Events(b)
+		evs, total, err := audit.FirstEvents(b, AuditEventsPerBlock)
 		if err != nil {
-			evs = nil
+			evs = nil // the check above reports a broken block
 		}
-		blocks = append(blocks, blockView{Seq: b.Seq, Time: b.Time, Hash: b.Hash, Events: evs})
+		blocks = append(blocks, blockView{Seq: b.Seq, Time: b.Time, Hash: b.Hash, Events: evs, More: total - len(evs)})
 	}
 	older := ""
 	if after > 0 {
