@@ -63,7 +63,9 @@ func (h *Handler) newSession(r *http.Request, p *api.Principal) *http.Cookie {
 }
 
 func (h *Handler) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: CookieName, Value: value, Path: "/ui/", MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
+	// Secure when the browser reached us over TLS, directly or through a proxy that says so.
+	secure := r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	return &http.Cookie{Name: CookieName, Value: value, Path: "/ui/", MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure}
 }
 
 // session returns the request's valid session, or nil.
