@@ -50,12 +50,15 @@ type SweepPage struct {
 }
 
 // ReportStore answers the dashboard's questions. Every method reads through an index: its cost
-// grows with what it returns (statuses, days, datasets, a page), not with the store's size.
+// grows with what it counts or returns (open requests, a window of days, a page), not with the
+// store's size.
 // Implementations: store/sqlstore (SQLite and PostgreSQL); store/storetest.RunReports is its
 // suite.
 type ReportStore interface {
-	// RequestCounts counts the requests in each status (statuses without requests are absent).
-	RequestCounts(ctx context.Context) (map[RequestStatus]int, error)
+	// RequestCounts counts the requests in each of statuses (every status when none is given);
+	// statuses without requests are absent. Its cost grows with the requests counted: the
+	// dashboard counts the open statuses, and ended requests by day (Activity).
+	RequestCounts(ctx context.Context, statuses ...RequestStatus) (map[RequestStatus]int, error)
 	// Activity returns one ActivityDay per day from since's day to today (UTC), oldest first,
 	// days without activity included.
 	Activity(ctx context.Context, since time.Time) ([]ActivityDay, error)

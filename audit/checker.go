@@ -74,7 +74,8 @@ func (c *Checker) Advance(ctx context.Context, budget time.Duration, now time.Ti
 		}
 	}
 	for c.legacy && c.broken == "" && c.block < head.Block && time.Now().Before(deadline) {
-		bs, err := c.trail.AuditBlocks(ctx, c.block, 500)
+		// Small reads, so that the budget holds even with large blocks.
+		bs, err := c.trail.AuditBlocks(ctx, c.block, 16)
 		if err != nil {
 			return c.report(head), err
 		}
@@ -88,6 +89,9 @@ func (c *Checker) Advance(ctx context.Context, budget time.Duration, now time.Ti
 				break
 			}
 			c.block = bs[i].Seq
+			if !time.Now().Before(deadline) {
+				break
+			}
 		}
 	}
 	return c.report(head), nil

@@ -187,6 +187,11 @@ func testRequestCounts(t *testing.T, open ReportOpener) {
 	if err != nil || !mapsEqual(counts, want) {
 		t.Fatalf("RequestCounts = %v, %v; want %v", counts, err, want)
 	}
+	counts, err = s.RequestCounts(ctx, erasure.RequestPending, erasure.RequestRunning, erasure.RequestFailed)
+	want = map[erasure.RequestStatus]int{erasure.RequestFailed: 1, erasure.RequestPending: 3}
+	if err != nil || !mapsEqual(counts, want) {
+		t.Fatalf("RequestCounts of the open statuses = %v, %v; want %v", counts, err, want)
+	}
 }
 
 func mapsEqual[K comparable](a, b map[K]int) bool {
