@@ -322,12 +322,23 @@ type Ack struct {
 	Error    string    `json:"error,omitempty"`
 }
 
-// RequestFilter selects requests for a listing.
+// RequestFilter selects requests for a listing. Filters combine (AND).
 type RequestFilter struct {
 	Status  RequestStatus
 	Overdue bool
-	Cursor  string
-	Limit   int
+	// Dataset selects the requests with an unfinished task on the dataset (blocked, pending,
+	// running, dispatched, queued or failed): what the dataset holds up. Every request has a
+	// task on every dataset registered when it was submitted, so "has a task" would select all.
+	Dataset string
+	// Identifier selects the requests whose subject holds it, ended ones included. It is given
+	// in clear to a Service, which puts its value in canonical form and replaces it by its keyed
+	// hash (SubjectHash): a store never receives it.
+	Identifier *Identifier
+	// SubjectHash selects the requests whose subject holds the identifier of this keyed hash
+	// ("type:hex", see Hasher.Identifier).
+	SubjectHash string
+	Cursor      string
+	Limit       int
 }
 
 // RequestPage is one page of a listing; Next is the cursor of the next page, empty at the end.

@@ -7,7 +7,12 @@
 // holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
-//	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
+//	GET  /v1/requests                 read     ?status=&overdue=true&dataset=&identifier=TYPE:VALUE&cursor=&limit= (1..500, default 100)
+//	                                           identifier finds requests by the keyed hash of the value, ended ones too;
+//	                                           dataset, the requests with an unfinished task on the dataset
+//	GET  /v1/requests/{id}/certificate read    the signed erasure certificate of a completed request (409 otherwise):
+//	                                           see CertificateRoutes
+//	GET  /v1/certificates/key         none     the public key certificates are signed with
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
 //	POST /v1/requests/{id}/retry      operate  409 when nothing failed
@@ -293,12 +298,22 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	q, err := query(r, "status", "overdue", "cursor", "limit")
+	q, err := query(r, "status", "overdue", "dataset", "identifier", "cursor", "limit")
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	f := erasure.RequestFilter{Status: erasure.RequestStatus(q.Get("status")), Cursor: q.Get("cursor")}
+	f := erasure.RequestFilter{Status: erasure.RequestStatus(q.Get("status")), Dataset: q.Get("dataset"), Cursor: q.Get("cursor")}
+	if f.Dataset != "" && !datasetNameRE.MatchString(f.Dataset) {
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "%q is not a valid dataset name", truncate(f.Dataset, 64)))
+		return
+	}
+	if v := q.Get("identifier"); v != "" {
+		if f.Identifier, err = ParseIdentifier(v); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+	}
 	if f.Status != "" && !f.Status.Valid() {
 		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "status must be pending, running, completed, failed or cancelled"))
 		return
@@ -328,6 +343,21 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		page.Requests = []erasure.Request{}
 	}
 	WriteJSON(w, http.StatusOK, page)
+}
+
+// ParseIdentifier reads an identifier written TYPE:VALUE (the value may hold colons), as the
+// identifier parameter of GET /v1/requests takes it. EINVALID without its value in the message.
+func ParseIdentifier(v string) (*erasure.Identifier, error) {
+	typ, value, ok := strings.Cut(v, ":")
+	if !ok || value == "" || !erasure.ValidIdentifierType(typ) {
+		// The message never repeats the input: it may be an identifier in clear.
+		return nil, erasure.Errorf(erasure.EINVALID, "identifier must be TYPE:VALUE with a declared type, such as email:someone@example.org")
+	}
+	id := erasure.Identifier{Type: typ, Value: value}
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
+	return &id, nil
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {

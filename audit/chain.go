@@ -118,6 +118,30 @@ func Events(b *erasure.AuditBlock) ([]erasure.AuditEvent, error) {
 	return out, nil
 }
 
+// FirstEvents decodes the first n events of a block (all when n <= 0 or the block holds fewer)
+// and returns them with the number of events it holds, without decoding the rest: a page that
+// shows the head of large blocks pays for what it shows.
+func FirstEvents(b *erasure.AuditBlock, n int) ([]erasure.AuditEvent, int, error) {
+	if n <= 0 || n >= b.Events {
+		evs, err := Events(b)
+		return evs, b.Events, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b.Body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return nil, b.Events, fmt.Errorf("audit block %d: body is not a list of events", b.Seq)
+	}
+	out := make([]erasure.AuditEvent, 0, n)
+	for i := 0; i < n && dec.More(); i++ {
+		var w wireEvent
+		if err := dec.Decode(&w); err != nil {
+			return nil, b.Events, fmt.Errorf("audit block %d: event %d: %w", b.Seq, i, err)
+		}
+		out = append(out, erasure.AuditEvent{Seq: b.FirstEvent + int64(i), Block: b.Seq, Time: time.UnixMilli(w.Time).UTC(), Actor: w.Actor, Type: w.Type,
+			RequestID: w.RequestID, TaskID: w.TaskID, Dataset: w.Dataset, Data: w.Data})
+	}
+	return out, b.Events, nil
+}
+
 // Verifier checks a chain block by block, in order, after the legacy events (if any) of a trail
 // started before blocks existed. The zero value is not usable: use NewVerifier.
 type Verifier struct {

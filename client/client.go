@@ -230,7 +230,8 @@ func (c *Client) Request(ctx context.Context, id string) (*erasure.Request, erro
 }
 
 // Requests returns one page of requests, newest first; pass the page's Next as f.Cursor for
-// the next one. Needs the read role.
+// the next one. f.Identifier finds the requests of a subject, ended ones included (the server
+// compares keyed hashes); f.SubjectHash is not sent. Needs the read role.
 func (c *Client) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.RequestPage, error) {
 	q := url.Values{}
 	if f.Status != "" {
@@ -238,6 +239,12 @@ func (c *Client) Requests(ctx context.Context, f erasure.RequestFilter) (erasure
 	}
 	if f.Overdue {
 		q.Set("overdue", "true")
+	}
+	if f.Dataset != "" {
+		q.Set("dataset", f.Dataset)
+	}
+	if f.Identifier != nil {
+		q.Set("identifier", f.Identifier.Type+":"+f.Identifier.Value)
 	}
 	if f.Cursor != "" {
 		q.Set("cursor", f.Cursor)

@@ -179,7 +179,39 @@ func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasur
 	if f.Limit < 0 || f.Limit > 500 {
 		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "limit must be between 1 and 500")
 	}
+	if f.Dataset != "" && s.dataset(f.Dataset) == nil {
+		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "dataset %q is not registered", truncateID(f.Dataset))
+	}
+	if f.Identifier != nil {
+		h, err := s.SubjectHash(*f.Identifier)
+		if err != nil {
+			return erasure.RequestPage{}, err
+		}
+		f.Identifier, f.SubjectHash = nil, h
+	}
 	return s.Store.Requests(ctx, f)
+}
+
+// SubjectHash returns the keyed hash the store keeps for id: of its value in canonical form, as
+// a submission's would be. EINVALID for a malformed identifier or an undeclared type; the
+// message never holds the value.
+func (s *Service) SubjectHash(id erasure.Identifier) (string, error) {
+	if err := id.Validate(); err != nil {
+		return "", err
+	}
+	if !contains(s.Identifiers, id.Type) {
+		return "", erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
+	}
+	for _, t := range s.IdentifierTypes {
+		if t.Name == id.Type {
+			v, err := t.Canonical(id.Value)
+			if err != nil {
+				return "", err
+			}
+			id.Value = v
+		}
+	}
+	return s.Hasher.Identifier(id), nil
 }
 
 // Cancel implements erasure.Service.

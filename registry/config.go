@@ -87,9 +87,12 @@ type Token struct {
 }
 
 // Audit is the `audit` section. Key is the HMAC key for identifier hashes in hex; when empty a
-// key is generated once into the data dir.
+// key is generated once into the data dir. SigningKey is the Ed25519 key that signs erasure
+// certificates (its 32-byte seed in hex or base64, see audit.LoadSigningKey); when empty a key
+// is generated once into the data dir (signing.key).
 type Audit struct {
-	Key string `yaml:"key"`
+	Key        string `yaml:"key"`
+	SigningKey string `yaml:"signing_key"`
 }
 
 // NATS is the `nats` section. With URL empty the server runs an embedded NATS with JetStream

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -142,6 +143,7 @@ func (l *loader) store(n *yaml.Node) {
 
 func (l *loader) audit(n *yaml.Node) {
 	l.decode(n, "audit", &l.cfg.Audit)
+	l.signingKey(get(n, "signing_key"))
 	v := get(n, "key")
 	if !l.scalar(v) || l.cfg.Audit.Key == "" && v.Tag == "!!null" {
 		return
@@ -152,6 +154,26 @@ func (l *loader) audit(n *yaml.Node) {
 	}
 	if k, err := hex.DecodeString(strings.TrimSpace(l.cfg.Audit.Key)); err != nil || len(k) < 16 {
 		l.errorf(v, "audit.key must be at least 32 hex digits (16 bytes), for example from `openssl rand -hex 32`")
+	}
+}
+
+// signingKey checks audit.signing_key: a secret from the environment, the 32-byte seed of an
+// Ed25519 key in hex or base64.
+func (l *loader) signingKey(v *yaml.Node) {
+	if !l.scalar(v) || l.cfg.Audit.SigningKey == "" && v.Tag == "!!null" {
+		return
+	}
+	if !envRefRE.MatchString(l.rawValue(v)) {
+		l.errorf(v, "audit.signing_key: secrets come from the environment: write signing_key: ${VAR}")
+		return
+	}
+	k := strings.TrimSpace(l.cfg.Audit.SigningKey)
+	b, err := hex.DecodeString(k)
+	if err != nil {
+		b, err = base64.StdEncoding.DecodeString(k)
+	}
+	if err != nil || (len(b) != 32 && len(b) != 64) {
+		l.errorf(v, "audit.signing_key must be the 32-byte seed of an Ed25519 key in hex or base64, for example from `openssl rand -hex 32`")
 	}
 }
 

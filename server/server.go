@@ -42,6 +42,7 @@ import (
 	"erasure/registry"
 	"erasure/store/sqlite"
 	"erasure/store/sqlrecords"
+	"erasure/web"
 )
 
 // OverdueEvery is how often the overdue watcher counts the requests past their deadline.
@@ -69,6 +70,9 @@ type Server struct {
 	// DRP speaks the Data Rights Protocol on the API's listener; nil without a drp section.
 	// DRP.Subscriber() is the status callbacks' outbox subscriber.
 	DRP *drp.Server
+	// Certifier signs erasure certificates; UI is the dashboard mounted at /ui/ (ui.go).
+	Certifier *pipeline.Certifier
+	UI        *web.Handler
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -155,6 +159,9 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		for pattern, h := range s.DRP.Routes() {
 			s.API.Mount(pattern, h)
 		}
+	}
+	if err := s.mountUI(key); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

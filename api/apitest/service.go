@@ -198,10 +198,16 @@ func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasur
 	if limit <= 0 {
 		limit = 100
 	}
+	if f.Identifier != nil {
+		if !s.declared(f.Identifier.Type) {
+			return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared", f.Identifier.Type)
+		}
+		f.SubjectHash = s.hasher.Identifier(*f.Identifier)
+	}
 	var page erasure.RequestPage
 	for i := start; i < len(s.requests); i++ {
 		c := s.copyOf(s.requests[len(s.requests)-1-i])
-		if (f.Status != "" && c.Status != f.Status) || (f.Overdue && !c.Overdue) {
+		if (f.Status != "" && c.Status != f.Status) || (f.Overdue && !c.Overdue) || !holds(c, f.SubjectHash) || !holdsUp(c, f.Dataset) {
 			continue
 		}
 		if len(page.Requests) == limit {
@@ -211,6 +217,32 @@ func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasur
 		page.Requests = append(page.Requests, *c)
 	}
 	return page, nil
+}
+
+// holds reports whether r's subject has the identifier of hash (any when hash is empty).
+func holds(r *erasure.Request, hash string) bool {
+	if hash == "" {
+		return true
+	}
+	for _, h := range r.SubjectHashes {
+		if h == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsUp reports whether r has an unfinished task on dataset (any when dataset is empty).
+func holdsUp(r *erasure.Request, dataset string) bool {
+	if dataset == "" {
+		return true
+	}
+	for _, t := range r.Tasks {
+		if t.Dataset == dataset && !t.State.Final() {
+			return true
+		}
+	}
+	return false
 }
 
 // Cancel cancels unfinished tasks; ENOTFOUND, ECONFLICT when the request ended.

@@ -357,11 +357,15 @@ func collectTasks(rows *sql.Rows) ([]erasure.Task, error) {
 }
 
 // Requests implements erasure.Store. The cursor is the id of the last request of the previous
-// page; ids sort by creation time.
+// page; ids sort by creation time. A clear Identifier in the filter is refused: the Service
+// hashes it first.
 func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.RequestPage, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > 500 {
 		limit = 50
+	}
+	if f.Identifier != nil {
+		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "the store searches by keyed hash (SubjectHash), never by a clear identifier")
 	}
 	var where []string
 	var args []any
@@ -372,6 +376,16 @@ func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.Re
 	if f.Overdue {
 		where = append(where, `status NOT IN ('completed', 'cancelled') AND deadline < ?`)
 		args = append(args, ms(db.Now()))
+	}
+	// The subqueries return few rows (one subject's requests, one dataset's unfinished tasks),
+	// each read through its index (migration 006).
+	if f.SubjectHash != "" {
+		where = append(where, `id IN (SELECT request_id FROM identifiers WHERE hash = ?)`)
+		args = append(args, f.SubjectHash)
+	}
+	if f.Dataset != "" {
+		where = append(where, `id IN (SELECT request_id FROM tasks WHERE dataset = ? AND state NOT IN ('done', 'skipped', 'cancelled'))`)
+		args = append(args, f.Dataset)
 	}
 	if f.Cursor != "" {
 		where = append(where, `id < ?`)

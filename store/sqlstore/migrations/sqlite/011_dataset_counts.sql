@@ -1,6 +1,7 @@
 -- Tasks by dataset and state, kept by every transaction that changes a task's state, so that
--- dataset health is read in a few rows instead of a scan of every task; and an index of the
--- open tasks only (done, skipped and cancelled tasks leave it), which a lease does not touch.
+-- dataset health is read in a few rows instead of a scan of every task. The index of every
+-- task by dataset and state goes: a dataset's open tasks are found through tasks_dataset_open
+-- (006), which done, skipped and cancelled tasks leave and which a lease does not touch.
 CREATE TABLE dataset_tasks (
     dataset TEXT   NOT NULL,
     state   TEXT   NOT NULL,
@@ -11,4 +12,3 @@ CREATE TABLE dataset_tasks (
 INSERT INTO dataset_tasks (dataset, state, n, last_at)
 SELECT dataset, state, count(*), coalesce(max(coalesce(finished_at, updated_at)), 0) FROM tasks GROUP BY dataset, state;
 DROP INDEX tasks_dataset_state;
-CREATE INDEX tasks_dataset_open ON tasks (dataset) WHERE state NOT IN ('done', 'skipped', 'cancelled');
