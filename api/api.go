@@ -10,7 +10,7 @@
 //	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
-//	POST /v1/requests/{id}/retry      operate  409 when nothing failed
+//	POST /v1/requests/{id}/retry      operate  409 when nothing failed; {"force":true} lifts tripped guards
 //	POST /v1/tasks/{id}/ack           ack:DATASET of the task's dataset (or ack:*)
 //	GET  /v1/datasets                 read
 //	GET  /v1/datasets/{name}          read
@@ -334,11 +334,28 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	s.operate(w, r, s.svc.Cancel)
 }
 
-func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
-	s.operate(w, r, s.svc.Retry)
+// RetryBody is the optional body of POST /v1/requests/{id}/retry: {"force": true} retries
+// the tasks that stopped at their dataset's guard without it (erasure.RetryOptions).
+type RetryBody struct {
+	Force bool `json:"force"`
 }
 
-// operate runs an operator action. Its body, if any, is ignored.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+	var o erasure.RetryOptions
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" {
+		var body RetryBody
+		if err := DecodeJSON(r, s.limit, &body); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		o.OverrideGuard = body.Force
+	}
+	s.operate(w, r, func(ctx context.Context, id, actor string) (*erasure.Request, error) {
+		return s.svc.Retry(ctx, id, actor, o)
+	})
+}
+
+// operate runs an operator action (its body, if any, is the caller's to read first).
 func (s *Server) operate(w http.ResponseWriter, r *http.Request, action func(ctx context.Context, id, actor string) (*erasure.Request, error)) {
 	actor, err := s.Authorize(r, RoleOperate)
 	if err != nil {

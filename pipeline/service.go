@@ -181,13 +181,17 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	return s.Store.CancelRequest(ctx, id, actor)
 }
 
-// Retry implements erasure.Service.
-func (s *Service) Retry(ctx context.Context, id, actor string) (*erasure.Request, error) {
+// Retry implements erasure.Service. A forced retry (o.OverrideGuard) is logged as a warning:
+// it lets an erasure remove more than its dataset's guard allows.
+func (s *Service) Retry(ctx context.Context, id, actor string, o erasure.RetryOptions) (*erasure.Request, error) {
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	r, err := s.Store.RetryRequest(ctx, id, actor)
+	r, err := s.Store.RetryRequest(ctx, id, actor, o)
 	if err == nil {
+		if o.OverrideGuard && s.Logger != nil {
+			s.Logger.Warn("retry forced past the blast-radius guard", "request", id, "actor", actor)
+		}
 		s.wake()
 	}
 	return r, err

@@ -22,7 +22,7 @@ func init() {
 	command("status", "show a request and its tasks: status ID", runStatus)
 	command("wait", "wait until a request ends: wait ID [--timeout D]; exits 0 only when it completed", runWait)
 	command("cancel", "cancel a request's unfinished tasks: cancel ID", runCancel)
-	command("retry", "re-open a request's failed tasks: retry ID", runRetry)
+	command("retry", "re-open a request's failed tasks: retry [--force] ID (--force lifts tripped guards)", runRetry)
 	command("datasets list", "list the registered datasets with their health", runDatasetsList)
 	command("audit verify", "fetch the audit trail and recompute its hash chain: audit verify [--request ID]", runAuditVerify)
 }
@@ -288,7 +288,27 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return operate(ctx, "retry", args, stdout, stderr, (*client.Client).Retry)
+	var force bool
+	id, err := oneID("retry", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&force, "force", false, "run the tasks that stopped at their dataset's guard (max_removed) again without it; audited")
+	})
+	if err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	req, err := c.RetryWith(ctx, id, erasure.RetryOptions{OverrideGuard: force})
+	if err != nil {
+		return err
+	}
+	verb := "retried"
+	if force {
+		verb = "retried past the guard"
+	}
+	fmt.Fprintf(stdout, "%s %s; now %s\n", verb, req.ID, summary(req))
+	return nil
 }
 
 func operate(ctx context.Context, name string, args []string, stdout, stderr io.Writer, action func(*client.Client, context.Context, string) (*erasure.Request, error)) error {

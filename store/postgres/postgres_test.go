@@ -47,3 +47,7 @@ func TestStore_Concurrent(t *testing.T) {
 		return hs
 	})
 }
+
+func TestGuards_Conformance(t *testing.T) {
+	storetest.RunGuards(t, func(t *testing.T, now func() time.Time) storetest.GuardStore { return open(t, now) })
+}

@@ -52,41 +52,45 @@ func (db *DB) LeaseTasks(ctx context.Context, owner string, n int, lease time.Du
 		}
 		subjects := map[string]erasure.Subject{}
 		deadlines := map[string]time.Time{}
+		canaries := map[string]bool{}
 		for i := range out {
 			t := &out[i]
 			if _, ok := subjects[t.RequestID]; !ok {
-				s, deadline, err := db.subjectOf(ctx, tx, t.RequestID)
+				s, deadline, canary, err := db.subjectOf(ctx, tx, t.RequestID)
 				if err != nil {
 					return err
 				}
-				subjects[t.RequestID], deadlines[t.RequestID] = s, deadline
+				subjects[t.RequestID], deadlines[t.RequestID], canaries[t.RequestID] = s, deadline, canary
 			}
-			t.Subject, t.Deadline = subjects[t.RequestID], deadlines[t.RequestID]
+			t.Subject, t.Deadline, t.Canary = subjects[t.RequestID], deadlines[t.RequestID], canaries[t.RequestID]
 		}
 		return nil
 	})
 	return out, err
 }
 
-func (db *DB) subjectOf(ctx context.Context, tx *sql.Tx, requestID string) (erasure.Subject, time.Time, error) {
+// subjectOf returns the subject of a request as known now, its deadline, and whether it is a
+// canary.
+func (db *DB) subjectOf(ctx context.Context, tx *sql.Tx, requestID string) (erasure.Subject, time.Time, bool, error) {
 	var deadline int64
-	if err := db.queryRow(ctx, tx, `SELECT deadline FROM requests WHERE id = ?`, requestID).Scan(&deadline); err != nil {
-		return nil, time.Time{}, err
+	var canary string
+	if err := db.queryRow(ctx, tx, `SELECT deadline, canary FROM requests WHERE id = ?`, requestID).Scan(&deadline, &canary); err != nil {
+		return nil, time.Time{}, false, err
 	}
 	rows, err := db.query(ctx, tx, `SELECT type, value FROM identifiers WHERE request_id = ? AND value IS NOT NULL`, requestID)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, false, err
 	}
 	defer rows.Close()
 	var ids []erasure.Identifier
 	for rows.Next() {
 		var id erasure.Identifier
 		if err := rows.Scan(&id.Type, &id.Value); err != nil {
-			return nil, time.Time{}, err
+			return nil, time.Time{}, false, err
 		}
 		ids = append(ids, id)
 	}
-	return erasure.NewSubject(ids...), fromMS(deadline), rows.Err()
+	return erasure.NewSubject(ids...), fromMS(deadline), canary != "", rows.Err()
 }
 
 // ExtendLease implements erasure.Store.
