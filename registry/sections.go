@@ -39,6 +39,7 @@ var DefaultPolicy = erasure.Policy{
 	Backoff:     erasure.Backoff{Initial: time.Second, Max: time.Hour},
 	Timeout:     30 * time.Second,
 	AckTimeout:  time.Hour,
+	Guard:       DefaultGuard,
 }
 
 var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets"}
@@ -409,8 +410,9 @@ type policyYAML struct {
 		Initial string `yaml:"initial"`
 		Max     string `yaml:"max"`
 	} `yaml:"backoff"`
-	Timeout    string `yaml:"timeout"`
-	AckTimeout string `yaml:"ack_timeout"`
+	Timeout    string    `yaml:"timeout"`
+	AckTimeout string    `yaml:"ack_timeout"`
+	Guard      guardYAML `yaml:"guard"`
 }
 
 func (l *loader) defaults(n *yaml.Node) {
@@ -438,6 +440,7 @@ func (l *loader) policy(n *yaml.Node, what string, p *erasure.Policy, withDeadli
 	l.durationField(b, "max", what+": backoff", &p.Backoff.Max)
 	l.durationField(n, "timeout", what, &p.Timeout)
 	l.durationField(n, "ack_timeout", what, &p.AckTimeout)
+	l.guard(n, what, &p.Guard)
 	if p.Backoff.Initial > p.Backoff.Max {
 		l.errorf(orNode(b, n), "%s: backoff.initial (%s) is longer than backoff.max (%s)", what, fmtDuration(p.Backoff.Initial), fmtDuration(p.Backoff.Max))
 	}
