@@ -45,8 +45,10 @@ type fakePlant struct {
 	Keys []string `yaml:"keys"`
 }
 
-func (c *plantingConn) Plant(ctx context.Context, s erasure.Subject) error            { return nil }
-func (c *plantingConn) Remains(ctx context.Context, s erasure.Subject) (bool, error) { return false, nil }
+func (c *plantingConn) Plant(ctx context.Context, s erasure.Subject) error { return nil }
+func (c *plantingConn) Remains(ctx context.Context, s erasure.Subject) (bool, error) {
+	return false, nil
+}
 
 func (d fakeDriver) Method() erasure.Method { return d.method }
 
