@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline,
 		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
-	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
+	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
