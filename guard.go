@@ -38,7 +38,8 @@ func (g Guard) Check(dataset, unit string, count int64) error {
 
 // CheckShare returns a permanent *GuardError when a sweep removing removed of a partition's
 // rows exceeds MaxRemovedShare (for partitions of at least ShareMinRows rows), and nil
-// otherwise. partition names the partition in the message (a file, a table).
+// otherwise. partition names the partition in the message ("partition 2024/01.jsonl",
+// "table events").
 func (g Guard) CheckShare(dataset, partition string, removed, rows int64) error {
 	if g.MaxRemovedShare <= 0 || g.MaxRemovedShare >= 1 || rows <= 0 || rows < g.ShareMinRows {
 		return nil
@@ -58,7 +59,7 @@ type GuardError struct {
 	// Count is what the erasure would have removed; Limit the dataset's max_removed.
 	Count, Limit int64
 	// Partition, Rows and MaxShare are set for a sweep stopped by max_removed_share: the
-	// partition, its rows, and the share allowed.
+	// partition ("partition 2024/01.jsonl", "table events"), its rows, and the share allowed.
 	Partition string
 	Rows      int64
 	MaxShare  float64
@@ -73,12 +74,15 @@ func (e *GuardError) Error() string {
 	var b strings.Builder
 	switch {
 	case e.Partition != "":
-		fmt.Fprintf(&b, "guard: the sweep would remove %d of the %d rows of partition %s of %s (%.0f%%), more than max_removed_share %g; nothing was swapped",
+		fmt.Fprintf(&b, "guard: the sweep would remove %d of the %d rows of %s of %s (%.0f%%), more than max_removed_share %g; nothing was changed",
 			e.Count, e.Rows, e.Partition, e.Dataset, 100*float64(e.Count)/float64(e.Rows), e.MaxShare)
 	case e.Reported:
 		fmt.Fprintf(&b, "guard: %s reports %d %s removed for one subject, more than max_removed %d; the service has already erased them: check its key", e.Dataset, e.Count, e.Unit, e.Limit)
-	case len(e.Tasks) > 0:
-		fmt.Fprintf(&b, "guard: erasing the subject of task %s would remove %d %s of %s, more than max_removed %d; nothing was removed",
+	case len(e.Tasks) == 1:
+		fmt.Fprintf(&b, "guard: erasing the subject of task %d would remove %d %s of %s, more than max_removed %d; nothing was removed",
+			e.Tasks[0], e.Count, e.Unit, e.Dataset, e.Limit)
+	case len(e.Tasks) > 1:
+		fmt.Fprintf(&b, "guard: erasing the subjects of tasks %s would remove up to %d %s each of %s, more than max_removed %d; nothing was removed",
 			joinIDs(e.Tasks), e.Count, e.Unit, e.Dataset, e.Limit)
 	default:
 		fmt.Fprintf(&b, "guard: erasing this subject would remove %d %s of %s, more than max_removed %d; nothing was removed", e.Count, e.Unit, e.Dataset, e.Limit)

@@ -872,7 +872,7 @@ func TestGuard_Check(t *testing.T) {
 	}
 	for _, tc := range shares {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.g.CheckShare("warehouse.events", "2024/part-1.jsonl", tc.removed, tc.rows)
+			err := tc.g.CheckShare("warehouse.events", "partition 2024/part-1.jsonl", tc.removed, tc.rows)
 			if (err != nil) != tc.tripped {
 				t.Fatalf("err %v", err)
 			}
