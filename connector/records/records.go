@@ -165,6 +165,16 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	if err != nil {
 		return erasure.Outcome{}, err
 	}
+	if g := erasure.GuardFrom(ctx); g.MaxRemoved > 0 {
+		// Counted before anything is written: the records the erase would change.
+		n, err := c.holding(ctx, st, s)
+		if err != nil {
+			return erasure.Outcome{}, err
+		}
+		if err := g.Check(c.dataset, "records", n); err != nil {
+			return erasure.Outcome{}, err
+		}
+	}
 	var out erasure.Outcome
 	for _, id := range c.ids(s) {
 		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge})
@@ -187,20 +197,28 @@ func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) 
 	if err != nil {
 		return false, err
 	}
+	n, err := c.holding(ctx, st, s)
+	return n > 0, err
+}
+
+// holding counts the subject's records an erase would change: live ones (tombstone mode), or
+// those still carrying a payload (purge mode).
+func (c *Connector) holding(ctx context.Context, st records.Service, s erasure.Subject) (int64, error) {
+	var n int64
 	for _, id := range c.ids(s) {
 		rec, err := st.Get(ctx, c.source, id)
 		switch {
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 			continue
 		case err != nil:
-			return false, classify(ctx, err)
+			return 0, classify(ctx, err)
 		case !rec.Deleted:
-			return true, nil
+			n++
 		case c.mode == ModePurge && rec.Payload != nil:
-			return true, nil
+			n++
 		}
 	}
-	return false, nil
+	return n, nil
 }
 
 // Check reports whether the store is bound and answers.
