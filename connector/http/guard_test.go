@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"erasure"
+	"erasure/registry"
 )
 
 // userService is a small HTTP service holding users: POST /users creates one from
