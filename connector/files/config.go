@@ -152,5 +152,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		return nil
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
-	return newConnector(cfg)
+	c := newConnector(cfg)
+	c.name = b.Dataset.Name
+	return c
 }
