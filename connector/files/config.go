@@ -154,5 +154,8 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	c := newConnector(cfg)
 	c.name = b.Dataset.Name
+	if b.Dataset.Canary != nil && !buildPlant(b, c) {
+		return nil
+	}
 	return c
 }

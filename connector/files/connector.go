@@ -28,6 +28,8 @@ type Connector struct {
 	name string
 	cfg  Config
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
+	// plant is the dataset's canary partition (nil without a canary).
+	plant *plantSpec
 	log  *slog.Logger
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64

@@ -14,7 +14,9 @@ package recordsconn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 
 	"erasure"
@@ -81,14 +83,75 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	c := &Connector{dataset: b.Dataset.Name, source: cfg.Source, mode: cfg.Mode, identifier: cfg.Key.Identifier}
+	if b.Dataset.Canary != nil {
+		var p plantBlock
+		if !b.DecodePlant(&p) {
+			return nil
+		}
+		c.plantPayload = json.RawMessage(`{"erasure_canary":true}`)
+		if p.Payload != "" {
+			if !json.Valid([]byte(p.Payload)) || !strings.HasPrefix(strings.TrimSpace(p.Payload), "{") {
+				b.Errorf(registry.Child(b.Plant, "payload"), "canary.plant: payload must be a JSON object")
+				return nil
+			}
+			c.plantPayload = json.RawMessage(p.Payload)
+		}
+	}
 	SharedStore.Use(b.Resources, c.bind)
 	return c
+}
+
+// plantBlock is the canary's plant block: the payload of the canary record
+//
+//	canary: { plant: { payload: '{"title": "canary"}' } }   # default {"erasure_canary":true}
+//
+// Plant writes a record whose id is the canary subject's record id with that payload (a new
+// live record, as the catalogue's sources write them); Remains reads it back as the catalogue
+// serves it: still live (tombstone mode), or a tombstone still carrying its payload (purge
+// mode).
+type plantBlock struct {
+	Payload string `yaml:"payload"`
+}
+
+var _ erasure.Planter = (*Connector)(nil)
+
+// Plant writes the canary's record (one per record id of s).
+func (c *Connector) Plant(ctx context.Context, s erasure.Subject) error {
+	st, err := c.bound()
+	if err != nil {
+		return err
+	}
+	if c.plantPayload == nil {
+		return erasure.Permanentf("records: dataset %s has no canary plant", c.dataset)
+	}
+	ids := c.ids(s)
+	if len(ids) == 0 {
+		return erasure.Permanentf("records: the canary subject has no valid %s", c.identifier)
+	}
+	for _, id := range ids {
+		if _, _, err := st.Put(ctx, c.source, records.Write{ID: id, Payload: c.plantPayload}); err != nil {
+			return classify(ctx, err)
+		}
+	}
+	return nil
+}
+
+// Remains reports whether a canary record is still served as a record (see plantBlock).
+func (c *Connector) Remains(ctx context.Context, s erasure.Subject) (bool, error) {
+	st, err := c.bound()
+	if err != nil {
+		return false, err
+	}
+	n, err := c.holding(ctx, st, s)
+	return n > 0, err
 }
 
 // Connector erases a subject's records of one source. It implements erasure.Eraser,
 // erasure.Verifier and erasure.Checker.
 type Connector struct {
 	dataset, source, mode, identifier string
+	// plantPayload is the canary record's payload (nil without a canary).
+	plantPayload json.RawMessage
 
 	mu    sync.RWMutex
 	store records.Service

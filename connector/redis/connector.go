@@ -30,6 +30,9 @@ type Connector struct {
 	fields    []hashField
 	members   []member
 
+	// plant is what the dataset's canary plants (nil without a canary).
+	plant *plantSpec
+
 	mu     sync.Mutex
 	rdb    *redis.Client
 	closed bool

@@ -33,6 +33,9 @@ type Conn struct {
 	reg *registry.Config // the whole configuration, to name datasets in foreign-key advice
 	log *slog.Logger
 
+	// plant is the dataset's canary row (nil without a canary).
+	plant *plantSpec
+
 	mu     sync.Mutex
 	db     *sql.DB
 	cols   map[string]string // column (lower case) → database type, read on first use
