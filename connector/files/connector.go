@@ -30,7 +30,7 @@ type Connector struct {
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
 	// plant is the dataset's canary partition (nil without a canary).
 	plant *plantSpec
-	log  *slog.Logger
+	log   *slog.Logger
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
 }
