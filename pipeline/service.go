@@ -295,6 +295,16 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 	for _, st := range stats {
 		by[st.Dataset] = st
 	}
+	canaries := map[string]erasure.CanaryResult{}
+	if cs, ok := s.Store.(erasure.CanaryStore); ok {
+		last, err := cs.LastCanaries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range last {
+			canaries[r.Dataset] = r
+		}
+	}
 	out := make([]erasure.DatasetInfo, 0, len(s.Registered))
 	for _, d := range s.Registered {
 		h, ok := by[d.Name]
@@ -302,6 +312,13 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
 		}
 		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h}
+		if d.Canary != nil {
+			last, ok := canaries[d.Name]
+			if !ok {
+				last = erasure.CanaryResult{Dataset: d.Name}
+			}
+			info.Canary = &last
+		}
 		if ss, ok := s.Store.(erasure.SweepStore); ok && d.Method == erasure.MethodOffline {
 			sweeps, err := ss.Sweeps(ctx, d.Name, 1)
 			if err != nil {
