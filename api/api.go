@@ -7,7 +7,7 @@
 // holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
-//	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
+//	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100); canary=true lists canaries
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
 //	POST /v1/requests/{id}/retry      operate  409 when nothing failed; {"force":true} lifts tripped guards
@@ -293,12 +293,18 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	q, err := query(r, "status", "overdue", "cursor", "limit")
+	q, err := query(r, "status", "overdue", "cursor", "limit", "canary")
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
 	f := erasure.RequestFilter{Status: erasure.RequestStatus(q.Get("status")), Cursor: q.Get("cursor")}
+	if v := q.Get("canary"); v != "" {
+		if f.Canary, err = strconv.ParseBool(v); err != nil {
+			WriteError(w, r, erasure.Errorf(erasure.EINVALID, "canary must be true or false"))
+			return
+		}
+	}
 	if f.Status != "" && !f.Status.Valid() {
 		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "status must be pending, running, completed, failed or cancelled"))
 		return

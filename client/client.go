@@ -245,6 +245,9 @@ func (c *Client) Requests(ctx context.Context, f erasure.RequestFilter) (erasure
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
+	if f.Canary {
+		q.Set("canary", "true")
+	}
 	var page erasure.RequestPage
 	_, err := c.do(ctx, http.MethodGet, "/v1/requests"+query(q), nil, nil, &page)
 	return page, err

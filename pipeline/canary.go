@@ -58,8 +58,14 @@ type Canaries struct {
 
 	once    sync.Once
 	mu      sync.Mutex
-	running map[string]bool
+	running map[string]*canaryRun
 	wg      sync.WaitGroup
+}
+
+// canaryRun is a canary running in this process: done is closed once res is set.
+type canaryRun struct {
+	done chan struct{}
+	res  erasure.CanaryResult
 }
 
 var _ erasure.CanaryService = (*Canaries)(nil)
@@ -79,7 +85,7 @@ func (c *Canaries) init() {
 		if c.Interval <= 0 {
 			c.Interval = time.Minute
 		}
-		c.running = map[string]bool{}
+		c.running = map[string]*canaryRun{}
 	})
 }
 
@@ -93,28 +99,33 @@ func (c *Canaries) Any() bool {
 	return false
 }
 
-// acquire marks dataset's canary running; false when it already is.
-func (c *Canaries) acquire(dataset string) bool {
+// acquire marks dataset's canary running and returns its run; when it is running already it
+// returns that run and false.
+func (c *Canaries) acquire(dataset string) (*canaryRun, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.running[dataset] {
-		return false
+	if r := c.running[dataset]; r != nil {
+		return r, false
 	}
-	c.running[dataset] = true
-	return true
+	r := &canaryRun{done: make(chan struct{})}
+	c.running[dataset] = r
+	return r, true
 }
 
-func (c *Canaries) release(dataset string) {
+// release ends run r of dataset with its result.
+func (c *Canaries) release(dataset string, r *canaryRun, res erasure.CanaryResult) {
 	c.mu.Lock()
 	delete(c.running, dataset)
 	c.mu.Unlock()
+	r.res = res
+	close(r.done)
 }
 
 // RunCanaries implements erasure.CanaryService: it runs the canary of dataset (of every
 // dataset with a canary, at once, when dataset is ""), to its end, records each run and
-// returns the results in registry order. ENOTFOUND for an unknown dataset, EINVALID for one
-// without a canary, ECONFLICT when its canary is running already (for "", datasets whose
-// canary is running are left out).
+// returns the results in registry order. A dataset whose canary is running already in this
+// process (its schedule) is not run twice: the running canary's result is returned once it
+// ends. ENOTFOUND for an unknown dataset, EINVALID for one without a canary.
 func (c *Canaries) RunCanaries(ctx context.Context, dataset, actor string) ([]erasure.CanaryResult, error) {
 	c.init()
 	var todo []*erasure.Dataset
@@ -125,13 +136,11 @@ func (c *Canaries) RunCanaries(ctx context.Context, dataset, actor string) ([]er
 			return nil, erasure.Errorf(erasure.ENOTFOUND, "dataset %q not found", truncateID(dataset))
 		case d.Canary == nil:
 			return nil, erasure.Errorf(erasure.EINVALID, "dataset %s declares no canary (add canary: { every: 24h, plant: ... } to it)", d.Name)
-		case !c.acquire(d.Name):
-			return nil, erasure.Errorf(erasure.ECONFLICT, "the canary of %s is running already", d.Name)
 		}
 		todo = append(todo, d)
 	} else {
 		for _, d := range c.Datasets {
-			if d.Canary != nil && c.acquire(d.Name) {
+			if d.Canary != nil {
 				todo = append(todo, d)
 			}
 		}
@@ -142,8 +151,17 @@ func (c *Canaries) RunCanaries(ctx context.Context, dataset, actor string) ([]er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.release(d.Name)
+			r, mine := c.acquire(d.Name)
+			if !mine {
+				select {
+				case <-r.done:
+					out[i] = r.res
+				case <-ctx.Done():
+				}
+				return
+			}
 			out[i] = c.run(ctx, d, actor)
+			c.release(d.Name, r, out[i])
 		}()
 	}
 	wg.Wait()
@@ -235,15 +253,15 @@ func (c *Canaries) ScheduleOnce(ctx context.Context) []string {
 		if s, ok := started[d.Name]; ok && now.Sub(s) < d.Canary.Every {
 			continue
 		}
-		if !c.acquire(d.Name) {
+		r, mine := c.acquire(d.Name)
+		if !mine {
 			continue
 		}
 		out = append(out, d.Name)
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			defer c.release(d.Name)
-			c.run(ctx, d, "canary")
+			c.release(d.Name, r, c.run(ctx, d, "canary"))
 		}()
 	}
 	return out

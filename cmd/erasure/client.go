@@ -347,19 +347,34 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE")
-	var backlog, failures int
+	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE\tCANARY")
+	var backlog, failures, canariesFailed int
 	for _, d := range ds {
 		last := "-"
 		if d.Health.LastDone != nil {
 			last = d.Health.LastDone.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last)
+		canary := "-"
+		switch c := d.Canary; {
+		case c == nil:
+		case c.Started.IsZero():
+			canary = "never run"
+		case c.OK:
+			canary = "ok"
+		default:
+			canary = "failed"
+			canariesFailed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last, canary)
 		backlog += d.Health.Backlog
 		failures += d.Health.Failures
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%d datasets, %d tasks in backlog, %d failed\n", len(ds), backlog, failures)
+	summary := fmt.Sprintf("%d datasets, %d tasks in backlog, %d failed", len(ds), backlog, failures)
+	if canariesFailed > 0 {
+		summary += fmt.Sprintf(", %d canaries failing", canariesFailed)
+	}
+	fmt.Fprintln(stdout, summary)
 	return nil
 }
 
