@@ -383,6 +383,19 @@ func (s *Service) Finish(id string, state erasure.TaskState, lastError string) {
 	}
 }
 
+// TripGuard fails the unfinished tasks of request id at their guard, as a connector that found
+// far more than one subject's data would.
+func (s *Service) TripGuard(id string) {
+	s.Finish(id, erasure.TaskFailed, "guard: erasing this subject would remove 5000 rows, more than max_removed 100")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tid := range s.taskIDs[id] {
+		if t := s.tasks[tid]; t.State == erasure.TaskFailed {
+			t.Guard = erasure.GuardTripped
+		}
+	}
+}
+
 // TamperAudit changes the stored event seq with change, without resealing it, as an attacker
 // editing the store would.
 func (s *Service) TamperAudit(seq int64, change func(*erasure.AuditEvent)) {
