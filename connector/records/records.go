@@ -10,6 +10,11 @@
 // record that is already a tombstone (or purged, or never seen) succeeds with nothing
 // removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
 // which the server provides once it is open; Bind binds one by hand.
+//
+// Under a guard (erasure.GuardFrom, max_removed) Erase first counts the records it would
+// change (live ones; in purge mode, tombstones still carrying a payload too) and fails with a
+// permanent *erasure.GuardError, writing nothing, when they exceed the limit. A canary's plant
+// block gives its record's payload (see plantBlock).
 package recordsconn
 
 import (
