@@ -29,7 +29,8 @@ type CanaryStore interface {
 //     plant nothing.
 //  2. erase: its erasure is submitted through the normal pipeline as a canary request (one
 //     erase task of this dataset; kept out of user statistics), and waited for until the
-//     canary's timeout; an offline dataset's canary is swept at once. A failed, cancelled or
+//     canary's timeout; an offline dataset's canary is swept at once (one swept by an external
+//     job waits for that job). A failed, cancelled or
 //     late erasure fails the canary, and the canary request is cancelled.
 //  3. check: once the request completed, Remains must no longer see the subject.
 //
@@ -444,7 +445,7 @@ func (c *Canaries) wait(ctx context.Context, d *erasure.Dataset, id string) wait
 			case erasure.RequestFailed:
 				return waited{reason: "the canary's erasure failed: " + taskState(r)}
 			}
-			if d.Method == erasure.MethodOffline && c.Sweeper != nil && queuedUnswept(r) {
+			if d.Method == erasure.MethodOffline && d.Policy.SweepMode != erasure.SweepExternal && c.Sweeper != nil && queuedUnswept(r) {
 				// A sweep of the dataset already running (without this task) makes SweepNow
 				// answer ECONFLICT: the next round tries again.
 				if sw, err := c.Sweeper.SweepNow(ctx, d.Name, "canary"); err != nil && erasure.ErrorCode(err) != erasure.ECONFLICT && ctx.Err() == nil {
