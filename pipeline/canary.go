@@ -30,8 +30,8 @@ type CanaryStore interface {
 //  2. erase: its erasure is submitted through the normal pipeline as a canary request (one
 //     erase task of this dataset; kept out of user statistics), and waited for until the
 //     canary's timeout; an offline dataset's canary is swept at once (one swept by an external
-//     job waits for that job). A failed, cancelled or
-//     late erasure fails the canary, and the canary request is cancelled.
+//     job waits for that job). A failed, cancelled or late erasure fails the canary, and the
+//     canary request is cancelled.
 //  3. check: once the request completed, Remains must no longer see the subject.
 //
 // Every run is recorded (erasure.CanaryStore: the result with its canary.passed or
