@@ -51,6 +51,8 @@ type Policy struct {
 	// SweepMode is "internal" (the connector's Sweeper erases) or "external" (an exported job
 	// run elsewhere acknowledges the sweep).
 	SweepMode SweepMode `json:"sweep_mode,omitempty"`
+	// Guard bounds what one erasure may remove (see Guard).
+	Guard Guard `json:"guard"`
 }
 
 // Provide declares that a dataset can look up identifiers of type Identifier, read from
@@ -74,6 +76,8 @@ type Dataset struct {
 	// After names datasets whose erase task must end before this one's starts.
 	After  []string `json:"after,omitempty"`
 	Policy Policy   `json:"policy"`
+	// Canary, when set, is the dataset's synthetic erasure (see Canary).
+	Canary *Canary `json:"canary,omitempty"`
 
 	// File and Line locate the declaration, for messages.
 	File string `json:"-"`
@@ -143,12 +147,18 @@ type Command struct {
 	Identifiers Subject   `json:"-"`
 	Deadline    time.Time `json:"deadline"`
 	AckSubject  string    `json:"ack_subject,omitempty"`
+	// Canary marks the command of a canary (a synthetic subject): the owner's service must
+	// treat it like any other command.
+	Canary bool `json:"canary,omitempty"`
 }
 
 // SweepSubject is one queued subject of a sweep.
 type SweepSubject struct {
 	TaskID  int64
 	Subject Subject
+	// OverrideGuard is set when an operator forced the task past its guard: the sweep does
+	// not hold this subject to max_removed.
+	OverrideGuard bool
 }
 
 // SweepResult is what a sweep did.

@@ -175,6 +175,9 @@ type AttemptData struct {
 	Finished time.Time  `json:"finished"`
 	DueAt    *time.Time `json:"due_at,omitempty"`
 	Found    []string   `json:"found,omitempty"`
+	// Guard is set when the attempt stopped at the dataset's guard ("tripped") or ran past it
+	// because an operator forced it ("overridden").
+	Guard GuardStatus `json:"guard,omitempty"`
 }
 
 // PlanTasks returns the tasks of a new request from its plan, in their first states: lookups
@@ -261,8 +264,23 @@ func (m *Machine) Finish(r TaskResult) bool {
 		f := r.FinishedAt.UTC().Truncate(time.Millisecond)
 		t.FinishedAt = &f
 	}
+	// A tripped guard is remembered (an operator's forced retry lifts it); an override stays
+	// for the task's life; a later attempt that passes clears the trip.
+	switch {
+	case t.Guard == GuardOverridden:
+	case r.GuardTripped:
+		t.Guard = GuardTripped
+	default:
+		t.Guard = GuardNone
+	}
 	d := AttemptData{Attempt: r.Attempt, Outcome: r.State, Removed: r.Removed, Verified: r.Verified, Error: r.Error, Note: r.Note,
 		Started: r.StartedAt.UTC(), Finished: r.FinishedAt.UTC()}
+	if r.GuardTripped || t.Guard == GuardOverridden {
+		d.Guard = t.Guard
+		if r.GuardTripped {
+			d.Guard = GuardTripped
+		}
+	}
 	if r.State == TaskPending || r.State == TaskDispatched {
 		d.DueAt = &t.DueAt
 	}
@@ -459,24 +477,44 @@ func (m *Machine) Cancel(actor string) error {
 }
 
 // Retry re-opens the request's failed tasks with fresh attempts; ECONFLICT when the request
-// ended or has no failed task. Call Settle afterwards.
-func (m *Machine) Retry(actor string) error {
+// ended or has no failed task. With o.OverrideGuard, the failed tasks that stopped at their
+// guard (GuardTripped) become GuardOverridden and run without max_removed from then on; the
+// request.retried event lists them. ECONFLICT, changing nothing, when o.OverrideGuard is set
+// and no failed task stopped at its guard. Call Settle afterwards.
+func (m *Machine) Retry(actor string, o RetryOptions) error {
 	if m.r.Status.Ended() {
 		return Errorf(ECONFLICT, "request %s is already %s", m.r.ID, m.r.Status)
 	}
-	n := 0
+	var failed, overridden []int
 	for i := range m.r.Tasks {
 		if m.r.Tasks[i].State != TaskFailed {
 			continue
 		}
-		t := m.touch(i)
-		t.State, t.Attempts, t.DueAt, t.FinishedAt = TaskPending, 0, m.now, nil
-		n++
+		failed = append(failed, i)
+		if m.r.Tasks[i].Guard == GuardTripped {
+			overridden = append(overridden, i)
+		}
 	}
-	if n == 0 {
+	if len(failed) == 0 {
 		return Errorf(ECONFLICT, "request %s has no failed task to retry", m.r.ID)
 	}
-	m.event(actor, EventRequestRetried, 0, "", map[string]any{"tasks": n})
+	if o.OverrideGuard && len(overridden) == 0 {
+		return Errorf(ECONFLICT, "no failed task of request %s stopped at its guard: retry it without --force", m.r.ID)
+	}
+	data := map[string]any{"tasks": len(failed)}
+	if o.OverrideGuard {
+		var ids []int64
+		for _, i := range overridden {
+			m.touch(i).Guard = GuardOverridden
+			ids = append(ids, m.r.Tasks[i].ID)
+		}
+		data["override_guard"] = ids
+	}
+	for _, i := range failed {
+		t := m.touch(i)
+		t.State, t.Attempts, t.DueAt, t.FinishedAt = TaskPending, 0, m.now, nil
+	}
+	m.event(actor, EventRequestRetried, 0, "", data)
 	return nil
 }
 
@@ -498,14 +536,29 @@ func (m *Machine) CommitSweep(sw *Sweep, actor string) {
 }
 
 // FailSweep returns the request's tasks that wait, queued, in failed sweep sw to the queue of
-// the next sweep, with the sweep's error as their last error. Their state does not change.
-func (m *Machine) FailSweep(sw *Sweep) {
+// the next sweep, with the sweep's error as their last error; their state does not change.
+// When cause is a *GuardError naming tasks (their subjects exceed max_removed), those tasks
+// fail instead, their guard tripped, with a task.attempt event: the other subjects of the
+// sweep must not wait for them. Call Settle afterwards.
+func (m *Machine) FailSweep(sw *Sweep, cause error) {
+	tripped := map[int64]bool{}
+	if g, ok := AsGuardError(cause); ok {
+		for _, id := range g.Tasks {
+			tripped[id] = true
+		}
+	}
 	for i := range m.r.Tasks {
 		if m.r.Tasks[i].SweepID != sw.ID || m.r.Tasks[i].State != TaskQueued {
 			continue
 		}
 		t := m.touch(i)
 		t.SweepID, t.LastError = "", truncateValid("sweep "+sw.ID+" failed: "+sw.Error, 1000)
+		if tripped[t.ID] {
+			f := m.now
+			t.State, t.Guard, t.FinishedAt = TaskFailed, GuardTripped, &f
+			m.event("sweep:"+sw.ID, EventTaskAttempt, t.ID, t.Dataset, AttemptData{Attempt: t.Attempts, Outcome: TaskFailed, Error: t.LastError,
+				Sweep: sw.ID, Guard: GuardTripped, Started: sw.Started, Finished: m.now})
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package erasure_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -244,7 +245,7 @@ func TestMachine_After(t *testing.T) {
 	})
 	t.Run("RetryReopensAndTheChainGoesOn", func(t *testing.T) {
 		ch := r.apply(func(m *erasure.Machine) {
-			if err := m.Retry("op"); err != nil {
+			if err := m.Retry("op", erasure.RetryOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -594,7 +595,7 @@ func TestMachine_Cancel(t *testing.T) {
 	})
 	t.Run("RetryOfAnEndedRequestConflicts", func(t *testing.T) {
 		m := erasure.NewMachine(r.rs, plainHasher{}, t0)
-		if err := m.Retry("op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+		if err := m.Retry("op", erasure.RetryOptions{}); erasure.ErrorCode(err) != erasure.ECONFLICT {
 			t.Fatalf("err %v", err)
 		}
 	})
@@ -603,7 +604,7 @@ func TestMachine_Cancel(t *testing.T) {
 func TestMachine_RetryWithoutFailureConflicts(t *testing.T) {
 	r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
 	m := erasure.NewMachine(r.rs, plainHasher{}, t0)
-	if err := m.Retry("op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+	if err := m.Retry("op", erasure.RetryOptions{}); erasure.ErrorCode(err) != erasure.ECONFLICT {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -646,7 +647,7 @@ func TestMachine_Sweeps(t *testing.T) {
 		if sw.State != erasure.SweepFailed || sw.Error != "disk full" {
 			t.Fatalf("sweep %s %q", sw.State, sw.Error)
 		}
-		r.apply(func(m *erasure.Machine) { m.FailSweep(sw) })
+		r.apply(func(m *erasure.Machine) { m.FailSweep(sw, nil) })
 		tk := r.task("snap", erasure.TaskErase)
 		if tk.State != erasure.TaskQueued || tk.SweepID != "" || !strings.Contains(tk.LastError, "disk full") {
 			t.Fatalf("task %+v", tk)
@@ -706,5 +707,194 @@ func TestMachine_DeferredLeaseIsNotAnAttempt(t *testing.T) {
 	}
 	if len(ch.Events) != 0 {
 		t.Fatalf("a deferral is audited: %s", eventTypes(ch))
+	}
+}
+
+// finishGuarded applies a failed result of a leased task that stopped at its guard.
+func (r *request) finishGuarded(tk erasure.Task) erasure.Changes {
+	r.t.Helper()
+	return r.apply(func(m *erasure.Machine) {
+		if !m.Finish(erasure.TaskResult{TaskID: tk.ID, RequestID: "r1", Dataset: tk.Dataset, Kind: tk.Kind, Owner: tk.LeaseOwner, Attempt: tk.Attempts,
+			State: erasure.TaskFailed, Error: "guard: would remove 5000 rows", GuardTripped: true, StartedAt: t0, FinishedAt: t0}) {
+			r.t.Fatal("dropped")
+		}
+	})
+}
+
+func TestMachine_Guard(t *testing.T) {
+	// Each case: which tasks of a request of datasets a and b failed, and how; what a retry
+	// with the given options answers; and the guard status of each task after it.
+	tests := []struct {
+		name string
+		// fail says how each dataset's task ends before the retry: "guard", "error" or "done".
+		fail      map[string]string
+		force     bool
+		wantErr   string // error code, "" for success
+		wantGuard map[string]erasure.GuardStatus
+		wantState string
+	}{
+		{"ForcedRetryOverridesTheTrippedTask", map[string]string{"a": "guard", "b": "done"}, true, "",
+			map[string]erasure.GuardStatus{"a": erasure.GuardOverridden, "b": ""}, "a/erase=pending b/erase=done"},
+		{"PlainRetryKeepsTheGuard", map[string]string{"a": "guard", "b": "done"}, false, "",
+			map[string]erasure.GuardStatus{"a": erasure.GuardTripped, "b": ""}, "a/erase=pending b/erase=done"},
+		{"ForceOverridesOnlyTheTrippedTask", map[string]string{"a": "guard", "b": "error"}, true, "",
+			map[string]erasure.GuardStatus{"a": erasure.GuardOverridden, "b": ""}, "a/erase=pending b/erase=pending"},
+		{"ForceWithoutATrippedTaskConflicts", map[string]string{"a": "error", "b": "done"}, true, erasure.ECONFLICT,
+			map[string]erasure.GuardStatus{"a": "", "b": ""}, "a/erase=failed b/erase=done"},
+		{"ForceWithoutAFailedTaskConflicts", map[string]string{"a": "done", "b": "done"}, true, erasure.ECONFLICT,
+			map[string]erasure.GuardStatus{"a": "", "b": ""}, "a/erase=done b/erase=done"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"), erase("b"))
+			for _, ds := range []string{"a", "b"} {
+				tk := r.lease(ds, erasure.TaskErase, "w")
+				switch tc.fail[ds] {
+				case "guard":
+					ch := r.finishGuarded(tk)
+					var d erasure.AttemptData
+					if err := json.Unmarshal(ch.Events[0].Data, &d); err != nil || d.Guard != erasure.GuardTripped {
+						t.Fatalf("attempt event %s (%v): the trip must be audited", ch.Events[0].Data, err)
+					}
+				case "error":
+					r.finish(tk, erasure.TaskFailed)
+				default:
+					r.finish(tk, erasure.TaskDone)
+				}
+			}
+			before := r.states()
+			var err error
+			ch := r.apply(func(m *erasure.Machine) { err = m.Retry("op", erasure.RetryOptions{OverrideGuard: tc.force}) })
+			if erasure.ErrorCode(err) != tc.wantErr {
+				t.Fatalf("retry: %v, want code %q", err, tc.wantErr)
+			}
+			if tc.wantErr != "" && (r.states() != before || len(ch.Tasks) != 0 || len(ch.Events) != 0) {
+				t.Fatalf("a refused retry changed %v %v", ch.Tasks, ch.Events)
+			}
+			if r.states() != tc.wantState {
+				t.Fatalf("states %s, want %s", r.states(), tc.wantState)
+			}
+			for ds, want := range tc.wantGuard {
+				if got := r.task(ds, erasure.TaskErase).Guard; got != want {
+					t.Fatalf("%s: guard %q, want %q", ds, got, want)
+				}
+			}
+			if tc.wantErr == "" && tc.force {
+				var data struct {
+					Override []int64 `json:"override_guard"`
+				}
+				if json.Unmarshal(ch.Events[0].Data, &data); len(data.Override) != 1 || data.Override[0] != r.task("a", erasure.TaskErase).ID {
+					t.Fatalf("request.retried %s must list the overridden task", ch.Events[0].Data)
+				}
+			}
+		})
+	}
+
+	t.Run("OverrideStaysForTheTasksLife", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+		r.finishGuarded(r.lease("a", erasure.TaskErase, "w"))
+		r.apply(func(m *erasure.Machine) { m.Retry("op", erasure.RetryOptions{OverrideGuard: true}) })
+		// A transient failure, then success: the override holds throughout and is audited.
+		r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskPending)
+		_, ch := r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+		if g := r.task("a", erasure.TaskErase).Guard; g != erasure.GuardOverridden {
+			t.Fatalf("guard %q after the forced attempts", g)
+		}
+		var d erasure.AttemptData
+		json.Unmarshal(ch.Events[0].Data, &d)
+		if d.Guard != erasure.GuardOverridden {
+			t.Fatalf("attempt event %s must say the guard was overridden", ch.Events[0].Data)
+		}
+		r.want(erasure.RequestCompleted, "a/erase=done")
+	})
+	t.Run("PassingAttemptClearsATrip", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, erase("a"))
+		r.finishGuarded(r.lease("a", erasure.TaskErase, "w"))
+		r.apply(func(m *erasure.Machine) { m.Retry("op", erasure.RetryOptions{}) })
+		r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+		if g := r.task("a", erasure.TaskErase).Guard; g != erasure.GuardNone {
+			t.Fatalf("guard %q after an attempt that passed it", g)
+		}
+	})
+	t.Run("SweepFailsOnlyTheTasksOverTheLimit", func(t *testing.T) {
+		r := newRequest(t, []erasure.Identifier{userID("1")}, offline("snap"), offline("other"))
+		r.finish(r.lease("snap", erasure.TaskErase, "w"), erasure.TaskQueued)
+		r.finish(r.lease("other", erasure.TaskErase, "w"), erasure.TaskQueued)
+		snap, other := r.task("snap", erasure.TaskErase), r.task("other", erasure.TaskErase)
+		snap.SweepID, other.SweepID = "s1", "s1"
+		sw := &erasure.Sweep{ID: "s1", Dataset: "snap", State: erasure.SweepRunning, Started: t0}
+		cause := erasure.Permanent(&erasure.GuardError{Dataset: "snap", Unit: "rows", Count: 30, Limit: 10, Tasks: []int64{snap.ID}})
+		sw.Finish(erasure.SweepResult{}, cause, t0)
+		ch := r.apply(func(m *erasure.Machine) { m.FailSweep(sw, cause) })
+		r.want(erasure.RequestRunning, "snap/erase=failed other/erase=queued")
+		if snap.Guard != erasure.GuardTripped || !strings.Contains(snap.LastError, "max_removed 10") || other.Guard != erasure.GuardNone || other.SweepID != "" {
+			t.Fatalf("snap %+v other %+v", snap, other)
+		}
+		if got := eventTypes(ch); got != "task.attempt" {
+			t.Fatalf("events %s", got)
+		}
+		// The operator forces it: it runs again, to be queued for the next sweep unguarded.
+		r.apply(func(m *erasure.Machine) {
+			if err := m.Retry("op", erasure.RetryOptions{OverrideGuard: true}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r.want(erasure.RequestRunning, "snap/erase=pending other/erase=queued")
+		if snap.Guard != erasure.GuardOverridden {
+			t.Fatalf("guard %q", snap.Guard)
+		}
+	})
+}
+
+func TestGuard_Check(t *testing.T) {
+	tests := []struct {
+		name    string
+		g       erasure.Guard
+		count   int64
+		tripped bool
+	}{
+		{"UnderTheLimit", erasure.Guard{MaxRemoved: 10}, 10, false},
+		{"OverTheLimit", erasure.Guard{MaxRemoved: 10}, 11, true},
+		{"NoLimit", erasure.Guard{}, 1 << 40, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.g.Check("accounts.users", "rows", tc.count)
+			if (err != nil) != tc.tripped {
+				t.Fatalf("err %v", err)
+			}
+			if err == nil {
+				return
+			}
+			g, ok := erasure.AsGuardError(err)
+			if !ok || !erasure.IsPermanent(err) {
+				t.Fatalf("%T %v: want a permanent *GuardError", err, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "11 rows") || !strings.Contains(msg, "max_removed 10") || !strings.Contains(msg, "accounts.users") || g.Count != 11 {
+				t.Fatalf("message %q must name the count, the limit and the dataset", msg)
+			}
+		})
+	}
+	shares := []struct {
+		name          string
+		g             erasure.Guard
+		removed, rows int64
+		tripped       bool
+	}{
+		{"HalfIsAllowed", erasure.Guard{MaxRemovedShare: 0.5}, 50, 100, false},
+		{"MoreThanTheShare", erasure.Guard{MaxRemovedShare: 0.5}, 51, 100, true},
+		{"SmallPartitionsMayEmpty", erasure.Guard{MaxRemovedShare: 0.5, ShareMinRows: 100}, 99, 99, false},
+		{"ShareOfOneIsNoBound", erasure.Guard{MaxRemovedShare: 1}, 100, 100, false},
+	}
+	for _, tc := range shares {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.g.CheckShare("warehouse.events", "partition 2024/part-1.jsonl", tc.removed, tc.rows)
+			if (err != nil) != tc.tripped {
+				t.Fatalf("err %v", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "partition 2024/part-1.jsonl") {
+				t.Fatalf("message %q must name the partition", err)
+			}
+		})
 	}
 }

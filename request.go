@@ -127,10 +127,15 @@ type Task struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// Guard is what the blast-radius guard did to the task (tripped, overridden by an
+	// operator's forced retry); empty while it simply applies.
+	Guard GuardStatus `json:"guard,omitempty"`
 
-	// Filled on lease: the request's subject as known now, and its deadline.
+	// Filled on lease: the request's subject as known now, its deadline, and whether the
+	// request is a canary (a synthetic erasure, see Canary).
 	Subject  Subject   `json:"-"`
 	Deadline time.Time `json:"-"`
+	Canary   bool      `json:"-"`
 	// PrevState is the state the task was leased from (pending, running or dispatched).
 	PrevState TaskState `json:"-"`
 }
@@ -150,7 +155,10 @@ type Request struct {
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	FinishedAt    *time.Time `json:"finished_at,omitempty"`
-	Tasks         []Task     `json:"tasks,omitempty"`
+	// Canary names the dataset whose canary (a synthetic erasure) this request is; empty for
+	// the requests of real subjects. Canary requests stay out of user statistics and listings.
+	Canary string `json:"canary,omitempty"`
+	Tasks  []Task `json:"tasks,omitempty"`
 }
 
 // TaskCounts summarises the tasks of one request.
@@ -261,6 +269,8 @@ type NewRequest struct {
 	// is a conflict.
 	Fingerprint string
 	Tasks       []TaskSpec
+	// Canary names the dataset whose canary this request is ("" for a real subject).
+	Canary string
 }
 
 // CreateResult is the outcome of one request of a batch: the request (only its ID when it
@@ -293,6 +303,8 @@ type TaskResult struct {
 	FinishedAt time.Time
 	// Found are identifiers a lookup found.
 	Found []Identifier
+	// GuardTripped is set when the attempt stopped at the dataset's guard (see GuardError).
+	GuardTripped bool
 	// Inputs is, for a lookup, how many identifiers of its key types it was given. When the
 	// request has more by the time the result is written (another lookup found them while this
 	// one ran), the lookup is run again instead of ending.
@@ -337,8 +349,10 @@ type RequestFilter struct {
 	// SubjectHash selects the requests whose subject holds the identifier of this keyed hash
 	// ("type:hex", see Hasher.Identifier).
 	SubjectHash string
-	Cursor      string
-	Limit       int
+	// Canary lists canary requests (synthetic erasures) instead of real subjects' requests.
+	Canary bool
+	Cursor string
+	Limit  int
 }
 
 // RequestPage is one page of a listing; Next is the cursor of the next page, empty at the end.
@@ -377,8 +391,9 @@ type Store interface {
 	Requests(ctx context.Context, f RequestFilter) (RequestPage, error)
 	// CancelRequest applies Machine.Cancel; ENOTFOUND, ECONFLICT when already ended.
 	CancelRequest(ctx context.Context, id, actor string) (*Request, error)
-	// RetryRequest applies Machine.Retry; ENOTFOUND, ECONFLICT when none failed.
-	RetryRequest(ctx context.Context, id, actor string) (*Request, error)
+	// RetryRequest applies Machine.Retry; ENOTFOUND, ECONFLICT when none failed (or, with
+	// o.OverrideGuard, none failed at its guard).
+	RetryRequest(ctx context.Context, id, actor string, o RetryOptions) (*Request, error)
 
 	// LeaseTasks claims up to n due tasks for owner until now+lease: pending tasks whose DueAt
 	// has passed, running tasks whose lease expired, dispatched tasks whose ack is overdue.
@@ -409,9 +424,9 @@ type Store interface {
 	// and settles the request, in one transaction. It returns the task as it is now.
 	AckTask(ctx context.Context, dataset string, d AckDecision, actor string) (*Task, error)
 
-	// DatasetStats returns per-dataset task counts.
+	// DatasetStats returns per-dataset task counts, canary requests left out.
 	DatasetStats(ctx context.Context) ([]DatasetStats, error)
-	// OverdueRequests counts open requests past their deadline.
+	// OverdueRequests counts open requests past their deadline, canary requests left out.
 	OverdueRequests(ctx context.Context) (int, error)
 
 	// Audit returns events in order.

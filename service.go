@@ -104,6 +104,8 @@ type DatasetInfo struct {
 	Health    DatasetStats `json:"health"`
 	// LastSweep is the most recent sweep of an offline dataset.
 	LastSweep *Sweep `json:"last_sweep,omitempty"`
+	// Canary is the last canary run of a dataset with a canary (Started zero before the first).
+	Canary *CanaryResult `json:"canary,omitempty"`
 }
 
 // AuditReport is the outcome of verifying the audit trail: the head verified (the whole trail
@@ -126,8 +128,9 @@ type Service interface {
 	Requests(ctx context.Context, f RequestFilter) (RequestPage, error)
 	// Cancel stops a request's unfinished tasks; ENOTFOUND, ECONFLICT when it already ended.
 	Cancel(ctx context.Context, id, actor string) (*Request, error)
-	// Retry re-opens a request's failed tasks; ENOTFOUND, ECONFLICT when none failed.
-	Retry(ctx context.Context, id, actor string) (*Request, error)
+	// Retry re-opens a request's failed tasks, with o.OverrideGuard lifting the guard of those
+	// that failed at it; ENOTFOUND, ECONFLICT when none failed (or none failed at its guard).
+	Retry(ctx context.Context, id, actor string, o RetryOptions) (*Request, error)
 	// Task returns one task; ENOTFOUND.
 	Task(ctx context.Context, id int64) (*Task, error)
 	// Ack applies an async dataset's acknowledgement; EINVALID for a bad status, ENOTFOUND for

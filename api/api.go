@@ -9,13 +9,14 @@
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
 //	GET  /v1/requests                 read     ?status=&overdue=true&dataset=&identifier=TYPE:VALUE&cursor=&limit= (1..500, default 100)
 //	                                           identifier finds requests by the keyed hash of the value, ended ones too;
-//	                                           dataset, the requests with an unfinished task on the dataset
+//	                                           dataset, the requests with an unfinished task on the dataset;
+//	                                           canary=true lists canaries
 //	GET  /v1/requests/{id}/certificate read    the signed erasure certificate of a completed request (409 otherwise):
 //	                                           see CertificateRoutes
 //	GET  /v1/certificates/key         none     the public key certificates are signed with
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
-//	POST /v1/requests/{id}/retry      operate  409 when nothing failed
+//	POST /v1/requests/{id}/retry      operate  409 when nothing failed; {"force":true} lifts tripped guards
 //	POST /v1/tasks/{id}/ack           ack:DATASET of the task's dataset (or ack:*)
 //	GET  /v1/datasets                 read
 //	GET  /v1/datasets/{name}          read
@@ -298,7 +299,7 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	q, err := query(r, "status", "overdue", "dataset", "identifier", "cursor", "limit")
+	q, err := query(r, "status", "overdue", "dataset", "identifier", "cursor", "limit", "canary")
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -307,6 +308,12 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 	if f.Dataset != "" && !datasetNameRE.MatchString(f.Dataset) {
 		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "%q is not a valid dataset name", truncate(f.Dataset, 64)))
 		return
+	}
+	if v := q.Get("canary"); v != "" {
+		if f.Canary, err = strconv.ParseBool(v); err != nil {
+			WriteError(w, r, erasure.Errorf(erasure.EINVALID, "canary must be true or false"))
+			return
+		}
 	}
 	if v := q.Get("identifier"); v != "" {
 		if f.Identifier, err = ParseIdentifier(v); err != nil {
@@ -364,11 +371,28 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	s.operate(w, r, s.svc.Cancel)
 }
 
-func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
-	s.operate(w, r, s.svc.Retry)
+// RetryBody is the optional body of POST /v1/requests/{id}/retry: {"force": true} retries
+// the tasks that stopped at their dataset's guard without it (erasure.RetryOptions).
+type RetryBody struct {
+	Force bool `json:"force"`
 }
 
-// operate runs an operator action. Its body, if any, is ignored.
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+	var o erasure.RetryOptions
+	if r.ContentLength != 0 && r.Header.Get("Content-Type") != "" {
+		var body RetryBody
+		if err := DecodeJSON(r, s.limit, &body); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		o.OverrideGuard = body.Force
+	}
+	s.operate(w, r, func(ctx context.Context, id, actor string) (*erasure.Request, error) {
+		return s.svc.Retry(ctx, id, actor, o)
+	})
+}
+
+// operate runs an operator action (its body, if any, is the caller's to read first).
 func (s *Server) operate(w http.ResponseWriter, r *http.Request, action func(ctx context.Context, id, actor string) (*erasure.Request, error)) {
 	actor, err := s.Authorize(r, RoleOperate)
 	if err != nil {

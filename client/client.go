@@ -252,6 +252,9 @@ func (c *Client) Requests(ctx context.Context, f erasure.RequestFilter) (erasure
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
+	if f.Canary {
+		q.Set("canary", "true")
+	}
 	var page erasure.RequestPage
 	_, err := c.do(ctx, http.MethodGet, "/v1/requests"+query(q), nil, nil, &page)
 	return page, err
@@ -266,17 +269,27 @@ func query(q url.Values) string {
 
 // Cancel cancels a request's unfinished tasks; ECONFLICT when it already ended. Needs operate.
 func (c *Client) Cancel(ctx context.Context, id string) (*erasure.Request, error) {
-	return c.action(ctx, id, "cancel")
+	return c.action(ctx, id, "cancel", nil)
 }
 
 // Retry re-opens a request's failed tasks; ECONFLICT when none failed. Needs operate.
 func (c *Client) Retry(ctx context.Context, id string) (*erasure.Request, error) {
-	return c.action(ctx, id, "retry")
+	return c.action(ctx, id, "retry", nil)
 }
 
-func (c *Client) action(ctx context.Context, id, action string) (*erasure.Request, error) {
+// RetryWith re-opens a request's failed tasks as o says: with o.OverrideGuard, the tasks that
+// stopped at their dataset's guard run again without it (`erasure retry ID --force`).
+// ECONFLICT when none failed, or, forced, none stopped at its guard. Needs operate.
+func (c *Client) RetryWith(ctx context.Context, id string, o erasure.RetryOptions) (*erasure.Request, error) {
+	if !o.OverrideGuard {
+		return c.Retry(ctx, id)
+	}
+	return c.action(ctx, id, "retry", map[string]bool{"force": true})
+}
+
+func (c *Client) action(ctx context.Context, id, action string, body any) (*erasure.Request, error) {
 	req := new(erasure.Request)
-	if _, err := c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/"+action, nil, nil, req); err != nil {
+	if _, err := c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/"+action, nil, body, req); err != nil {
 		return nil, err
 	}
 	return req, nil

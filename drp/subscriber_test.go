@@ -160,7 +160,7 @@ func TestStatusOfFailedAndCancelledErasures(t *testing.T) {
 	h.estate.mu.Lock()
 	h.estate.failProfiles = false
 	h.estate.mu.Unlock()
-	if _, err := h.srv.Service.Retry(h.ctx, st.RequestID, "operator"); err != nil {
+	if _, err := h.srv.Service.Retry(h.ctx, st.RequestID, "operator", erasure.RetryOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	a.waitStatus(st.RequestID, "fulfilled", "")

@@ -51,6 +51,9 @@ type Command struct {
 	Identifiers Identifiers `json:"identifiers"`
 	Deadline    time.Time   `json:"deadline"`
 	AckSubject  string      `json:"ack_subject"`
+	// Canary is set on the command of a canary, a synthetic subject erasure sends to check the
+	// dataset end to end: erase and acknowledge it like any other (its identifiers name nobody).
+	Canary bool `json:"canary,omitempty"`
 	// Delivery counts the deliveries of this message by JetStream, 1 the first time.
 	Delivery uint64 `json:"-"`
 }

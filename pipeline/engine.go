@@ -370,6 +370,16 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		if err != nil {
 			r.Error = cleanError(err)
 		}
+		if g, ok := erasure.AsGuardError(err); ok {
+			// Loud: an erasure that would remove far more than one subject's data is a broken
+			// key or a service gone wrong, for a person to look at.
+			r.GuardTripped = true
+			e.Logger.Error("erasure stopped at its dataset's guard", "request", t.RequestID, "task", t.ID, "dataset", t.Dataset,
+				"count", g.Count, "limit", g.Limit, "reported", g.Reported)
+			if e.Metrics != nil {
+				e.Metrics.guardTrips.WithLabelValues(t.Dataset).Inc()
+			}
+		}
 		if e.Metrics != nil {
 			e.Metrics.duration.WithLabelValues(t.Dataset).Observe(r.FinishedAt.Sub(start).Seconds())
 		}
@@ -409,6 +419,10 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
+	// The connector enforces the dataset's guard, unless an operator forced this task past it.
+	if t.Guard != erasure.GuardOverridden {
+		ctx = erasure.ContextWithGuard(ctx, p.Guard)
+	}
 
 	if t.Kind == erasure.TaskLookup {
 		res, ok := d.Conn.(erasure.Resolver)
@@ -443,7 +457,7 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		}
 		err = disp.Dispatch(ctx, erasure.Command{TaskID: t.ID, RequestID: t.RequestID, Dataset: d.Name, Attempt: t.Attempts,
 			Dispatch: erasure.DispatchID(e.Hasher, deployment, t.ID, t.Attempts), SubjectKey: erasure.SubjectKey(e.Hasher, subject),
-			Identifiers: subject, Deadline: t.Deadline})
+			Identifiers: subject, Deadline: t.Deadline, Canary: t.Canary})
 		if err != nil {
 			return fail(err)
 		}

@@ -12,6 +12,14 @@ type Metrics struct {
 	deferred *prometheus.CounterVec
 	// Submitted counts accepted requests.
 	submitted prometheus.Counter
+	// guardTrips counts erasures stopped at their dataset's guard.
+	guardTrips *prometheus.CounterVec
+	// canaryOK is 1 when a dataset's last canary passed, 0 when it failed.
+	canaryOK *prometheus.GaugeVec
+	// canaryLast is when a dataset's last canary finished (unix seconds).
+	canaryLast *prometheus.GaugeVec
+	// canaryRuns counts canary runs by dataset and result (ok, failed).
+	canaryRuns *prometheus.CounterVec
 }
 
 // NewMetrics registers the pipeline's metrics with reg.
@@ -21,8 +29,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duration:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "erasure_task_attempt_seconds", Help: "Duration of task attempts by dataset.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"dataset"}),
 		overdue:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "erasure_requests_overdue", Help: "Open requests past their deadline."}),
 		deferred:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_tasks_deferred_total", Help: "Leased tasks given back unexecuted because every slot of their dataset was busy (its bulkhead)."}, []string{"dataset"}),
-		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "erasure_requests_submitted_total", Help: "Requests accepted."}),
+		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "erasure_requests_submitted_total", Help: "Requests accepted (canaries not counted)."}),
+		guardTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_guard_trips_total",
+			Help: "Erasures and sweeps stopped at their dataset's guard (max_removed, max_removed_share)."}, []string{"dataset"}),
+		canaryOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "erasure_canary_ok",
+			Help: "1 when the dataset's last canary (a synthetic erasure) passed, 0 when it failed."}, []string{"dataset"}),
+		canaryLast: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "erasure_canary_last_run_timestamp_seconds",
+			Help: "When the dataset's last canary finished."}, []string{"dataset"}),
+		canaryRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_canary_runs_total",
+			Help: "Canary runs by dataset and result (ok, failed)."}, []string{"dataset", "result"}),
 	}
-	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted, m.deferred)
+	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted, m.deferred, m.guardTrips, m.canaryOK, m.canaryLast, m.canaryRuns)
 	return m
 }

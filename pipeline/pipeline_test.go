@@ -255,7 +255,7 @@ func TestScheduler_Retries(t *testing.T) {
 		if got.Status != erasure.RequestFailed || !strings.Contains(got.Tasks[0].LastError, "gave up after 3 attempts: c") {
 			t.Fatalf("%s %+v", got.Status, got.Tasks[0])
 		}
-		if _, err := h.svc.Retry(context.Background(), r.ID, "op"); err != nil {
+		if _, err := h.svc.Retry(context.Background(), r.ID, "op", erasure.RetryOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		h.step(t)

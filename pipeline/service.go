@@ -222,13 +222,17 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	return s.Store.CancelRequest(ctx, id, actor)
 }
 
-// Retry implements erasure.Service.
-func (s *Service) Retry(ctx context.Context, id, actor string) (*erasure.Request, error) {
+// Retry implements erasure.Service. A forced retry (o.OverrideGuard) is logged as a warning:
+// it lets an erasure remove more than its dataset's guard allows.
+func (s *Service) Retry(ctx context.Context, id, actor string, o erasure.RetryOptions) (*erasure.Request, error) {
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	r, err := s.Store.RetryRequest(ctx, id, actor)
+	r, err := s.Store.RetryRequest(ctx, id, actor, o)
 	if err == nil {
+		if o.OverrideGuard && s.Logger != nil {
+			s.Logger.Warn("retry forced past the blast-radius guard", "request", id, "actor", actor)
+		}
 		s.wake()
 	}
 	return r, err
@@ -332,6 +336,16 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 	for _, st := range stats {
 		by[st.Dataset] = st
 	}
+	canaries := map[string]erasure.CanaryResult{}
+	if cs, ok := s.Store.(erasure.CanaryStore); ok {
+		last, err := cs.LastCanaries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range last {
+			canaries[r.Dataset] = r
+		}
+	}
 	out := make([]erasure.DatasetInfo, 0, len(s.Registered))
 	for _, d := range s.Registered {
 		h, ok := by[d.Name]
@@ -339,6 +353,13 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
 		}
 		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h}
+		if d.Canary != nil {
+			last, ok := canaries[d.Name]
+			if !ok {
+				last = erasure.CanaryResult{Dataset: d.Name}
+			}
+			info.Canary = &last
+		}
 		if ss, ok := s.Store.(erasure.SweepStore); ok && d.Method == erasure.MethodOffline {
 			sweeps, err := ss.Sweeps(ctx, d.Name, 1)
 			if err != nil {

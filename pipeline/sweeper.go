@@ -63,6 +63,8 @@ type Sweeper struct {
 	UrgentMargin time.Duration
 	// RetryFailed is the least time after a failed sweep before the next (default 1h).
 	RetryFailed time.Duration
+	// Metrics, when set, counts the sweeps stopped at their dataset's guard.
+	Metrics *Metrics
 
 	once sync.Once
 	mu   sync.Mutex
@@ -189,7 +191,7 @@ func (s *Sweeper) RunNow(ctx context.Context, dataset, actor string) (*erasure.S
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.execute(bg, sw, subjects)
+		s.executeAgain(bg, sw, subjects, actor)
 	}()
 	return sw, nil
 }
@@ -202,7 +204,27 @@ func (s *Sweeper) SweepNow(ctx context.Context, dataset, actor string) (*erasure
 	if err != nil || sw.Tasks == 0 {
 		return sw, err
 	}
-	return s.execute(ctx, sw, subjects), nil
+	return s.executeAgain(ctx, sw, subjects, actor), nil
+}
+
+// executeAgain executes a registered sweep and, when it failed because some of its subjects
+// exceed the dataset's max_removed (their tasks failed, the others returned to the queue),
+// sweeps the others again at once rather than at the next retry: they must not wait for a
+// subject that needs an operator. It returns the last sweep as it ended.
+func (s *Sweeper) executeAgain(ctx context.Context, sw *erasure.Sweep, subjects []erasure.SweepSubject, actor string) *erasure.Sweep {
+	final, err := s.execute(ctx, sw, subjects)
+	if g, ok := erasure.AsGuardError(err); !ok || len(g.Tasks) == 0 || final.State != erasure.SweepFailed || ctx.Err() != nil {
+		return final
+	}
+	again, subjects, err := s.begin(ctx, sw.Dataset, actor)
+	if err != nil || again.Tasks == 0 {
+		if err != nil {
+			s.Logger.Warn("sweep after a guard trip not started; the schedule retries", "dataset", sw.Dataset, "err", err)
+		}
+		return final
+	}
+	final, _ = s.execute(ctx, again, subjects)
+	return final
 }
 
 // WaitSweep waits until the sweep id running in this process ends and returns it as it
@@ -253,9 +275,10 @@ func (s *Sweeper) begin(ctx context.Context, dataset, actor string) (*erasure.Sw
 	return sw, subjects, nil
 }
 
-// execute runs a registered sweep through the dataset's connector and ends it in the store.
-// When ctx is cancelled (shutdown) the sweep is left running in the store for Resume.
-func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []erasure.SweepSubject) *erasure.Sweep {
+// execute runs a registered sweep through the dataset's connector, under the dataset's guard,
+// and ends it in the store. When ctx is cancelled (shutdown) the sweep is left running in the
+// store for Resume. It returns the sweep as it ended and the connector's error.
+func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []erasure.SweepSubject) (*erasure.Sweep, error) {
 	log := s.Logger.With("sweep", sw.ID, "dataset", sw.Dataset)
 	s.mu.Lock()
 	l := s.live[sw.Dataset]
@@ -284,9 +307,9 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 		err = derr
 	} else {
 		log.Info("sweep started", "tasks", len(subjects))
-		sctx := ctx
+		sctx := erasure.ContextWithGuard(ctx, d.Policy.Guard)
 		if l != nil {
-			sctx = s.Progress(ctx, func(p erasure.SweepProgress) {
+			sctx = s.Progress(sctx, func(p erasure.SweepProgress) {
 				s.mu.Lock()
 				l.progress = &p
 				s.mu.Unlock()
@@ -296,7 +319,7 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 	}
 	if err != nil && ctx.Err() != nil {
 		log.Info("sweep interrupted; it resumes at the next start", "err", err)
-		return final
+		return final, err
 	}
 	// The sweep's outcome is recorded even if ctx ends now: a sweep committed in the dataset
 	// must complete its tasks. A store failure leaves the sweep running, for Resume.
@@ -311,16 +334,22 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 	}
 	if ferr != nil {
 		log.Error("sweep outcome not recorded; the sweep is resumed at the next start", "err", ferr)
-		return final
+		return final, err
 	}
 	final = ended
 	took := s.Now().Sub(start).Round(time.Millisecond)
-	if err != nil {
+	if g, ok := erasure.AsGuardError(err); ok {
+		// Loud: a sweep about to remove far more than it should is a broken key or dataset.
+		log.Error("sweep stopped at the dataset's guard; nothing was swapped", "partition", g.Partition, "tasks_failed", g.Tasks, "err", ended.Error, "took", took)
+		if s.Metrics != nil {
+			s.Metrics.guardTrips.WithLabelValues(sw.Dataset).Inc()
+		}
+	} else if err != nil {
 		log.Warn("sweep failed; its tasks wait for the next sweep", "tasks", sw.Tasks, "err", ended.Error, "took", took)
 	} else {
 		log.Info("sweep committed", "tasks", sw.Tasks, "partitions", res.Partitions, "rows_scanned", res.Scanned, "rows_removed", res.Removed, "bytes", res.Bytes, "took", took)
 	}
-	return final
+	return final, err
 }
 
 // Resume runs again, in the background, every internal sweep the store has running (a

@@ -21,6 +21,33 @@
 // address types get name and value patterns, X_id types name patterns, any other type its own
 // name: see erasure.DefaultIdentifierType); an empty list or string turns it off. Config keeps
 // the names in Identifiers and the declarations in IdentifierTypes.
+//
+// # Guards and canaries
+//
+// Every dataset is guarded (see erasure.Guard): the defaults section sets the guard of every
+// dataset, and a dataset's own guard: block overrides it key by key.
+//
+//	defaults:
+//	  guard: { max_removed: 10000, max_removed_share: 0.5, share_min_rows: 100 }
+//	datasets:
+//	  - name: accounts.users
+//	    guard: { max_removed: 50 }      # one person has at most a few rows here
+//
+// max_removed is the most rows, keys or documents erasing one subject may remove (0: no
+// bound); max_removed_share the largest share of a partition's rows one sweep may remove (0 or
+// 1: no bound), for partitions of at least share_min_rows rows.
+//
+// A canary plants a synthetic subject, erases it through the pipeline and checks it is gone
+// (see erasure.Canary):
+//
+//	canary:
+//	  every: 24h                     # default 24h
+//	  timeout: 10m                   # default 5m (realtime), 1h (async, offline)
+//	  subject: { user_id: "9{random}" }   # value templates; default erasure-canary-{random}
+//	  plant: { ... }                 # the connector's own: see its package documentation
+//
+// The plant block is handed to the connector (Build.Plant), which must be an erasure.Planter;
+// async datasets take no plant block (their canary is a command marked canary).
 package registry
 
 import (

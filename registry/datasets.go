@@ -39,6 +39,8 @@ type datasetYAML struct {
 		Every string `yaml:"every"`
 		Mode  string `yaml:"mode"`
 	} `yaml:"sweep"`
+	Guard  guardYAML  `yaml:"guard"`
+	Canary canaryYAML `yaml:"canary"`
 }
 
 type provideYAML struct {
@@ -48,7 +50,7 @@ type provideYAML struct {
 }
 
 var datasetKeys = []string{"name", "owner", "connector", "method", "after", "provides",
-	"max_attempts", "backoff", "timeout", "ack_timeout", "concurrency", "sweep"}
+	"max_attempts", "backoff", "timeout", "ack_timeout", "concurrency", "sweep", "guard", "canary"}
 
 // connectorNames are the connector kinds of the project; a block named like one of them is a
 // connector block even when its package is not linked into this binary.
@@ -183,6 +185,7 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 	}
 
 	l.provides(ds, what, get(d, "provides"))
+	plant := l.canary(ds, what, get(d, "canary"))
 
 	if av := get(d, "after"); av != nil && av.Kind == yaml.SequenceNode {
 		for _, a := range av.Content {
@@ -214,13 +217,17 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 		l.errorf(cv, "%s: connector %s needs %s %s: block", what, ds.Connector, article(ds.Connector), ds.Connector)
 		return
 	}
-	l.build(e, drv, block)
+	l.build(e, drv, block, plant)
+	l.checkCanary(e, orNode(get(d, "canary"), d))
 }
 
 // build runs the driver and checks the keys it declares.
-func (l *loader) build(e *entry, drv Driver, block *yaml.Node) {
+func (l *loader) build(e *entry, drv Driver, block, plant *yaml.Node) {
 	ds := e.ds
-	b := &Build{Dataset: ds, Block: block, Identifiers: l.cfg.Identifiers, Config: l.cfg, Resources: l.cfg.Resources, File: l.file, errs: &l.errs}
+	b := &Build{Dataset: ds, Block: block, Plant: plant, Identifiers: l.cfg.Identifiers, Config: l.cfg, Resources: l.cfg.Resources, File: l.file, errs: &l.errs}
+	if plant != nil {
+		b.plantReport = l.reporter("dataset "+ds.Name+": ", "canary.plant", plant)
+	}
 	before := len(l.errs)
 	conn := l.runDriver(drv, b)
 	l.relocate(before, ds, block)

@@ -32,6 +32,10 @@ type Build struct {
 	Dataset *erasure.Dataset
 	// Block is the connector block; nil when the dataset has none.
 	Block *yaml.Node
+	// Plant is the plant block of the dataset's canary (Dataset.Canary is set when the dataset
+	// has a canary), nil when it has none: a connector that can plant canaries decodes it
+	// (with Decode) and returns an erasure.Planter.
+	Plant *yaml.Node
 	// Identifiers are the identifier types the registry declares.
 	Identifiers []string
 	// Config is the whole configuration being loaded (data dir, NATS settings...).
@@ -40,6 +44,24 @@ type Build struct {
 	Resources *Resources
 	File      string
 	errs      *[]error
+	// plantReport reports the strict-decoding errors of the plant block, located within it.
+	plantReport func(at *yaml.Node, msg string)
+}
+
+// DecodePlant decodes the canary's plant block strictly into v (as Decode does the connector
+// block), reporting problems as "canary.plant..." at their lines; false when there were any.
+// A dataset whose canary has no plant block leaves v as it is and succeeds.
+func (b *Build) DecodePlant(v any) bool {
+	if b.Plant == nil {
+		return true
+	}
+	before := len(*b.errs)
+	report := b.plantReport
+	if report == nil {
+		report = func(at *yaml.Node, msg string) { b.Errorf(at, "canary.plant: %s", msg) }
+	}
+	DecodeStrict(b.Plant, v, report)
+	return len(*b.errs) == before
 }
 
 // Errorf records an error located at n (or at the dataset when n is nil).

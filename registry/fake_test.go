@@ -1,6 +1,8 @@
 package registry_test
 
 import (
+	"context"
+
 	"go.yaml.in/yaml/v3"
 
 	"erasure"
@@ -31,6 +33,22 @@ type fakeConn struct {
 }
 
 func (c *fakeConn) Close() error { c.Closed = true; return nil }
+
+// plantingConn is what the fake driver builds for a dataset whose canary has a plant block:
+// an erasure.Planter remembering the block.
+type plantingConn struct {
+	*fakeConn
+	Planted fakePlant
+}
+
+type fakePlant struct {
+	Keys []string `yaml:"keys"`
+}
+
+func (c *plantingConn) Plant(ctx context.Context, s erasure.Subject) error { return nil }
+func (c *plantingConn) Remains(ctx context.Context, s erasure.Subject) (bool, error) {
+	return false, nil
+}
 
 func (d fakeDriver) Method() erasure.Method { return d.method }
 
@@ -75,6 +93,14 @@ func (d fakeDriver) Build(b *registry.Build) erasure.Connector {
 		return nil
 	}
 	b.Dataset.Keys = keys
+	if b.Plant != nil && d.method != erasure.MethodOffline {
+		// The fake offline connector cannot plant: the loader must say so.
+		var p fakePlant
+		if !b.DecodePlant(&p) {
+			return nil
+		}
+		return &plantingConn{fakeConn: &fakeConn{Block: blk}, Planted: p}
+	}
 	return &fakeConn{Block: blk}
 }
 

@@ -106,6 +106,8 @@ func TestParse_Valid(t *testing.T) {
 		Backoff:     erasure.Backoff{Initial: 2 * time.Second, Max: 30 * time.Minute},
 		Timeout:     10 * time.Second,
 		AckTimeout:  2 * time.Hour,
+		// Keys left out keep the built-in guard.
+		Guard: erasure.Guard{MaxRemoved: 500, MaxRemovedShare: registry.DefaultMaxRemovedShare, ShareMinRows: registry.DefaultShareMinRows},
 	}
 	t.Run("Defaults", func(t *testing.T) {
 		if cfg.Defaults != defaults {
@@ -120,18 +122,23 @@ func TestParse_Valid(t *testing.T) {
 		}
 		want := []erasure.Dataset{
 			{Name: "accounts.users", Owner: "accounts-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id"}, Line: 50, Policy: defaults,
-				Provides: []erasure.Provide{{Identifier: "email", Field: "email"}, {Identifier: "account_id", Field: "account.id"}}},
+				Keys: []string{"user_id"}, Line: 51, Policy: defaults,
+				Provides: []erasure.Provide{{Identifier: "email", Field: "email"}, {Identifier: "account_id", Field: "account.id"}},
+				Canary:   &erasure.Canary{Every: 12 * time.Hour, Timeout: registry.DefaultCanaryTimeout, Subject: map[string]string{"user_id": "9{random}"}}},
 			{Name: "profile-service", Owner: "profile-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 61,
-				Policy: with(func(p *erasure.Policy) { p.MaxAttempts, p.Backoff.Max, p.Timeout = 3, 10*time.Minute, 5*time.Second })},
+				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 66,
+				Policy: with(func(p *erasure.Policy) {
+					p.MaxAttempts, p.Backoff.Max, p.Timeout = 3, 10*time.Minute, 5*time.Second
+					p.Guard.MaxRemoved, p.Guard.MaxRemovedShare = 20, 0.25
+				})},
 			{Name: "notifications", Owner: "messaging-team", Connector: "fakeasync", Method: erasure.MethodAsync,
-				Keys: []string{"user_id"}, Line: 73, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour })},
+				Keys: []string{"user_id"}, Line: 79, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour }),
+				Canary: &erasure.Canary{Every: registry.DefaultCanaryEvery, Timeout: 30 * time.Minute}},
 			{Name: "warehouse.events", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"account_id"}, Line: 81,
+				Keys: []string{"account_id"}, Line: 88,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 24*time.Hour, "internal" })},
 			{Name: "warehouse.clicks", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 87,
+				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 94,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 7*24*time.Hour, "external" })},
 		}
 		if len(cfg.Datasets) != len(want) {
@@ -153,8 +160,14 @@ func TestParse_Valid(t *testing.T) {
 			}
 		}
 	})
+	t.Run("CanaryPlantGoesToTheConnector", func(t *testing.T) {
+		c, ok := cfg.Dataset("accounts.users").Conn.(*plantingConn)
+		if !ok || len(c.Planted.Keys) != 1 || c.Planted.Keys[0] != "{user_id}" {
+			t.Fatalf("connector %T %+v: want the plant block decoded by the connector", cfg.Dataset("accounts.users").Conn, c)
+		}
+	})
 	t.Run("BlockExpandedWithLiteralDollar", func(t *testing.T) {
-		c := cfg.Dataset("accounts.users").Conn.(*fakeConn)
+		c := cfg.Dataset("accounts.users").Conn.(*plantingConn).fakeConn
 		if want := "owned by intake, literal ${not_a_var}"; c.Block.Note != want {
 			t.Errorf("note = %q, want %q", c.Block.Note, want)
 		}
@@ -176,7 +189,7 @@ func TestParse_Defaults(t *testing.T) {
 		t.Errorf("records = %+v, want %+v", got, want)
 	}
 	want := erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 12, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Hour},
-		Timeout: 30 * time.Second, AckTimeout: time.Hour}
+		Timeout: 30 * time.Second, AckTimeout: time.Hour, Guard: erasure.Guard{MaxRemoved: 10000, MaxRemovedShare: 0.5, ShareMinRows: 100}}
 	if cfg.Defaults != want {
 		t.Errorf("defaults = %+v, want %+v", cfg.Defaults, want)
 	}
@@ -245,7 +258,7 @@ func TestParse_ReportsEveryError(t *testing.T) {
 	for i, l := range lines[:3] {
 		want := []string{
 			"many.yaml:4: dataset d: owner is missing: name the team that answers for this dataset",
-			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, concurrency, sweep, and a block named like the connector)`,
+			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, concurrency, sweep, guard, canary, and a block named like the connector)`,
 			"many.yaml:7: dataset d: the fake block uses identifier phone, which identifiers does not declare",
 		}[i]
 		if l != want {

@@ -40,6 +40,7 @@ var DefaultPolicy = erasure.Policy{
 	Backoff:     erasure.Backoff{Initial: time.Second, Max: time.Hour},
 	Timeout:     30 * time.Second,
 	AckTimeout:  time.Hour,
+	Guard:       DefaultGuard,
 }
 
 var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "drp"}
@@ -432,9 +433,10 @@ type policyYAML struct {
 		Initial string `yaml:"initial"`
 		Max     string `yaml:"max"`
 	} `yaml:"backoff"`
-	Timeout     string `yaml:"timeout"`
-	AckTimeout  string `yaml:"ack_timeout"`
-	Concurrency int    `yaml:"concurrency"`
+	Timeout     string    `yaml:"timeout"`
+	AckTimeout  string    `yaml:"ack_timeout"`
+	Concurrency int       `yaml:"concurrency"`
+	Guard       guardYAML `yaml:"guard"`
 }
 
 func (l *loader) defaults(n *yaml.Node) {
@@ -469,6 +471,7 @@ func (l *loader) policy(n *yaml.Node, what string, p *erasure.Policy, withDeadli
 			p.Concurrency = int(x)
 		}
 	}
+	l.guard(n, what, &p.Guard)
 	if p.Backoff.Initial > p.Backoff.Max {
 		l.errorf(orNode(b, n), "%s: backoff.initial (%s) is longer than backoff.max (%s)", what, fmtDuration(p.Backoff.Initial), fmtDuration(p.Backoff.Max))
 	}

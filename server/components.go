@@ -16,8 +16,8 @@ import (
 )
 
 // Component is one part of a server that works in the background: the API (HTTP), the
-// executor, the acknowledgement listener, the sweeps, the overdue watcher. Each can run in any
-// process that opened the server, alone or with the others.
+// executor, the acknowledgement listener, the sweeps, the overdue watcher, the canary schedule.
+// Each can run in any process that opened the server, alone or with the others.
 type Component interface {
 	// Start starts the component's work and returns once it runs, or with the error that
 	// keeps it from running (then nothing of it runs). The work goes on until ctx is
@@ -226,5 +226,27 @@ func (s *Server) OverdueWatcher(every time.Duration) *OverdueWatcher {
 // Start counts now and every interval until ctx is cancelled.
 func (o *OverdueWatcher) Start(ctx context.Context) error {
 	o.goRun(func() { o.Service.WatchOverdue(ctx, o.Every) })
+	return nil
+}
+
+// CanarySchedule runs the datasets' canaries on their schedule (see pipeline.Canaries): one
+// process should run it (a leader), since the schedule reads the store's last results and two
+// schedulers would both find a canary due. Canaries run on demand through the API in any
+// process.
+type CanarySchedule struct {
+	Canaries *pipeline.Canaries
+	group
+}
+
+// CanarySchedule returns the canary schedule of s.
+func (s *Server) CanarySchedule() *CanarySchedule { return &CanarySchedule{Canaries: s.Canaries} }
+
+// Start runs the schedule until ctx is cancelled, when some dataset declares a canary (and
+// does nothing otherwise). Canaries running when ctx is cancelled stop, unrecorded.
+func (c *CanarySchedule) Start(ctx context.Context) error {
+	if !c.Canaries.Any() {
+		return nil
+	}
+	c.goRun(func() { c.Canaries.Schedule(ctx) })
 	return nil
 }

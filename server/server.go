@@ -4,8 +4,9 @@
 //
 // Open opens and wires everything and runs nothing. What runs in the background is split into
 // components that start and stop on their own (see Component): the API, the executor, the
-// acknowledgement listener, the sweeps (resume and schedule) and the overdue watcher, so that
-// a deployment can run some in every worker process and others in one elected leader.
+// acknowledgement listener, the sweeps (resume and schedule), the overdue watcher and the canary
+// schedule, so that a deployment can run some in every worker process and others in one elected
+// leader.
 // Server.Start runs them all in this process, as `erasure serve` does:
 //
 //	s, err := server.Open(ctx, cfg, logger)
@@ -65,8 +66,10 @@ type Server struct {
 	Engine     *pipeline.Engine
 	Service    *pipeline.Service
 	Sweeper    *pipeline.Sweeper
-	API        *api.Server
-	Metrics    *prometheus.Registry
+	// Canaries runs the datasets' canaries (its schedule is the CanarySchedule component).
+	Canaries *pipeline.Canaries
+	API      *api.Server
+	Metrics  *prometheus.Registry
 	// DRP speaks the Data Rights Protocol on the API's listener; nil without a drp section.
 	// DRP.Subscriber() is the status callbacks' outbox subscriber.
 	DRP *drp.Server
@@ -146,10 +149,15 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline,
 		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
-	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
+	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
+		s.API.Mount(pattern, h)
+	}
+	s.Canaries = &pipeline.Canaries{Store: s.Store, Datasets: cfg.Datasets, Hasher: hasher, Engine: s.Engine, Sweeper: s.Sweeper,
+		Logger: log, Metrics: m}
+	for pattern, h := range api.CanaryRoutes(s.API, s.Canaries) {
 		s.API.Mount(pattern, h)
 	}
 	if cfg.DRP != nil {
@@ -284,7 +292,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule())
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()

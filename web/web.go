@@ -146,7 +146,9 @@ func New(cfg Config) (*Handler, error) {
 	m.HandleFunc("POST /ui/search", h.signedIn(h.search))
 	m.HandleFunc("GET /ui/requests/{id}", h.signedIn(h.request))
 	m.HandleFunc("POST /ui/requests/{id}/cancel", h.signedIn(h.action("cancel", cfg.Service.Cancel)))
-	m.HandleFunc("POST /ui/requests/{id}/retry", h.signedIn(h.action("retry", cfg.Service.Retry)))
+	m.HandleFunc("POST /ui/requests/{id}/retry", h.signedIn(h.action("retry", func(ctx context.Context, id, actor string) (*erasure.Request, error) {
+		return cfg.Service.Retry(ctx, id, actor, erasure.RetryOptions{})
+	})))
 	m.HandleFunc("GET /ui/requests/{id}/certificate", h.signedIn(h.certificate))
 	m.HandleFunc("GET /ui/requests/{id}/certificate.json", h.signedIn(h.certificateJSON))
 	m.HandleFunc("GET /ui/datasets", h.signedIn(h.datasets))

@@ -267,25 +267,38 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	return s.copyOf(r), nil
 }
 
-// Retry re-opens failed tasks; ENOTFOUND, ECONFLICT when none failed.
-func (s *Service) Retry(ctx context.Context, id, actor string) (*erasure.Request, error) {
+// Retry re-opens failed tasks (with o.OverrideGuard, those that tripped their guard become
+// overridden); ENOTFOUND, ECONFLICT when none failed or, forced, none tripped.
+func (s *Service) Retry(ctx context.Context, id, actor string, o erasure.RetryOptions) (*erasure.Request, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.byID[id]
 	if !ok {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %s not found", id)
 	}
-	n := 0
+	var failed []*erasure.Task
+	tripped := 0
 	for _, t := range s.tasks {
 		if t.RequestID == id && t.State == erasure.TaskFailed {
-			t.State, t.Attempts, t.LastError = erasure.TaskPending, 0, ""
-			n++
+			failed = append(failed, t)
+			if t.Guard == erasure.GuardTripped {
+				tripped++
+			}
 		}
 	}
-	if n == 0 {
+	if len(failed) == 0 {
 		return nil, erasure.Errorf(erasure.ECONFLICT, "request %s has no failed task to retry", id)
 	}
-	s.event(actor, erasure.EventRequestRetried, id, 0, "", map[string]int{"tasks": n})
+	if o.OverrideGuard && tripped == 0 {
+		return nil, erasure.Errorf(erasure.ECONFLICT, "no failed task of request %s stopped at its guard: retry it without --force", id)
+	}
+	for _, t := range failed {
+		if o.OverrideGuard && t.Guard == erasure.GuardTripped {
+			t.Guard = erasure.GuardOverridden
+		}
+		t.State, t.Attempts, t.LastError = erasure.TaskPending, 0, ""
+	}
+	s.event(actor, erasure.EventRequestRetried, id, 0, "", map[string]int{"tasks": len(failed)})
 	return s.copyOf(r), nil
 }
 
@@ -399,6 +412,19 @@ func (s *Service) Finish(id string, state erasure.TaskState, lastError string) {
 			t.Removed, t.VerifiedAt = 1, &now
 		}
 		s.event("pipeline", erasure.EventTaskAttempt, id, t.ID, t.Dataset, map[string]any{"status": state})
+	}
+}
+
+// TripGuard fails the unfinished tasks of request id at their guard, as a connector that found
+// far more than one subject's data would.
+func (s *Service) TripGuard(id string) {
+	s.Finish(id, erasure.TaskFailed, "guard: erasing this subject would remove 5000 rows, more than max_removed 100")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tid := range s.taskIDs[id] {
+		if t := s.tasks[tid]; t.State == erasure.TaskFailed {
+			t.Guard = erasure.GuardTripped
+		}
 	}
 }
 

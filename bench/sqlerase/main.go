@@ -4,8 +4,11 @@
 //
 //	(a) direct     one prepared DELETE per subject over one connection: the baseline
 //	(b) connector  the sql connector's Erase then Holds per subject, one after the other
+//	(g) guarded    the same under a guard (-max-removed, default 10000 as in the registry): the
+//	               subject's rows counted, then deleted, in one transaction
 //	(c) pipeline   requests submitted to the pipeline (SQLite store) and executed by its
-//	               engine with -workers workers: planning, leasing, erase, verify, audit
+//	               engine with -workers workers: planning, leasing, erase (guarded by
+//	               -max-removed, as every dataset is by default), verify, audit
 //
 // and prints the time per subject of each and its ratio to (a).
 //
@@ -40,10 +43,11 @@ func main() {
 	rows := flag.Int("rows", 1_000_000, "rows in the table")
 	subjects := flag.Int("subjects", 10_000, "subjects erased by each mode")
 	workers := flag.Int("workers", 16, "pipeline workers for (c)")
+	maxRemoved := flag.Int64("max-removed", 10000, "the guard of (g) and (c); 0 runs them unguarded")
 	flag.Parse()
 	users := *rows / rowsPerUser
-	if 3**subjects > users {
-		log.Fatalf("-rows %d holds %d users: too few for 3 × %d subjects", *rows, users, *subjects)
+	if 4**subjects > users {
+		log.Fatalf("-rows %d holds %d users: too few for 4 × %d subjects", *rows, users, *subjects)
 	}
 	ctx := context.Background()
 
@@ -76,14 +80,18 @@ func main() {
 	report("direct", "one DELETE per subject, one connection", a, n, a)
 	check(ctx, admin, schema, 0, n)
 
-	b := connector(ctx, sdsn, n, 2*n)
+	b := connector(ctx, sdsn, n, 2*n, ctx)
 	report("connector", "Erase + Holds per subject, sequential", b, n, a)
 	check(ctx, admin, schema, n, 2*n)
 
-	c, submitted := pipe(ctx, sdsn, 2*n, 3*n, *workers)
-	report("pipeline", fmt.Sprintf("submit + execute (erase, verify, audit), %d workers, SQLite store", *workers), c, n, a)
-	fmt.Printf("          of which the last submission returned after %v (one submitter; the engine runs meanwhile)\n", submitted.Round(time.Millisecond))
+	g := connector(ctx, sdsn, 2*n, 3*n, erasure.ContextWithGuard(ctx, erasure.Guard{MaxRemoved: *maxRemoved}))
+	report("guarded", "the same under a guard: count and delete in one transaction", g, n, a)
 	check(ctx, admin, schema, 2*n, 3*n)
+
+	c, submitted := pipe(ctx, sdsn, 3*n, 4*n, *workers, *maxRemoved)
+	report("pipeline", fmt.Sprintf("submit + execute (guarded erase, verify, audit), %d workers, SQLite store", *workers), c, n, a)
+	fmt.Printf("          of which the last submission returned after %v (one submitter; the engine runs meanwhile)\n", submitted.Round(time.Millisecond))
+	check(ctx, admin, schema, 3*n, 4*n)
 
 	var left int64
 	admin.QueryRowContext(ctx, "SELECT count(*) FROM "+schema+".events").Scan(&left)
@@ -109,7 +117,9 @@ func direct(ctx context.Context, dsn string, from, to int) time.Duration {
 	return time.Since(start)
 }
 
-func connector(ctx context.Context, dsn string, from, to int) time.Duration {
+// connector erases users [from, to) with the connector, each Erase under ectx (which carries
+// a guard or not).
+func connector(ctx context.Context, dsn string, from, to int, ectx context.Context) time.Duration {
 	ds := &erasure.Dataset{Name: "bench.events"}
 	conn, err := sqlconn.New(ds, sqlconn.Config{Driver: "postgres", DSN: dsn, Table: "events", Key: &sqlconn.Key{Column: "user_id", Identifier: "user_id"}}, nil)
 	if err != nil {
@@ -122,7 +132,7 @@ func connector(ctx context.Context, dsn string, from, to int) time.Duration {
 	start := time.Now()
 	for u := from; u < to; u++ {
 		s := erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(u)})
-		if _, err := conn.Erase(ctx, s); err != nil {
+		if _, err := conn.Erase(ectx, s); err != nil {
 			log.Fatal(err)
 		}
 		if holds, err := conn.Holds(ctx, s); err != nil || holds {
@@ -133,7 +143,7 @@ func connector(ctx context.Context, dsn string, from, to int) time.Duration {
 }
 
 // pipe returns the time until every request completed, and the time the submissions took.
-func pipe(ctx context.Context, dsn string, from, to, workers int) (time.Duration, time.Duration) {
+func pipe(ctx context.Context, dsn string, from, to, workers int, maxRemoved int64) (time.Duration, time.Duration) {
 	dir, err := os.MkdirTemp("", "erasure-sqlerase-")
 	if err != nil {
 		log.Fatal(err)
@@ -146,7 +156,8 @@ func pipe(ctx context.Context, dsn string, from, to, workers int) (time.Duration
 	}
 	defer st.Close()
 	ds := &erasure.Dataset{Name: "bench.events", Owner: "bench", Connector: "sql", Method: erasure.MethodRealtime,
-		Policy: erasure.Policy{Deadline: time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute}, Timeout: 30 * time.Second}}
+		Policy: erasure.Policy{Deadline: time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute}, Timeout: 30 * time.Second,
+			Guard: erasure.Guard{MaxRemoved: maxRemoved}}}
 	conn, err := sqlconn.New(ds, sqlconn.Config{Driver: "postgres", DSN: dsn, Table: "events", Key: &sqlconn.Key{Column: "user_id", Identifier: "user_id"}}, nil)
 	if err != nil {
 		log.Fatal(err)

@@ -22,7 +22,7 @@ func init() {
 	command("status", "show a request and its tasks: status ID", runStatus)
 	command("wait", "wait until a request ends: wait ID [--timeout D]; exits 0 only when it completed", runWait)
 	command("cancel", "cancel a request's unfinished tasks: cancel ID", runCancel)
-	command("retry", "re-open a request's failed tasks: retry ID", runRetry)
+	command("retry", "re-open a request's failed tasks: retry [--force] ID (--force lifts tripped guards)", runRetry)
 	command("datasets list", "list the registered datasets with their health", runDatasetsList)
 	command("audit verify", "fetch the audit trail and recompute its hash chain: audit verify [--request ID]", runAuditVerify)
 }
@@ -288,7 +288,27 @@ func runCancel(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return operate(ctx, "retry", args, stdout, stderr, (*client.Client).Retry)
+	var force bool
+	id, err := oneID("retry", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&force, "force", false, "run the tasks that stopped at their dataset's guard (max_removed) again without it; audited")
+	})
+	if err != nil {
+		return err
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	req, err := c.RetryWith(ctx, id, erasure.RetryOptions{OverrideGuard: force})
+	if err != nil {
+		return err
+	}
+	verb := "retried"
+	if force {
+		verb = "retried past the guard"
+	}
+	fmt.Fprintf(stdout, "%s %s; now %s\n", verb, req.ID, summary(req))
+	return nil
 }
 
 func operate(ctx context.Context, name string, args []string, stdout, stderr io.Writer, action func(*client.Client, context.Context, string) (*erasure.Request, error)) error {
@@ -327,19 +347,34 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE")
-	var backlog, failures int
+	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE\tCANARY")
+	var backlog, failures, canariesFailed int
 	for _, d := range ds {
 		last := "-"
 		if d.Health.LastDone != nil {
 			last = d.Health.LastDone.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last)
+		canary := "-"
+		switch c := d.Canary; {
+		case c == nil:
+		case c.Started.IsZero():
+			canary = "never run"
+		case c.OK:
+			canary = "ok"
+		default:
+			canary = "failed"
+			canariesFailed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last, canary)
 		backlog += d.Health.Backlog
 		failures += d.Health.Failures
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%d datasets, %d tasks in backlog, %d failed\n", len(ds), backlog, failures)
+	summary := fmt.Sprintf("%d datasets, %d tasks in backlog, %d failed", len(ds), backlog, failures)
+	if canariesFailed > 0 {
+		summary += fmt.Sprintf(", %d canaries failing", canariesFailed)
+	}
+	fmt.Fprintln(stdout, summary)
 	return nil
 }
 

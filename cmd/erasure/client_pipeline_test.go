@@ -15,15 +15,22 @@ import (
 	"erasure/registry"
 )
 
-// flakyDataset erases without I/O; it fails permanently for user_id 13.
+// flakyDataset erases without I/O; it fails permanently for user_id 13, and user_id "wide"
+// matches 5000 rows (under its context's guard, counted before anything is erased).
 type flakyDataset struct{}
 
 func (flakyDataset) Close() error { return nil }
 
 func (flakyDataset) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, error) {
 	for _, v := range s.Values("user_id") {
-		if v == "13" {
+		switch v {
+		case "13":
 			return erasure.Outcome{}, erasure.Permanent(errors.New("403 Forbidden from profile-service"))
+		case "wide":
+			if err := erasure.GuardFrom(ctx).Check("flaky", "rows", 5000); err != nil {
+				return erasure.Outcome{}, err
+			}
+			return erasure.Outcome{Removed: 5000}, nil
 		}
 	}
 	return erasure.Outcome{Removed: 1}, nil
@@ -49,7 +56,7 @@ auth:
   tokens:
     - { name: admin, secret: "${ERASURE_PIPELINE_TOKEN}", roles: [submit, operate] }
 identifiers: [user_id, email]
-defaults: { deadline: 720h, max_attempts: 3, backoff: { initial: 10ms, max: 1s }, timeout: 5s }
+defaults: { deadline: 720h, max_attempts: 3, backoff: { initial: 10ms, max: 1s }, timeout: 5s, guard: { max_removed: 100 } }
 datasets:
   - { name: profile-service, owner: profile-team, connector: flaky, flaky: {} }
   - { name: sessions, owner: web-team, connector: flaky, flaky: {} }
@@ -91,6 +98,28 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 		}
 		if code, out, errOut := run(t, "cancel", id); code != 0 || !strings.Contains(out, "cancelled "+id) {
 			t.Fatalf("cancel: exit %d %q %q", code, out, errOut)
+		}
+	})
+	t.Run("GuardTripIsRetriedWithForce", func(t *testing.T) {
+		_, out, _ := run(t, "submit", "user_id=wide")
+		id := strings.TrimSpace(out)
+		code, out, errOut := run(t, "wait", id, "--timeout", "1m")
+		if code != 1 || !strings.Contains(errOut, "5000 rows") || !strings.Contains(errOut, "max_removed 100") {
+			t.Fatalf("wait: exit %d %q %q", code, out, errOut)
+		}
+		if code, out, errOut := run(t, "retry", id, "--force"); code != 0 || !strings.HasPrefix(out, "retried past the guard "+id) {
+			t.Fatalf("retry --force: exit %d %q %q", code, out, errOut)
+		}
+		code, out, errOut = run(t, "wait", id, "--timeout", "1m")
+		if code != 0 || !strings.Contains(out, "completed: 2 of 2 tasks done, 10000 removed") {
+			t.Fatalf("wait after the forced retry: exit %d %q %q", code, out, errOut)
+		}
+		if code, _, errOut := run(t, "retry", id, "--force"); code != 5 {
+			t.Fatalf("forced retry of a completed request: exit %d %q", code, errOut)
+		}
+		code, out, _ = run(t, "audit", "verify")
+		if code != 0 {
+			t.Fatalf("audit verify: exit %d %s", code, out)
 		}
 	})
 	t.Run("AuditVerify", func(t *testing.T) {

@@ -274,7 +274,7 @@ func TestClientCommands_DatasetsList(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") ||
-		!regexp.MustCompile(`^profile-service\s+profile-team\s+http\s+realtime\s+3\s+1\s+-$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^profile-service\s+profile-team\s+http\s+realtime\s+3\s+1\s+-\s+-$`).MatchString(lines[1]) ||
 		lines[3] != "2 datasets, 3 tasks in backlog, 1 failed" {
 		t.Fatalf("output:\n%s", out)
 	}

@@ -152,5 +152,10 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		return nil
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
-	return newConnector(cfg)
+	c := newConnector(cfg)
+	c.name = b.Dataset.Name
+	if b.Dataset.Canary != nil && !buildPlant(b, c) {
+		return nil
+	}
+	return c
 }

@@ -24,9 +24,13 @@ import (
 // per snapshot is the caller's business (Sweep, Resume and BuildIndex take a lock file in the
 // state directory so that two processes never run them at once).
 type Connector struct {
+	// name is the dataset's, for messages (the snapshot's path when built without one).
+	name string
 	cfg  Config
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
-	log  *slog.Logger
+	// plant is the dataset's canary partition (nil without a canary).
+	plant *plantSpec
+	log   *slog.Logger
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
 }
@@ -52,7 +56,7 @@ func New(cfg Config) (*Connector, error) {
 }
 
 func newConnector(cfg Config) *Connector {
-	c := &Connector{cfg: cfg, log: slog.Default().WithGroup("files")}
+	c := &Connector{name: cfg.Path, cfg: cfg, log: slog.Default().WithGroup("files")}
 	if cfg.Format != formatCSV {
 		c.path = strings.Split(cfg.Key.Field, ".")
 	}
@@ -224,7 +228,7 @@ func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (er
 		return erasure.SweepResult{}, err
 	}
 	defer unlock()
-	rep, err := c.run(ctx, keys, "")
+	rep, err := c.run(ctx, keys, "", batch)
 	return rep.SweepResult(), interrupted(err)
 }
 
@@ -260,7 +264,7 @@ func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 		if err != nil {
 			return out, err
 		}
-		rep, err := c.run(ctx, j.Keys, id)
+		rep, err := c.run(ctx, j.Keys, id, nil)
 		out = append(out, rep)
 		if err != nil {
 			return out, err
@@ -269,8 +273,10 @@ func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 	return out, nil
 }
 
-// run executes one whole sweep of keys (a resumed one when id is set).
-func (c *Connector) run(ctx context.Context, keys []string, id string) (Report, error) {
+// run executes one whole sweep of keys (a resumed one when id is set). When batch is given (the
+// subjects the keys come from), the guard's max_removed is checked for each subject once every
+// partition is prepared, before anything is swapped.
+func (c *Connector) run(ctx context.Context, keys []string, id string, batch []erasure.SweepSubject) (Report, error) {
 	var plan *Plan
 	var err error
 	if id != "" {
@@ -309,6 +315,12 @@ func (c *Connector) run(ctx context.Context, keys []string, id string) (Report, 
 			return Report{}, err
 		}
 	}
+	if batch != nil {
+		if err := c.CheckSubjects(ctx, plan, batch); err != nil {
+			c.Abort(plan)
+			return Report{}, err
+		}
+	}
 	rep, err := c.Commit(ctx, plan)
 	rep.IndexBytes = c.indexRead.Load() - indexBase
 	prog.final()
@@ -333,6 +345,50 @@ func (c *Connector) rewriteAll(ctx context.Context, plan *Plan, parts []Partitio
 		return ctx.Err()
 	}
 	return err
+}
+
+// CheckSubjects applies the guard of ctx (max_removed) to each subject of batch, once every
+// partition of plan is prepared and before Commit: it sums the rows each subject's keys match,
+// as the partitions' journal markers recorded them, and returns a permanent *erasure.GuardError
+// naming the tasks of the subjects over the limit (subjects forced past the guard are not
+// held to it). A worker of a shared sweep calls it before Commit, as Sweep does.
+func (c *Connector) CheckSubjects(ctx context.Context, plan *Plan, batch []erasure.SweepSubject) error {
+	g := erasure.GuardFrom(ctx)
+	if g.MaxRemoved <= 0 {
+		return nil
+	}
+	perKey := make([]int64, len(plan.Keys))
+	for _, p := range plan.Partitions {
+		m, ok := c.validMarker(plan.ID, p.Path)
+		if !ok {
+			continue // Commit refuses a sweep with a partition not handled
+		}
+		for i, n := range m.Hits {
+			if i >= 0 && i < len(perKey) {
+				perKey[i] += n
+			}
+		}
+	}
+	ge := &erasure.GuardError{Dataset: c.name, Unit: "rows", Limit: g.MaxRemoved}
+	for _, s := range batch {
+		if s.OverrideGuard {
+			continue
+		}
+		var n int64
+		for _, k := range normalizeKeys(s.Subject.Values(c.cfg.Key.Identifier)) {
+			if i := sort.SearchStrings(plan.Keys, k); i < len(plan.Keys) && plan.Keys[i] == k {
+				n += perKey[i]
+			}
+		}
+		if n > g.MaxRemoved {
+			ge.Tasks = append(ge.Tasks, s.TaskID)
+			ge.Count = max(ge.Count, n)
+		}
+	}
+	if len(ge.Tasks) == 0 {
+		return nil
+	}
+	return erasure.Permanent(ge)
 }
 
 // Holds reports whether any partition still has a row keyed by one of the subject's values of

@@ -64,6 +64,26 @@
 // processes never run them at once on one snapshot; the snapshot must not be rewritten by
 // anyone else during a sweep.
 //
+// # Guard
+//
+// Under a guard (erasure.GuardFrom: the sweeper sets the dataset's), RewritePartition refuses
+// a partition of at least share_min_rows rows whose sweep would remove more than
+// max_removed_share of them, with a permanent *erasure.GuardError naming the partition, before
+// preparing it; the sweep then swaps nothing. The rows each key matches are recorded in the
+// journal, and before the swap Sweep (or CheckSubjects, for a shared sweep) sums them per
+// subject and refuses the sweep, naming the tasks, when a subject not forced past the guard
+// (SweepSubject.OverrideGuard) exceeds max_removed. Either way no partition changes.
+//
+// # Canary
+//
+//	canary: { plant: { partition: canary/erasure-canary.jsonl, fields: { event: canary } } }
+//
+// Plant appends a row to the canary partition (default erasure-canary.jsonl or .csv, .gz with
+// compression gzip), created when absent and which must be a partition of the snapshot: for
+// JSON lines an object with the canary's key value at the key's path and the fields; for CSV a
+// record under the header "key field, fields in name order". It takes the snapshot's lock.
+// Remains reads the canary partition for the planted key. Parquet snapshots take no canary.
+//
 // # Skip index
 //
 // With index: true, a sweep keeps a sidecar per partition (<state>/index/<partition>.idx) with

@@ -199,6 +199,23 @@ type marker struct {
 	Removed  int64  `json:"removed"`
 	Read     int64  `json:"read"`
 	Skipped  bool   `json:"skipped,omitempty"`
+	// Hits counts the matching rows of each key, by its index in the plan's Keys (for the
+	// guard's count of each subject's rows).
+	Hits map[int]int64 `json:"hits,omitempty"`
+}
+
+// hitIndexes turns the rows matched per key into counts by the key's index in p.Keys.
+func (p *Plan) hitIndexes(hits map[string]int64) map[int]int64 {
+	if len(hits) == 0 {
+		return nil
+	}
+	out := make(map[int]int64, len(hits))
+	for k, n := range hits {
+		if i := sort.SearchStrings(p.Keys, k); i < len(p.Keys) && p.Keys[i] == k {
+			out[i] += n
+		}
+	}
+	return out
 }
 
 const (

@@ -97,7 +97,7 @@ func (c *Connector) processLines(r io.Reader, name string, gz bool, cr *counting
 			st.rows++
 		}
 		if has && row && ks.has(key) {
-			st.removed++
+			st.hit(key)
 			switch md {
 			case modeFind:
 				return errFound

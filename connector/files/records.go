@@ -63,7 +63,7 @@ func (c *Connector) processRecords(f *os.File, cr *countingReader, rel string, k
 			st.rows++
 		}
 		if has && row && ks.has(key) {
-			st.removed++
+			st.hit(key)
 			switch md {
 			case modeFind:
 				return errFound

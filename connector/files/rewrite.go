@@ -47,6 +47,9 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 		return res, err
 	}
 	if m, ok := c.validMarker(plan.ID, p.Path); ok {
+		if err := erasure.GuardFrom(ctx).CheckShare(c.name, "partition "+p.Path, m.Removed, m.Rows); err != nil {
+			return res, err
+		}
 		tr.partDone(p.Size, m.Rows, m.Removed)
 		return PartitionResult{Path: p.Path, Rows: m.Rows, Removed: m.Removed, Skipped: m.Skipped, Prepared: m.State == statePrepared}, nil
 	}
@@ -86,8 +89,15 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 		out.abort()
 		return res, err
 	}
+	// The share guard: a sweep about to drop most of a partition is a broken key or a source
+	// that answered "everything"; nothing is swapped (the caller aborts the sweep).
+	if err := erasure.GuardFrom(ctx).CheckShare(c.name, "partition "+p.Path, stats.removed, stats.rows); err != nil {
+		out.abort()
+		return res, err
+	}
 	hook("prepared", p.Path)
 	m.Rows, m.Removed, m.Read = stats.rows, stats.removed, stats.read
+	m.Hits = plan.hitIndexes(stats.hits)
 	res.Rows, res.Removed, res.BytesRead = stats.rows, stats.removed, stats.read
 	if stats.removed > 0 {
 		m.State = statePrepared
@@ -133,6 +143,22 @@ func (o *processOut) hash(key []byte) {
 
 type stats struct {
 	rows, removed, read int64
+	// hits counts the matching rows of each key, when counting is on (a rewrite).
+	hits map[string]int64
+}
+
+// hit records one matching row of key.
+func (st *stats) hit(key []byte) {
+	st.removed++
+	st.count(key)
+}
+
+// count records one matching row of key in hits (without counting it removed: Parquet counts
+// its removed rows per row group).
+func (st *stats) count(key []byte) {
+	if st.hits != nil {
+		st.hits[string(key)]++
+	}
 }
 
 // process runs one partition through its format in the given mode.
@@ -149,6 +175,9 @@ func (c *Connector) process(ctx context.Context, rel string, ks *keySet, md mode
 	}
 	cr := &countingReader{f: f, tr: trackerFrom(ctx), ctx: ctx}
 	var st stats
+	if md == modeRewrite {
+		st.hits = map[string]int64{}
+	}
 	switch c.cfg.Format {
 	case formatParquet:
 		err = c.processParquet(cr, fi.Size(), ks, md, out, &st)

@@ -28,6 +28,18 @@ type eraseBlock struct {
 	URL     string            `yaml:"url"`
 	Body    string            `yaml:"body"`
 	Headers map[string]string `yaml:"headers"`
+	// Removed is the JSON field of a 2xx response holding how many things the request erased.
+	Removed string `yaml:"removed"`
+}
+
+// plantBlock is the canary's plant block: the request creating a canary subject, and the
+// request reading it back (default: the verify request).
+type plantBlock struct {
+	Method  string            `yaml:"method"`
+	URL     string            `yaml:"url"`
+	Body    string            `yaml:"body"`
+	Headers map[string]string `yaml:"headers"`
+	Check   *verifyBlock      `yaml:"check"`
 }
 
 type verifyBlock struct {
@@ -86,6 +98,13 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		bad = true
 	} else if len(c.erase.vars) == 0 {
 		fail(registry.Child(en, "url"), "erase: the url or body must contain an identifier placeholder such as {user_id}, or every subject would erase the same thing")
+	}
+	if cfg.Erase.Removed != "" {
+		segs, err := parsePath(cfg.Erase.Removed)
+		if err != nil {
+			fail(registry.Child(en, "removed"), "erase: removed %q: %v", cfg.Erase.Removed, err)
+		}
+		c.removed = segs
 	}
 	keys := slices.Clone(c.erase.vars)
 
@@ -159,6 +178,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	// The pipeline runs a task when the subject has any of the keys and passes only those
 	// identifiers, to lookups as to erasures: the lookup's identifiers are keys too.
 	b.Dataset.Keys = keys
+	if b.Dataset.Canary != nil && !buildPlant(b, c) {
+		bad = true
+	}
 	if bad {
 		return nil
 	}
@@ -172,6 +194,51 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		return resolving{c}
 	}
 	return c
+}
+
+// buildPlant builds the canary's plant and check requests into c; false after reporting a
+// problem. A canary needs a plant block (a create endpoint) and something to read the canary
+// back with: plant.check or the dataset's verify.
+func buildPlant(b *registry.Build, c *Connector) bool {
+	if b.Plant == nil {
+		b.Errorf(b.Block, "http: the canary needs canary.plant: { method: POST, url: ..., body: ... }, the service's endpoint creating a subject")
+		return false
+	}
+	var p plantBlock
+	if !b.DecodePlant(&p) {
+		return false
+	}
+	r, ok := buildRequest(b, b.Plant, "canary.plant", "POST", p.Method, p.URL, p.Body, p.Headers)
+	c.plant = &r
+	for _, v := range r.vars {
+		if !slices.Contains(b.Dataset.Keys, v) {
+			b.Errorf(registry.Child(b.Plant, "url"), "canary.plant: {%s} is not one of the dataset's keys (%s): the canary subject has only those", v, strings.Join(b.Dataset.Keys, ", "))
+			ok = false
+		}
+	}
+	switch {
+	case p.Check != nil:
+		cn := registry.Child(b.Plant, "check")
+		chk, cok := buildRequest(b, cn, "canary.plant.check", "GET", p.Check.Method, p.Check.URL, "", p.Check.Headers)
+		chk.gone = []int{http.StatusNotFound, http.StatusGone}
+		if p.Check.Gone != nil {
+			chk.gone = p.Check.Gone
+		}
+		for _, v := range chk.vars {
+			if !slices.Contains(b.Dataset.Keys, v) {
+				b.Errorf(registry.Child(cn, "url"), "canary.plant.check: {%s} is not one of the dataset's keys (%s)", v, strings.Join(b.Dataset.Keys, ", "))
+				cok = false
+			}
+		}
+		c.check = &chk
+		ok = ok && cok
+	case c.verify != nil:
+		c.check = c.verify
+	default:
+		b.Errorf(b.Plant, "http: the canary needs a way to read its subject back: canary.plant.check: { url: ... } or the dataset's verify")
+		ok = false
+	}
+	return ok
 }
 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}

@@ -39,9 +39,14 @@ type Connector struct {
 	verify   *request
 	lookup   *request
 	provides []provide
-	headers  http.Header
-	timeout  time.Duration
-	client   *http.Client
+	// removed is the JSON field path of an erase response holding how many things it erased
+	// (nil: each 2xx response counts one).
+	removed []string
+	// plant creates a canary subject, check reads it back (see Plant, Remains).
+	plant, check *request
+	headers      http.Header
+	timeout      time.Duration
+	client       *http.Client
 	// now is the clock used for Retry-After dates.
 	now func() time.Time
 }
@@ -142,21 +147,105 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 		return erasure.Outcome{}, err
 	}
 	var removed, gone int64
+	g := erasure.GuardFrom(ctx)
 	for _, vals := range combos {
-		code, hdr, _, err := c.send(ctx, &c.erase, vals, false)
+		code, hdr, body, err := c.send(ctx, &c.erase, vals, c.removed != nil)
 		if err != nil {
 			return erasure.Outcome{Removed: removed}, err
 		}
 		switch {
 		case code >= 200 && code < 300:
-			removed++
+			n, err := c.reported(body)
+			if err != nil {
+				return erasure.Outcome{Removed: removed}, err
+			}
+			removed += n
 		case code == http.StatusNotFound || code == http.StatusGone:
 			gone++
 		default:
 			return erasure.Outcome{Removed: removed}, c.statusError(&c.erase, code, hdr)
 		}
+		// The service has erased already: the guard can only judge what it reports, and make
+		// the task fail loudly for a person to look at the service.
+		if g.MaxRemoved > 0 && removed > g.MaxRemoved {
+			return erasure.Outcome{Removed: removed}, erasure.Permanent(&erasure.GuardError{Dataset: c.name, Unit: "items", Count: removed, Limit: g.MaxRemoved, Reported: true})
+		}
 	}
 	return erasure.Outcome{Removed: removed, Detail: fmt.Sprintf("%d erased, %d already gone", removed, gone)}, nil
+}
+
+// reported returns what one 2xx erase response says it erased: the number at the removed
+// field, or 1 when no field is configured or the response has no body (204). A body without a
+// whole, non-negative number there is a permanent error (the block does not match the
+// service).
+func (c *Connector) reported(body []byte) (int64, error) {
+	if c.removed == nil || len(bytes.TrimSpace(body)) == 0 {
+		return 1, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return 0, erasure.Permanentf("%s: the response is not JSON, so it reports no count at %s", c.erase.what(), strings.Join(c.removed, "."))
+	}
+	vals, err := extract(doc, c.removed)
+	if err != nil || len(vals) != 1 {
+		return 0, erasure.Permanentf("%s: the response has no count at %s", c.erase.what(), strings.Join(c.removed, "."))
+	}
+	n, err := strconv.ParseInt(vals[0], 10, 64)
+	if err != nil || n < 0 {
+		return 0, erasure.Permanentf("%s: the count at %s is not a whole number", c.erase.what(), strings.Join(c.removed, "."))
+	}
+	return n, nil
+}
+
+// Plant sends the canary's plant request (a create endpoint) for every combination of the
+// canary subject's values; anything but 2xx fails (429 and 5xx transiently).
+func (c *Connector) Plant(ctx context.Context, s erasure.Subject) error {
+	if c.plant == nil {
+		return erasure.Permanentf("dataset %s has no canary plant request", c.name)
+	}
+	combos, err := combinations(s, c.plant.vars)
+	if err != nil {
+		return err
+	}
+	for _, vals := range combos {
+		code, hdr, _, err := c.send(ctx, c.plant, vals, false)
+		if err != nil {
+			return err
+		}
+		if code < 200 || code >= 300 {
+			return c.statusError(c.plant, code, hdr)
+		}
+	}
+	return nil
+}
+
+// Remains reads the canary subject back with the check request (canary.plant.check, or the
+// dataset's verify): true when any combination answers 2xx, false when all answer a gone
+// status.
+func (c *Connector) Remains(ctx context.Context, s erasure.Subject) (bool, error) {
+	if c.check == nil {
+		return false, erasure.Permanentf("dataset %s has no request to read its canary back", c.name)
+	}
+	combos, err := combinations(s, c.check.vars)
+	if err != nil {
+		return false, err
+	}
+	for _, vals := range combos {
+		code, hdr, _, err := c.send(ctx, c.check, vals, false)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case slices.Contains(c.check.gone, code):
+		case code >= 200 && code < 300:
+			return true, nil
+		default:
+			return false, c.statusError(c.check, code, hdr)
+		}
+	}
+	return false, nil
 }
 
 // lookedUpNothing explains a subject lacking some of vars. When every missing identifier is one

@@ -16,6 +16,7 @@
 //	      url: "http://profile.internal/users/{user_id}"
 //	      body: '{{"user_id": "{user_id}"}}'     # optional template ({{ and }} are literal braces)
 //	      headers: { X-Reason: gdpr }            # optional, added to the common headers
+//	      removed: deleted                       # optional: the JSON field of a 2xx response counting what it erased
 //	    verify:                                  # optional: makes the connector an erasure.Verifier
 //	      method: GET                            # default GET
 //	      url: "http://profile.internal/users/{user_id}"
@@ -58,6 +59,12 @@
 // DELETE into a GET), are permanent. Erase stops at the first failing request; a retry sends
 // them all again, which the service must accept (idempotent endpoints).
 //
+// Removed counts one per 2xx response, or, with erase.removed, the whole number the response
+// holds at that dotted JSON path (a 204 or an empty body counts one; a body without the number
+// is a permanent error). The guard (erasure.GuardFrom, max_removed) can only judge what the
+// service reports: over the limit the task fails with a permanent *erasure.GuardError saying
+// that the service has already erased, for a person to look at the service.
+//
 // Verify (Holds): a status listed in gone means absent; 2xx means the subject is still there;
 // 429/5xx are transient, anything else permanent. Several values: true as soon as one is found.
 //
@@ -70,6 +77,20 @@
 // Messages never contain an expanded URL, a response body or a server's reason phrase, so no
 // identifier value leaks into task errors: "DELETE http://profile.internal/users/{user_id}:
 // 403 Forbidden".
+//
+// A canary needs a plant block (the service's create endpoint) and a way to read the canary
+// back, plant.check or the dataset's verify:
+//
+//	canary:
+//	  plant:
+//	    method: POST                             # default POST
+//	    url: "http://profile.internal/users"
+//	    body: '{{"id": "{user_id}"}}'
+//	    check: { url: "http://profile.internal/users/{user_id}", gone: [404] }   # default: verify
+//
+// Plant sends the plant request (2xx expected); Remains sends the check request: 2xx means the
+// canary subject is still there. With a check of its own the canary catches a DELETE that
+// answers 204 and deletes nothing even when the dataset has no verify.
 //
 // Check sends HEAD / to the host of each configured request and succeeds on any answer: it
 // proves DNS, routing and TLS, not that the endpoints or credentials work (that cannot be

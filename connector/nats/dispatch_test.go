@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"erasure/audit"
 	"erasure/connector/nats"
 	"erasure/connector/nats/natstest"
+	"erasure/mutator"
 )
 
 var schemaDir = filepath.Join("..", "..", "docs", "schemas")
@@ -108,6 +110,7 @@ func TestSchemaChecker_RejectsWhatTheSchemaForbids(t *testing.T) {
 		"MissingDispatch":    `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
 		"DispatchNotHex":     `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"7-1","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
 		"AttemptZero":        `{"task_id":1,"request_id":"r","dataset":"d","attempt":0,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a"}`,
+		"CanaryFalse":        `{"task_id":1,"request_id":"r","dataset":"d","attempt":1,"dispatch":"0123456789abcdef0123456789abcdef","identifiers":{"user_id":"42"},"deadline":"2026-12-24T09:00:00Z","ack_subject":"a","canary":false}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if p := schema.Validate([]byte(doc)); len(p) == 0 {
@@ -151,6 +154,26 @@ func TestConnector_Dispatch(t *testing.T) {
 			}
 			if h := msgs[0].Headers().Get(jetstream.MsgIDHeader); h != dispatchID(7, 1) {
 				t.Errorf("Nats-Msg-Id = %q, want the dispatch id %s", h, dispatchID(7, 1))
+			}
+		})
+		t.Run("CanaryCommandSaysSo", func(t *testing.T) {
+			c := bound(t, env, "canaries", "canaries", "user_id")
+			cmd := command(8, 1, id("user_id", "erasure-canary-1"))
+			cmd.Canary = true
+			if err := c.Dispatch(ctx, cmd); err != nil {
+				t.Fatalf("Dispatch: %v", err)
+			}
+			msgs := stored(t, env, env.Subject("canaries"))
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages stored", len(msgs))
+			}
+			data := msgs[0].Data()
+			if p := loadSchema(t, "command.schema.json").Validate(data); len(p) != 0 {
+				t.Fatalf("canary command %s breaks the schema: %v", data, p)
+			}
+			var got mutator.Command
+			if err := json.Unmarshal(data, &got); err != nil || !got.Canary || !strings.Contains(string(data), `"canary":true`) {
+				t.Fatalf("canary command %s (%v): want \"canary\": true, read by the mutator", data, err)
 			}
 		})
 		t.Run("SameAttemptTwiceIsStoredOnce", func(t *testing.T) {

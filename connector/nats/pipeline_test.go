@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,4 +321,48 @@ func waitLog(t *testing.T, env *natstest.Env, s string, n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestPipeline_Canary: an async dataset's canary is a command marked canary; it passes when the
+// owner's service (here the mutator) acknowledges it done, and fails when nothing does in time.
+func TestPipeline_Canary(t *testing.T) {
+	natstest.Each(t, func(t *testing.T, env *natstest.Env) {
+		pp := newPipe(t, env, policy, "notifications")
+		d := pp.svc.Registered[0]
+		d.Canary = &erasure.Canary{Every: time.Hour, Timeout: 3 * time.Second}
+		c := &pipeline.Canaries{Store: pp.store, Datasets: pp.svc.Registered, Hasher: pp.hasher, Engine: pp.svc.Engine, Poll: 20 * time.Millisecond}
+		ctx := context.Background()
+		t.Run("UnansweredFails", func(t *testing.T) {
+			r := c.Run(ctx, d, "test")
+			if r.OK || r.Stage != erasure.CanaryErase || !strings.Contains(r.Reason, "did not end within 3s") || !strings.Contains(r.Reason, "dispatched") {
+				t.Fatalf("canary without an owner: %+v", r)
+			}
+		})
+		t.Run("AcknowledgedPasses", func(t *testing.T) {
+			_, js := env.ClientAs(t, "notifications")
+			mctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var mu sync.Mutex
+			var seen []mutator.Command
+			go mutator.Run(mctx, js, "notifications", func(_ context.Context, cmd mutator.Command) (int64, error) {
+				mu.Lock()
+				seen = append(seen, cmd)
+				mu.Unlock()
+				return 0, nil
+			}, mutator.Subject(pp.subject["notifications"]))
+			r := c.Run(ctx, d, "test")
+			if !r.OK {
+				t.Fatalf("canary with an owner acknowledging: %+v", r)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			canary := false
+			for _, cmd := range seen {
+				canary = canary || cmd.Canary && cmd.RequestID == r.RequestID
+			}
+			if !canary {
+				t.Fatalf("the owner saw no command marked canary for %s: %+v", r.RequestID, seen)
+			}
+		})
+	})
 }

@@ -10,11 +10,18 @@
 // record that is already a tombstone (or purged, or never seen) succeeds with nothing
 // removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
 // which the server provides once it is open; Bind binds one by hand.
+//
+// Under a guard (erasure.GuardFrom, max_removed) Erase first counts the records it would
+// change (live ones; in purge mode, tombstones still carrying a payload too) and fails with a
+// permanent *erasure.GuardError, writing nothing, when they exceed the limit. A canary's plant
+// block gives its record's payload (see plantBlock).
 package recordsconn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 
 	"erasure"
@@ -81,14 +88,75 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	c := &Connector{dataset: b.Dataset.Name, source: cfg.Source, mode: cfg.Mode, identifier: cfg.Key.Identifier}
+	if b.Dataset.Canary != nil {
+		var p plantBlock
+		if !b.DecodePlant(&p) {
+			return nil
+		}
+		c.plantPayload = json.RawMessage(`{"erasure_canary":true}`)
+		if p.Payload != "" {
+			if !json.Valid([]byte(p.Payload)) || !strings.HasPrefix(strings.TrimSpace(p.Payload), "{") {
+				b.Errorf(registry.Child(b.Plant, "payload"), "canary.plant: payload must be a JSON object")
+				return nil
+			}
+			c.plantPayload = json.RawMessage(p.Payload)
+		}
+	}
 	SharedStore.Use(b.Resources, c.bind)
 	return c
+}
+
+// plantBlock is the canary's plant block: the payload of the canary record
+//
+//	canary: { plant: { payload: '{"title": "canary"}' } }   # default {"erasure_canary":true}
+//
+// Plant writes a record whose id is the canary subject's record id with that payload (a new
+// live record, as the catalogue's sources write them); Remains reads it back as the catalogue
+// serves it: still live (tombstone mode), or a tombstone still carrying its payload (purge
+// mode).
+type plantBlock struct {
+	Payload string `yaml:"payload"`
+}
+
+var _ erasure.Planter = (*Connector)(nil)
+
+// Plant writes the canary's record (one per record id of s).
+func (c *Connector) Plant(ctx context.Context, s erasure.Subject) error {
+	st, err := c.bound()
+	if err != nil {
+		return err
+	}
+	if c.plantPayload == nil {
+		return erasure.Permanentf("records: dataset %s has no canary plant", c.dataset)
+	}
+	ids := c.ids(s)
+	if len(ids) == 0 {
+		return erasure.Permanentf("records: the canary subject has no valid %s", c.identifier)
+	}
+	for _, id := range ids {
+		if _, _, err := st.Put(ctx, c.source, records.Write{ID: id, Payload: c.plantPayload}); err != nil {
+			return classify(ctx, err)
+		}
+	}
+	return nil
+}
+
+// Remains reports whether a canary record is still served as a record (see plantBlock).
+func (c *Connector) Remains(ctx context.Context, s erasure.Subject) (bool, error) {
+	st, err := c.bound()
+	if err != nil {
+		return false, err
+	}
+	n, err := c.holding(ctx, st, s)
+	return n > 0, err
 }
 
 // Connector erases a subject's records of one source. It implements erasure.Eraser,
 // erasure.Verifier and erasure.Checker.
 type Connector struct {
 	dataset, source, mode, identifier string
+	// plantPayload is the canary record's payload (nil without a canary).
+	plantPayload json.RawMessage
 
 	mu    sync.RWMutex
 	store records.Service
@@ -165,6 +233,16 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	if err != nil {
 		return erasure.Outcome{}, err
 	}
+	if g := erasure.GuardFrom(ctx); g.MaxRemoved > 0 {
+		// Counted before anything is written: the records the erase would change.
+		n, err := c.holding(ctx, st, s)
+		if err != nil {
+			return erasure.Outcome{}, err
+		}
+		if err := g.Check(c.dataset, "records", n); err != nil {
+			return erasure.Outcome{}, err
+		}
+	}
 	var out erasure.Outcome
 	for _, id := range c.ids(s) {
 		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge})
@@ -187,20 +265,28 @@ func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) 
 	if err != nil {
 		return false, err
 	}
+	n, err := c.holding(ctx, st, s)
+	return n > 0, err
+}
+
+// holding counts the subject's records an erase would change: live ones (tombstone mode), or
+// those still carrying a payload (purge mode).
+func (c *Connector) holding(ctx context.Context, st records.Service, s erasure.Subject) (int64, error) {
+	var n int64
 	for _, id := range c.ids(s) {
 		rec, err := st.Get(ctx, c.source, id)
 		switch {
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 			continue
 		case err != nil:
-			return false, classify(ctx, err)
+			return 0, classify(ctx, err)
 		case !rec.Deleted:
-			return true, nil
+			n++
 		case c.mode == ModePurge && rec.Payload != nil:
-			return true, nil
+			n++
 		}
 	}
-	return false, nil
+	return n, nil
 }
 
 // Check reports whether the store is bound and answers.

@@ -156,3 +156,39 @@ func TestConnector_EraseAndVerify(t *testing.T) {
 		})
 	}
 }
+
+// TestConnector_Guard: the records an erase would change are counted before any is written.
+func TestConnector_Guard(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML("source: sierra\n")), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Datasets[0].Conn.(conn)
+	s := openStore(t)
+	recordsconn.Bind(cfg.Datasets, s)
+	var ids []erasure.Identifier
+	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+		if _, _, err := s.Put(ctx, "sierra", records.Write{ID: id, Payload: []byte(`{"title":"x"}`)}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, erasure.Identifier{Type: "record_id", Value: id})
+	}
+	wide := erasure.NewSubject(ids...)
+	guarded := erasure.ContextWithGuard(ctx, erasure.Guard{MaxRemoved: 3})
+	_, err = c.Erase(guarded, wide)
+	if g, ok := erasure.AsGuardError(err); !ok || g.Count != 4 || !strings.Contains(err.Error(), "4 records") || !strings.Contains(err.Error(), "max_removed 3") {
+		t.Fatalf("err %v, want a guard error naming 4 records and max_removed 3", err)
+	}
+	for _, id := range ids {
+		if rec, err := s.Get(ctx, "sierra", id.Value); err != nil || rec.Deleted {
+			t.Fatalf("%s after the refused erase: %+v, %v", id.Value, rec, err)
+		}
+	}
+	if out, err := c.Erase(guarded, erasure.NewSubject(ids[:2]...)); err != nil || out.Removed != 2 {
+		t.Fatalf("guarded erase of 2: %+v, %v", out, err)
+	}
+	if out, err := c.Erase(ctx, wide); err != nil || out.Removed != 2 {
+		t.Fatalf("forced erase: %+v, %v; want the 2 records left", out, err)
+	}
+}

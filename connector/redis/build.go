@@ -175,6 +175,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		fail(b.Block, "redis: nothing to erase: give keys, hash_fields or members")
 	}
 	b.Dataset.Keys = keys
+	if !bad && b.Dataset.Canary != nil && !buildPlant(b, c) {
+		bad = true
+	}
 	if bad {
 		return nil
 	}

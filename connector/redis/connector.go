@@ -30,6 +30,9 @@ type Connector struct {
 	fields    []hashField
 	members   []member
 
+	// plant is what the dataset's canary plants (nil without a canary).
+	plant *plantSpec
+
 	mu     sync.Mutex
 	rdb    *redis.Client
 	closed bool
@@ -222,6 +225,15 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	if err != nil {
 		return erasure.Outcome{}, err
 	}
+	if g := erasure.GuardFrom(ctx); g.MaxRemoved > 0 {
+		n, err := c.count(ctx, rdb, steps, g.MaxRemoved)
+		if err != nil {
+			return erasure.Outcome{}, err
+		}
+		if err := g.Check(c.name, "keys, fields and members", n); err != nil {
+			return erasure.Outcome{}, err
+		}
+	}
 	var keys, items int64
 	pipe := rdb.Pipeline()
 	type pending struct {
@@ -279,6 +291,79 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 		Removed: keys + items,
 		Detail:  fmt.Sprintf("%d keys unlinked, %d fields or members removed", keys, items),
 	}, nil
+}
+
+// count counts what erasing steps would remove, before anything is removed: the exact keys
+// that exist, the keys matching each pattern (a full SCAN, stopped as soon as the count passes
+// limit), and the hash fields and set members present. Keys created between the count and the
+// erase are erased too.
+func (c *Connector) count(ctx context.Context, rdb *redis.Client, steps []step, limit int64) (int64, error) {
+	pipe := rdb.Pipeline()
+	type counted struct {
+		cmd  redis.Cmder
+		what string
+	}
+	var cmds []counted
+	for _, st := range steps {
+		switch {
+		case st.glob:
+		case st.kind == "unlink":
+			cmds = append(cmds, counted{pipe.Exists(ctx, st.args...), "EXISTS " + strings.TrimPrefix(st.what, "UNLINK ")})
+		default:
+			for _, a := range st.args {
+				switch st.kind {
+				case "hash":
+					cmds = append(cmds, counted{pipe.HExists(ctx, st.key, a), st.what})
+				case "set":
+					cmds = append(cmds, counted{pipe.SIsMember(ctx, st.key, a), st.what})
+				case "zset":
+					cmds = append(cmds, counted{pipe.ZScore(ctx, st.key, a), st.what})
+				}
+			}
+		}
+	}
+	var n int64
+	if len(cmds) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			for _, ch := range cmds {
+				if e := ch.cmd.Err(); e != nil && !errors.Is(e, redis.Nil) {
+					return 0, classify(ch.what, e)
+				}
+			}
+			return 0, classify(cmds[0].what, err)
+		}
+		for _, ch := range cmds {
+			switch cmd := ch.cmd.(type) {
+			case *redis.IntCmd:
+				n += cmd.Val()
+			case *redis.BoolCmd:
+				if cmd.Val() {
+					n++
+				}
+			case *redis.FloatCmd:
+				if cmd.Err() == nil {
+					n++
+				}
+			}
+		}
+	}
+	for _, st := range steps {
+		if !st.glob {
+			continue
+		}
+		var cursor uint64
+		for n <= limit {
+			keys, next, err := rdb.Scan(ctx, cursor, st.key, c.scanCount).Result()
+			if err != nil {
+				return 0, classify(st.what, err)
+			}
+			n += int64(len(keys))
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
+	}
+	return n, nil
 }
 
 // unlinkMatching SCANs the whole keyspace for st's pattern and unlinks each batch found.

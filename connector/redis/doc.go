@@ -58,6 +58,23 @@
 // commands by their templates ("redis HDEL profiles {user_id}: WRONGTYPE ..."), never by
 // expanded keys.
 //
+// Under a guard (erasure.GuardFrom, max_removed), Erase first counts what it would remove: the
+// exact keys that exist, the keys matching each pattern (a full SCAN, stopping once the count
+// passes the limit), and the hash fields and members present. Over the limit it fails with a
+// permanent *erasure.GuardError and unlinks nothing; keys created between the count and the
+// erase are erased too.
+//
+// A canary's plant block lists exact keys (SET with a ttl, default 24h), hash_fields (HSET) and
+// members (SADD, ZADD) in the block's own syntax, with placeholders among the dataset's keys:
+//
+//	canary: { plant: { keys: ["session:{user_id}:web"], ttl: 1h } }
+//
+// Write them the way the application writes its data: the canary then fails when the dataset's
+// keys no longer match them. Without a plant block the dataset's own templates are planted (a
+// pattern's * and ? standing for "canary" and "x"), which proves the erasure works but not that
+// the patterns still match. Remains reads the planted items back (EXISTS, HEXISTS, SISMEMBER,
+// ZSCORE).
+//
 // Check sends PING (which authenticates) and, for hash_fields and members whose key has no
 // placeholder, checks with TYPE that the key is absent or of the declared type (a mismatch is
 // permanent). Keys with placeholders cannot be checked without a subject.

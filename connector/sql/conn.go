@@ -33,6 +33,9 @@ type Conn struct {
 	reg *registry.Config // the whole configuration, to name datasets in foreign-key advice
 	log *slog.Logger
 
+	// plant is the dataset's canary row (nil without a canary).
+	plant *plantSpec
+
 	mu     sync.Mutex
 	db     *sql.DB
 	cols   map[string]string // column (lower case) → database type, read on first use
@@ -462,6 +465,9 @@ func (c *Conn) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, e
 	if skip != "" {
 		return erasure.Outcome{Detail: skip}, nil
 	}
+	if g := erasure.GuardFrom(ctx); g.MaxRemoved > 0 {
+		return c.eraseGuarded(ctx, db, chunks, g)
+	}
 	var removed, statements int64
 	err = combos(chunks, func(vals [][]any) error {
 		// A redaction whose value the database stores differently (a truncating column)
@@ -502,15 +508,99 @@ func (c *Conn) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, e
 	return erasure.Outcome{Removed: removed, Detail: fmt.Sprintf("%s %d rows of %s", verb, removed, c.tableName())}, err
 }
 
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // count returns the number of rows still to erase for one chunk of key values.
 func (c *Conn) count(ctx context.Context, db *sql.DB, vals [][]any) (int64, error) {
-	q := &sqlBuf{d: c.d}
-	q.w("SELECT COUNT(*) FROM ", c.d.table(&c.cfg), " WHERE ", c.remaining(q, vals))
-	var n int64
-	if err := db.QueryRowContext(ctx, q.String(), q.args...).Scan(&n); err != nil {
+	n, err := c.countIn(ctx, db, vals)
+	if err != nil {
 		return 0, c.classify(ctx, "counting", err)
 	}
 	return n, nil
+}
+
+// countIn is count in q (a transaction), its error not classified.
+func (c *Conn) countIn(ctx context.Context, q querier, vals [][]any) (int64, error) {
+	b := &sqlBuf{d: c.d}
+	b.w("SELECT COUNT(*) FROM ", c.d.table(&c.cfg), " WHERE ", c.remaining(b, vals))
+	var n int64
+	err := q.QueryRowContext(ctx, b.String(), b.args...).Scan(&n)
+	return n, err
+}
+
+// eraseGuarded erases under the dataset's guard, in one transaction: it counts the subject's
+// rows inside the transaction and rolls back, having erased nothing, when they exceed
+// g.MaxRemoved; the erasing statements then run in the same transaction, and should they
+// remove more than counted (rows inserted meanwhile) beyond the limit, it rolls back too.
+func (c *Conn) eraseGuarded(ctx context.Context, db *sql.DB, chunks [][][]any, g erasure.Guard) (erasure.Outcome, error) {
+	var removed, counted int64
+	var guardErr error
+	err := func() error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := combos(chunks, func(vals [][]any) error {
+			n, err := c.countIn(ctx, tx, vals)
+			counted += n
+			return err
+		}); err != nil {
+			return err
+		}
+		if guardErr = g.Check(c.ds.Name, "rows", counted); guardErr != nil {
+			return nil
+		}
+		if err := combos(chunks, func(vals [][]any) error {
+			stmt, args := c.batchStatement(vals)
+			for i := int64(0); ; i++ {
+				// A redaction whose value the database stores differently would match forever.
+				if c.cfg.Action == ActionRedact && i > counted/int64(c.cfg.Batch)+2 {
+					return erasure.Permanentf("dataset %s: redacted rows still differ from their redacted values after %d statements: check that the replacement values fit their columns", c.ds.Name, i)
+				}
+				res, err := tx.ExecContext(ctx, stmt, args...)
+				if err != nil {
+					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				removed += n
+				if n < int64(c.cfg.Batch) {
+					return nil
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		if guardErr = g.Check(c.ds.Name, "rows", removed); guardErr != nil {
+			removed = 0
+			return nil // rolled back
+		}
+		return tx.Commit()
+	}()
+	// Classified once the transaction has given its connection back (classifying may query).
+	if err != nil && !erasure.IsPermanent(err) {
+		err = c.classify(ctx, "erasing", err)
+	}
+	if err == nil {
+		err = guardErr
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("counted", counted),
+		slog.Int64("max_removed", g.MaxRemoved), slog.Any("error", err))
+	if err != nil {
+		return erasure.Outcome{}, err
+	}
+	verb := "deleted"
+	if c.cfg.Action == ActionRedact {
+		verb = "redacted"
+	}
+	return erasure.Outcome{Removed: removed, Detail: fmt.Sprintf("%s %d rows of %s in one transaction (guard: at most %d)", verb, removed, c.tableName(), g.MaxRemoved)}, nil
 }
 
 // Holds reports whether rows of the subject remain (for a redaction: rows not yet redacted).

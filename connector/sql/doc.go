@@ -62,6 +62,35 @@
 // text by the column's collation, as the owning application's own queries do: usually without case and ignoring
 // trailing spaces.
 //
+// # Guard
+//
+// Under a guard (erasure.GuardFrom: the executor sets the dataset's guard: max_removed, unless
+// an operator forced the task past it), Erase runs in one transaction: it first counts the
+// subject's rows still to erase inside it, and rolls back, having erased nothing, with a
+// permanent *erasure.GuardError naming the count and the limit when they exceed max_removed;
+// otherwise the same bounded statements run in that transaction, which is rolled back too should
+// they remove more than the limit (rows inserted meanwhile). Without a guard the statements run
+// each in its own short transaction, as above. A sweep counts, inside its transaction, the rows
+// of each queued subject (by key tuple, joined to the temporary key table) and fails the sweep,
+// naming the tasks whose subjects exceed max_removed (not those forced past it), before erasing
+// anything; with max_removed_share it counts the dataset's rows (where conditions applied) and
+// rolls back a sweep that would remove more than that share of them ("table NAME" is the
+// partition named).
+//
+// # Canary
+//
+// With a canary, the plant block says where the canary's row goes:
+//
+//	canary:
+//	  plant:
+//	    table: users                 # default: the dataset's table (schema: its schema)
+//	    values: { name: canary }     # the columns the row needs besides the keys
+//
+// Plant inserts one row: the canary subject's value in each key column, the where conditions'
+// values (equals, the first of in) and values, each bound as a parameter. Remains counts the
+// plant table's rows holding the subject's key values, without the where conditions, as the
+// application reads them. A table that moved fails the plant, naming the table.
+//
 // # Verify, Resolve, Check
 //
 // Holds reports whether rows of the subject remain (for redact: not yet redacted); Remaining

@@ -33,5 +33,9 @@ func (sqlDriver) Build(b *registry.Build) erasure.Connector {
 		return nil
 	}
 	b.Dataset.Keys = keyTypes(&c)
-	return newConn(b.Dataset, c, b.Config)
+	conn := newConn(b.Dataset, c, b.Config)
+	if b.Dataset.Canary != nil && !buildPlant(b, conn) {
+		return nil
+	}
+	return conn
 }

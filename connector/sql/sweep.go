@@ -37,12 +37,13 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 	if err != nil {
 		return erasure.SweepResult{}, err
 	}
-	tuples := c.sweepTuples(batch, cols)
+	tuples, owners := c.sweepTuples(batch, cols)
 	if len(tuples) == 0 {
 		return erasure.SweepResult{}, nil
 	}
 	start := time.Now()
-	removed, err := c.sweepOn(ctx, db, tuples)
+	sg := &sweepGuard{g: erasure.GuardFrom(ctx), batch: batch, owners: owners}
+	removed, err := c.sweepOn(ctx, db, tuples, sg)
 	if err != nil {
 		// Classified once the connection is back in the pool: classifying may query
 		// (SQLite foreign keys), and a SQLite pool has one connection.
@@ -54,25 +55,114 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 }
 
 // sweepOn runs the sweep on a connection of its own, returned to the pool before it returns.
-func (c *Conn) sweepOn(ctx context.Context, db *sql.DB, tuples [][]any) (int64, error) {
+func (c *Conn) sweepOn(ctx context.Context, db *sql.DB, tuples [][]any, sg *sweepGuard) (int64, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
 	if c.d.name == "postgres" {
-		return c.sweepPostgres(ctx, conn, tuples)
+		return c.sweepPostgres(ctx, conn, tuples, sg)
 	}
-	return c.sweepSQL(ctx, conn, tuples)
+	return c.sweepSQL(ctx, conn, tuples, sg)
+}
+
+// sweepGuard is a sweep's guard: max_removed for each subject (but those forced past it) and
+// max_removed_share of the table (one partition), both checked inside the sweep's
+// transaction, which rolls back when either is exceeded.
+type sweepGuard struct {
+	g     erasure.Guard
+	batch []erasure.SweepSubject
+	// owners[i] are the indexes in batch of the subjects whose values make key tuple i.
+	owners [][]int
+	// rows is the dataset's rows before the sweep (for the share).
+	rows int64
+}
+
+// perSubject reports whether some subject of the sweep is held to max_removed.
+func (sg *sweepGuard) perSubject() bool {
+	if sg.g.MaxRemoved <= 0 {
+		return false
+	}
+	for _, s := range sg.batch {
+		if !s.OverrideGuard {
+			return true
+		}
+	}
+	return false
+}
+
+// share reports whether the sweep is held to max_removed_share.
+func (sg *sweepGuard) share() bool { return sg.g.MaxRemovedShare > 0 && sg.g.MaxRemovedShare < 1 }
+
+// checkSubjects returns a *GuardError naming the tasks whose subjects would remove more than
+// max_removed rows, given the rows matching each key tuple (by erasure_seq).
+func (c *Conn) checkSubjects(sg *sweepGuard, perTuple map[int64]int64) error {
+	totals := make([]int64, len(sg.batch))
+	for seq, n := range perTuple {
+		if seq < 0 || seq >= int64(len(sg.owners)) {
+			continue
+		}
+		for _, i := range sg.owners[seq] {
+			totals[i] += n
+		}
+	}
+	ge := &erasure.GuardError{Dataset: c.ds.Name, Unit: "rows", Limit: sg.g.MaxRemoved}
+	for i, n := range totals {
+		if n > sg.g.MaxRemoved && !sg.batch[i].OverrideGuard {
+			ge.Tasks = append(ge.Tasks, sg.batch[i].TaskID)
+			ge.Count = max(ge.Count, n)
+		}
+	}
+	if len(ge.Tasks) == 0 {
+		return nil
+	}
+	return erasure.Permanent(ge)
+}
+
+// guardQueries returns the statement counting the matching rows of each key tuple and the one
+// counting the dataset's rows (where conditions apply).
+func (c *Conn) guardQueries() (perTuple string, perTupleArgs []any, rows string, rowsArgs []any) {
+	t := c.d.table(&c.cfg)
+	keys := "k"
+	src := sweepTable
+	if c.d.name == "sqlite" {
+		src = "temp." + sweepTable
+	}
+	var on []string
+	for i, k := range c.cfg.keyColumns() {
+		on = append(on, "t0."+c.d.quote(k.Column)+" = "+keys+".erasure_k"+strconv.Itoa(i))
+	}
+	q := &sqlBuf{d: c.d}
+	q.w("SELECT k.erasure_seq, COUNT(*) FROM ", t, " AS t0 JOIN ", src, " AS k ON ", strings.Join(on, " AND "))
+	var cond []string
+	if w := c.where(q, "t0."); w != "" {
+		cond = append(cond, w)
+	}
+	if c.cfg.Action == ActionRedact {
+		cond = append(cond, c.unredacted(q, "t0."))
+	}
+	if len(cond) > 0 {
+		q.w(" WHERE ", strings.Join(cond, " AND "))
+	}
+	q.w(" GROUP BY k.erasure_seq")
+	r := &sqlBuf{d: c.d}
+	r.w("SELECT COUNT(*) FROM ", t, " AS t0")
+	if w := c.where(r, "t0."); w != "" {
+		r.w(" WHERE ", w)
+	}
+	return q.String(), q.args, r.String(), r.args
 }
 
 // sweepTuples returns the distinct key tuples of the queued subjects (every combination of a
-// subject's values for composite keys), converted for their columns.
-func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) [][]any {
+// subject's values for composite keys), converted for their columns, and for each tuple the
+// indexes in batch of the subjects it comes from.
+func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) ([][]any, [][]int) {
 	keys := c.cfg.keyColumns()
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	var out [][]any
-	for _, sub := range batch {
+	var owners [][]int
+	for si, sub := range batch {
 		per := make([][]any, len(keys))
 		ok := true
 		for i, k := range keys {
@@ -94,9 +184,12 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string)
 				t[i] = per[i][idx[i]]
 				fmt.Fprintf(&id, "%T:%v\x00", t[i], t[i])
 			}
-			if !seen[id.String()] {
-				seen[id.String()] = true
+			if j, ok := seen[id.String()]; !ok {
+				seen[id.String()] = len(out)
 				out = append(out, t)
+				owners = append(owners, []int{si})
+			} else if o := owners[j]; o[len(o)-1] != si {
+				owners[j] = append(o, si)
 			}
 			i := len(idx) - 1
 			for ; i >= 0; i-- {
@@ -110,7 +203,7 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string)
 			}
 		}
 	}
-	return out
+	return out, owners
 }
 
 // sweepCreate returns the statement creating the temporary key table with the key columns'
@@ -190,7 +283,7 @@ func (c *Conn) sweepStatement(from, to int64) (string, []any) {
 
 // sweepPostgres runs the sweep through pgx on conn: COPY into the temporary table, then the
 // chunked statements, in one transaction.
-func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any) (removed int64, err error) {
+func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any, sg *sweepGuard) (removed int64, err error) {
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
 		tx, err := pc.Begin(ctx)
@@ -220,6 +313,34 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 		if _, err := tx.Exec(ctx, "ANALYZE "+sweepTable); err != nil {
 			return err
 		}
+		perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries()
+		if sg.perSubject() {
+			rows, err := tx.Query(ctx, perTupleQ, perTupleArgs...)
+			if err != nil {
+				return err
+			}
+			counts := map[int64]int64{}
+			for rows.Next() {
+				var seq, n int64
+				if err := rows.Scan(&seq, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				counts[seq] = n
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if err := c.checkSubjects(sg, counts); err != nil {
+				return err
+			}
+		}
+		if sg.share() {
+			if err := tx.QueryRow(ctx, rowsQ, rowsArgs...).Scan(&sg.rows); err != nil {
+				return err
+			}
+		}
 		for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
 			stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
 			tag, err := tx.Exec(ctx, stmt, args...)
@@ -228,13 +349,19 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 			}
 			removed += tag.RowsAffected()
 		}
+		if sg.share() {
+			if err := sg.g.CheckShare(c.ds.Name, "table "+c.tableName(), removed, sg.rows); err != nil {
+				removed = 0
+				return err
+			}
+		}
 		return tx.Commit(ctx)
 	})
 	return removed, err
 }
 
 // sweepSQL runs the sweep through database/sql on conn (MySQL, SQLite).
-func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any) (removed int64, err error) {
+func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any, sg *sweepGuard) (removed int64, err error) {
 	drop := "DROP TEMPORARY TABLE IF EXISTS " + sweepTable
 	if c.d.name == "sqlite" {
 		drop = "DROP TABLE IF EXISTS temp." + sweepTable
@@ -278,6 +405,34 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any) (re
 			return 0, err
 		}
 	}
+	perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries()
+	if sg.perSubject() {
+		rows, err := tx.QueryContext(ctx, perTupleQ, perTupleArgs...)
+		if err != nil {
+			return 0, err
+		}
+		counts := map[int64]int64{}
+		for rows.Next() {
+			var seq, n int64
+			if err := rows.Scan(&seq, &n); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			counts[seq] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		if err := c.checkSubjects(sg, counts); err != nil {
+			return 0, err
+		}
+	}
+	if sg.share() {
+		if err := tx.QueryRowContext(ctx, rowsQ, rowsArgs...).Scan(&sg.rows); err != nil {
+			return 0, err
+		}
+	}
 	for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
 		stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
 		res, err := tx.ExecContext(ctx, stmt, args...)
@@ -289,6 +444,11 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any) (re
 			return 0, err
 		}
 		removed += n
+	}
+	if sg.share() {
+		if err := sg.g.CheckShare(c.ds.Name, "table "+c.tableName(), removed, sg.rows); err != nil {
+			return 0, err // rolled back
+		}
 	}
 	return removed, tx.Commit()
 }

@@ -33,6 +33,7 @@ type wireCommand struct {
 	Deadline    string         `json:"deadline"`
 	AckSubject  string         `json:"ack_subject,omitempty"`
 	AckTopic    string         `json:"ack_topic,omitempty"`
+	Canary      bool           `json:"canary,omitempty"`
 }
 
 // AckTo says where a command's acknowledgement goes: a NATS subject or a Kafka topic.
@@ -42,7 +43,7 @@ type AckTo struct {
 }
 
 // EncodeCommand returns the JSON form of c as documented in docs/async.md, with ack_subject or
-// ack_topic from ack. Only identifiers whose type is in keys are included; a type with one
+// ack_topic from ack, and "canary": true for a canary's command (absent otherwise). Only identifiers whose type is in keys are included; a type with one
 // value maps to a string, a type with several values to an array of strings. It returns a
 // *erasure.PermanentError when the command is incomplete or carries no identifier of keys:
 // sending it again would not help.
@@ -85,6 +86,7 @@ func EncodeCommand(c erasure.Command, keys []string, ack AckTo) ([]byte, error) 
 		Deadline:    c.Deadline.UTC().Format(time.RFC3339),
 		AckSubject:  ack.Subject,
 		AckTopic:    ack.Topic,
+		Canary:      c.Canary,
 	})
 }
 

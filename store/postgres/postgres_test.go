@@ -51,3 +51,7 @@ func TestStore_Concurrent(t *testing.T) {
 func TestDRPStore_Conformance(t *testing.T) {
 	storetest.RunDRP(t, func(t *testing.T, now func() time.Time) storetest.DRPStore { return open(t, now) })
 }
+
+func TestGuards_Conformance(t *testing.T) {
+	storetest.RunGuards(t, func(t *testing.T, now func() time.Time) storetest.GuardStore { return open(t, now) })
+}

@@ -159,7 +159,7 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 		if nr.IdempotencyKey != "" {
 			key = nr.IdempotencyKey
 		}
-		reqArgs = append(reqArgs, nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now))
+		reqArgs = append(reqArgs, nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now), nr.Canary)
 		subject := erasure.NewSubject(nr.Subject...)
 		hashes := make([]string, len(subject))
 		for j, id := range subject {
@@ -167,7 +167,7 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 			idArgs = append(idArgs, nr.ID, id.Type, id.Value, hashes[j], "submitted", ms(now))
 		}
 		r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: subject, SubjectHashes: hashes,
-			Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline)}
+			Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline), Canary: nr.Canary}
 		r.Tasks = erasure.PlanTasks(nr.ID, nr.Tasks, now)
 		tasks = append(tasks, r.Tasks...)
 		a.append(erasure.SubmittedEvent(nr, hashes, r.Tasks, now))
@@ -176,7 +176,7 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 	if len(fresh) == 0 {
 		return out, nil
 	}
-	if err := db.insertRows(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at) VALUES `, 9, reqArgs); err != nil {
+	if err := db.insertRows(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at, canary) VALUES `, 10, reqArgs); err != nil {
 		return nil, err
 	}
 	if err := db.insertRows(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES `, 6, idArgs); err != nil {
@@ -263,14 +263,14 @@ func (db *DB) Request(ctx context.Context, id string) (*erasure.Request, error) 
 	return db.request(ctx, db.r, id)
 }
 
-const requestColumns = `id, status, reason, deadline, submitted_by, cancelled, created_at, updated_at, finished_at`
+const requestColumns = `id, status, reason, deadline, submitted_by, cancelled, created_at, updated_at, finished_at, canary`
 
 func (db *DB) scanRequest(sc interface{ Scan(...any) error }) (*erasure.Request, error) {
 	var r erasure.Request
 	var deadline, created, updated int64
 	var cancelled int
 	var finished sql.NullInt64
-	if err := sc.Scan(&r.ID, &r.Status, &r.Reason, &deadline, &r.SubmittedBy, &cancelled, &created, &updated, &finished); err != nil {
+	if err := sc.Scan(&r.ID, &r.Status, &r.Reason, &deadline, &r.SubmittedBy, &cancelled, &created, &updated, &finished, &r.Canary); err != nil {
 		return nil, err
 	}
 	r.Deadline, r.CreatedAt, r.UpdatedAt, r.FinishedAt = fromMS(deadline), fromMS(created), fromMS(updated), fromNullMS(finished)
@@ -309,14 +309,14 @@ func (db *DB) request(ctx context.Context, q querier, id string) (*erasure.Reque
 	return r, rows.Err()
 }
 
-const taskColumns = `id, request_id, dataset, kind, method, state, keys, after, attempts, last_error, removed, note, verified_at, due_at, lease_owner, sweep_id, created_at, updated_at, finished_at`
+const taskColumns = `id, request_id, dataset, kind, method, state, keys, after, attempts, last_error, removed, note, verified_at, due_at, lease_owner, sweep_id, created_at, updated_at, finished_at, guard`
 
 // scanTask scans taskColumns, then any extra destinations, into t.
 func scanTask(sc interface{ Scan(...any) error }, t *erasure.Task, extra ...any) error {
 	var keys, after string
 	var verified, finished sql.NullInt64
 	var due, created, updated int64
-	dest := append([]any{&t.ID, &t.RequestID, &t.Dataset, &t.Kind, &t.Method, &t.State, &keys, &after, &t.Attempts, &t.LastError, &t.Removed, &t.Note, &verified, &due, &t.LeaseOwner, &t.SweepID, &created, &updated, &finished}, extra...)
+	dest := append([]any{&t.ID, &t.RequestID, &t.Dataset, &t.Kind, &t.Method, &t.State, &keys, &after, &t.Attempts, &t.LastError, &t.Removed, &t.Note, &verified, &due, &t.LeaseOwner, &t.SweepID, &created, &updated, &finished, &t.Guard}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return err
 	}
@@ -367,7 +367,11 @@ func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.Re
 	if f.Identifier != nil {
 		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "the store searches by keyed hash (SubjectHash), never by a clear identifier")
 	}
-	var where []string
+	// Canary requests (synthetic erasures) are listed apart from real subjects' requests.
+	where := []string{`canary = ''`}
+	if f.Canary {
+		where[0] = `canary <> ''`
+	}
 	var args []any
 	if f.Status != "" {
 		where = append(where, `status = ?`)
@@ -391,10 +395,7 @@ func (db *DB) Requests(ctx context.Context, f erasure.RequestFilter) (erasure.Re
 		where = append(where, `id < ?`)
 		args = append(args, f.Cursor)
 	}
-	q := `SELECT ` + requestColumns + ` FROM requests`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
+	q := `SELECT ` + requestColumns + ` FROM requests WHERE ` + strings.Join(where, ` AND `)
 	q += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, limit+1)
 	rows, err := db.readQuery(ctx, q, args...)
 	if err != nil {
@@ -425,8 +426,8 @@ func (db *DB) CancelRequest(ctx context.Context, id, actor string) (*erasure.Req
 }
 
 // RetryRequest implements erasure.Store.
-func (db *DB) RetryRequest(ctx context.Context, id, actor string) (*erasure.Request, error) {
-	return db.change(ctx, id, actor, (*erasure.Machine).Retry)
+func (db *DB) RetryRequest(ctx context.Context, id, actor string, o erasure.RetryOptions) (*erasure.Request, error) {
+	return db.change(ctx, id, actor, func(m *erasure.Machine, actor string) error { return m.Retry(actor, o) })
 }
 
 // change applies an operator's action to a request through the Machine, settles it, writes
@@ -453,14 +454,19 @@ func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure
 // OverdueRequests implements erasure.Store.
 func (db *DB) OverdueRequests(ctx context.Context) (int, error) {
 	var n int
-	err := db.readRow(ctx, `SELECT count(*) FROM requests WHERE status NOT IN ('completed', 'cancelled') AND deadline < ?`, ms(db.Now())).Scan(&n)
+	err := db.readRow(ctx, `SELECT count(*) FROM requests WHERE status NOT IN ('completed', 'cancelled') AND deadline < ? AND canary = ''`, ms(db.Now())).Scan(&n)
 	return n, err
 }
 
-// DatasetStats implements erasure.Store.
+// DatasetStats implements erasure.Store. The tasks of canary requests are left out: they are
+// few, and the canary's own result is the dataset's health in that respect.
 func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) {
-	// The counts are kept by every change of a task's state (dataset_tasks), not counted here.
-	rows, err := db.readQuery(ctx, `SELECT dataset, state, n, last_at FROM dataset_tasks WHERE n <> 0 ORDER BY dataset, state`)
+	// The counts are kept by every change of a task's state (dataset_tasks), not counted here;
+	// the few canary tasks (synthetic erasures) are counted and taken out.
+	rows, err := db.readQuery(ctx, `SELECT c.dataset, c.state, c.n - coalesce(k.n, 0), c.last_at FROM dataset_tasks c
+		LEFT JOIN (SELECT t.dataset, t.state, count(*) AS n FROM requests r JOIN tasks t ON t.request_id = r.id
+			WHERE r.canary <> '' GROUP BY t.dataset, t.state) k ON k.dataset = c.dataset AND k.state = c.state
+		WHERE c.n - coalesce(k.n, 0) <> 0 ORDER BY c.dataset, c.state`)
 	if err != nil {
 		return nil, err
 	}

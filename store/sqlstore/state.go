@@ -151,12 +151,13 @@ func (w *changeWriter) add(id string, ch erasure.Changes) {
 // was loaded with (rows padded with id -1 match nothing). The casts type the VALUES columns
 // for PostgreSQL; VALUES columns are named column1… in both dialects.
 const taskUpdate = `UPDATE tasks SET state = v.column4, due_at = v.column5, attempts = v.column6, last_error = v.column7, removed = v.column8,
-		note = v.column9, verified_at = v.column10, lease_owner = v.column11, sweep_id = v.column12, updated_at = v.column13, finished_at = v.column14
+		note = v.column9, verified_at = v.column10, lease_owner = v.column11, sweep_id = v.column12, updated_at = v.column13, finished_at = v.column14,
+		guard = v.column15
 	FROM (VALUES %s) AS v
 	WHERE tasks.id = v.column1 AND tasks.state = v.column2 AND tasks.attempts = v.column3`
 
 const taskUpdateRow = `(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS TEXT),
-	CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT))`
+	CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))`
 
 var taskUpdateChunk = fmt.Sprintf(taskUpdate, strings.TrimSuffix(strings.Repeat(taskUpdateRow+", ", inChunk), ", "))
 
@@ -169,14 +170,14 @@ func (w *changeWriter) flush(ctx context.Context) error {
 	}
 	for start := 0; start < len(w.tasks); start += inChunk {
 		end := min(len(w.tasks), start+inChunk)
-		args := make([]any, 0, 14*inChunk)
+		args := make([]any, 0, 15*inChunk)
 		for i := start; i < end; i++ {
 			t, g := w.tasks[i], w.guards[i]
 			args = append(args, t.ID, g.State, g.Attempts, t.State, ms(t.DueAt), t.Attempts, t.LastError, t.Removed, t.Note, nullMS(t.VerifiedAt),
-				t.LeaseOwner, t.SweepID, ms(t.UpdatedAt), nullMS(t.FinishedAt))
+				t.LeaseOwner, t.SweepID, ms(t.UpdatedAt), nullMS(t.FinishedAt), string(t.Guard))
 		}
 		for i := end - start; i < inChunk; i++ {
-			args = append(args, -1, "", 0, "", 0, 0, "", 0, "", nil, "", "", 0, nil)
+			args = append(args, -1, "", 0, "", 0, 0, "", 0, "", nil, "", "", 0, nil, "")
 		}
 		res, err := db.exec(ctx, tx, taskUpdateChunk, args...)
 		if err != nil {

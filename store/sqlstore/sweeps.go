@@ -54,7 +54,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`+db.forUpdate(), dataset)
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys, guard FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`+db.forUpdate(), dataset)
 		if err != nil {
 			return err
 		}
@@ -62,12 +62,13 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 			id        int64
 			requestID string
 			keys      []string
+			guard     erasure.GuardStatus
 		}
 		var tasks []queued
 		for rows.Next() {
 			var q queued
 			var keys string
-			if err := rows.Scan(&q.id, &q.requestID, &keys); err != nil {
+			if err := rows.Scan(&q.id, &q.requestID, &keys, &q.guard); err != nil {
 				rows.Close()
 				return err
 			}
@@ -95,7 +96,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 			}
 			s, ok := subjectOf[q.requestID]
 			if !ok {
-				if s, _, err = db.subjectOf(ctx, tx, q.requestID); err != nil {
+				if s, _, _, err = db.subjectOf(ctx, tx, q.requestID); err != nil {
 					return err
 				}
 				subjectOf[q.requestID] = s
@@ -103,7 +104,7 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 			if len(q.keys) > 0 {
 				s = s.Only(q.keys)
 			}
-			subjects = append(subjects, erasure.SweepSubject{TaskID: q.id, Subject: s})
+			subjects = append(subjects, erasure.SweepSubject{TaskID: q.id, Subject: s, OverrideGuard: q.guard == erasure.GuardOverridden})
 		}
 		return db.AppendAudit(ctx, tx, &erasure.AuditEvent{Time: now, Actor: actor, Type: erasure.EventSweepStarted, Dataset: dataset,
 			Data: erasure.EventData(map[string]any{"sweep": id, "mode": mode, "state": state, "tasks": ids})})
@@ -123,7 +124,7 @@ func (db *DB) SweepSubjects(ctx context.Context, id string) ([]erasure.SweepSubj
 	var out []erasure.SweepSubject
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys, guard FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)
 		if err != nil {
 			return err
 		}
@@ -131,11 +132,12 @@ func (db *DB) SweepSubjects(ctx context.Context, id string) ([]erasure.SweepSubj
 			id        int64
 			requestID string
 			keys      string
+			guard     erasure.GuardStatus
 		}
 		var refs []ref
 		for rows.Next() {
 			var r ref
-			if err := rows.Scan(&r.id, &r.requestID, &r.keys); err != nil {
+			if err := rows.Scan(&r.id, &r.requestID, &r.keys, &r.guard); err != nil {
 				rows.Close()
 				return err
 			}
@@ -146,14 +148,14 @@ func (db *DB) SweepSubjects(ctx context.Context, id string) ([]erasure.SweepSubj
 			return err
 		}
 		for _, r := range refs {
-			s, _, err := db.subjectOf(ctx, tx, r.requestID)
+			s, _, _, err := db.subjectOf(ctx, tx, r.requestID)
 			if err != nil {
 				return err
 			}
 			if keys := splitList(r.keys); len(keys) > 0 {
 				s = s.Only(keys)
 			}
-			out = append(out, erasure.SweepSubject{TaskID: r.id, Subject: s})
+			out = append(out, erasure.SweepSubject{TaskID: r.id, Subject: s, OverrideGuard: r.guard == erasure.GuardOverridden})
 		}
 		return nil
 	})
@@ -214,10 +216,10 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 			m := erasure.NewMachine(states[rid], db.hasher, now)
 			if sw.State == erasure.SweepCommitted {
 				m.CommitSweep(sw, actor)
-				m.Settle(actor)
 			} else {
-				m.FailSweep(sw)
+				m.FailSweep(sw, sweepErr)
 			}
+			m.Settle(actor)
 			w.add(rid, m.Changes())
 		}
 		if err := w.flush(ctx); err != nil {

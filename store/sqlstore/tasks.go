@@ -75,75 +75,81 @@ func (db *DB) leaseTx(ctx context.Context, tx *sql.Tx, a *auditWriter, owner str
 			ids = append(ids, t.RequestID)
 		}
 	}
-	subjects, deadlines, err := db.subjectsOf(ctx, tx, ids)
+	subjects, deadlines, canaries, err := db.subjectsOf(ctx, tx, ids)
 	if err != nil {
 		return nil, err
 	}
 	for i := range out {
-		out[i].Subject, out[i].Deadline = subjects[out[i].RequestID], deadlines[out[i].RequestID]
+		rid := out[i].RequestID
+		out[i].Subject, out[i].Deadline, out[i].Canary = subjects[rid], deadlines[rid], canaries[rid]
 	}
 	return out, nil
 }
 
-// subjectsOf reads the subjects (identifiers still in clear) and deadlines of requests.
-func (db *DB) subjectsOf(ctx context.Context, tx *sql.Tx, ids []string) (map[string]erasure.Subject, map[string]time.Time, error) {
+// subjectsOf reads the subjects (identifiers still in clear) and deadlines of requests, and
+// which of them are canaries.
+func (db *DB) subjectsOf(ctx context.Context, tx *sql.Tx, ids []string) (map[string]erasure.Subject, map[string]time.Time, map[string]bool, error) {
 	subjects := make(map[string]erasure.Subject, len(ids))
 	deadlines := make(map[string]time.Time, len(ids))
+	canaries := map[string]bool{}
 	byRequest := map[string][]erasure.Identifier{}
 	for start := 0; start < len(ids); start += inChunk {
 		args := padded(ids[start:min(len(ids), start+inChunk)], "")
-		rows, err := db.query(ctx, tx, `SELECT id, deadline FROM requests WHERE id IN (`+placeholders(inChunk)+`)`, args...)
+		rows, err := db.query(ctx, tx, `SELECT id, deadline, canary FROM requests WHERE id IN (`+placeholders(inChunk)+`)`, args...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for rows.Next() {
-			var id string
+			var id, canary string
 			var deadline int64
-			if err := rows.Scan(&id, &deadline); err != nil {
+			if err := rows.Scan(&id, &deadline, &canary); err != nil {
 				rows.Close()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			deadlines[id] = fromMS(deadline)
+			if canary != "" {
+				canaries[id] = true
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		rows, err = db.query(ctx, tx, `SELECT request_id, type, value FROM identifiers WHERE request_id IN (`+placeholders(inChunk)+`) AND value IS NOT NULL`, args...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for rows.Next() {
 			var rid string
 			var id erasure.Identifier
 			if err := rows.Scan(&rid, &id.Type, &id.Value); err != nil {
 				rows.Close()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			byRequest[rid] = append(byRequest[rid], id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	for id, list := range byRequest {
 		subjects[id] = erasure.NewSubject(list...)
 	}
-	return subjects, deadlines, nil
+	return subjects, deadlines, canaries, nil
 }
 
-// subjectOf reads one request's subject and deadline.
-func (db *DB) subjectOf(ctx context.Context, tx *sql.Tx, requestID string) (erasure.Subject, time.Time, error) {
-	subjects, deadlines, err := db.subjectsOf(ctx, tx, []string{requestID})
+// subjectOf reads one request's subject and deadline, and whether it is a canary.
+func (db *DB) subjectOf(ctx context.Context, tx *sql.Tx, requestID string) (erasure.Subject, time.Time, bool, error) {
+	subjects, deadlines, canaries, err := db.subjectsOf(ctx, tx, []string{requestID})
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, false, err
 	}
 	d, ok := deadlines[requestID]
 	if !ok {
-		return nil, time.Time{}, sql.ErrNoRows
+		return nil, time.Time{}, false, sql.ErrNoRows
 	}
-	return subjects[requestID], d, nil
+	return subjects[requestID], d, canaries[requestID], nil
 }
 
 // ExtendLease implements erasure.Store.

@@ -249,7 +249,7 @@ func testActivity(t *testing.T, open ReportOpener) {
 		}
 	}
 	// A retried request is no longer counted as failed.
-	if _, err := s.RetryRequest(ctx, all[3].ID, "op"); err != nil {
+	if _, err := s.RetryRequest(ctx, all[3].ID, "op", erasure.RetryOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	days, _ = s.Activity(ctx, day0)

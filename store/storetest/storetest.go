@@ -397,7 +397,7 @@ func testCancelRetry(t *testing.T, open Opener) {
 	}
 	t.Run("RetryReopensFailedTasks", func(t *testing.T) {
 		r := create(t, s, newRequest(c, subject("user_id", "2"), erase("a")))
-		if _, err := s.RetryRequest(ctx, r.ID, "op"); erasure.ErrorCode(err) != erasure.ECONFLICT {
+		if _, err := s.RetryRequest(ctx, r.ID, "op", erasure.RetryOptions{}); erasure.ErrorCode(err) != erasure.ECONFLICT {
 			t.Fatalf("retry without failure: %v, want conflict", err)
 		}
 		finish(t, s, c, erasure.TaskFailed, lease(t, s, "w", 10)...)
@@ -407,7 +407,7 @@ func testCancelRetry(t *testing.T, open Opener) {
 		if len(get(t, s, r.ID).Subject) != 1 {
 			t.Fatalf("a failed request must keep its identifiers for a retry")
 		}
-		rr, err := s.RetryRequest(ctx, r.ID, "op")
+		rr, err := s.RetryRequest(ctx, r.ID, "op", erasure.RetryOptions{})
 		if err != nil || rr.Status != erasure.RequestRunning || rr.Tasks[0].State != erasure.TaskPending || rr.Tasks[0].Attempts != 0 {
 			t.Fatalf("retry: %v %s %+v", err, rr.Status, rr.Tasks)
 		}

@@ -234,8 +234,10 @@ func Run(t *testing.T, tg Target) {
 	t.Run("SchemaErrorsArePermanent", func(t *testing.T) { testSchemaErrors(t, tg) })
 	t.Run("ConcurrentErase", func(t *testing.T) { testConcurrent(t, tg) })
 	t.Run("SharedPool", func(t *testing.T) { testSharedPool(t, tg) })
+	t.Run("GuardStopsAnEraseBeforeItCommits", func(t *testing.T) { testGuardErase(t, tg) })
 	if tg.Sweeps {
 		t.Run("Sweep", func(t *testing.T) { testSweep(t, tg) })
 		t.Run("SweepIsAtomic", func(t *testing.T) { testSweepAtomic(t, tg) })
+		t.Run("GuardStopsASweepBeforeItCommits", func(t *testing.T) { testGuardSweep(t, tg) })
 	}
 }
