@@ -30,7 +30,16 @@ type Submission struct {
 	Deadline       time.Time
 	IdempotencyKey string
 	Actor          string
+	// Grace is the request's grace window: its erase tasks wait that long, and the subject's
+	// channel may withdraw it meanwhile. nil means the registry's default (defaults.grace);
+	// zero means none.
+	Grace *time.Duration
+	// NoSuppress keeps the subject's identifiers off the suppression list once erased.
+	NoSuppress bool
 }
+
+// MaxGrace bounds a submission's grace window.
+const MaxGrace = 90 * 24 * time.Hour
 
 // Validate checks what a submission says by itself, whatever the registry: a subject of 1 to
 // MaxSubjectIdentifiers well-formed identifiers, a reason that is a short label, an idempotency
@@ -55,6 +64,8 @@ func (s Submission) Validate() error {
 		return Errorf(EINVALID, "reason must be 1 to 64 characters of a-z, 0-9, _, - and inner spaces")
 	case len(s.IdempotencyKey) > MaxIdempotencyKey:
 		return Errorf(EINVALID, "idempotency key is longer than %d bytes", MaxIdempotencyKey)
+	case s.Grace != nil && (*s.Grace < 0 || *s.Grace > MaxGrace):
+		return Errorf(EINVALID, "grace must be between 0 and %s", MaxGrace)
 	}
 	for _, c := range s.IdempotencyKey {
 		if !unicode.IsPrint(c) || c == unicode.ReplacementChar {
@@ -83,6 +94,13 @@ func (s Submission) Canonical() []byte {
 		field(s.Deadline.UTC().Format(time.RFC3339Nano))
 	} else {
 		field("")
+	}
+	// Fields added later are written only when set, so that earlier fingerprints stay valid.
+	if s.Grace != nil {
+		field("grace=" + s.Grace.String())
+	}
+	if s.NoSuppress {
+		field("no_suppress")
 	}
 	return []byte(b.String())
 }
