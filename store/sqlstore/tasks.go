@@ -145,7 +145,7 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 				}
 				continue
 			}
-			m := erasure.NewMachine(rs, db.hasher, now)
+			m := db.machine(rs, now)
 			for _, r := range byRequest[id] {
 				if !m.Finish(r) {
 					dropped = append(dropped, r.TaskID)
@@ -187,7 +187,7 @@ func (db *DB) AckTask(ctx context.Context, dataset string, d erasure.AckDecision
 		if err != nil {
 			return err
 		}
-		m := erasure.NewMachine(rs, db.hasher, db.Now())
+		m := db.machine(rs, db.Now())
 		if _, err := m.Ack(dataset, d, actor); err != nil {
 			return err
 		}
