@@ -330,7 +330,9 @@ func testSuppression(t *testing.T, open PolicyOpener) {
 	ctx := context.Background()
 	c := NewClock()
 	s := open(t, c.Now, erasure.Completion{Suppress: true, SuppressTypes: []string{"user_id", "email"}})
-	sh := func(typ, v string) string { return SuppressionHasher.Identifier(erasure.Identifier{Type: typ, Value: v}) }
+	sh := func(typ, v string) string {
+		return SuppressionHasher.Identifier(erasure.Identifier{Type: typ, Value: v})
+	}
 	r1 := create(t, s, newRequest(c, subject("user_id", "1", "email", "one@example.com", "phone", "+3312"), erase("a")))
 	optOut := newRequest(c, subject("user_id", "3"), erase("a"))
 	optOut.NoSuppress = true
