@@ -48,6 +48,8 @@ type Policy struct {
 	// SweepMode is "internal" (the connector's Sweeper erases) or "external" (an exported job
 	// run elsewhere acknowledges the sweep).
 	SweepMode SweepMode `json:"sweep_mode,omitempty"`
+	// Grace is the default grace window of requests (defaults.grace; requests only).
+	Grace time.Duration `json:"grace,omitempty"`
 }
 
 // Provide declares that a dataset can look up identifiers of type Identifier, read from
@@ -71,6 +73,11 @@ type Dataset struct {
 	// After names datasets whose erase task must end before this one's starts.
 	After  []string `json:"after,omitempty"`
 	Policy Policy   `json:"policy"`
+	// Retention removes the dataset's old rows on a schedule (nil: none).
+	Retention *Retention `json:"retention,omitempty"`
+	// Escrow keeps the identifiers of the dataset's erasures encrypted this long, for a replay
+	// after a backup restore where the dataset cannot be scanned by keyed hash (0: none).
+	Escrow time.Duration `json:"escrow,omitempty"`
 
 	// File and Line locate the declaration, for messages.
 	File string `json:"-"`

@@ -411,6 +411,8 @@ type ErasedStore interface {
 	// ErasedSince returns the keyed hashes of the identifiers of types of every request
 	// completed at or after since, each once, and how many requests those are.
 	ErasedSince(ctx context.Context, since time.Time, types []string) (hashes []string, requests int, err error)
+	// RecordReplay appends the replay.run audit event of a replay that ended, with its counts.
+	RecordReplay(ctx context.Context, r Replay) error
 }
 
 // Hider is implemented by connectors that can hide a subject's data at once, without erasing

@@ -107,15 +107,17 @@ func (s Submission) Canonical() []byte {
 
 // DatasetInfo is a dataset as the API shows it: its declaration and its health.
 type DatasetInfo struct {
-	Name      string       `json:"name"`
-	Owner     string       `json:"owner"`
-	Connector string       `json:"connector"`
-	Method    Method       `json:"method"`
-	Keys      []string     `json:"keys"`
-	Provides  []Provide    `json:"provides,omitempty"`
-	After     []string     `json:"after,omitempty"`
-	Policy    Policy       `json:"policy"`
-	Health    DatasetStats `json:"health"`
+	Name      string        `json:"name"`
+	Owner     string        `json:"owner"`
+	Connector string        `json:"connector"`
+	Method    Method        `json:"method"`
+	Keys      []string      `json:"keys"`
+	Provides  []Provide     `json:"provides,omitempty"`
+	After     []string      `json:"after,omitempty"`
+	Policy    Policy        `json:"policy"`
+	Retention *Retention    `json:"retention,omitempty"`
+	Escrow    time.Duration `json:"escrow,omitempty"`
+	Health    DatasetStats  `json:"health"`
 	// LastSweep is the most recent sweep of an offline dataset.
 	LastSweep *Sweep `json:"last_sweep,omitempty"`
 }

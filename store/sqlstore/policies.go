@@ -721,3 +721,20 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// RecordReplay implements erasure.ErasedStore.
+func (db *DB) RecordReplay(ctx context.Context, r erasure.Replay) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		data := map[string]any{"replay": r.ID, "since": r.Since.UTC(), "dry_run": r.DryRun, "method": r.Method, "state": r.State,
+			"subjects": r.Subjects, "scanned": r.Scanned, "matched": r.Matched, "removed": r.Removed}
+		if r.Method == "escrow" {
+			data["submitted"], data["destroyed"] = r.Submitted, r.Destroyed
+		}
+		if r.Error != "" {
+			data["error"] = r.Error
+		}
+		a := db.auditWriter(tx)
+		a.append(erasure.AuditEvent{Time: db.Now().UTC().Truncate(time.Millisecond), Actor: r.Actor, Type: erasure.EventReplayRun, Dataset: r.Dataset, Data: erasure.EventData(data)})
+		return a.flush(ctx)
+	})
+}
