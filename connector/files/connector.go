@@ -27,6 +27,8 @@ type Connector struct {
 	cfg  Config
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
 	log  *slog.Logger
+	// retention is the dataset's retention policy (Expire), nil when it has none.
+	retention *erasure.Retention
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
 }

@@ -94,8 +94,13 @@ func sweepID(keys []string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func (c *Connector) sweepsDir() string           { return filepath.Join(c.cfg.StateDir, "sweeps") }
-func (c *Connector) journalDir(id string) string { return filepath.Join(c.sweepsDir(), id) }
+func (c *Connector) sweepsDir() string { return filepath.Join(c.cfg.StateDir, "sweeps") }
+func (c *Connector) journalDir(id string) string {
+	if isJobID(id) {
+		return filepath.Join(c.jobsDir(), id)
+	}
+	return filepath.Join(c.sweepsDir(), id)
+}
 
 // Begin starts (or, for a key set whose sweep was interrupted, reopens) the sweep of keys:
 // it records the journal and lists the partitions. Errors as for Sweep; EINVALID when keys is
