@@ -430,15 +430,19 @@ func (p *Policies) runReplay(ctx context.Context, d *erasure.Dataset, rp *erasur
 	}
 	p.mu.Lock()
 	now := p.now().UTC().Truncate(time.Millisecond)
-	rp.Finished, rp.State = &now, erasure.ReplayDone
-	if err != nil {
-		rp.State, rp.Error = erasure.ReplayFailed, erasure.OneLine(err, 500)
-	}
 	final := *rp
+	final.Finished, final.State, final.Progress = &now, erasure.ReplayDone, nil
+	if err != nil {
+		final.State, final.Error = erasure.ReplayFailed, erasure.OneLine(err, 500)
+	}
 	p.mu.Unlock()
+	// Audited before it shows as ended, so that whoever sees it ended finds it in the trail.
 	if rerr := p.Store.RecordReplay(context.WithoutCancel(ctx), final); rerr != nil {
 		log.Error("replay not audited", "err", rerr)
 	}
+	p.mu.Lock()
+	rp.Finished, rp.State, rp.Error = final.Finished, final.State, final.Error
+	p.mu.Unlock()
 	if err != nil {
 		log.Error("replay failed", "err", final.Error, "scanned", final.Scanned, "removed", final.Removed)
 		return

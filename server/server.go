@@ -62,6 +62,8 @@ type Server struct {
 	Deployment string
 	Engine     *pipeline.Engine
 	Service    *pipeline.Service
+	// Policies runs legal holds, grace windows, the suppression list, retention and replay.
+	Policies *pipeline.Policies
 	Sweeper    *pipeline.Sweeper
 	API        *api.Server
 	Metrics    *prometheus.Registry
@@ -104,7 +106,12 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
-	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain()})
+	pol, err := openPolicies(cfg, key)
+	if err != nil {
+		return nil, err
+	}
+	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain(),
+		Completion: pol.completion, Suppression: pol.suppression, Escrow: pol.escrow})
 	if err != nil {
 		return nil, err
 	}
@@ -136,12 +143,17 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	}
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
-		DefaultDeadline: cfg.Defaults.Deadline,
-		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace,
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+	s.Policies = &pipeline.Policies{Store: s.Store, Datasets: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
+		Hasher: hasher, Suppression: pol.suppression, DefaultDeadline: cfg.Defaults.Deadline, Engine: s.Engine, Logger: log.WithGroup("policies")}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.PolicyRoutes(s.API, s.Policies) {
 		s.API.Mount(pattern, h)
 	}
 	return s, nil
@@ -250,7 +262,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery))
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()
