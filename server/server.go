@@ -64,9 +64,9 @@ type Server struct {
 	Service    *pipeline.Service
 	// Policies runs legal holds, grace windows, the suppression list, retention and replay.
 	Policies *pipeline.Policies
-	Sweeper    *pipeline.Sweeper
-	API        *api.Server
-	Metrics    *prometheus.Registry
+	Sweeper  *pipeline.Sweeper
+	API      *api.Server
+	Metrics  *prometheus.Registry
 
 	// What Start started, for Close.
 	mu      sync.Mutex
