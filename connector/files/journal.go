@@ -343,7 +343,11 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	os.RemoveAll(c.journalDir(plan.ID))
 	c.dropSubsumed(plan.Keys)
 	rep.Finished = time.Now().UTC()
-	c.log.Info("sweep committed", "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
+	what := "sweep committed"
+	if isJobID(plan.ID) {
+		what = "job committed" // a retention or replay job
+	}
+	c.log.Info(what, "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
 		"skipped", rep.Skipped, "rows_scanned", rep.Rows, "rows_removed", rep.Removed, "bytes_read", rep.BytesRead)
 	return rep, nil
 }
