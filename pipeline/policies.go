@@ -309,9 +309,13 @@ func (p *Policies) RetentionRuns(ctx context.Context, dataset string, limit int)
 	return p.Store.RetentionRuns(ctx, dataset, limit)
 }
 
+// RetentionRetry is how soon a failed retention run is tried again (sooner than its dataset's
+// every when that is longer): a sweep holding a snapshot, a database restarting.
+const RetentionRetry = time.Hour
+
 // RetentionDue runs the retention of every dataset whose last run started Every ago or more
-// (or never ran), one after the other, and returns how many it ran. A failure is logged and
-// does not stop the others.
+// (RetentionRetry when it failed), or never ran, one after the other, and returns how many it
+// ran. A failure is logged and does not stop the others.
 func (p *Policies) RetentionDue(ctx context.Context) int {
 	n := 0
 	for _, d := range p.Datasets {
@@ -323,8 +327,14 @@ func (p *Policies) RetentionDue(ctx context.Context) int {
 			p.log().Error("retention: reading the last run", "dataset", d.Name, "err", err)
 			continue
 		}
-		if len(runs) > 0 && (runs[0].State == erasure.RetentionRunning || p.now().Before(runs[0].Started.Add(d.Retention.Every))) {
-			continue
+		if len(runs) > 0 {
+			every := d.Retention.Every
+			if runs[0].State == erasure.RetentionFailed {
+				every = min(every, RetentionRetry)
+			}
+			if runs[0].State == erasure.RetentionRunning || p.now().Before(runs[0].Started.Add(every)) {
+				continue
+			}
 		}
 		if _, err := p.RunRetention(ctx, d.Name, false, "retention"); err == nil {
 			n++
