@@ -20,6 +20,19 @@ const (
 	EventSweepStarted     = "sweep.started"   // an offline dataset's sweep took its queued tasks
 	EventSweepCommitted   = "sweep.committed" // a sweep committed: its tasks are done
 	EventSweepFailed      = "sweep.failed"    // a sweep failed: its tasks wait for the next
+
+	EventTaskHeld           = "task.held"           // a legal hold stopped a task
+	EventTaskReleased       = "task.released"       // no hold covers a held task any more
+	EventHoldAdded          = "hold.added"          // an operator placed a legal hold
+	EventHoldReleased       = "hold.released"       // an operator released a legal hold
+	EventGraceEnded         = "request.grace_ended" // the grace window ended: the erasure starts
+	EventRequestWithdrawn   = "request.withdrawn"   // the submitter withdrew it in its grace window
+	EventSubjectSuppressed  = "subject.suppressed"  // a completed request's identifiers joined the suppression list
+	EventSuppressionRemoved = "suppression.removed" // an operator took identifiers off the suppression list
+	EventEscrowSealed       = "escrow.sealed"       // a completed request's identifiers went into the replay escrow
+	EventEscrowDestroyed    = "escrow.destroyed"    // an escrow key and what it sealed were destroyed
+	EventRetentionRun       = "retention.run"       // a retention run of a dataset, with its counts
+	EventReplayRun          = "replay.run"          // erasures replayed onto a restored dataset, with counts
 )
 
 // AuditEvent is one entry of the append-only audit trail. Data never holds a subject

@@ -53,6 +53,8 @@ type Policy struct {
 	SweepMode SweepMode `json:"sweep_mode,omitempty"`
 	// Guard bounds what one erasure may remove (see Guard).
 	Guard Guard `json:"guard"`
+	// Grace is the default grace window of requests (defaults.grace; requests only).
+	Grace time.Duration `json:"grace,omitempty"`
 }
 
 // Provide declares that a dataset can look up identifiers of type Identifier, read from
@@ -78,6 +80,11 @@ type Dataset struct {
 	Policy Policy   `json:"policy"`
 	// Canary, when set, is the dataset's synthetic erasure (see Canary).
 	Canary *Canary `json:"canary,omitempty"`
+	// Retention removes the dataset's old rows on a schedule (nil: none).
+	Retention *Retention `json:"retention,omitempty"`
+	// Escrow keeps the identifiers of the dataset's erasures encrypted this long, for a replay
+	// after a backup restore where the dataset cannot be scanned by keyed hash (0: none).
+	Escrow time.Duration `json:"escrow,omitempty"`
 
 	// File and Line locate the declaration, for messages.
 	File string `json:"-"`

@@ -1,6 +1,7 @@
 package erasure_test
 
 import (
+	"fmt"
 	"testing"
 
 	"erasure"
@@ -94,5 +95,41 @@ func TestErrors(t *testing.T) {
 	}
 	if !erasure.IsPermanent(erasure.Permanentf("403")) || erasure.IsPermanent(erasure.Transientf("503")) {
 		t.Fatal("classification")
+	}
+}
+
+func TestSuppressionFilter(t *testing.T) {
+	f := erasure.NewSuppressionFilter("email", 1000, 0.01)
+	for i := 0; i < 1000; i++ {
+		f.Add(fmt.Sprintf("email:%032x", i))
+	}
+	for i := 0; i < 1000; i++ {
+		if !f.MayHold(fmt.Sprintf("email:%032x", i)) {
+			t.Fatalf("element %d not found", i)
+		}
+	}
+	fp := 0
+	for i := 1000; i < 21000; i++ {
+		if f.MayHold(fmt.Sprintf("email:%032x", i)) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / 20000; rate > 0.02 {
+		t.Fatalf("false-positive rate %.4f for a filter sized for 0.01", rate)
+	}
+	if f.Count != 1000 || f.Format != erasure.SuppressionFilterFormat || uint64(len(f.Filter))*8 != f.Bits {
+		t.Fatalf("%+v", f)
+	}
+}
+
+func TestSplitIdentifier(t *testing.T) {
+	id, err := erasure.SplitIdentifier("email:a:b@example.com")
+	if err != nil || id.Type != "email" || id.Value != "a:b@example.com" {
+		t.Fatalf("%+v %v", id, err)
+	}
+	for _, bad := range []string{"email", "email:", ":x", "Email:x"} {
+		if _, err := erasure.SplitIdentifier(bad); erasure.ErrorCode(err) != erasure.EINVALID {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

@@ -52,6 +52,15 @@ type RequestState struct {
 	Tasks []Task
 	// Identifiers are the keyed hashes of the identifiers the request knows ("type:hex").
 	Identifiers []string
+	// NotBefore ends the request's grace window (zero: none).
+	NotBefore time.Time
+	// Suppress is false when the submitter opted out of the suppression list.
+	Suppress bool
+	// SubmittedBy is the actor that submitted the request (who may withdraw it).
+	SubmittedBy string
+	// Holds are the legal holds in force: every one (a lookup may find a held identifier), so
+	// that the Machine can match them against all the identifiers the request comes to know.
+	Holds []Hold
 }
 
 // NewIdentifier is an identifier found by a lookup and not known to its request before.
@@ -78,7 +87,13 @@ type Changes struct {
 	FinishedAt *time.Time
 	// Identifiers are identifiers new to the request.
 	Identifiers []NewIdentifier
-	Events      []AuditEvent
+	// Suppress are the keyed hashes of the identifiers that join the suppression list, and
+	// Escrow the datasets whose identifiers go into the replay escrow, when the request
+	// completed (see Completion). The store still holds the clear values then: it reads them
+	// in the same transaction, before it drops them.
+	Suppress []string
+	Escrow   []EscrowSeal
+	Events   []AuditEvent
 }
 
 // TaskGuard is the state and attempts of a task when it was loaded.
@@ -89,7 +104,7 @@ type TaskGuard struct {
 
 // Empty reports whether nothing changed.
 func (c *Changes) Empty() bool {
-	return len(c.Tasks) == 0 && c.Status == "" && len(c.Identifiers) == 0 && len(c.Events) == 0
+	return len(c.Tasks) == 0 && c.Status == "" && len(c.Identifiers) == 0 && len(c.Events) == 0 && len(c.Suppress) == 0 && len(c.Escrow) == 0
 }
 
 // Machine applies events to one request. Create one per request and transaction with
@@ -103,6 +118,8 @@ type Machine struct {
 	guard   map[int]TaskGuard
 	known   map[string]bool
 	out     Changes
+	// completion is what a completed request leaves behind (SetCompletion).
+	completion Completion
 }
 
 // NewMachine returns a Machine over r at time now. hasher computes the keyed hashes of found
@@ -114,6 +131,11 @@ func NewMachine(r *RequestState, hasher Hasher, now time.Time) *Machine {
 	}
 	return m
 }
+
+// SetCompletion sets what the request leaves behind if it completes in this Machine: which of
+// its identifiers join the suppression list, which datasets' go into the replay escrow. The
+// zero Completion leaves nothing.
+func (m *Machine) SetCompletion(c Completion) { m.completion = c }
 
 // Request returns the request's state as changed so far.
 func (m *Machine) Request() *RequestState { return m.r }
@@ -200,8 +222,31 @@ func PlanTasks(requestID string, specs []TaskSpec, now time.Time) []Task {
 	return tasks
 }
 
+// PlanRequest returns the tasks of a new request in their first states: those of PlanTasks,
+// then, when the request has a grace window (nr.NotBefore after now), its erase tasks
+// scheduled until the window ends, and the erase tasks of datasets a hold in force covers for
+// one of the subject's identifiers (hashes) held. holds may hold every hold in force.
+func PlanRequest(nr NewRequest, hashes []string, holds []Hold, now time.Time) []Task {
+	tasks := PlanTasks(nr.ID, nr.Tasks, now)
+	grace := nr.NotBefore.After(now)
+	for i := range tasks {
+		t := &tasks[i]
+		if t.Kind != TaskErase {
+			continue
+		}
+		if grace {
+			t.State, t.DueAt = TaskScheduled, nr.NotBefore.UTC().Truncate(time.Millisecond)
+		}
+		if by := HoldsOf(hashes, holds, t.Dataset); len(by) > 0 {
+			t.State, t.HeldBy = TaskHeld, by
+		}
+	}
+	return tasks
+}
+
 // SubmittedEvent is the request.submitted event of a new request: reason, deadline, the keyed
-// hashes of its subject and its plan.
+// hashes of its subject and its plan, with the end of its grace window and the holds its
+// tasks wait on when it has them.
 func SubmittedEvent(nr NewRequest, hashes []string, tasks []Task, now time.Time) AuditEvent {
 	type planned struct {
 		Dataset string   `json:"dataset"`
@@ -209,11 +254,24 @@ func SubmittedEvent(nr NewRequest, hashes []string, tasks []Task, now time.Time)
 		Method  Method   `json:"method"`
 	}
 	plan := make([]planned, len(tasks))
+	held := map[string][]string{}
 	for i, t := range tasks {
 		plan[i] = planned{t.Dataset, t.Kind, t.Method}
+		if len(t.HeldBy) > 0 {
+			held[t.Dataset] = t.HeldBy
+		}
 	}
-	return AuditEvent{Time: now.UTC().Truncate(time.Millisecond), Actor: nr.SubmittedBy, Type: EventRequestSubmitted, RequestID: nr.ID,
-		Data: EventData(map[string]any{"reason": nr.Reason, "deadline": nr.Deadline.UTC(), "subject": hashes, "tasks": plan})}
+	data := map[string]any{"reason": nr.Reason, "deadline": nr.Deadline.UTC(), "subject": hashes, "tasks": plan}
+	if !nr.NotBefore.IsZero() {
+		data["not_before"] = nr.NotBefore.UTC()
+	}
+	if len(held) > 0 {
+		data["held"] = held
+	}
+	if nr.NoSuppress {
+		data["suppress"] = false
+	}
+	return AuditEvent{Time: now.UTC().Truncate(time.Millisecond), Actor: nr.SubmittedBy, Type: EventRequestSubmitted, RequestID: nr.ID, Data: EventData(data)}
 }
 
 // Finish applies the result of one leased attempt. It returns false, changing nothing, when the
@@ -562,11 +620,14 @@ func (m *Machine) FailSweep(sw *Sweep, cause error) {
 	}
 }
 
-// Settle brings the request up to date after its tasks changed: blocked tasks that became
-// runnable turn pending, the status is derived again (a change is audited), and a request that
-// ended drops its identifiers in clear (a subject.hashed event).
+// Settle brings the request up to date after its tasks changed: the legal holds in force are
+// applied (covered tasks become held, held tasks no hold covers any more are released), blocked
+// tasks that became runnable turn pending, the status is derived again (a change is audited),
+// and a request that ended drops its identifiers in clear (a subject.hashed event); one that
+// completed leaves what its Completion says (suppression, escrow) first.
 func (m *Machine) Settle(actor string) {
 	if !m.r.Cancelled {
+		m.applyHolds(actor)
 		for _, id := range Runnable(m.r.Tasks) {
 			i, _ := m.task(id)
 			t := m.touch(i)
@@ -589,11 +650,144 @@ func (m *Machine) Settle(actor string) {
 		}
 		m.event(actor, ev, 0, "", map[string]any{"from": from, "tasks": counts, "removed": removed})
 	}
+	if next == RequestCompleted {
+		m.leaveBehind()
+	}
 	if next.Ended() {
 		f := m.now
 		m.out.FinishedAt = &f
 		m.event("pipeline", EventSubjectHashed, 0, "", map[string]any{"identifiers": len(m.r.Identifiers)})
 	}
+}
+
+// holdable reports whether a legal hold stops task t now: an erase task that has not started
+// its work (blocked, pending, scheduled, or queued and in no sweep yet). A running attempt,
+// a dispatched command or a sweep under way is left to finish.
+func holdable(t *Task) bool {
+	if t.Kind != TaskErase {
+		return false
+	}
+	switch t.State {
+	case TaskBlocked, TaskPending, TaskScheduled:
+		return true
+	case TaskQueued:
+		return t.SweepID == ""
+	}
+	return false
+}
+
+// applyHolds holds the tasks the holds in force cover (for the identifiers the request knows)
+// and releases the held tasks none covers any more: back to scheduled while the grace window
+// lasts, else to blocked (Settle then starts those that may run).
+func (m *Machine) applyHolds(actor string) {
+	for i := range m.r.Tasks {
+		t := &m.r.Tasks[i]
+		if t.Kind != TaskErase || (t.State != TaskHeld && !holdable(t)) {
+			continue
+		}
+		by := HoldsOf(m.r.Identifiers, m.r.Holds, t.Dataset)
+		switch {
+		case len(by) > 0 && t.State != TaskHeld:
+			from := t.State
+			t = m.touch(i)
+			t.State, t.HeldBy, t.LeaseOwner = TaskHeld, by, ""
+			if from == TaskQueued {
+				t.SweepID = ""
+			}
+			m.event(actor, EventTaskHeld, t.ID, t.Dataset, map[string]any{"from": from, "holds": by})
+		case len(by) == 0 && t.State == TaskHeld:
+			t = m.touch(i)
+			t.State, t.HeldBy, t.DueAt = TaskBlocked, nil, m.now
+			if m.r.NotBefore.After(m.now) {
+				t.State, t.DueAt = TaskScheduled, m.r.NotBefore.UTC().Truncate(time.Millisecond)
+			}
+			m.event(actor, EventTaskReleased, t.ID, t.Dataset, map[string]any{"to": t.State})
+		case len(by) > 0:
+			t.HeldBy = by
+		}
+	}
+}
+
+// leaveBehind records what a completed request leaves (see Completion): the keyed hashes of
+// its identifiers of suppressed types, unless its submitter opted out, and an escrow of the
+// identifiers each escrowed dataset's done erase task used.
+func (m *Machine) leaveBehind() {
+	c := m.completion
+	if m.r.Suppress {
+		for _, h := range m.r.Identifiers {
+			typ, _, _ := strings.Cut(h, ":")
+			if c.Suppresses(typ) {
+				m.out.Suppress = append(m.out.Suppress, h)
+			}
+		}
+		if len(m.out.Suppress) > 0 {
+			m.event("pipeline", EventSubjectSuppressed, 0, "", map[string]any{"identifiers": len(m.out.Suppress)})
+		}
+	}
+	var datasets []string
+	for _, t := range m.r.Tasks {
+		period := c.Escrow[t.Dataset]
+		if t.Kind != TaskErase || t.State != TaskDone || period <= 0 {
+			continue
+		}
+		m.out.Escrow = append(m.out.Escrow, EscrowSeal{Dataset: t.Dataset, Types: t.Keys, Period: period})
+		datasets = append(datasets, t.Dataset)
+	}
+	if len(datasets) > 0 {
+		month, _ := EscrowMonth(m.now, 0)
+		m.event("pipeline", EventEscrowSealed, 0, "", map[string]any{"datasets": datasets, "month": month})
+	}
+}
+
+// EndGrace ends the request's grace window once it is over: its scheduled tasks become
+// blocked (Settle then starts those whose lookups and `after:` datasets are done), and its
+// hide tasks that have not run are skipped, the erasure superseding them. It returns false,
+// changing nothing, while the window lasts or when no task is scheduled. Call Settle afterwards.
+func (m *Machine) EndGrace(actor string) bool {
+	if m.r.NotBefore.After(m.now) || m.r.Cancelled {
+		return false
+	}
+	n := 0
+	for i := range m.r.Tasks {
+		if m.r.Tasks[i].State != TaskScheduled {
+			continue
+		}
+		t := m.touch(i)
+		t.State, t.DueAt = TaskBlocked, m.now
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	skipped := 0
+	for i := range m.r.Tasks {
+		t := &m.r.Tasks[i]
+		if t.Kind != TaskHide || (t.State != TaskBlocked && t.State != TaskPending && t.State != TaskFailed) {
+			continue
+		}
+		t = m.touch(i)
+		f := m.now
+		t.State, t.Note, t.FinishedAt = TaskSkipped, "skipped: the grace window ended before the hide action ran; the erasure follows", &f
+		skipped++
+	}
+	m.event(actor, EventGraceEnded, 0, "", map[string]any{"tasks": n, "hides_skipped": skipped})
+	return true
+}
+
+// Withdraw is the subject's own cancel through the channel that submitted the request: only
+// its submitter (actor must be SubmittedBy) and only while it waits in its grace window (its
+// erase tasks scheduled, or held). EFORBIDDEN for another actor, ECONFLICT once the window has
+// ended or the request ended (an operator may still cancel an open one). Call Settle
+// afterwards.
+func (m *Machine) Withdraw(actor string) error {
+	if actor == "" || actor != m.r.SubmittedBy {
+		return Errorf(EFORBIDDEN, "only the channel that submitted request %s may withdraw it", m.r.ID)
+	}
+	if m.r.Status.Ended() || !m.r.NotBefore.After(m.now) {
+		return Errorf(ECONFLICT, "request %s is %s: it can be withdrawn only during its grace window (an operator may still cancel it)", m.r.ID, m.r.Status)
+	}
+	m.event(actor, EventRequestWithdrawn, 0, "", map[string]any{"not_before": m.r.NotBefore.UTC()})
+	return m.Cancel(actor)
 }
 
 // Validate returns EINVALID for an acknowledgement with an unknown status or a negative count.

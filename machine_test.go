@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -896,5 +897,368 @@ func TestGuard_Check(t *testing.T) {
 				t.Fatalf("message %q must name the partition", err)
 			}
 		})
+	}
+}
+
+// Policies: legal holds, the grace window, what a completed request leaves behind.
+
+func hide(ds string) erasure.TaskSpec {
+	return erasure.TaskSpec{Dataset: ds, Kind: erasure.TaskHide, Method: erasure.MethodRealtime, Keys: []string{"user_id"}}
+}
+
+// hold returns a hold in force on identifier id covering datasets (every one when none).
+func hold(hid string, id erasure.Identifier, datasets ...string) erasure.Hold {
+	return erasure.Hold{ID: hid, Identifier: plainHasher{}.Identifier(id), All: len(datasets) == 0, Datasets: datasets, Reason: "case " + hid}
+}
+
+// newPlanned is newRequest through PlanRequest: with a grace window ending at notBefore (zero:
+// none) and the holds in force.
+func newPlanned(t *testing.T, ids []erasure.Identifier, notBefore time.Time, holds []erasure.Hold, specs ...erasure.TaskSpec) *request {
+	t.Helper()
+	var hashes []string
+	for _, id := range ids {
+		hashes = append(hashes, plainHasher{}.Identifier(id))
+	}
+	tasks := erasure.PlanRequest(erasure.NewRequest{ID: "r1", Tasks: specs, NotBefore: notBefore}, hashes, holds, t0)
+	for i := range tasks {
+		tasks[i].ID = int64(i + 1)
+	}
+	rs := &erasure.RequestState{ID: "r1", Tasks: tasks, Identifiers: hashes, NotBefore: notBefore, Holds: holds, Suppress: true, SubmittedBy: "intake"}
+	rs.Status = erasure.RequestStatusOf(false, tasks)
+	return &request{t: t, rs: rs}
+}
+
+// applyAt is apply with the Machine's clock at now.
+func (r *request) applyAt(now time.Time, fn func(m *erasure.Machine)) erasure.Changes {
+	r.t.Helper()
+	m := erasure.NewMachine(r.rs, plainHasher{}, now)
+	fn(m)
+	m.Settle("test")
+	return m.Changes()
+}
+
+func TestPlanRequest_GraceAndHolds(t *testing.T) {
+	later := t0.Add(72 * time.Hour)
+	tests := []struct {
+		name      string
+		notBefore time.Time
+		holds     []erasure.Hold
+		specs     []erasure.TaskSpec
+		status    erasure.RequestStatus
+		want      string
+	}{
+		{"NoGraceNoHoldIsPlanTasks", time.Time{}, nil, []erasure.TaskSpec{erase("a"), erase("b", "a")}, erasure.RequestPending, "a/erase=pending b/erase=blocked"},
+		{"GraceSchedulesEveryEraseTask", later, nil, []erasure.TaskSpec{lookup("a", "email"), erase("a"), erase("b", "a"), hide("a")},
+			erasure.RequestScheduled, "a/lookup=pending a/erase=scheduled b/erase=scheduled a/hide=blocked"},
+		{"HideRunsAtOnceWithoutLookups", later, nil, []erasure.TaskSpec{erase("a"), hide("a")}, erasure.RequestScheduled, "a/erase=scheduled a/hide=pending"},
+		{"GraceInThePastIsNoGrace", t0.Add(-time.Second), nil, []erasure.TaskSpec{erase("a")}, erasure.RequestPending, "a/erase=pending"},
+		{"HoldOnOneDatasetHoldsItAlone", time.Time{}, []erasure.Hold{hold("h1", userID("1"), "b")}, []erasure.TaskSpec{erase("a"), erase("b")},
+			erasure.RequestPending, "a/erase=pending b/erase=held"},
+		{"HoldOnAllDatasets", time.Time{}, []erasure.Hold{hold("h1", userID("1"))}, []erasure.TaskSpec{erase("a"), erase("b")}, erasure.RequestHeld, "a/erase=held b/erase=held"},
+		{"HoldOfAnotherSubjectIsIgnored", time.Time{}, []erasure.Hold{hold("h1", userID("2"))}, []erasure.TaskSpec{erase("a")}, erasure.RequestPending, "a/erase=pending"},
+		{"ReleasedHoldIsIgnored", time.Time{}, []erasure.Hold{func() erasure.Hold { h := hold("h1", userID("1")); h.ReleasedAt = &t0; return h }()},
+			[]erasure.TaskSpec{erase("a")}, erasure.RequestPending, "a/erase=pending"},
+		{"HoldAndGrace", later, []erasure.Hold{hold("h1", userID("1"), "a")}, []erasure.TaskSpec{erase("a"), erase("b")}, erasure.RequestScheduled, "a/erase=held b/erase=scheduled"},
+		{"HoldNeverStopsLookupsNorHides", later, []erasure.Hold{hold("h1", userID("1"))}, []erasure.TaskSpec{lookup("a", "user_id"), erase("a"), hide("a")},
+			erasure.RequestPending, "a/lookup=pending a/erase=held a/hide=blocked"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newPlanned(t, []erasure.Identifier{userID("1")}, tc.notBefore, tc.holds, tc.specs...)
+			r.want(tc.status, tc.want)
+		})
+	}
+}
+
+func TestRequestStatus_WithHeldAndScheduledTasks(t *testing.T) {
+	tests := []struct {
+		states []erasure.TaskState
+		want   erasure.RequestStatus
+	}{
+		{[]erasure.TaskState{erasure.TaskDone, erasure.TaskHeld}, erasure.RequestHeld},
+		{[]erasure.TaskState{erasure.TaskHeld, erasure.TaskBlocked}, erasure.RequestHeld}, // blocked behind the held one
+		{[]erasure.TaskState{erasure.TaskHeld, erasure.TaskPending}, erasure.RequestPending},
+		{[]erasure.TaskState{erasure.TaskHeld, erasure.TaskDone, erasure.TaskRunning}, erasure.RequestRunning},
+		{[]erasure.TaskState{erasure.TaskHeld, erasure.TaskFailed}, erasure.RequestFailed},
+		{[]erasure.TaskState{erasure.TaskScheduled, erasure.TaskDone}, erasure.RequestScheduled},
+		{[]erasure.TaskState{erasure.TaskScheduled, erasure.TaskHeld}, erasure.RequestScheduled},
+		{[]erasure.TaskState{erasure.TaskScheduled, erasure.TaskFailed}, erasure.RequestFailed},
+		{[]erasure.TaskState{erasure.TaskDone, erasure.TaskSkipped}, erasure.RequestCompleted},
+	}
+	for _, tc := range tests {
+		var tasks []erasure.Task
+		for _, s := range tc.states {
+			tasks = append(tasks, erasure.Task{State: s})
+		}
+		if got := erasure.RequestStatusOf(false, tasks); got != tc.want {
+			t.Errorf("%v: status %s, want %s", tc.states, got, tc.want)
+		}
+	}
+}
+
+func TestMachine_Holds(t *testing.T) {
+	t.Run("HeldDatasetWaitsWhileOthersCompleteAndReleaseCompletesIt", func(t *testing.T) {
+		r := newPlanned(t, []erasure.Identifier{userID("1")}, time.Time{}, []erasure.Hold{hold("h1", userID("1"), "b")}, erase("a"), erase("b"), erase("c", "b"))
+		r.want(erasure.RequestPending, "a/erase=pending b/erase=held c/erase=blocked")
+		r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone)
+		r.want(erasure.RequestHeld, "a/erase=done b/erase=held c/erase=blocked")
+		if held := r.task("b", erasure.TaskErase); len(held.HeldBy) != 1 || held.HeldBy[0] != "h1" {
+			t.Fatalf("held by %v", held.HeldBy)
+		}
+		r.rs.Holds[0].ReleasedAt = &t0 // the store loads only holds in force; a released one covers nothing
+		ch := r.apply(func(*erasure.Machine) {})
+		r.want(erasure.RequestRunning, "a/erase=done b/erase=pending c/erase=blocked")
+		if got := eventTypes(ch); got != "task.released request.running" && got != "task.released" {
+			t.Fatalf("events %s", got)
+		}
+		r.finish(r.lease("b", erasure.TaskErase, "w"), erasure.TaskDone)
+		r.finish(r.lease("c", erasure.TaskErase, "w"), erasure.TaskDone)
+		r.want(erasure.RequestCompleted, "a/erase=done b/erase=done c/erase=done")
+	})
+	t.Run("AHoldPlacedLaterHoldsWhatHasNotStarted", func(t *testing.T) {
+		tests := []struct {
+			name string
+			prep func(r *request)
+			want erasure.TaskState
+		}{
+			{"Pending", func(r *request) {}, erasure.TaskHeld},
+			{"Running", func(r *request) { r.lease("a", erasure.TaskErase, "w") }, erasure.TaskRunning},
+			{"QueuedForASweep", func(r *request) { r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskQueued) }, erasure.TaskHeld},
+			{"InASweep", func(r *request) {
+				r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskQueued)
+				r.task("a", erasure.TaskErase).SweepID = "s1"
+			}, erasure.TaskQueued},
+			{"Dispatched", func(r *request) { r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDispatched) }, erasure.TaskDispatched},
+			{"Failed", func(r *request) { r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskFailed) }, erasure.TaskFailed},
+			{"Done", func(r *request) { r.finish(r.lease("a", erasure.TaskErase, "w"), erasure.TaskDone) }, erasure.TaskDone},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				r := newPlanned(t, []erasure.Identifier{userID("1")}, time.Time{}, nil, erase("a"), erase("b"))
+				tc.prep(r)
+				r.rs.Holds = []erasure.Hold{hold("h1", userID("1"), "a")}
+				ch := r.apply(func(*erasure.Machine) {})
+				tk := r.task("a", erasure.TaskErase)
+				if tk.State != tc.want {
+					t.Fatalf("a is %s, want %s", tk.State, tc.want)
+				}
+				if tc.want == erasure.TaskHeld && (tk.SweepID != "" || !strings.Contains(eventTypes(ch), "task.held")) {
+					t.Fatalf("held task %+v, events %s", tk, eventTypes(ch))
+				}
+				if r.task("b", erasure.TaskErase).State == erasure.TaskHeld {
+					t.Fatal("a hold on a held b too")
+				}
+			})
+		}
+	})
+	t.Run("AnIdentifierFoundByALookupBringsItsHold", func(t *testing.T) {
+		r := newPlanned(t, []erasure.Identifier{email("a@x")}, time.Time{}, []erasure.Hold{hold("h1", userID("7"))}, lookup("accounts", "email"), erase("accounts"))
+		r.want(erasure.RequestPending, "accounts/lookup=pending accounts/erase=blocked")
+		r.finish(r.lease("accounts", erasure.TaskLookup, "w"), erasure.TaskDone, userID("7"))
+		r.want(erasure.RequestHeld, "accounts/lookup=done accounts/erase=held")
+	})
+	t.Run("ReleaseDuringTheGraceWindowReturnsToScheduled", func(t *testing.T) {
+		later := t0.Add(time.Hour)
+		r := newPlanned(t, []erasure.Identifier{userID("1")}, later, []erasure.Hold{hold("h1", userID("1"))}, erase("a"))
+		r.want(erasure.RequestHeld, "a/erase=held")
+		r.rs.Holds = nil
+		r.apply(func(*erasure.Machine) {})
+		r.want(erasure.RequestScheduled, "a/erase=scheduled")
+		if tk := r.task("a", erasure.TaskErase); !tk.DueAt.Equal(later) {
+			t.Fatalf("due %s, want the end of the window %s", tk.DueAt, later)
+		}
+	})
+	t.Run("ASecondHoldKeepsItHeld", func(t *testing.T) {
+		r := newPlanned(t, []erasure.Identifier{userID("1"), email("a@x")}, time.Time{}, []erasure.Hold{hold("h1", userID("1")), hold("h2", email("a@x"), "a")}, erase("a"))
+		r.want(erasure.RequestHeld, "a/erase=held")
+		r.rs.Holds = r.rs.Holds[1:]
+		if ch := r.apply(func(*erasure.Machine) {}); len(ch.Tasks) != 0 {
+			t.Fatalf("changed %+v", ch.Tasks)
+		}
+		r.want(erasure.RequestHeld, "a/erase=held")
+	})
+	t.Run("CancelStopsHeldTasks", func(t *testing.T) {
+		r := newPlanned(t, []erasure.Identifier{userID("1")}, time.Time{}, []erasure.Hold{hold("h1", userID("1"))}, erase("a"))
+		r.apply(func(m *erasure.Machine) {
+			if err := m.Cancel("op"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r.want(erasure.RequestCancelled, "a/erase=cancelled")
+	})
+}
+
+func TestExplainHeld(t *testing.T) {
+	h := hold("h1", userID("1"), "a")
+	r := &erasure.Request{Overdue: true, SubjectHashes: []string{h.Identifier}, Tasks: []erasure.Task{{Dataset: "a", State: erasure.TaskHeld}, {Dataset: "b", State: erasure.TaskDone}}}
+	erasure.ExplainHeld(r, []erasure.Hold{h, hold("h2", userID("2"))})
+	if got := r.Tasks[0].HeldBy; len(got) != 1 || got[0] != "h1" {
+		t.Fatalf("held by %v", got)
+	}
+	if !strings.Contains(r.OverdueReason, "legal hold h1 (case h1)") {
+		t.Fatalf("overdue reason %q", r.OverdueReason)
+	}
+	r.Overdue, r.OverdueReason = false, ""
+	erasure.ExplainHeld(r, []erasure.Hold{h})
+	if r.OverdueReason != "" {
+		t.Fatalf("a request within its deadline has an overdue reason: %q", r.OverdueReason)
+	}
+}
+
+func TestMachine_EndGrace(t *testing.T) {
+	end := t0.Add(72 * time.Hour)
+	tests := []struct {
+		name    string
+		at      time.Time
+		prep    func(r *request)
+		ended   bool
+		status  erasure.RequestStatus
+		want    string
+		events  string
+		hideDue bool
+	}{
+		{"WhileTheWindowLastsNothingChanges", end.Add(-time.Millisecond), func(*request) {}, false,
+			erasure.RequestScheduled, "a/erase=scheduled b/erase=scheduled a/hide=pending", "", false},
+		{"WindowOverTheErasureStartsAndTheHideIsSkipped", end, func(*request) {}, true,
+			erasure.RequestRunning, "a/erase=pending b/erase=blocked a/hide=skipped", "request.grace_ended request.running", false},
+		{"AHideThatRanStaysDone", end, func(r *request) { r.finish(r.lease("a", erasure.TaskHide, "w"), erasure.TaskDone) }, true,
+			erasure.RequestRunning, "a/erase=pending b/erase=blocked a/hide=done", "request.grace_ended request.running", false},
+		{"ARunningHideFinishesItsAttempt", end, func(r *request) { r.lease("a", erasure.TaskHide, "w") }, true,
+			erasure.RequestRunning, "a/erase=pending b/erase=blocked a/hide=running", "request.grace_ended request.running", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newPlanned(t, []erasure.Identifier{userID("1")}, end, nil, erase("a"), erase("b", "a"), hide("a"))
+			tc.prep(r)
+			var ended bool
+			ch := r.applyAt(tc.at, func(m *erasure.Machine) { ended = m.EndGrace("grace") })
+			if ended != tc.ended {
+				t.Fatalf("EndGrace = %v", ended)
+			}
+			r.want(tc.status, tc.want)
+			if got := eventTypes(ch); tc.events != "" && !strings.HasPrefix(got, "request.grace_ended") {
+				t.Fatalf("events %s", got)
+			} else if tc.events == "" && got != "" {
+				t.Fatalf("events %s while the window lasts", got)
+			}
+		})
+	}
+}
+
+func TestMachine_Withdraw(t *testing.T) {
+	end := t0.Add(72 * time.Hour)
+	tests := []struct {
+		name  string
+		actor string
+		at    time.Time
+		prep  func(r *request)
+		code  string
+	}{
+		{"TheSubmitterInTheWindow", "intake", t0, func(*request) {}, ""},
+		{"AnotherChannel", "other-intake", t0, func(*request) {}, erasure.EFORBIDDEN},
+		{"AfterTheWindow", "intake", end, func(r *request) { r.applyAt(end, func(m *erasure.Machine) { m.EndGrace("grace") }) }, erasure.ECONFLICT},
+		{"InTheWindowWithEveryTaskHeld", "intake", t0, func(r *request) {
+			r.rs.Holds = []erasure.Hold{hold("h1", userID("1"))}
+			r.apply(func(*erasure.Machine) {})
+		}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newPlanned(t, []erasure.Identifier{userID("1")}, end, nil, erase("a"), hide("a"))
+			r.finish(r.lease("a", erasure.TaskHide, "w"), erasure.TaskDone)
+			tc.prep(r)
+			before := r.states()
+			var err error
+			ch := r.applyAt(tc.at, func(m *erasure.Machine) { err = m.Withdraw(tc.actor) })
+			if erasure.ErrorCode(err) != tc.code {
+				t.Fatalf("err %v, want code %q", err, tc.code)
+			}
+			if tc.code != "" {
+				if r.states() != before || len(ch.Events) != 0 {
+					t.Fatalf("a refused withdrawal changed %s → %s, events %s", before, r.states(), eventTypes(ch))
+				}
+				return
+			}
+			// Nothing is erased: the erase task never ran; the hide that ran stays done.
+			r.want(erasure.RequestCancelled, "a/erase=cancelled a/hide=done")
+			if got := eventTypes(ch); got != "request.withdrawn task.cancelled request.cancelled subject.hashed" {
+				t.Fatalf("events %s", got)
+			}
+			if len(ch.Suppress) != 0 {
+				t.Fatal("a withdrawn request suppressed its subject")
+			}
+		})
+	}
+}
+
+func TestMachine_Completion(t *testing.T) {
+	escrow := map[string]time.Duration{"profiles": 180 * 24 * time.Hour, "cache": 24 * time.Hour}
+	tests := []struct {
+		name       string
+		completion erasure.Completion
+		optOut     bool
+		skipCache  bool
+		suppress   []string // identifier types whose hashes are suppressed
+		escrow     []string
+	}{
+		{"Off", erasure.Completion{}, false, false, nil, nil},
+		{"EveryType", erasure.Completion{Suppress: true}, false, false, []string{"email", "user_id"}, nil},
+		{"SomeTypes", erasure.Completion{Suppress: true, SuppressTypes: []string{"email"}}, false, false, []string{"email"}, nil},
+		{"SubmitterOptedOut", erasure.Completion{Suppress: true}, true, false, nil, nil},
+		{"EscrowOfDoneTasksOnly", erasure.Completion{Escrow: escrow}, false, true, nil, []string{"profiles"}},
+		{"Both", erasure.Completion{Suppress: true, SuppressTypes: []string{"user_id"}, Escrow: escrow}, false, false, []string{"user_id"}, []string{"profiles", "cache"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newPlanned(t, []erasure.Identifier{userID("1"), email("a@x")}, time.Time{}, nil, erase("profiles"), erase("cache"), erase("other"))
+			r.rs.Suppress = !tc.optOut
+			r.finish(r.lease("profiles", erasure.TaskErase, "w"), erasure.TaskDone)
+			r.finish(r.lease("other", erasure.TaskErase, "w"), erasure.TaskDone)
+			cache := r.lease("cache", erasure.TaskErase, "w")
+			outcome := erasure.TaskDone
+			if tc.skipCache {
+				outcome = erasure.TaskSkipped
+			}
+			var ch erasure.Changes
+			r.apply(func(m *erasure.Machine) {}) // settle
+			ch = r.apply(func(m *erasure.Machine) {
+				m.SetCompletion(tc.completion)
+				m.Finish(erasure.TaskResult{TaskID: cache.ID, RequestID: "r1", Dataset: "cache", Kind: erasure.TaskErase, Owner: "w", Attempt: cache.Attempts,
+					State: outcome, StartedAt: t0, FinishedAt: t0})
+			})
+			if r.rs.Status != erasure.RequestCompleted {
+				t.Fatalf("status %s", r.rs.Status)
+			}
+			var types []string
+			for _, h := range ch.Suppress {
+				typ, _, _ := strings.Cut(h, ":")
+				types = append(types, typ)
+			}
+			sort.Strings(types)
+			if fmt.Sprint(types) != fmt.Sprint(tc.suppress) {
+				t.Fatalf("suppressed types %v, want %v", types, tc.suppress)
+			}
+			var datasets []string
+			for _, e := range ch.Escrow {
+				datasets = append(datasets, e.Dataset)
+				if e.Period != escrow[e.Dataset] || fmt.Sprint(e.Types) != "[user_id]" {
+					t.Fatalf("escrow %+v", e)
+				}
+			}
+			if fmt.Sprint(datasets) != fmt.Sprint(tc.escrow) {
+				t.Fatalf("escrowed %v, want %v", datasets, tc.escrow)
+			}
+			evs := eventTypes(ch)
+			if (len(tc.suppress) > 0) != strings.Contains(evs, "subject.suppressed") || (len(tc.escrow) > 0) != strings.Contains(evs, "escrow.sealed") {
+				t.Fatalf("events %s", evs)
+			}
+		})
+	}
+}
+
+func TestEscrowMonth(t *testing.T) {
+	month, destroy := erasure.EscrowMonth(time.Date(2026, 1, 31, 23, 59, 0, 0, time.UTC), 180*24*time.Hour)
+	if month != "2026-01" || !destroy.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).Add(180*24*time.Hour)) {
+		t.Fatalf("%s %s", month, destroy)
 	}
 }

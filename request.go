@@ -7,29 +7,39 @@ import (
 
 // RequestStatus is where a request stands. It is derived from its tasks (see TaskState):
 //
+//	scheduled  its erase tasks wait for the end of its grace window; the subject may still
+//	           withdraw it (hide tasks and lookups run meanwhile)
 //	pending    no task has started yet
 //	running    some task is active, blocked behind another, or done while others are not
+//	held       nothing can progress but tasks held by a legal hold (the rest is done)
 //	completed  every task is done or skipped                                  (final)
 //	failed     a task failed and nothing else can progress; an operator may retry it
-//	cancelled  an operator cancelled it; its unfinished tasks were cancelled  (final)
+//	cancelled  an operator cancelled it, or its submitter withdrew it in its grace window;
+//	           its unfinished tasks were cancelled                          (final)
 //
 // A request is open until it is completed or cancelled. While open its identifiers are kept
 // in clear; when it ends they are replaced by keyed hashes. A failed request stays open so
-// that retry can still erase.
+// that retry can still erase. A held request stays open too, and is overdue once past its
+// deadline like any other (Request.OverdueReason names the holds).
 type RequestStatus string
 
 const (
+	RequestScheduled RequestStatus = "scheduled"
 	RequestPending   RequestStatus = "pending"
 	RequestRunning   RequestStatus = "running"
+	RequestHeld      RequestStatus = "held"
 	RequestCompleted RequestStatus = "completed"
 	RequestFailed    RequestStatus = "failed"
 	RequestCancelled RequestStatus = "cancelled"
 )
 
+// RequestStatuses lists the request statuses, for messages.
+var RequestStatuses = []RequestStatus{RequestScheduled, RequestPending, RequestRunning, RequestHeld, RequestCompleted, RequestFailed, RequestCancelled}
+
 // Valid reports whether s is a known request status.
 func (s RequestStatus) Valid() bool {
 	switch s {
-	case RequestPending, RequestRunning, RequestCompleted, RequestFailed, RequestCancelled:
+	case RequestScheduled, RequestPending, RequestRunning, RequestHeld, RequestCompleted, RequestFailed, RequestCancelled:
 		return true
 	}
 	return false
@@ -46,35 +56,46 @@ const (
 	TaskLookup TaskKind = "lookup"
 	// TaskErase erases the subject from the dataset, then verifies where it can.
 	TaskErase TaskKind = "erase"
+	// TaskHide hides the subject's data at once, while the erasure waits for the request's
+	// grace window to end (Hider). Planned only for requests with a grace window.
+	TaskHide TaskKind = "hide"
 )
 
 // TaskState is the state of one task (one request × one dataset × one kind).
 //
-//	            plan
-//	              │
-//	   ┌──────────┴──────────┐
-//	   ▼                     ▼
-//	blocked ──deps done──► pending ◄──────────── retry (operator), backoff, ack timeout
-//	   │                     │ lease                  ▲
-//	   │                     ▼                        │
-//	   │                  running ──transient error───┘ (attempts left)
-//	   │        ┌────────────┼──────────────┬─────────────┬───────────────┐
-//	   │        ▼            ▼              ▼             ▼               ▼
-//	   │    dispatched     queued          done        skipped          failed
-//	   │   (async: waits  (offline: waits (erased,    (no identifier   (permanent error,
-//	   │    for its ack)   for a sweep)    verified)   for its keys)    attempts used up)
-//	   │        │ ack        │ sweep commits
-//	   │        └─► done     └─► done
-//	   └──────────────────────────────────────────────────────────────────► cancelled
+//	                 plan
+//	   ┌──────────────┼─────────────────────┐
+//	   ▼              ▼                     ▼
+//	scheduled      blocked ──deps done──► pending ◄──── retry (operator), backoff, ack timeout
+//	(grace window)    ▲                     │ lease                 ▲
+//	   │ window ends  │                     ▼                       │
+//	   └──────────────┘                  running ──transient error──┘ (attempts left)
+//	                           ┌────────────┼──────────────┬─────────────┬───────────────┐
+//	                           ▼            ▼              ▼             ▼               ▼
+//	                       dispatched     queued          done        skipped          failed
+//	                      (async: waits  (offline: waits (erased,    (no identifier   (permanent error,
+//	                       for its ack)   for a sweep)    verified)   for its keys)    attempts used up)
+//	                           │ ack        │ sweep commits
+//	                           └─► done     └─► done
+//
+//	blocked, pending, scheduled, queued (not yet in a sweep) ──legal hold──► held
+//	held ──every hold covering it released──► blocked (scheduled while the window lasts)
+//	any state but done and skipped ──cancel (operator; the submitter while scheduled)──► cancelled
 //
 // Erase tasks start blocked until every lookup task of their request is done or skipped and
 // every erase task of the datasets named in `after:` is done or skipped; lookup tasks start
-// pending. A running task holds a lease (owner, expiry); an expired lease makes it due again,
-// so a crashed worker's task is executed again (at least once) while the store accepts only
-// the result of the lease holder (completed exactly once). Every transition is written in one
-// transaction together with its audit event. done, skipped and cancelled are final; failed
-// re-opens on retry; a late acknowledgement still completes a dispatched, pending or failed
-// async task.
+// pending; hide tasks wait for the lookups only. A request with a grace window plans its erase
+// tasks scheduled until the window ends (Machine.EndGrace makes them blocked, and skips the
+// hide tasks that have not run: the erasure supersedes them); its submitter may withdraw it
+// meanwhile. An erase task of a dataset a legal hold covers, for a request whose subject has
+// the hold's identifier, waits held (from blocked, pending, scheduled, or queued and not yet
+// in a sweep; a task already running finishes its attempt) until the hold is released; the
+// rest of the request goes on, and so do its audit events and its deadline. A running task
+// holds a lease (owner, expiry); an expired lease makes it due again, so a crashed worker's
+// task is executed again (at least once) while the store accepts only the result of the lease
+// holder (completed exactly once). Every transition is written in one transaction together
+// with its audit event. done, skipped and cancelled are final; failed re-opens on retry; a
+// late acknowledgement still completes a dispatched, pending or failed async task.
 type TaskState string
 
 const (
@@ -87,6 +108,8 @@ const (
 	TaskSkipped    TaskState = "skipped"
 	TaskFailed     TaskState = "failed"
 	TaskCancelled  TaskState = "cancelled"
+	TaskHeld       TaskState = "held"
+	TaskScheduled  TaskState = "scheduled"
 )
 
 // Final reports whether no further transition can happen (done, skipped, cancelled).
@@ -138,6 +161,8 @@ type Task struct {
 	Canary   bool      `json:"-"`
 	// PrevState is the state the task was leased from (pending, running or dispatched).
 	PrevState TaskState `json:"-"`
+	// HeldBy names the legal holds a held task waits on (filled when a request is read).
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 // Request is one erasure of one subject.
@@ -148,13 +173,17 @@ type Request struct {
 	// Subject is in clear while the request is open, nil after it ended.
 	Subject Subject `json:"-"`
 	// SubjectHashes are the keyed hashes of the subject's identifiers ("type:hmac"), always set.
-	SubjectHashes []string   `json:"subject_hashes"`
-	Deadline      time.Time  `json:"deadline"`
-	Overdue       bool       `json:"overdue"`
-	SubmittedBy   string     `json:"submitted_by"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	SubjectHashes []string  `json:"subject_hashes"`
+	Deadline      time.Time `json:"deadline"`
+	Overdue       bool      `json:"overdue"`
+	// OverdueReason says why an overdue request is still open when legal holds are why.
+	OverdueReason string `json:"overdue_reason,omitempty"`
+	// NotBefore is the end of the request's grace window, when it has one.
+	NotBefore   *time.Time `json:"not_before,omitempty"`
+	SubmittedBy string     `json:"submitted_by"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	// Canary names the dataset whose canary (a synthetic erasure) this request is; empty for
 	// the requests of real subjects. Canary requests stay out of user statistics and listings.
 	Canary string `json:"canary,omitempty"`
@@ -168,6 +197,8 @@ type TaskCounts struct {
 	Failed    int
 	Active    int // pending, running, dispatched or queued
 	Blocked   int
+	Held      int
+	Scheduled int
 	Started   int // attempted at least once, or succeeded
 }
 
@@ -184,6 +215,10 @@ func CountTasks(tasks []Task) TaskCounts {
 			c.Active++
 		case t.State == TaskBlocked:
 			c.Blocked++
+		case t.State == TaskHeld:
+			c.Held++
+		case t.State == TaskScheduled:
+			c.Scheduled++
 		}
 		if t.Attempts > 0 || t.LastError != "" || t.Removed > 0 || t.State.Succeeded() {
 			c.Started++
@@ -201,6 +236,10 @@ func (c TaskCounts) Status(cancelled bool) RequestStatus {
 		return RequestCompleted
 	case c.Active == 0 && c.Failed > 0:
 		return RequestFailed
+	case c.Scheduled > 0:
+		return RequestScheduled
+	case c.Active == 0 && c.Held > 0:
+		return RequestHeld
 	case c.Started == 0:
 		return RequestPending
 	}
@@ -213,8 +252,8 @@ func RequestStatusOf(cancelled bool, tasks []Task) RequestStatus {
 }
 
 // Runnable returns the ids of blocked tasks that may now become pending: erase tasks whose
-// request has no unfinished lookup and whose `after:` datasets' erase tasks all succeeded.
-// Tasks of one request are given.
+// request has no unfinished lookup and whose `after:` datasets' erase tasks all succeeded, and
+// hide tasks whose request has no unfinished lookup. Tasks of one request are given.
 func Runnable(tasks []Task) []int64 {
 	erased := map[string]bool{}
 	lookupsDone := true
@@ -236,6 +275,9 @@ func Runnable(tasks []Task) []int64 {
 		}
 		ok := true
 		for _, a := range t.After {
+			if t.Kind == TaskHide {
+				break // a hide task waits for the lookups only
+			}
 			if !erased[a] {
 				ok = false
 				break
@@ -271,6 +313,10 @@ type NewRequest struct {
 	Tasks       []TaskSpec
 	// Canary names the dataset whose canary this request is ("" for a real subject).
 	Canary string
+	// NotBefore ends the request's grace window (zero: none): its erase tasks wait until then.
+	NotBefore time.Time
+	// NoSuppress keeps the request's identifiers off the suppression list once it completes.
+	NoSuppress bool
 }
 
 // CreateResult is the outcome of one request of a batch: the request (only its ID when it

@@ -34,7 +34,16 @@ type Submission struct {
 	Deadline       time.Time
 	IdempotencyKey string
 	Actor          string
+	// Grace is the request's grace window: its erase tasks wait that long, and the subject's
+	// channel may withdraw it meanwhile. nil means the registry's default (defaults.grace);
+	// zero means none.
+	Grace *time.Duration
+	// NoSuppress keeps the subject's identifiers off the suppression list once erased.
+	NoSuppress bool
 }
+
+// MaxGrace bounds a submission's grace window.
+const MaxGrace = 90 * 24 * time.Hour
 
 // Validate checks what a submission says by itself, whatever the registry: a subject of 1 to
 // MaxSubjectIdentifiers well-formed identifiers, a reason that is a short label, an idempotency
@@ -59,6 +68,8 @@ func (s Submission) Validate() error {
 		return Errorf(EINVALID, "reason must be 1 to 64 characters of a-z, 0-9, _, - and inner spaces")
 	case len(s.IdempotencyKey) > MaxIdempotencyKey:
 		return Errorf(EINVALID, "idempotency key is longer than %d bytes", MaxIdempotencyKey)
+	case s.Grace != nil && (*s.Grace < 0 || *s.Grace > MaxGrace):
+		return Errorf(EINVALID, "grace must be between 0 and %s", MaxGrace)
 	}
 	for _, c := range s.IdempotencyKey {
 		if !unicode.IsPrint(c) || c == unicode.ReplacementChar {
@@ -88,20 +99,29 @@ func (s Submission) Canonical() []byte {
 	} else {
 		field("")
 	}
+	// Fields added later are written only when set, so that earlier fingerprints stay valid.
+	if s.Grace != nil {
+		field("grace=" + s.Grace.String())
+	}
+	if s.NoSuppress {
+		field("no_suppress")
+	}
 	return []byte(b.String())
 }
 
 // DatasetInfo is a dataset as the API shows it: its declaration and its health.
 type DatasetInfo struct {
-	Name      string       `json:"name"`
-	Owner     string       `json:"owner"`
-	Connector string       `json:"connector"`
-	Method    Method       `json:"method"`
-	Keys      []string     `json:"keys"`
-	Provides  []Provide    `json:"provides,omitempty"`
-	After     []string     `json:"after,omitempty"`
-	Policy    Policy       `json:"policy"`
-	Health    DatasetStats `json:"health"`
+	Name      string        `json:"name"`
+	Owner     string        `json:"owner"`
+	Connector string        `json:"connector"`
+	Method    Method        `json:"method"`
+	Keys      []string      `json:"keys"`
+	Provides  []Provide     `json:"provides,omitempty"`
+	After     []string      `json:"after,omitempty"`
+	Policy    Policy        `json:"policy"`
+	Retention *Retention    `json:"retention,omitempty"`
+	Escrow    time.Duration `json:"escrow,omitempty"`
+	Health    DatasetStats  `json:"health"`
 	// LastSweep is the most recent sweep of an offline dataset.
 	LastSweep *Sweep `json:"last_sweep,omitempty"`
 	// Canary is the last canary run of a dataset with a canary (Started zero before the first).

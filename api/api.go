@@ -15,7 +15,8 @@
 //	                                           see CertificateRoutes
 //	GET  /v1/certificates/key         none     the public key certificates are signed with
 //	GET  /v1/requests/{id}            read
-//	POST /v1/requests/{id}/cancel     operate  409 when already ended
+//	POST /v1/requests/{id}/cancel     operate  409 when already ended; submit: its submitter's withdrawal during
+//	                                           the grace window (403 for another, 409 once the window ended)
 //	POST /v1/requests/{id}/retry      operate  409 when nothing failed; {"force":true} lifts tripped guards
 //	POST /v1/tasks/{id}/ack           ack:DATASET of the task's dataset (or ack:*)
 //	GET  /v1/datasets                 read
@@ -23,6 +24,7 @@
 //	GET  /v1/audit                    read     ?request=&after=&limit= (1..10000, default 1000)
 //	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready), Prometheus
 //	/v1/records/…                     read, write, operate: see RecordsHandler
+//	/v1/holds, /v1/suppressions…, /v1/retention/…, /v1/replays/…: see PolicyRoutes
 //
 // operate implies read. Responses never hold a subject's identifiers in clear, not even while
 // a request is open: a request shows its subject as keyed hashes (subject_hashes). Whoever
@@ -322,7 +324,7 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if f.Status != "" && !f.Status.Valid() {
-		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "status must be pending, running, completed, failed or cancelled"))
+		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "status must be scheduled, pending, running, held, completed, failed or cancelled"))
 		return
 	}
 	if v := q.Get("overdue"); v != "" {
@@ -368,6 +370,15 @@ func ParseIdentifier(v string) (*erasure.Identifier, error) {
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	// The channel that submitted a request may withdraw it during its grace window.
+	if wd, ok := s.svc.(erasure.Withdrawer); ok {
+		if _, err := s.Authorize(r, RoleOperate); erasure.ErrorCode(err) == erasure.EFORBIDDEN {
+			if _, serr := s.Authorize(r, RoleSubmit); serr == nil {
+				s.operateAs(w, r, RoleSubmit, wd.Withdraw)
+				return
+			}
+		}
+	}
 	s.operate(w, r, s.svc.Cancel)
 }
 
@@ -394,7 +405,12 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 
 // operate runs an operator action (its body, if any, is the caller's to read first).
 func (s *Server) operate(w http.ResponseWriter, r *http.Request, action func(ctx context.Context, id, actor string) (*erasure.Request, error)) {
-	actor, err := s.Authorize(r, RoleOperate)
+	s.operateAs(w, r, RoleOperate, action)
+}
+
+// operateAs runs an action on a request for a token holding role.
+func (s *Server) operateAs(w http.ResponseWriter, r *http.Request, role string, action func(ctx context.Context, id, actor string) (*erasure.Request, error)) {
+	actor, err := s.Authorize(r, role)
 	if err != nil {
 		WriteError(w, r, err)
 		return

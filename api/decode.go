@@ -22,6 +22,10 @@ type submissionWire struct {
 	Subject  *subjectWire `json:"subject"`
 	Reason   string       `json:"reason"`
 	Deadline string       `json:"deadline"`
+	// Grace is the grace window ("72h", "3d", "0s" for none); absent: the registry's default.
+	Grace *string `json:"grace"`
+	// Suppress false keeps the subject off the suppression list once erased.
+	Suppress *bool `json:"suppress"`
 }
 
 // subjectWire is a subject as submitted: an object from identifier type to one value or an
@@ -104,10 +108,46 @@ func DecodeSubmission(r io.Reader, limit int64) (erasure.Submission, error) {
 		}
 		sub.Deadline = d.UTC()
 	}
+	if w.Grace != nil {
+		g, err := parseGrace(*w.Grace)
+		if err != nil {
+			return erasure.Submission{}, err
+		}
+		sub.Grace = &g
+	}
+	if w.Suppress != nil && !*w.Suppress {
+		sub.NoSuppress = true
+	}
 	if err := sub.Validate(); err != nil {
 		return erasure.Submission{}, err
 	}
 	return sub, nil
+}
+
+// parseGrace reads a grace window: a Go duration or a number of days ("3d", "1d12h"); "0s" or
+// "0" is none.
+func parseGrace(s string) (time.Duration, error) {
+	bad := erasure.Errorf(erasure.EINVALID, "grace %q is not a duration such as 72h or 3d (0s for none)", truncate(s, 32))
+	if s == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	rest := s
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		days, err := strconv.Atoi(s[:i])
+		if err != nil || days < 0 || days > 366 {
+			return 0, bad
+		}
+		d, rest = time.Duration(days)*24*time.Hour, s[i+1:]
+	}
+	if rest != "" {
+		x, err := time.ParseDuration(rest)
+		if err != nil || x < 0 {
+			return 0, bad
+		}
+		d += x
+	}
+	return d, nil
 }
 
 // DecodeJSON decodes the JSON body of r into v, strictly: the body must be declared as JSON

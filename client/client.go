@@ -208,6 +208,12 @@ func (c *Client) Submit(ctx context.Context, sub erasure.Submission, idemKey str
 	if !sub.Deadline.IsZero() {
 		body["deadline"] = sub.Deadline.UTC().Format(time.RFC3339Nano)
 	}
+	if sub.Grace != nil {
+		body["grace"] = sub.Grace.String()
+	}
+	if sub.NoSuppress {
+		body["suppress"] = false
+	}
 	var h http.Header
 	if idemKey != "" {
 		h = http.Header{"Idempotency-Key": {idemKey}}
@@ -267,7 +273,9 @@ func query(q url.Values) string {
 	return "?" + q.Encode()
 }
 
-// Cancel cancels a request's unfinished tasks; ECONFLICT when it already ended. Needs operate.
+// Cancel cancels a request's unfinished tasks; ECONFLICT when it already ended. Needs operate;
+// with submit only, it is the submitter's withdrawal during the request's grace window
+// (EFORBIDDEN for another submitter, ECONFLICT once the window ended).
 func (c *Client) Cancel(ctx context.Context, id string) (*erasure.Request, error) {
 	return c.action(ctx, id, "cancel", nil)
 }

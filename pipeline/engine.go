@@ -442,6 +442,19 @@ func (e *Engine) Execute(ctx context.Context, t erasure.Task) erasure.TaskResult
 		return finish(erasure.TaskDone, nil)
 	}
 
+	if t.Kind == erasure.TaskHide {
+		h, ok := d.Conn.(erasure.Hider)
+		if !ok || !h.Hides() {
+			return finish(erasure.TaskFailed, fmt.Errorf("dataset %s declares no hide action", d.Name))
+		}
+		out, err := h.Hide(ctx, subject)
+		if err != nil {
+			return fail(err)
+		}
+		r.Removed, r.Note = out.Removed, out.Detail
+		return finish(erasure.TaskDone, nil)
+	}
+
 	switch d.Method {
 	case erasure.MethodAsync:
 		disp, ok := d.Conn.(erasure.Dispatcher)

@@ -10,6 +10,8 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	overdue  prometheus.Gauge
 	deferred *prometheus.CounterVec
+	// overdueHeld counts the overdue requests that wait on legal holds.
+	overdueHeld prometheus.Gauge
 	// Submitted counts accepted requests.
 	submitted prometheus.Counter
 	// guardTrips counts erasures stopped at their dataset's guard.
@@ -38,7 +40,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "When the dataset's last canary finished."}, []string{"dataset"}),
 		canaryRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "erasure_canary_runs_total",
 			Help: "Canary runs by dataset and result (ok, failed)."}, []string{"dataset", "result"}),
+		overdueHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "erasure_requests_overdue_held", Help: "Open requests past their deadline with tasks held by a legal hold."}),
 	}
-	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted, m.deferred, m.guardTrips, m.canaryOK, m.canaryLast, m.canaryRuns)
+	reg.MustRegister(m.finished, m.duration, m.overdue, m.submitted, m.deferred, m.guardTrips, m.canaryOK, m.canaryLast, m.canaryRuns, m.overdueHeld)
 	return m
 }

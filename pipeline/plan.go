@@ -24,3 +24,16 @@ func Plan(datasets []*erasure.Dataset) []erasure.TaskSpec {
 	}
 	return out
 }
+
+// HideTasks returns a hide task for every dataset that declares a hide action (erasure.Hider):
+// planned for requests with a grace window, they hide the subject's data at once while the
+// erase tasks wait for the window to end. A hide task waits for the request's lookups only.
+func HideTasks(datasets []*erasure.Dataset) []erasure.TaskSpec {
+	var out []erasure.TaskSpec
+	for _, d := range datasets {
+		if h, ok := d.Conn.(erasure.Hider); ok && h.Hides() {
+			out = append(out, erasure.TaskSpec{Dataset: d.Name, Kind: erasure.TaskHide, Method: erasure.MethodRealtime, Keys: d.Keys})
+		}
+	}
+	return out
+}

@@ -23,6 +23,9 @@ type Service struct {
 	IdentifierTypes []erasure.IdentifierType
 	// DefaultDeadline applies when a submission sets none.
 	DefaultDeadline time.Duration
+	// DefaultGrace is the grace window of a submission that sets none (defaults.grace): its
+	// erase tasks wait that long, and hide tasks run meanwhile.
+	DefaultGrace time.Duration
 	// MaxDeadline bounds how far ahead a submission's deadline may be (default one year).
 	MaxDeadline time.Duration
 	// Hasher keys the fingerprints and idempotency keys of submissions (required).
@@ -118,13 +121,27 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	} else if !ValidRequestID(id) {
 		return nil, false, erasure.Errorf(erasure.EINVALID, "request id %q does not have the shape of a request id", truncateID(id))
 	}
+	grace := s.DefaultGrace
+	if sub.Grace != nil {
+		grace = *sub.Grace
+	}
+	var notBefore time.Time
+	tasks := Plan(s.Registered)
+	if grace > 0 {
+		notBefore = now.Add(grace).UTC()
+		if !notBefore.Before(deadline) {
+			return nil, false, erasure.Errorf(erasure.EINVALID, "the grace window (%s) must end before the deadline %s", grace, deadline.Format(time.RFC3339))
+		}
+		tasks = append(tasks, HideTasks(s.Registered)...)
+	}
 	key := ""
 	if sub.IdempotencyKey != "" {
 		key = s.Hasher.Sum([]byte("idempotency/1\x00" + sub.Actor + "\x00" + sub.IdempotencyKey))
 	}
 	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
 		ID: id, Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
-		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: s.Hasher.Sum(sub.Canonical()), Tasks: Plan(s.Registered),
+		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: s.Hasher.Sum(sub.Canonical()), Tasks: tasks,
+		NotBefore: notBefore, NoSuppress: sub.NoSuppress,
 	})
 	if err != nil {
 		return nil, false, err
@@ -221,6 +238,21 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	}
 	return s.Store.CancelRequest(ctx, id, actor)
 }
+
+// Withdraw implements erasure.Withdrawer: the submitter's own cancel during the grace window.
+// EINVALID when the store keeps no grace windows.
+func (s *Service) Withdraw(ctx context.Context, id, actor string) (*erasure.Request, error) {
+	if !ValidRequestID(id) {
+		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
+	}
+	gs, ok := s.Store.(erasure.GraceStore)
+	if !ok {
+		return nil, erasure.Errorf(erasure.EINVALID, "this store keeps no grace windows")
+	}
+	return gs.WithdrawRequest(ctx, id, actor)
+}
+
+var _ erasure.Withdrawer = (*Service)(nil)
 
 // Retry implements erasure.Service. A forced retry (o.OverrideGuard) is logged as a warning:
 // it lets an erasure remove more than its dataset's guard allows.
@@ -352,7 +384,8 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 		if !ok {
 			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
 		}
-		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h}
+		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h,
+			Retention: d.Retention, Escrow: d.Escrow}
 		if d.Canary != nil {
 			last, ok := canaries[d.Name]
 			if !ok {
@@ -432,8 +465,17 @@ func (s *Service) WatchOverdue(ctx context.Context, every time.Duration) {
 			if s.Metrics != nil {
 				s.Metrics.overdue.Set(float64(n))
 			}
+			// A legal hold never silences the alarm: held requests are counted, and named as
+			// the reason.
+			held := 0
+			if hs, ok := s.Store.(erasure.HoldStore); ok && n > 0 {
+				held, _ = hs.OverdueHeld(ctx)
+			}
+			if s.Metrics != nil {
+				s.Metrics.overdueHeld.Set(float64(held))
+			}
 			if n > 0 && s.Logger != nil {
-				s.Logger.Warn("requests are past their deadline", "overdue", n)
+				s.Logger.Warn("requests are past their deadline", "overdue", n, "held_by_legal_holds", held)
 			}
 		}
 		select {

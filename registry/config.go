@@ -68,6 +68,9 @@ type Config struct {
 	Records Records `yaml:"records"`
 	// DRP is the Data Rights Protocol section; nil when the file has none.
 	DRP *DRP `yaml:"-"`
+	// Suppression is the `suppression` section: what completed requests leave on the
+	// suppression list.
+	Suppression Suppression `yaml:"suppression"`
 
 	// Identifiers are the names of the identifier types subjects may carry, in file order.
 	Identifiers []string `yaml:"identifiers"`
@@ -189,6 +192,19 @@ type Records struct {
 	// tombstone (default 0.1).
 	MaxReconcileShare float64 `yaml:"max_reconcile_share"`
 }
+
+// Suppression is the `suppression` section. Enabled (default true) puts the identifiers of
+// every completed request (unless its submitter opted out) on the suppression list, keyed
+// with Key (hex, from the environment; default derived from the audit key, see
+// audit.SuppressionKey); Types limits it to some identifier types (default all declared).
+type Suppression struct {
+	Enabled *bool    `yaml:"enabled"`
+	Types   []string `yaml:"types"`
+	Key     string   `yaml:"key"`
+}
+
+// On reports whether completed requests are suppressed.
+func (s Suppression) On() bool { return s.Enabled == nil || *s.Enabled }
 
 // Dataset returns the dataset called name, or nil.
 func (c *Config) Dataset(name string) *erasure.Dataset {

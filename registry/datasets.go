@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -14,6 +15,7 @@ import (
 // entry is one dataset being loaded, with the nodes later checks need.
 type entry struct {
 	index int
+	node  *yaml.Node
 	ds    *erasure.Dataset
 	after []*yaml.Node // the after: items naming known datasets, in order
 	edges []int        // the entries those items name
@@ -39,8 +41,17 @@ type datasetYAML struct {
 		Every string `yaml:"every"`
 		Mode  string `yaml:"mode"`
 	} `yaml:"sweep"`
-	Guard  guardYAML  `yaml:"guard"`
-	Canary canaryYAML `yaml:"canary"`
+	Guard     guardYAML  `yaml:"guard"`
+	Canary    canaryYAML `yaml:"canary"`
+	Retention struct {
+		OlderThan string `yaml:"older_than"`
+		Column    string `yaml:"column"`
+		Format    string `yaml:"format"`
+		Every     string `yaml:"every"`
+	} `yaml:"retention"`
+	Replay struct {
+		Escrow string `yaml:"escrow"`
+	} `yaml:"replay"`
 }
 
 type provideYAML struct {
@@ -50,7 +61,7 @@ type provideYAML struct {
 }
 
 var datasetKeys = []string{"name", "owner", "connector", "method", "after", "provides",
-	"max_attempts", "backoff", "timeout", "ack_timeout", "concurrency", "sweep", "guard", "canary"}
+	"max_attempts", "backoff", "timeout", "ack_timeout", "concurrency", "sweep", "guard", "canary", "retention", "replay"}
 
 // connectorNames are the connector kinds of the project; a block named like one of them is a
 // connector block even when its package is not linked into this binary.
@@ -82,7 +93,7 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 		return
 	}
 	ds := &erasure.Dataset{File: l.file, Line: d.Line}
-	e := &entry{index: len(l.entries), ds: ds}
+	e := &entry{index: len(l.entries), ds: ds, node: d}
 	l.entries = append(l.entries, e)
 	l.cfg.Datasets = append(l.cfg.Datasets, ds)
 
@@ -164,7 +175,7 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 	}
 
 	ds.Policy = l.cfg.Defaults
-	ds.Policy.SweepEvery, ds.Policy.SweepMode = 0, ""
+	ds.Policy.SweepEvery, ds.Policy.SweepMode, ds.Policy.Grace = 0, "", 0
 	l.policy(d, what, &ds.Policy, false)
 	if av := get(d, "ack_timeout"); av != nil && ds.Method != "" && ds.Method != erasure.MethodAsync {
 		l.errorf(av, "%s: ack_timeout only applies to async datasets (this one is %s)", what, ds.Method)
@@ -186,6 +197,8 @@ func (l *loader) dataset(i int, d *yaml.Node) {
 
 	l.provides(ds, what, get(d, "provides"))
 	plant := l.canary(ds, what, get(d, "canary"))
+	l.retention(ds, what, get(d, "retention"), &y)
+	l.replay(ds, what, get(d, "replay"))
 
 	if av := get(d, "after"); av != nil && av.Kind == yaml.SequenceNode {
 		for _, a := range av.Content {
@@ -242,6 +255,11 @@ func (l *loader) build(e *entry, drv Driver, block, plant *yaml.Node) {
 		return
 	}
 	ds.Conn = conn
+	if ds.Retention != nil {
+		if _, ok := conn.(erasure.Retainer); !ok {
+			l.errorf(get(e.node, "retention"), "dataset %s: connector %s cannot apply a retention policy (sql, files and records can)", ds.Name, ds.Connector)
+		}
+	}
 	for _, k := range ds.Keys {
 		if !b.Declared(k) {
 			l.errorf(block, "dataset %s: the %s block uses identifier %s, which identifiers does not declare", ds.Name, ds.Connector, k)
@@ -505,4 +523,60 @@ func article(name string) string {
 		return "an"
 	}
 	return "a"
+}
+
+// DefaultRetentionEvery is how often a dataset's retention runs when its block says nothing.
+const DefaultRetentionEvery = 24 * time.Hour
+
+// MaxEscrow bounds a dataset's replay escrow period.
+const MaxEscrow = 10 * 366 * 24 * time.Hour
+
+// retention reads a dataset's retention block: older_than (required), column (checked by the
+// connector, which knows what a column is for it), format, every.
+func (l *loader) retention(ds *erasure.Dataset, what string, n *yaml.Node, y *datasetYAML) {
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		return // DecodeStrict reported it
+	}
+	r := &erasure.Retention{Column: y.Retention.Column, Format: y.Retention.Format, Every: DefaultRetentionEvery}
+	if get(n, "older_than") == nil {
+		l.errorf(n, "%s: retention.older_than is required, such as older_than: 400d", what)
+	}
+	l.durationField(n, "older_than", what+": retention", &r.OlderThan)
+	l.durationField(n, "every", what+": retention", &r.Every)
+	if r.OlderThan > 0 && r.OlderThan < time.Hour {
+		l.errorf(get(n, "older_than"), "%s: retention.older_than must be at least 1h", what)
+	}
+	if r.Every > 0 && r.Every < time.Minute {
+		l.errorf(get(n, "every"), "%s: retention.every must be at least 1m", what)
+	}
+	if r.Format == "" {
+		r.Format = "auto"
+	} else if !contains(erasure.RetentionFormats, r.Format) {
+		l.errorf(get(n, "format"), "%s: retention.format %q is not known (%s)", what, truncate(r.Format, 40), strings.Join(erasure.RetentionFormats, ", "))
+	}
+	if r.OlderThan > 0 {
+		ds.Retention = r
+	}
+}
+
+// replay reads a dataset's replay block: escrow, the period the identifiers of its erasures
+// stay in the replay escrow.
+func (l *loader) replay(ds *erasure.Dataset, what string, n *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return
+	}
+	var d time.Duration
+	l.durationField(n, "escrow", what+": replay", &d)
+	switch {
+	case d == 0:
+	case d < 24*time.Hour:
+		l.errorf(get(n, "escrow"), "%s: replay.escrow must be at least 1d (keys are destroyed a month at a time)", what)
+	case d > MaxEscrow:
+		l.errorf(get(n, "escrow"), "%s: replay.escrow must be at most %s", what, fmtDuration(MaxEscrow))
+	default:
+		ds.Escrow = d
+	}
 }

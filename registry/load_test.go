@@ -258,7 +258,7 @@ func TestParse_ReportsEveryError(t *testing.T) {
 	for i, l := range lines[:3] {
 		want := []string{
 			"many.yaml:4: dataset d: owner is missing: name the team that answers for this dataset",
-			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, concurrency, sweep, guard, canary, and a block named like the connector)`,
+			`many.yaml:6: dataset d: unknown key "colour" (known: name, owner, connector, method, after, provides, max_attempts, backoff, timeout, ack_timeout, concurrency, sweep, guard, canary, retention, replay, and a block named like the connector)`,
 			"many.yaml:7: dataset d: the fake block uses identifier phone, which identifiers does not declare",
 		}[i]
 		if l != want {
@@ -312,7 +312,7 @@ func TestParse_Env(t *testing.T) {
 	})
 	t.Run("KeysAreNotExpanded", func(t *testing.T) {
 		got := parseErrors(t, "x.yaml", "${USER_ID}: 1\n"+minimal)
-		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets, drp)`}
+		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets, drp, suppression)`}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("errors = %q, want %q", got, want)
 		}

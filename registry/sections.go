@@ -43,7 +43,7 @@ var DefaultPolicy = erasure.Policy{
 	Guard:       DefaultGuard,
 }
 
-var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "drp"}
+var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "drp", "suppression"}
 
 func (l *loader) top(root *yaml.Node) {
 	sec := map[string]*yaml.Node{}
@@ -65,6 +65,7 @@ func (l *loader) top(root *yaml.Node) {
 	l.identifiers(root, sec["identifiers"])
 	l.defaults(sec["defaults"])
 	l.datasets(root, sec["datasets"])
+	l.suppression(sec["suppression"])
 	l.auth(sec["auth"])
 	l.drp(sec["drp"])
 }
@@ -139,6 +140,32 @@ func (l *loader) store(n *yaml.Node) {
 	}
 	if s.Driver == "postgres" && s.DSN == "" && !l.bad(get(n, "dsn")) {
 		l.errorf(orNode(get(n, "dsn"), v), "store.dsn is required with driver postgres (for example dsn: ${ERASURE_POSTGRES_DSN})")
+	}
+}
+
+func (l *loader) suppression(n *yaml.Node) {
+	s := &l.cfg.Suppression
+	l.decode(n, "suppression", s)
+	if v := get(n, "types"); v != nil && v.Kind == yaml.SequenceNode {
+		for i, t := range s.Types {
+			if !contains(l.cfg.Identifiers, t) {
+				l.errorf(itemOf(v, i), "suppression.types: %q is not a declared identifier type", truncate(t, 64))
+			}
+		}
+		if s.Types == nil {
+			s.Types = []string{} // an empty list suppresses nothing
+		}
+	}
+	v := get(n, "key")
+	if !l.scalar(v) || s.Key == "" && v.Tag == "!!null" {
+		return
+	}
+	if !envRefRE.MatchString(l.rawValue(v)) {
+		l.errorf(v, "suppression.key: secrets come from the environment: write key: ${VAR}")
+		return
+	}
+	if k, err := hex.DecodeString(strings.TrimSpace(s.Key)); err != nil || len(k) < 16 {
+		l.errorf(v, "suppression.key must be at least 32 hex digits (16 bytes), for example from `openssl rand -hex 32`")
 	}
 }
 
@@ -437,12 +464,23 @@ type policyYAML struct {
 	AckTimeout  string    `yaml:"ack_timeout"`
 	Concurrency int       `yaml:"concurrency"`
 	Guard       guardYAML `yaml:"guard"`
+	Grace       string    `yaml:"grace"`
 }
 
 func (l *loader) defaults(n *yaml.Node) {
 	l.decode(n, "defaults", &policyYAML{})
 	p := DefaultPolicy
 	l.policy(n, "defaults", &p, true)
+	if v := get(n, "grace"); l.scalar(v) && v.Tag != "!!null" && (v.Value == "0" || v.Value == "0s") {
+		p.Grace = 0 // no grace window, said explicitly
+	} else {
+		l.durationField(n, "grace", "defaults", &p.Grace)
+		if p.Grace > erasure.MaxGrace {
+			l.errorf(v, "defaults: grace must be at most %s", fmtDuration(erasure.MaxGrace))
+		} else if p.Grace > 0 && p.Grace >= p.Deadline {
+			l.errorf(v, "defaults: grace (%s) must be shorter than the deadline (%s): the erasure runs after the window", fmtDuration(p.Grace), fmtDuration(p.Deadline))
+		}
+	}
 	l.cfg.Defaults = p
 }
 
@@ -534,7 +572,7 @@ func fmtDuration(d time.Duration) string {
 
 var envRefRE = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
 
-var roleRE = regexp.MustCompile(`^(submit|operate|read|write|ack:.+)$`)
+var roleRE = regexp.MustCompile(`^(submit|operate|read|write|check|ack:.+)$`)
 
 func (l *loader) auth(n *yaml.Node) {
 	l.decode(n, "auth", &Auth{})
@@ -585,7 +623,7 @@ func (l *loader) auth(n *yaml.Node) {
 		}
 		rv := get(t, "roles")
 		if rv == nil || rv.Kind == yaml.SequenceNode && len(rv.Content) == 0 {
-			l.errorf(orNode(rv, t), "auth.tokens: token %s has no roles (submit, operate, read, write, ack:DATASET, ack:*)", label)
+			l.errorf(orNode(rv, t), "auth.tokens: token %s has no roles (submit, operate, read, write, check, ack:DATASET, ack:*)", label)
 		} else if rv.Kind == yaml.SequenceNode {
 			seen := map[string]bool{}
 			for _, r := range rv.Content {
@@ -596,7 +634,7 @@ func (l *loader) auth(n *yaml.Node) {
 				tok.Roles = append(tok.Roles, role)
 				switch {
 				case !roleRE.MatchString(role):
-					l.errorf(r, "auth.tokens: token %s: role %q is not known (submit, operate, read, write, ack:DATASET, ack:*)", label, truncate(role, 40))
+					l.errorf(r, "auth.tokens: token %s: role %q is not known (submit, operate, read, write, check, ack:DATASET, ack:*)", label, truncate(role, 40))
 				case seen[role]:
 					l.errorf(r, "auth.tokens: token %s: role %s is listed twice", label, role)
 				case strings.HasPrefix(role, "ack:") && role != "ack:*" && l.names[role[4:]] == nil:

@@ -66,6 +66,8 @@ type Server struct {
 	Engine     *pipeline.Engine
 	Service    *pipeline.Service
 	Sweeper    *pipeline.Sweeper
+	// Policies runs legal holds, grace windows, the suppression list, retention and replay.
+	Policies *pipeline.Policies
 	// Canaries runs the datasets' canaries (its schedule is the CanarySchedule component).
 	Canaries *pipeline.Canaries
 	API      *api.Server
@@ -115,7 +117,12 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
-	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain()})
+	pol, err := openPolicies(cfg, key)
+	if err != nil {
+		return nil, err
+	}
+	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain(),
+		Completion: pol.completion, Suppression: pol.suppression, Escrow: pol.escrow})
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +154,10 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	}
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
-		DefaultDeadline: cfg.Defaults.Deadline,
-		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace,
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+	s.Policies = &pipeline.Policies{Store: s.Store, Datasets: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
+		Hasher: hasher, Suppression: pol.suppression, DefaultDeadline: cfg.Defaults.Deadline, Engine: s.Engine, Logger: log.WithGroup("policies")}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
@@ -170,6 +179,9 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	}
 	if err := s.mountUI(key); err != nil {
 		return nil, err
+	}
+	for pattern, h := range api.PolicyRoutes(s.API, s.Policies) {
+		s.API.Mount(pattern, h)
 	}
 	return s, nil
 }
@@ -292,7 +304,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule())
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule(), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery))
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	command("submit", "submit an erasure: submit TYPE=VALUE... [--reason R] [--deadline T|30d] [--idempotency-key K] [--wait]", runSubmit)
+	command("submit", "submit an erasure: submit TYPE=VALUE... [--reason R] [--deadline T|30d] [--grace 72h] [--no-suppress] [--idempotency-key K] [--wait]", runSubmit)
 	command("status", "show a request and its tasks: status ID", runStatus)
 	command("wait", "wait until a request ends: wait ID [--timeout D]; exits 0 only when it completed", runWait)
 	command("cancel", "cancel a request's unfinished tasks: cancel ID", runCancel)
@@ -43,6 +43,8 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	key := fs.String("idempotency-key", "", "submitting again with the same key returns the same request instead of a new one")
 	wait := fs.Bool("wait", false, "wait until the request ends and print its outcome (the token needs the read role too)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
+	grace := fs.String("grace", "", "the grace window: the erasure waits this long (72h, 3d; 0s for none) and the submitter may withdraw it with `cancel` meanwhile (default: the registry's)")
+	noSuppress := fs.Bool("no-suppress", false, "keep the subject off the suppression list once erased")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -62,7 +64,14 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		ids = append(ids, id)
 	}
-	sub := erasure.Submission{Subject: erasure.NewSubject(ids...), Reason: *reason}
+	sub := erasure.Submission{Subject: erasure.NewSubject(ids...), Reason: *reason, NoSuppress: *noSuppress}
+	if *grace != "" {
+		g, err := parseGrace(*grace)
+		if err != nil {
+			return err
+		}
+		sub.Grace = &g
+	}
 	if *deadline != "" {
 		if sub.Deadline, err = parseDeadline(*deadline, time.Now()); err != nil {
 			return err
@@ -86,6 +95,25 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	return waitFor(ctx, c, req.ID, *timeout, stdout, stderr)
+}
+
+// parseGrace reads a grace window: a Go duration or days (3d); 0 or 0s is none.
+func parseGrace(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 90 {
+			return 0, usageError(fmt.Sprintf("--grace %q: days must be a whole number from 0 to 90", s))
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, usageError(fmt.Sprintf("--grace %q is not a delay such as 72h or 3d", s))
+	}
+	return d, nil
 }
 
 // parseDeadline reads an RFC 3339 time or a delay from now: Go durations (72h) and days (30d).
@@ -149,8 +177,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if req.Overdue {
 		overdue = "YES"
 	}
-	fmt.Fprintf(stdout, "request %s  status %s  overdue %s  deadline %s  reason %q  submitted %s by %s\n\n",
+	fmt.Fprintf(stdout, "request %s  status %s  overdue %s  deadline %s  reason %q  submitted %s by %s\n",
 		req.ID, req.Status, overdue, req.Deadline.Format(time.RFC3339), req.Reason, req.CreatedAt.Format(time.RFC3339), req.SubmittedBy)
+	if req.NotBefore != nil && req.Status == erasure.RequestScheduled {
+		fmt.Fprintf(stdout, "grace window until %s: the submitter may still withdraw it with `erasure cancel %s`\n", req.NotBefore.Format(time.RFC3339), req.ID)
+	}
+	if req.OverdueReason != "" {
+		fmt.Fprintf(stdout, "overdue because %s\n", req.OverdueReason)
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATASET\tKIND\tMETHOD\tSTATUS\tATTEMPTS\tREMOVED\tVERIFIED\tLAST ERROR")
 	for _, t := range req.Tasks {
@@ -158,7 +193,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if t.VerifiedAt != nil {
 			verified = t.VerifiedAt.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.Dataset, t.Kind, t.Method, t.State, t.Attempts, t.Removed, verified, oneLineText(t.LastError, 80))
+		last := oneLineText(t.LastError, 80)
+		if len(t.HeldBy) > 0 {
+			last = "held by " + strings.Join(t.HeldBy, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.Dataset, t.Kind, t.Method, t.State, t.Attempts, t.Removed, verified, last)
 	}
 	tw.Flush()
 	fmt.Fprintln(stdout, summary(req))

@@ -74,7 +74,7 @@ datasets:
 		path := writeConfig(t, src)
 		code, stdout, stderr := run(t, "datasets", "validate", path)
 		want := "erasure datasets validate: 3 errors in " + path + "\n" +
-			"  " + path + ":5: auth.tokens: token ops: role \"admin\" is not known (submit, operate, read, write, ack:DATASET, ack:*)\n" +
+			"  " + path + ":5: auth.tokens: token ops: role \"admin\" is not known (submit, operate, read, write, check, ack:DATASET, ack:*)\n" +
 			"  " + path + ":14: dataset b: the validatetest block uses identifier email, which identifiers does not declare\n" +
 			"  " + path + ":15: dataset b: after: no dataset is named \"c\"\n"
 		if code != 2 || stdout != "" || stderr != want {

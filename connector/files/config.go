@@ -151,11 +151,29 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	if len(ps) > 0 {
 		return nil
 	}
+	if r := b.Dataset.Retention; r != nil {
+		if r.Column == "" {
+			b.Errorf(nil, "retention.column is required: the field holding each row's time (a dotted path, a CSV header, a Parquet column)")
+			return nil
+		}
+		if cfg.Format != formatCSV && strings.Contains("."+r.Column+".", "..") {
+			b.Errorf(nil, "retention.column %q has an empty path segment", r.Column)
+			return nil
+		}
+	}
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	c := newConnector(cfg)
 	c.name = b.Dataset.Name
 	if b.Dataset.Canary != nil && !buildPlant(b, c) {
 		return nil
 	}
+	c.retention = b.Dataset.Retention
+	return c
+}
+
+// WithRetention sets the retention policy of a connector made with New (Build sets the
+// dataset's).
+func (c *Connector) WithRetention(r *erasure.Retention) *Connector {
+	c.retention = r
 	return c
 }

@@ -31,6 +31,8 @@ type Connector struct {
 	// plant is the dataset's canary partition (nil without a canary).
 	plant *plantSpec
 	log   *slog.Logger
+	// retention is the dataset's retention policy (Expire), nil when it has none.
+	retention *erasure.Retention
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
 }

@@ -94,8 +94,13 @@ func sweepID(keys []string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func (c *Connector) sweepsDir() string           { return filepath.Join(c.cfg.StateDir, "sweeps") }
-func (c *Connector) journalDir(id string) string { return filepath.Join(c.sweepsDir(), id) }
+func (c *Connector) sweepsDir() string { return filepath.Join(c.cfg.StateDir, "sweeps") }
+func (c *Connector) journalDir(id string) string {
+	if isJobID(id) {
+		return filepath.Join(c.jobsDir(), id)
+	}
+	return filepath.Join(c.sweepsDir(), id)
+}
 
 // Begin starts (or, for a key set whose sweep was interrupted, reopens) the sweep of keys:
 // it records the journal and lists the partitions. Errors as for Sweep; EINVALID when keys is
@@ -355,7 +360,11 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	os.RemoveAll(c.journalDir(plan.ID))
 	c.dropSubsumed(plan.Keys)
 	rep.Finished = time.Now().UTC()
-	c.log.Info("sweep committed", "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
+	what := "sweep committed"
+	if isJobID(plan.ID) {
+		what = "job committed" // a retention or replay job
+	}
+	c.log.Info(what, "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
 		"skipped", rep.Skipped, "rows_scanned", rep.Rows, "rows_removed", rep.Removed, "bytes_read", rep.BytesRead)
 	return rep, nil
 }

@@ -357,6 +357,9 @@ func newKeyProbe(ks *keySet) *keyProbe {
 }
 
 func (p *keyProbe) has(key []byte) bool {
+	if p.ks.match != nil {
+		return p.ks.match(key)
+	}
 	h := xxhash.Sum64(key) & p.mask
 	return p.bits[h>>6]&(1<<(h&63)) != 0 && p.ks.has(key)
 }

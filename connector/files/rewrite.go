@@ -62,7 +62,8 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 	}
 	m := marker{Path: p.Path, State: stateClean, Size: st.Size(), ModNs: st.ModTime().UnixNano()}
 	indexed := false
-	if c.cfg.Index {
+	useIndex := c.cfg.Index && plan.keys.match == nil
+	if useIndex {
 		ix, n, ok := c.readIndexN(p.Path)
 		tr.index(n)
 		if ok {
@@ -81,7 +82,7 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 	tmp := c.tempPath(p.Path, plan.ID)
 	out := &sink{path: tmp, gzip: c.gzipped(p.Path)}
 	var hashes *[]uint64
-	if c.cfg.Index {
+	if useIndex {
 		hashes = new([]uint64)
 	}
 	stats, err := c.process(ctx, p.Path, plan.keys, modeRewrite, &processOut{sink: out, hashes: hashes})
@@ -285,6 +286,9 @@ type keySet struct {
 	hashes []uint64
 	filter []uint64
 	mask   uint64 // bit index mask of filter
+	// match, when set, decides instead of the set: the rows of a job (retention, replay) are
+	// chosen by a predicate on their field's value, and the skip index cannot rule any out.
+	match func([]byte) bool
 }
 
 func newKeySet(keys []string) *keySet {
@@ -308,6 +312,9 @@ func newKeySet(keys []string) *keySet {
 }
 
 func (ks *keySet) has(b []byte) bool {
+	if ks.match != nil {
+		return ks.match(b)
+	}
 	h := xxhash.Sum64(b) & ks.mask
 	if ks.filter[h>>6]&(1<<(h&63)) == 0 {
 		return false

@@ -17,6 +17,7 @@ func init() { registry.Register("http", driver{}) }
 // block is the `http:` connector block.
 type block struct {
 	Erase   *eraseBlock       `yaml:"erase"`
+	Hide    *eraseBlock       `yaml:"hide"`
 	Verify  *verifyBlock      `yaml:"verify"`
 	Lookup  *lookupBlock      `yaml:"lookup"`
 	Headers map[string]string `yaml:"headers"`
@@ -132,6 +133,22 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 			}
 		}
 		c.verify = &r
+	}
+
+	if h := cfg.Hide; h != nil {
+		hn := registry.Child(b.Block, "hide")
+		r, ok := buildRequest(b, hn, "hide", "POST", h.Method, h.URL, h.Body, h.Headers)
+		if !ok {
+			bad = true
+		} else if len(r.vars) == 0 {
+			fail(registry.Child(hn, "url"), "hide: the url or body must contain an identifier placeholder such as {user_id}")
+		}
+		for _, name := range r.vars {
+			if !slices.Contains(c.erase.vars, name) {
+				fail(registry.Child(hn, "url"), "hide: placeholder {%s} is not used by erase, so a subject being hidden may have no value for it", name)
+			}
+		}
+		c.hide = &r
 	}
 
 	provides := b.Dataset.Provides

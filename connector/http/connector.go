@@ -36,6 +36,7 @@ const (
 type Connector struct {
 	name     string
 	erase    request
+	hide     *request
 	verify   *request
 	lookup   *request
 	provides []provide
@@ -53,6 +54,7 @@ type Connector struct {
 
 var (
 	_ erasure.Eraser   = (*Connector)(nil)
+	_ erasure.Hider    = (*Connector)(nil)
 	_ erasure.Checker  = (*Connector)(nil)
 	_ erasure.Verifier = verifying{}
 	_ erasure.Resolver = resolving{}
@@ -246,6 +248,41 @@ func (c *Connector) Remains(ctx context.Context, s erasure.Subject) (bool, error
 		}
 	}
 	return false, nil
+}
+
+// Hides reports whether the block declares a hide request.
+func (c *Connector) Hides() bool { return c.hide != nil }
+
+// Hide sends the hide request for every combination of the subject's values, as Erase sends
+// the erase request: 2xx counts one, 404 and 410 count none, 429 and 5xx are transient,
+// anything else permanent.
+func (c *Connector) Hide(ctx context.Context, s erasure.Subject) (erasure.Outcome, error) {
+	if c.hide == nil {
+		return erasure.Outcome{}, erasure.Permanentf("dataset %s declares no hide request", c.name)
+	}
+	if missing, found := c.lookedUpNothing(s, c.hide.vars); missing != "" && !found {
+		return erasure.Outcome{Detail: "nothing to hide: the lookup found no " + missing}, nil
+	}
+	combos, err := combinations(s, c.hide.vars)
+	if err != nil {
+		return erasure.Outcome{}, err
+	}
+	var hidden, gone int64
+	for _, vals := range combos {
+		code, hdr, _, err := c.send(ctx, c.hide, vals, false)
+		if err != nil {
+			return erasure.Outcome{Removed: hidden}, err
+		}
+		switch {
+		case code >= 200 && code < 300:
+			hidden++
+		case code == http.StatusNotFound || code == http.StatusGone:
+			gone++
+		default:
+			return erasure.Outcome{Removed: hidden}, c.statusError(c.hide, code, hdr)
+		}
+	}
+	return erasure.Outcome{Removed: hidden, Detail: fmt.Sprintf("%d hidden, %d already gone", hidden, gone)}, nil
 }
 
 // lookedUpNothing explains a subject lacking some of vars. When every missing identifier is one

@@ -17,6 +17,9 @@
 //	      body: '{{"user_id": "{user_id}"}}'     # optional template ({{ and }} are literal braces)
 //	      headers: { X-Reason: gdpr }            # optional, added to the common headers
 //	      removed: deleted                       # optional: the JSON field of a 2xx response counting what it erased
+//	    hide:                                    # optional: the hide action of the grace window
+//	      method: POST                           # default POST; placeholders among erase's
+//	      url: "http://profile.internal/users/{user_id}/hide"
 //	    verify:                                  # optional: makes the connector an erasure.Verifier
 //	      method: GET                            # default GET
 //	      url: "http://profile.internal/users/{user_id}"

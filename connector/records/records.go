@@ -6,7 +6,10 @@
 //	  mode: tombstone         # tombstone (payload kept, reversible) or purge (payload dropped)
 //	  key: { identifier: record_id }   # the identifier whose values are record ids (default record_id)
 //
-// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id. Erasing a
+// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id. With
+// retention: { older_than: 5y } (no column) the dataset's retention purges the payloads of
+// tombstones deleted before then; a replay after a restore erases again the records whose
+// ids were erased since the backup. Erasing a
 // record that is already a tombstone (or purged, or never seen) succeeds with nothing
 // removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
 // which the server provides once it is open; Bind binds one by hand.
@@ -81,6 +84,10 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	}
 	if !b.Declared(cfg.Key.Identifier) {
 		b.Errorf(registry.Child(registry.Child(b.Block, "key"), "identifier"), "records: key identifier %q is not a declared identifier", cfg.Key.Identifier)
+		ok = false
+	}
+	if r := b.Dataset.Retention; r != nil && r.Column != "" {
+		b.Errorf(nil, "retention.column does not apply to records: a records dataset's retention purges the payloads of tombstones deleted more than older_than ago")
 		ok = false
 	}
 	if !ok {

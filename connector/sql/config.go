@@ -26,6 +26,16 @@ type Config struct {
 	Set     map[string]string `yaml:"set"`
 	Where   []Condition       `yaml:"where"`
 	Batch   int               `yaml:"batch"`
+	// Hide is the hide action (an UPDATE of the subject's rows) run while a request waits for
+	// its grace window; nil when the dataset declares none.
+	Hide *Hide `yaml:"hide"`
+}
+
+// Hide sets Columns to NULL and each column of Set to its value (bound as a parameter) in the
+// subject's rows, to hide them until they are erased.
+type Hide struct {
+	Columns []string          `yaml:"columns"`
+	Set     map[string]string `yaml:"set"`
 }
 
 // Key maps a column to the identifier type whose values it holds.
@@ -224,6 +234,19 @@ func (c *Config) validate(n *yaml.Node, declared func(string) bool) []problem {
 		}
 		if ops != 1 {
 			bad(at, "where: set exactly one of equals, in, is_null")
+		}
+	}
+
+	if h := c.Hide; h != nil {
+		hn := field(n, "hide")
+		if len(h.Columns) == 0 && len(h.Set) == 0 {
+			bad(hn, "hide needs columns (set to NULL) or set (set to a value)")
+		}
+		for i, col := range h.Columns {
+			name(nth(items(field(hn, "columns")), i), "hide column", col)
+		}
+		for col := range h.Set {
+			name(key(field(hn, "set"), col), "hide set column", col)
 		}
 	}
 

@@ -724,6 +724,17 @@ func (c *Conn) Check(ctx context.Context) error {
 	for _, p := range c.ds.Provides {
 		need("provides "+p.Identifier, p.Field)
 	}
+	if h := c.cfg.Hide; h != nil {
+		for _, col := range h.Columns {
+			need("hide", col)
+		}
+		for col := range h.Set {
+			need("hide", col)
+		}
+	}
+	if r := c.ds.Retention; r != nil {
+		need("retention", r.Column)
+	}
 	if len(missing) > 0 {
 		return erasure.Permanent(erasure.Errorf(erasure.EINVALID, "dataset %s: table %s has no %s", c.ds.Name, c.tableName(), strings.Join(missing, ", no ")))
 	}

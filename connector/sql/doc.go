@@ -25,7 +25,9 @@
 //	        - { column: region, in: [eu, uk] }
 //	        - { column: archived_at, is_null: true }   # false: IS NOT NULL
 //	      batch: 1000                 # rows per statement (1 to 100000); sweep: keys per statement
+//	      hide: { set: { status: hidden }, columns: [avatar] }  # optional: the grace window's hide action
 //	    provides: [ { identifier: email, column: email } ]   # lookups
+//	    retention: { older_than: 400d, column: created_at }  # optional: rows removed on a schedule
 //
 // Schema, table and column names must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$ and are quoted in
 // statements ("x" in PostgreSQL and SQLite, `x` in MySQL), so they are case-sensitive in
@@ -114,6 +116,26 @@
 // fix: "add `after: [dataset erasing that table]` to dataset X", or, when no dataset erases
 // the referencing table, that one must be declared. Messages never quote values: database
 // messages that do (data errors) are replaced by their code.
+//
+// # Hide, retention, replay
+//
+// hide declares the dataset's hide action: while a request waits for its grace window, the
+// subject's rows (as Erase selects them) get one UPDATE setting columns to NULL and each set
+// column to its value (bound as a parameter); the erasure follows when the window ends.
+//
+// retention (a dataset key, see the registry) removes the rows whose column is before now −
+// older_than, with the dataset's where conditions: Expire counts them, has the count approved
+// (a dry run or a guard stops there), then deletes them in statements of at most batch rows,
+// addressed as Erase addresses rows, until one deletes fewer; rows whose column is NULL stay.
+// The cutoff is bound as the column compares: a time for date and time types, Unix seconds
+// for integer columns, text otherwise (RFC 3339; in SQLite, whose DATETIME columns hold text,
+// "2006-01-02 15:04:05"); retention.format (unix, unix_ms, rfc3339) says otherwise.
+//
+// Replay re-applies erasures to a table restored from a backup without any identifier in
+// clear: the distinct key values are read in key order, batch at a time (each page after the
+// last value of the one before), the caller matches each with the keyed hashes of the
+// identifiers erased since the backup, and the matching values' rows are erased as Erase does.
+// It needs a table keyed by one column.
 //
 // # Sweep
 //

@@ -29,6 +29,15 @@ func (sqlDriver) Build(b *registry.Build) erasure.Connector {
 		b.Errorf(nil, "%v", err)
 		return nil
 	}
+	if r := b.Dataset.Retention; r != nil {
+		if r.Column == "" {
+			b.Errorf(nil, "retention.column is required: the column holding each row's time")
+			return nil
+		} else if !ValidName(r.Column) {
+			b.Errorf(nil, "retention.column %q is not a valid column name", clip(r.Column))
+			return nil
+		}
+	}
 	if len(ps) > 0 {
 		return nil
 	}

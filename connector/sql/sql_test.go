@@ -17,7 +17,7 @@ import (
 
 func TestConformance_PostgreSQL(t *testing.T) {
 	testenv.Address(t, "ERASURE_TEST_POSTGRES") // skip early without the service
-	sqltest.Run(t, sqltest.Target{
+	run(t, sqltest.Target{
 		Driver: "postgres",
 		Text:   "TEXT",
 		Sweeps: true,
@@ -33,7 +33,7 @@ func TestConformance_PostgreSQL(t *testing.T) {
 
 func TestConformance_MySQL(t *testing.T) {
 	testenv.Address(t, "ERASURE_TEST_MYSQL") // skip early without the service
-	sqltest.Run(t, sqltest.Target{
+	run(t, sqltest.Target{
 		Driver: "mysql",
 		Text:   "VARCHAR(255)",
 		Sweeps: true,
@@ -47,8 +47,14 @@ func TestConformance_MySQL(t *testing.T) {
 	})
 }
 
+// run runs the suite and its policy cases against tg.
+func run(t *testing.T, tg sqltest.Target) {
+	sqltest.Run(t, tg)
+	t.Run("Policies", func(t *testing.T) { sqltest.RunPolicies(t, tg) })
+}
+
 func TestConformance_SQLite(t *testing.T) {
-	sqltest.Run(t, sqltest.Target{
+	run(t, sqltest.Target{
 		Driver: "sqlite",
 		Text:   "TEXT",
 		Sweeps: true,

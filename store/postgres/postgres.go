@@ -31,6 +31,11 @@ type Options struct {
 	Chain erasure.AuditChain
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Completion, Suppression and Escrow say what completed requests leave behind (see
+	// sqlstore.Options).
+	Completion  erasure.Completion
+	Suppression erasure.Hasher
+	Escrow      erasure.EscrowCipher
 	// MaxConns bounds the pool (default 16).
 	MaxConns int
 }
@@ -51,7 +56,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, erasure.Errorf(erasure.EUNAVAILABLE, "store unavailable: %v", err)
 	}
-	db, err := sqlstore.Open(ctx, pool, pool, migrate.Postgres, sqlstore.Options{Hasher: opts.Hasher, Chain: opts.Chain, Now: opts.Now})
+	db, err := sqlstore.Open(ctx, pool, pool, migrate.Postgres, sqlstore.Options{Hasher: opts.Hasher, Chain: opts.Chain, Now: opts.Now,
+		Completion: opts.Completion, Suppression: opts.Suppression, Escrow: opts.Escrow})
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)

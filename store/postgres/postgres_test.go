@@ -55,3 +55,16 @@ func TestDRPStore_Conformance(t *testing.T) {
 func TestGuards_Conformance(t *testing.T) {
 	storetest.RunGuards(t, func(t *testing.T, now func() time.Time) storetest.GuardStore { return open(t, now) })
 }
+
+func TestPolicyStore_Conformance(t *testing.T) {
+	storetest.RunPolicies(t, func(t *testing.T, now func() time.Time, completion erasure.Completion) storetest.PolicyStore {
+		dsn := testenv.PostgresSchema(t, "pol")
+		db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now,
+			Completion: completion, Suppression: storetest.SuppressionHasher, Escrow: storetest.Escrow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}

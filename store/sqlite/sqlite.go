@@ -36,6 +36,11 @@ type Options struct {
 	Chain erasure.AuditChain
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Completion, Suppression and Escrow say what completed requests leave behind (see
+	// sqlstore.Options).
+	Completion  erasure.Completion
+	Suppression erasure.Hasher
+	Escrow      erasure.EscrowCipher
 	// Synchronous is the SQLite synchronous pragma: FULL (default) or NORMAL (faster; survives a
 	// process crash but not a power loss).
 	Synchronous string
@@ -65,7 +70,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxIdleTime(0)
-	db, err := sqlstore.Open(ctx, w, r, migrate.SQLite, sqlstore.Options{Hasher: opts.Hasher, Chain: opts.Chain, Now: opts.Now})
+	db, err := sqlstore.Open(ctx, w, r, migrate.SQLite, sqlstore.Options{Hasher: opts.Hasher, Chain: opts.Chain, Now: opts.Now,
+		Completion: opts.Completion, Suppression: opts.Suppression, Escrow: opts.Escrow})
 	if err != nil {
 		w.Close()
 		r.Close()

@@ -48,6 +48,11 @@ type DB struct {
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 
+	// What completed requests leave behind (policies.go).
+	completion  erasure.Completion
+	suppression erasure.Hasher
+	escrow      erasure.EscrowCipher
+
 	stmts    sync.Map // SQLite: query → *sql.Stmt prepared on w
 	seen     sync.Map // SQLite: queries used in a transaction, not yet prepared for good
 	rebound  sync.Map // PostgreSQL: query → query with $n placeholders
@@ -71,6 +76,12 @@ type Options struct {
 	Chain erasure.AuditChain
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Completion says what a completed request leaves behind: its identifiers on the
+	// suppression list (keyed with Suppression, required then) and in the replay escrow
+	// (sealed with Escrow, required then). The zero value leaves nothing.
+	Completion  erasure.Completion
+	Suppression erasure.Hasher
+	Escrow      erasure.EscrowCipher
 }
 
 // Open returns a store over w (the pool writes go through) and r (the pool reads go
@@ -86,8 +97,15 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Completion.Suppress && opts.Suppression == nil {
+		return nil, fmt.Errorf("sqlstore: Options.Suppression is required when completed requests are suppressed")
+	}
+	if len(opts.Completion.Escrow) > 0 && opts.Escrow == nil {
+		return nil, fmt.Errorf("sqlstore: Options.Escrow is required when datasets keep an escrow")
+	}
 	db := &DB{w: w, r: r, dialect: d, hasher: opts.Hasher, chain: opts.Chain, Now: opts.Now, creates: make(chan *createOp, 256), done: make(chan struct{}),
-		acks: make(chan *ackOp, 256), acksDone: make(chan struct{})}
+		acks: make(chan *ackOp, 256), acksDone: make(chan struct{}),
+		completion: opts.Completion, suppression: opts.Suppression, escrow: opts.Escrow}
 	if err := db.migrate(ctx); err != nil {
 		return nil, err
 	}

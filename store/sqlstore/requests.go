@@ -153,22 +153,41 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 	var tasks []erasure.Task
 	var reqArgs, idArgs []any
 	a := db.auditWriter(tx)
+	var holds []erasure.Hold
+	if len(fresh) > 0 {
+		var err error
+		if holds, err = db.activeHolds(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
 	for _, i := range fresh {
 		nr := nrs[i]
-		var key any
+		var key, notBefore any
 		if nr.IdempotencyKey != "" {
 			key = nr.IdempotencyKey
 		}
-		reqArgs = append(reqArgs, nr.ID, erasure.RequestPending, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now), nr.Canary)
+		if !nr.NotBefore.IsZero() {
+			notBefore = ms(nr.NotBefore)
+		}
+		suppress := 1
+		if nr.NoSuppress {
+			suppress = 0
+		}
 		subject := erasure.NewSubject(nr.Subject...)
 		hashes := make([]string, len(subject))
 		for j, id := range subject {
 			hashes[j] = db.hasher.Identifier(id)
 			idArgs = append(idArgs, nr.ID, id.Type, id.Value, hashes[j], "submitted", ms(now))
 		}
-		r := &erasure.Request{ID: nr.ID, Status: erasure.RequestPending, Reason: nr.Reason, Subject: subject, SubjectHashes: hashes,
+		r := &erasure.Request{ID: nr.ID, Reason: nr.Reason, Subject: subject, SubjectHashes: hashes,
 			Deadline: fromMS(ms(nr.Deadline)), SubmittedBy: nr.SubmittedBy, CreatedAt: now, UpdatedAt: now, Overdue: now.After(nr.Deadline), Canary: nr.Canary}
-		r.Tasks = erasure.PlanTasks(nr.ID, nr.Tasks, now)
+		if !nr.NotBefore.IsZero() {
+			nb := fromMS(ms(nr.NotBefore))
+			r.NotBefore = &nb
+		}
+		r.Tasks = erasure.PlanRequest(nr, hashes, holds, now)
+		r.Status = erasure.RequestStatusOf(false, r.Tasks)
+		reqArgs = append(reqArgs, nr.ID, r.Status, nr.Reason, ms(nr.Deadline), nr.SubmittedBy, key, nr.Fingerprint, ms(now), ms(now), notBefore, suppress, nr.Canary)
 		tasks = append(tasks, r.Tasks...)
 		a.append(erasure.SubmittedEvent(nr, hashes, r.Tasks, now))
 		out[i] = erasure.CreateResult{Request: r, Created: true}
@@ -176,7 +195,7 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 	if len(fresh) == 0 {
 		return out, nil
 	}
-	if err := db.insertRows(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at, canary) VALUES `, 10, reqArgs); err != nil {
+	if err := db.insertRows(ctx, tx, `INSERT INTO requests (id, status, reason, deadline, submitted_by, idempotency_key, fingerprint, created_at, updated_at, not_before, suppress, canary) VALUES `, 12, reqArgs); err != nil {
 		return nil, err
 	}
 	if err := db.insertRows(ctx, tx, `INSERT INTO identifiers (request_id, type, value, hash, found_by, created_at) VALUES `, 6, idArgs); err != nil {
@@ -229,7 +248,7 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []erasure.Task,
 			` RETURNING id, request_id, dataset, kind`
 		args := make([]any, 0, 10*len(chunk))
 		for _, t := range chunk {
-			args = append(args, t.RequestID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(now), ms(now), ms(now))
+			args = append(args, t.RequestID, t.Dataset, t.Kind, t.Method, t.State, strings.Join(t.Keys, ","), strings.Join(t.After, ","), ms(t.DueAt), ms(now), ms(now))
 		}
 		rows, err := db.query(ctx, tx, q, args...)
 		if err != nil {
@@ -263,17 +282,18 @@ func (db *DB) Request(ctx context.Context, id string) (*erasure.Request, error) 
 	return db.request(ctx, db.r, id)
 }
 
-const requestColumns = `id, status, reason, deadline, submitted_by, cancelled, created_at, updated_at, finished_at, canary`
+const requestColumns = `id, status, reason, deadline, submitted_by, cancelled, created_at, updated_at, finished_at, not_before, canary`
 
 func (db *DB) scanRequest(sc interface{ Scan(...any) error }) (*erasure.Request, error) {
 	var r erasure.Request
 	var deadline, created, updated int64
 	var cancelled int
-	var finished sql.NullInt64
-	if err := sc.Scan(&r.ID, &r.Status, &r.Reason, &deadline, &r.SubmittedBy, &cancelled, &created, &updated, &finished, &r.Canary); err != nil {
+	var finished, notBefore sql.NullInt64
+	if err := sc.Scan(&r.ID, &r.Status, &r.Reason, &deadline, &r.SubmittedBy, &cancelled, &created, &updated, &finished, &notBefore, &r.Canary); err != nil {
 		return nil, err
 	}
 	r.Deadline, r.CreatedAt, r.UpdatedAt, r.FinishedAt = fromMS(deadline), fromMS(created), fromMS(updated), fromNullMS(finished)
+	r.NotBefore = fromNullMS(notBefore)
 	r.Overdue = !r.Status.Ended() && db.Now().After(r.Deadline)
 	return &r, nil
 }
@@ -306,7 +326,20 @@ func (db *DB) request(ctx context.Context, q querier, id string) (*erasure.Reque
 		}
 	}
 	r.Subject = erasure.NewSubject(ids...)
-	return r, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, t := range r.Tasks {
+		if t.State == erasure.TaskHeld {
+			holds, err := db.holdsIn(ctx, q, r.SubjectHashes)
+			if err != nil {
+				return nil, err
+			}
+			erasure.ExplainHeld(r, holds)
+			break
+		}
+	}
+	return r, nil
 }
 
 const taskColumns = `id, request_id, dataset, kind, method, state, keys, after, attempts, last_error, removed, note, verified_at, due_at, lease_owner, sweep_id, created_at, updated_at, finished_at, guard`
@@ -438,7 +471,7 @@ func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure
 		if err != nil {
 			return err
 		}
-		m := erasure.NewMachine(rs, db.hasher, db.Now())
+		m := db.machine(rs, db.Now())
 		if err := action(m, actor); err != nil {
 			return err
 		}
@@ -485,7 +518,7 @@ func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) 
 		}
 		s := &out[len(out)-1]
 		s.ByState[string(state)] = n
-		if state.Active() || state == erasure.TaskBlocked {
+		if state.Active() || state == erasure.TaskBlocked || state == erasure.TaskHeld || state == erasure.TaskScheduled {
 			s.Backlog += n
 		}
 		if state == erasure.TaskFailed {

@@ -37,19 +37,30 @@ func padded[T any](chunk []T, pad T) []any {
 // is absent from the map.
 func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*erasure.RequestState, error) {
 	out := make(map[string]*erasure.RequestState, len(ids))
+	var holds []erasure.Hold
+	if len(ids) > 0 {
+		var err error
+		if holds, err = db.activeHolds(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
 	for start := 0; start < len(ids); start += inChunk {
 		args := padded(ids[start:min(len(ids), start+inChunk)], "")
 		// On PostgreSQL the requests' rows are locked, in id order, before their tasks are read:
 		// changes of one request are serialised, changes of others are not.
-		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled FROM requests WHERE id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)
+		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled, not_before, suppress, submitted_by FROM requests WHERE id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			rs := &erasure.RequestState{}
-			if err := rows.Scan(&rs.ID, &rs.Status, &rs.Cancelled); err != nil {
+			rs := &erasure.RequestState{Holds: holds}
+			var notBefore sql.NullInt64
+			if err := rows.Scan(&rs.ID, &rs.Status, &rs.Cancelled, &notBefore, &rs.Suppress, &rs.SubmittedBy); err != nil {
 				rows.Close()
 				return nil, err
+			}
+			if notBefore.Valid {
+				rs.NotBefore = fromMS(notBefore.Int64)
 			}
 			out[rs.ID] = rs
 		}
@@ -138,7 +149,7 @@ func (db *DB) changeWriter(tx *sql.Tx, a *auditWriter) *changeWriter {
 func (w *changeWriter) add(id string, ch erasure.Changes) {
 	w.tasks = append(w.tasks, ch.Tasks...)
 	w.guards = append(w.guards, ch.Guard...)
-	if ch.Status != "" || ch.Cancelled || ch.FinishedAt != nil {
+	if ch.Status != "" || ch.Cancelled || ch.FinishedAt != nil || len(ch.Suppress) > 0 || len(ch.Escrow) > 0 {
 		w.requests = append(w.requests, requestChange{id, ch})
 	}
 	for _, n := range ch.Identifiers {
@@ -203,6 +214,13 @@ func (w *changeWriter) flush(ctx context.Context) error {
 		if _, err := db.exec(ctx, tx, `UPDATE requests SET status = coalesce(nullif(?, ''), status), cancelled = CASE WHEN ? = 1 THEN 1 ELSE cancelled END, updated_at = ?, finished_at = coalesce(?, finished_at) WHERE id = ?`,
 			string(r.ch.Status), cancelled, now, nullMS(r.ch.FinishedAt), r.id); err != nil {
 			return err
+		}
+		if len(r.ch.Suppress) > 0 || len(r.ch.Escrow) > 0 {
+			// The clear values are still here: what the request leaves behind is made of them
+			// before they are dropped, below.
+			if err := db.leaveBehind(ctx, tx, r.id, r.ch); err != nil {
+				return err
+			}
 		}
 		if r.ch.FinishedAt != nil {
 			if _, err := db.exec(ctx, tx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, r.id); err != nil {

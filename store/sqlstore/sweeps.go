@@ -213,7 +213,7 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 			return err
 		}
 		for _, rid := range requests {
-			m := erasure.NewMachine(states[rid], db.hasher, now)
+			m := db.machine(states[rid], now)
 			if sw.State == erasure.SweepCommitted {
 				m.CommitSweep(sw, actor)
 			} else {

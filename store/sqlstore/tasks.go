@@ -233,7 +233,7 @@ func (db *DB) finishTx(ctx context.Context, tx *sql.Tx, a *auditWriter, results 
 			}
 			continue
 		}
-		m := erasure.NewMachine(rs, db.hasher, now)
+		m := db.machine(rs, now)
 		for _, r := range byRequest[id] {
 			if !m.Finish(r) {
 				dropped = append(dropped, r.TaskID)
@@ -384,7 +384,7 @@ func (db *DB) ackBatch(ctx context.Context, tx *sql.Tx, ops []*ackOp) error {
 		}
 		m := machines[rid]
 		if m == nil {
-			m = erasure.NewMachine(states[rid], db.hasher, now)
+			m = db.machine(states[rid], now)
 			machines[rid] = m
 		}
 		if _, err := m.Ack(op.dataset, op.d, op.actor); err != nil {

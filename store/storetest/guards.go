@@ -115,6 +115,7 @@ func testGuardTrip(t *testing.T, open GuardOpener) {
 			t.Fatalf("a refused retry changed %s to %s", states(before), states(after))
 		}
 	})
+	CheckCounts(t, s)
 }
 
 func testSweepGuard(t *testing.T, open GuardOpener) {
@@ -165,6 +166,7 @@ func testSweepGuard(t *testing.T, open GuardOpener) {
 		}
 	}
 	VerifyTrail(t, s)
+	CheckCounts(t, s)
 }
 
 func testCanaryRequests(t *testing.T, open GuardOpener) {
@@ -199,6 +201,7 @@ func testCanaryRequests(t *testing.T, open GuardOpener) {
 	if err != nil || len(stats) != 1 || stats[0].Failures != 1 || stats[0].ByState["failed"] != 1 {
 		t.Fatalf("DatasetStats = %+v, %v; want one failure (the canary's left out)", stats, err)
 	}
+	CheckCounts(t, s)
 }
 
 func testCanaryResults(t *testing.T, open GuardOpener) {
