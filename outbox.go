@@ -141,3 +141,12 @@ func NotificationOf(ev AuditEvent) (string, bool) {
 
 // EventOutboxRetried is the audit event of an operator's retry of a dead outbox message.
 const EventOutboxRetried = "outbox.retried"
+
+// OutboxService is what the API serves of the outbox: the messages and their delivery state,
+// and an operator's retry of a dead one.
+type OutboxService interface {
+	// OutboxMessages lists messages, newest first; EINVALID for a bad filter.
+	OutboxMessages(ctx context.Context, f OutboxFilter) ([]OutboxMessage, error)
+	// RetryOutbox makes a dead message pending again; ENOTFOUND, ECONFLICT when it is not dead.
+	RetryOutbox(ctx context.Context, id int64, actor string) (*OutboxMessage, error)
+}

@@ -21,17 +21,3 @@ func OverdueEvent(id string, status RequestStatus, deadline, now time.Time) Audi
 	return AuditEvent{Time: now.UTC().Truncate(time.Millisecond), Actor: "pipeline", Type: EventRequestOverdue, RequestID: id,
 		Data: EventData(map[string]any{"status": status, "deadline": deadline.UTC(), "late": FormatDuration(now.Sub(deadline).Truncate(time.Second))})}
 }
-
-// RequestIDStore finds requests by the first characters of their id, so that people may type
-// a unique prefix of one.
-type RequestIDStore interface {
-	// RequestIDsWithPrefix returns up to limit ids starting with prefix, in id order.
-	RequestIDsWithPrefix(ctx context.Context, prefix string, limit int) ([]string, error)
-}
-
-// WriteProbe is a store that can tell whether it can write: readiness means being able to
-// take requests, which a store that answers reads but cannot commit cannot.
-type WriteProbe interface {
-	// ProbeWrite commits a small write; EUNAVAILABLE (or the driver's error) when it cannot.
-	ProbeWrite(ctx context.Context) error
-}

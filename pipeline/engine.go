@@ -37,6 +37,9 @@ type Engine struct {
 	Rand    *rand.Rand
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Health, when set, is told of every attempt (the datasets' health, one log line per
+	// failed attempt).
+	Health *Health
 
 	depMu      sync.Mutex
 	deployment string
@@ -116,7 +119,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for t := range tasks {
-				results <- e.Execute(workCtx, t)
+				r := e.Execute(workCtx, t)
+				e.Health.Record(t, r)
+				results <- r
 			}
 		}()
 	}
@@ -129,13 +134,23 @@ func (e *Engine) Run(ctx context.Context) error {
 	capacity := int64(e.Workers + e.Batch)
 	leaseFor := e.leaseFor()
 	var err error
+	// While the store fails, one line when it starts, one a minute, one when it is back.
+	var failingSince, loggedAt time.Time
 	for ctx.Err() == nil {
 		free := capacity - e.inflight.Load()
 		var got []erasure.Task
 		if free > 0 {
 			got, err = e.Store.LeaseTasks(ctx, e.Owner, int(min(free, int64(e.Batch))), leaseFor)
-			if err != nil && ctx.Err() == nil {
-				e.Logger.Error("lease failed", "err", err)
+			switch now := time.Now(); {
+			case err != nil && ctx.Err() == nil && (failingSince.IsZero() || now.Sub(loggedAt) >= time.Minute):
+				if failingSince.IsZero() {
+					failingSince = now
+				}
+				loggedAt = now
+				e.Logger.Error("cannot lease tasks: the store fails", "err", err.Error(), "failing_for", erasure.FormatDuration(now.Sub(failingSince).Round(time.Second)))
+			case err == nil && !failingSince.IsZero():
+				e.Logger.Info("leasing tasks again", "failed_for", erasure.FormatDuration(now.Sub(failingSince).Round(time.Second)))
+				failingSince = time.Time{}
 			}
 			e.inflight.Add(int64(len(got)))
 			for _, t := range got {
@@ -207,7 +222,7 @@ func (e *Engine) commit(results <-chan erasure.TaskResult, committed chan<- stru
 		}
 		if e.Metrics != nil {
 			for _, r := range batch {
-				e.Metrics.finished.WithLabelValues(string(r.State)).Inc()
+				e.Metrics.finished.WithLabelValues(r.Dataset, string(r.State)).Inc()
 			}
 		}
 		e.inflight.Add(-int64(len(batch)))

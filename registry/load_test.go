@@ -299,7 +299,7 @@ func TestParse_Env(t *testing.T) {
 	})
 	t.Run("KeysAreNotExpanded", func(t *testing.T) {
 		got := parseErrors(t, "x.yaml", "${USER_ID}: 1\n"+minimal)
-		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets)`}
+		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets, notify)`}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("errors = %q, want %q", got, want)
 		}

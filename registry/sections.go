@@ -41,7 +41,7 @@ var DefaultPolicy = erasure.Policy{
 	AckTimeout:  time.Hour,
 }
 
-var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets"}
+var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "notify"}
 
 func (l *loader) top(root *yaml.Node) {
 	sec := map[string]*yaml.Node{}
@@ -64,6 +64,7 @@ func (l *loader) top(root *yaml.Node) {
 	l.defaults(sec["defaults"])
 	l.datasets(root, sec["datasets"])
 	l.auth(sec["auth"])
+	l.notify(sec["notify"])
 }
 
 func (l *loader) version(root, n *yaml.Node) {
