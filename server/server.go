@@ -65,6 +65,12 @@ type Server struct {
 	Sweeper    *pipeline.Sweeper
 	API        *api.Server
 	Metrics    *prometheus.Registry
+	// Health is the executor's view of each dataset's recent attempts.
+	Health *pipeline.Health
+	// Notifications turns the audit trail into outbox messages for the subscribers, and
+	// Deliveries sends them (see Subscribe).
+	Notifications *pipeline.Notifier
+	Deliveries    *pipeline.Deliverer
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -111,7 +117,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
 		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(),
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
-		Logger: log.WithGroup("records"),
+		Logger: log, // the record store logs in its group, records
 	})
 	if err != nil {
 		return nil, err
@@ -134,14 +140,22 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	for _, d := range cfg.Datasets {
 		byName[d.Name] = d
 	}
-	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
+	s.Health = pipeline.NewHealth(log.WithGroup("executor"))
+	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m, Health: s.Health}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline,
-		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m, Health: s.Health}
+	s.openNotifications(log, m)
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.OutboxRoutes(s.API, &pipeline.OutboxService{Store: s.Store, Deliverer: s.Deliveries}) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.ResolveRoutes(s.API, s.Service) {
 		s.API.Mount(pattern, h)
 	}
 	return s, nil
@@ -229,7 +243,8 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 
 // Start takes over the leases of previous runs and starts every component in this process:
 // the API listening on addr (":0" or "127.0.0.1:0" picks a port), the executor, the
-// acknowledgement listener when NATS is connected, the sweeps and the overdue watcher. It
+// acknowledgement listener when NATS is connected, the sweeps, the overdue watcher, the
+// notifier and the deliverer. It
 // returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
 func (s *Server) Start(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -250,7 +265,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.Notifier(), s.Deliverer())
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()
