@@ -227,8 +227,9 @@ func natsSubjects(ds []*erasure.Dataset) []string {
 	return out
 }
 
-// TakeOverLeases releases every lease of the store: SQLite is single-node, so this server
-// owns the tasks that servers before it were running when they stopped. Start calls it; a
+// TakeOverLeases releases every lease of the store, of tasks and of outbox messages: SQLite is
+// single-node, so this server owns the tasks that servers before it were running, and the
+// notifications they were delivering, when they stopped. Start calls it; a
 // deployment of several workers on a shared store must not.
 func (s *Server) TakeOverLeases(ctx context.Context) error {
 	n, err := s.Store.ReleaseLeases(ctx)
@@ -237,6 +238,11 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 	}
 	if n > 0 {
 		s.Logger.Info("took over running tasks of a previous run", "tasks", n)
+	}
+	if n, err = s.Store.ReleaseOutboxLeases(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		s.Logger.Info("took over notifications a previous run was delivering", "notifications", n)
 	}
 	return nil
 }

@@ -171,6 +171,21 @@ func (db *DB) FinishOutbox(ctx context.Context, id int64, owner string, delivere
 	return nil
 }
 
+// ReleaseOutboxLeases makes every leased outbox message due now and returns how many were: a
+// single-node server starting up owns the deliveries the process before it had in flight.
+func (db *DB) ReleaseOutboxLeases(ctx context.Context) (int, error) {
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, `UPDATE outbox SET next_at = ?, lease_owner = '', lease_until = 0 WHERE state = 'pending' AND lease_owner <> ''`, ms(db.Now()))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
 // oneLineError keeps an attempt's error on one line, at most maxOutboxError bytes.
 func oneLineError(s string) string {
 	s = strings.Join(strings.Fields(s), " ")

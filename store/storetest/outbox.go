@@ -21,6 +21,9 @@ type OutboxStore interface {
 	erasure.OverdueStore
 	erasure.RequestIDStore
 	erasure.WriteProbe
+	// ReleaseOutboxLeases makes every leased message due now (a single-node server starting
+	// up owns the deliveries of the process before it).
+	ReleaseOutboxLeases(ctx context.Context) (int, error)
 }
 
 // OutboxOpener opens a fresh empty outbox store whose clock is now.
@@ -36,6 +39,7 @@ func RunOutbox(t *testing.T, open OutboxOpener) {
 	t.Run("CursorConflict", func(t *testing.T) { testOutboxCursorConflict(t, open) })
 	t.Run("OneAtATimeInOrderPerKey", func(t *testing.T) { testOutboxOrder(t, open) })
 	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) { testOutboxLease(t, open) })
+	t.Run("ReleasedLeasesAreDueAtOnce", func(t *testing.T) { testOutboxRelease(t, open) })
 	t.Run("RetryWaitsForItsTime", func(t *testing.T) { testOutboxRetry(t, open) })
 	t.Run("DeadHoldsItsKeyUntilRetried", func(t *testing.T) { testOutboxDead(t, open) })
 	t.Run("Listing", func(t *testing.T) { testOutboxListing(t, open) })
@@ -233,6 +237,22 @@ func testOutboxLease(t *testing.T, open OutboxOpener) {
 	}
 	if err := s.FinishOutbox(ctx, first[0].ID, "d2", true, true, time.Time{}, ""); erasure.ErrorCode(err) != erasure.EINVALID {
 		t.Fatalf("delivered and dead: %v, want EINVALID", err)
+	}
+}
+
+func testOutboxRelease(t *testing.T, open OutboxOpener) {
+	c := NewClock()
+	s := open(t, c.Now)
+	enqueue(t, s, msg("webhook:a", "r_1", 1), msg("webhook:a", "r_2", 2), msg("webhook:a", "r_3", 3))
+	held := leaseOutbox(t, s, "gone", 2)
+	if n, err := s.ReleaseOutboxLeases(context.Background()); err != nil || n != 2 {
+		t.Fatalf("ReleaseOutboxLeases = %d, %v; want the 2 leased messages", n, err)
+	}
+	if again := leaseOutbox(t, s, "new", 5); len(held) != 2 || len(again) != 3 {
+		t.Fatalf("after the release %s were leased, want all three", bodies(again))
+	}
+	if err := s.FinishOutbox(context.Background(), held[0].ID, "gone", true, false, time.Time{}, ""); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+		t.Fatalf("the released holder's finish: %v, want ENOTFOUND", err)
 	}
 }
 
