@@ -10,8 +10,9 @@ import (
 )
 
 // Health keeps what the executor saw of each dataset's recent attempts, for the datasets'
-// health (erasure.DatasetStats), and writes one log line per failed attempt, at most one per
-// dataset every LogEvery (the next line counts those left out). It never logs or keeps an
+// health (erasure.DatasetStats), and writes one log line per failed attempt: every attempt
+// that fails a task for good, and of those that will be retried at most one per dataset every
+// LogEvery (the next line counts those left out, not_logged). It never logs or keeps an
 // identifier: a task's error is the connector's message, written without the subject's values.
 //
 // It is per process: a deployment of several workers sees each worker's own attempts.
@@ -93,7 +94,8 @@ func (h *Health) Record(t erasure.Task, r erasure.TaskResult) {
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	if !d.lastLog.IsZero() && now.Sub(d.lastLog) < every {
+	final := r.State == erasure.TaskFailed
+	if !final && !d.lastLog.IsZero() && now.Sub(d.lastLog) < every {
 		d.unlogged++
 		h.mu.Unlock()
 		return
@@ -104,17 +106,17 @@ func (h *Health) Record(t erasure.Task, r erasure.TaskResult) {
 
 	attrs := []slog.Attr{slog.String("dataset", t.Dataset), slog.Int64("task", t.ID), slog.String("request", t.RequestID),
 		slog.String("kind", string(t.Kind)), slog.Int("attempt", r.Attempt), slog.String("err", r.Error)}
-	msg := "attempt failed; will retry"
-	if r.State == erasure.TaskFailed {
-		msg = "attempt failed; task failed (an operator may retry it)"
+	msg, level := "attempt failed; will retry", slog.LevelWarn
+	if final {
+		msg, level = "attempt failed; task failed (an operator may retry it)", slog.LevelError
 	} else {
-		attrs = append(attrs, slog.String("retry_in", erasure.FormatDuration(r.DueAt.Sub(now).Round(time.Second))))
+		attrs = append(attrs, slog.String("retry_in", roughly(r.DueAt.Sub(now))))
 	}
-	attrs = append(attrs, slog.String("failing_for", erasure.FormatDuration(now.Sub(since).Round(time.Second))))
+	attrs = append(attrs, slog.String("failing_for", roughly(now.Sub(since))))
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Int("not_logged", suppressed))
 	}
-	h.Logger.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+	h.Logger.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 func (d *datasetHealth) prune(now time.Time, window time.Duration) {
@@ -147,4 +149,12 @@ func (h *Health) Apply(st *erasure.DatasetStats) {
 		since := d.failingSince.UTC()
 		st.FailingSince = &since
 	}
+}
+
+// roughly writes d for people: to the millisecond under a second, else to the second.
+func roughly(d time.Duration) string {
+	if d < time.Second {
+		return erasure.FormatDuration(d.Round(time.Millisecond))
+	}
+	return erasure.FormatDuration(d.Round(time.Second))
 }

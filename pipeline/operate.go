@@ -55,7 +55,12 @@ func idEncodingChars(s string) bool {
 // one write a second at most.
 const readyTTL = time.Second
 
-// ready answers Ready from a cache of readyTTL.
+// ProbeTimeout bounds the readiness write: a store that takes longer to commit one row is
+// not ready. SQLite waits for its write lock without heeding a context, so the probe runs on
+// its own and readiness answers when the bound passes, whatever the probe does.
+const ProbeTimeout = 2 * time.Second
+
+// ready answers Ready from a cache of readyTTL, with at most one probe in flight.
 func (s *Service) ready(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.readyAt.IsZero() && s.now().Sub(s.readyAt) < readyTTL {
@@ -63,7 +68,31 @@ func (s *Service) ready(ctx context.Context) error {
 		s.mu.Unlock()
 		return err
 	}
+	probe := s.probe
+	if probe == nil {
+		probe = make(chan struct{})
+		s.probe = probe
+		go s.runProbe(probe)
+	}
 	s.mu.Unlock()
+	timer := time.NewTimer(ProbeTimeout)
+	defer timer.Stop()
+	select {
+	case <-probe:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.readyErr
+	case <-timer.C:
+		return erasure.Errorf(erasure.EUNAVAILABLE, "the store did not commit a write within %s", ProbeTimeout)
+	case <-ctx.Done():
+		return erasure.Errorf(erasure.EUNAVAILABLE, "the store did not commit a write in time")
+	}
+}
+
+// runProbe writes to the store, records the answer and closes done.
+func (s *Service) runProbe(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var err error
 	if p, ok := s.Store.(erasure.WriteProbe); ok {
 		err = p.ProbeWrite(ctx)
@@ -74,9 +103,9 @@ func (s *Service) ready(ctx context.Context) error {
 		err = erasure.Errorf(erasure.EUNAVAILABLE, "the store cannot write: %s", erasure.OneLine(err, 300))
 	}
 	s.mu.Lock()
-	s.readyAt, s.readyErr = s.now(), err
+	s.readyAt, s.readyErr, s.probe = s.now(), err, nil
 	s.mu.Unlock()
-	return err
+	close(done)
 }
 
 // markOverdue marks the requests that passed their deadline, once each, so that the trail

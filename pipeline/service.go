@@ -44,6 +44,7 @@ type Service struct {
 	rand     *rand.Rand
 	readyAt  time.Time
 	readyErr error
+	probe    chan struct{} // closed when the readiness probe in flight ends
 }
 
 var _ erasure.Service = (*Service)(nil)

@@ -26,7 +26,6 @@ import (
 type Connector struct {
 	cfg  Config
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
-	log  *slog.Logger
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
 }
@@ -52,7 +51,7 @@ func New(cfg Config) (*Connector, error) {
 }
 
 func newConnector(cfg Config) *Connector {
-	c := &Connector{cfg: cfg, log: slog.Default().WithGroup("files")}
+	c := &Connector{cfg: cfg}
 	if cfg.Format != formatCSV {
 		c.path = strings.Split(cfg.Key.Field, ".")
 	}
@@ -399,3 +398,8 @@ func (c *Connector) Check(ctx context.Context) error {
 	_, err = c.process(ctx, parts[0].Path, newKeySet(nil), modeCheck, nil)
 	return err
 }
+
+// logger is the process's logger at the time of logging, in group files: a logger taken when
+// the connector was built would still write through the default of then, whose lines a later
+// slog.SetDefault folds into another handler's messages.
+func (c *Connector) logger() *slog.Logger { return slog.Default().WithGroup("files") }

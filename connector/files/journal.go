@@ -338,7 +338,7 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	os.RemoveAll(c.journalDir(plan.ID))
 	c.dropSubsumed(plan.Keys)
 	rep.Finished = time.Now().UTC()
-	c.log.Info("sweep committed", "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
+	c.logger().Info("sweep committed", "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
 		"skipped", rep.Skipped, "rows_scanned", rep.Rows, "rows_removed", rep.Removed, "bytes_read", rep.BytesRead)
 	return rep, nil
 }
