@@ -162,8 +162,7 @@ func TestClientCommands_Wait(t *testing.T) {
 	t.Run("SubmitWaitCompleted", func(t *testing.T) {
 		finishAfter(erasure.TaskDone, "")
 		code, out, errOut := run(t, "submit", "user_id=42", "--wait")
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != 0 || len(lines) != 2 || !strings.HasSuffix(lines[1], "completed: 2 of 2 tasks done, 2 removed") {
+		if code != 0 || !requestIDLine.MatchString(out) || !strings.HasSuffix(errOut, "completed: 2 of 2 tasks done, 2 removed\n") {
 			t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 		}
 		if !strings.Contains(errOut, "pending: 0 of 2 tasks done, 2 open") {

@@ -157,4 +157,15 @@ func TestServe_WebhookDeliveredAfterRestart(t *testing.T) {
 	if attempts.Load() < 3 {
 		t.Errorf("the receiver saw %d attempts", attempts.Load())
 	}
+
+	// The CLI shows the same.
+	t.Setenv("ERASURE_URL", "http://"+addr)
+	t.Setenv("ERASURE_TOKEN", token)
+	code, out, errOut := run(t, "webhooks", "list", "--request", second[:20])
+	if code != 0 || lastLine(out) != "1 delivery: 1 delivered, 0 pending, 0 dead" || !strings.Contains(out, "request.completed") || !strings.Contains(out, "webhook:tickets") {
+		t.Errorf("webhooks list: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, "webhooks", "retry", fmt.Sprint(page.Deliveries[0].ID)); code != 5 || !strings.Contains(errOut, "not dead") {
+		t.Errorf("webhooks retry of a delivered message: exit %d %q", code, errOut)
+	}
 }
