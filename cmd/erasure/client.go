@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/internal/words"
 	"erasure/client"
+	"erasure/internal/words"
 )
 
 func init() {

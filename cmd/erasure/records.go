@@ -23,8 +23,8 @@ import (
 	_ "modernc.org/sqlite" // --db
 
 	"erasure"
-	"erasure/internal/words"
 	"erasure/client"
+	"erasure/internal/words"
 	"erasure/records"
 	"erasure/reindex"
 	"erasure/store/sqlrecords"

@@ -21,12 +21,12 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/internal/words"
 	"erasure/client"
 	_ "erasure/connector/files" // analytics.events
 	_ "erasure/connector/http"  // profile-service
 	_ "erasure/connector/nats"  // notifications
 	_ "erasure/connector/sql"   // accounts.*
+	"erasure/internal/words"
 	"erasure/registry"
 	"erasure/server"
 )
