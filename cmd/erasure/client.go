@@ -352,19 +352,29 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE")
-	var backlog, failures int
+	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE\tFAILED ATTEMPTS (15m)\tFAILING SINCE\tLAST ERROR")
+	var backlog, failures, failing int
 	for _, d := range ds {
-		last := "-"
-		if d.Health.LastDone != nil {
-			last = d.Health.LastDone.Format(time.RFC3339)
+		h := d.Health
+		last, since := "-", "-"
+		if h.LastDone != nil {
+			last = h.LastDone.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last)
-		backlog += d.Health.Backlog
-		failures += d.Health.Failures
+		if h.FailingSince != nil {
+			since = h.FailingSince.Format(time.RFC3339)
+			failing++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\n", d.Name, d.Owner, d.Connector, d.Method, h.Backlog, h.Failures, last,
+			h.FailedAttempts, since, oneLineText(h.LastError, 80))
+		backlog += h.Backlog
+		failures += h.Failures
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%s, %s in backlog, %d failed\n", words.Count(len(ds), "dataset"), words.Count(backlog, "task"), failures)
+	line := fmt.Sprintf("%s, %s in backlog, %d failed", words.Count(len(ds), "dataset"), words.Count(backlog, "task"), failures)
+	if failing > 0 {
+		line += fmt.Sprintf("; %d failing now", failing)
+	}
+	fmt.Fprintln(stdout, line)
 	return nil
 }
 

@@ -2,9 +2,9 @@ package main
 
 import (
 	"errors"
-	"strconv"
 
 	"erasure"
+	"erasure/internal/words"
 	_ "erasure/connector/files"   // registers "files"
 	_ "erasure/connector/http"    // registers "http"
 	_ "erasure/connector/nats"    // registers "nats"
@@ -27,9 +27,4 @@ func configError(path string, err error) error {
 	return &erasure.Error{Code: erasure.EINVALID, Message: err.Error()}
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return strconv.Itoa(n) + " " + word + "s"
-}
+func plural(n int, word string) string { return words.Count(n, word) }

@@ -39,6 +39,10 @@ func runDatasetsValidate(ctx context.Context, args []string, stdout, stderr io.W
 	for _, ds := range cfg.Datasets {
 		ds.Conn.Close() // built without I/O; nothing was opened, but the contract is to close
 	}
-	fmt.Fprintf(stdout, "%s: %s, %s, ok\n", path, plural(len(cfg.Datasets), "dataset"), plural(len(cfg.Identifiers), "identifier"))
+	hooks := ""
+	if len(cfg.Notify) > 0 {
+		hooks = ", " + plural(len(cfg.Notify), "webhook")
+	}
+	fmt.Fprintf(stdout, "%s: %s, %s%s, ok\n", path, plural(len(cfg.Datasets), "dataset"), plural(len(cfg.Identifiers), "identifier"), hooks)
 	return nil
 }
