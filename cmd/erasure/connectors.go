@@ -4,13 +4,13 @@ import (
 	"errors"
 
 	"erasure"
-	"erasure/internal/words"
 	_ "erasure/connector/files"   // registers "files"
 	_ "erasure/connector/http"    // registers "http"
 	_ "erasure/connector/nats"    // registers "nats"
 	_ "erasure/connector/records" // registers "records"
 	_ "erasure/connector/redis"   // registers "redis"
 	_ "erasure/connector/sql"     // registers "sql"
+	"erasure/internal/words"
 	"erasure/registry"
 )
 
