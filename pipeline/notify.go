@@ -115,10 +115,16 @@ func (n *Notifier) Once(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	head, err := n.Store.AuditHead(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if n.Metrics != nil {
+		n.Metrics.notifyLag.Set(float64(max(0, head.Events-cur)))
+	}
 	if len(n.Subscribers) == 0 {
-		head, err := n.Store.AuditHead(ctx)
-		if err != nil || head.Events <= cur {
-			return 0, err
+		if head.Events <= cur {
+			return 0, nil
 		}
 		return 0, n.Store.EnqueueOutbox(ctx, cur, head.Events, nil)
 	}
