@@ -46,6 +46,33 @@ func RunOutbox(t *testing.T, open OutboxOpener) {
 	t.Run("OverdueMarkedOnce", func(t *testing.T) { testOverdueMarked(t, open) })
 	t.Run("RequestIDPrefix", func(t *testing.T) { testRequestIDPrefix(t, open) })
 	t.Run("ProbeWrite", func(t *testing.T) { testProbeWrite(t, open) })
+	t.Run("TrailReadFromEveryCursor", func(t *testing.T) { testAuditFromCursor(t, open) })
+}
+
+// testAuditFromCursor: the notifier reads the trail after its cursor, which may fall inside a
+// block; every position gives the events after it, in order.
+func testAuditFromCursor(t *testing.T, open OutboxOpener) {
+	c := NewClock()
+	s := open(t, c.Now)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		create(t, s, newRequest(c, subject("user_id", itoa(i)), erase("a"), erase("b")))
+	}
+	finish(t, s, c, erasure.TaskDone, lease(t, s, "w", 10)...) // one block of many events
+	head, err := s.AuditHead(ctx)
+	if err != nil || head.Events < 10 {
+		t.Fatalf("head %+v %v", head, err)
+	}
+	for after := int64(0); after <= head.Events; after++ {
+		evs, err := s.Audit(ctx, erasure.AuditFilter{After: after, Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(3, int(head.Events-after))
+		if len(evs) != want || want > 0 && (evs[0].Seq != after+1 || evs[len(evs)-1].Seq != after+int64(want)) {
+			t.Fatalf("after %d: %d events from %v, want %d from %d", after, len(evs), evs, want, after+1)
+		}
+	}
 }
 
 // msg returns a message of subscriber sub and key, caused by audit event seq.

@@ -22,6 +22,8 @@ CREATE INDEX outbox_undelivered ON outbox (subscriber, key, id) WHERE state <> '
 CREATE INDEX outbox_state ON outbox (state, id);
 CREATE INDEX outbox_key ON outbox (key, id);
 
+CREATE INDEX audit_blocks_first_event ON audit_blocks (first_event);
+
 CREATE TABLE notify_cursor (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     seq        BIGINT  NOT NULL,

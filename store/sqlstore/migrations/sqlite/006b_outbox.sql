@@ -27,6 +27,10 @@ CREATE INDEX outbox_undelivered ON outbox (subscriber, key, id) WHERE state <> '
 CREATE INDEX outbox_state ON outbox (state, id);
 CREATE INDEX outbox_key ON outbox (key, id);
 
+-- The notifier reads the audit trail from an event on: the block holding it is found by its
+-- first event.
+CREATE INDEX audit_blocks_first_event ON audit_blocks (first_event);
+
 -- How far the notifier has read the audit trail: the sequence of the last event it turned
 -- into messages. It moves in the same transaction as the messages it wrote.
 CREATE TABLE notify_cursor (
