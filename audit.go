@@ -12,9 +12,10 @@ const (
 	EventRequestFailed    = "request.failed"
 	EventRequestCancelled = "request.cancelled"
 	EventRequestRetried   = "request.retried"
-	EventTaskAttempt      = "task.attempt"   // one attempt's outcome (done, retry, failed, skipped, dispatched, queued)
-	EventTaskAcked        = "task.acked"     // an async acknowledgement
-	EventTaskCancelled    = "task.cancelled" // a task stopped by a cancel
+	EventRequestOverdue   = "request.overdue" // an open request passed its deadline (once per request)
+	EventTaskAttempt      = "task.attempt"    // one attempt's outcome (done, retry, failed, skipped, dispatched, queued)
+	EventTaskAcked        = "task.acked"      // an async acknowledgement
+	EventTaskCancelled    = "task.cancelled"  // a task stopped by a cancel
 	EventIdentifiersFound = "identifiers.found"
 	EventSubjectHashed    = "subject.hashed"  // clear identifiers replaced by keyed hashes
 	EventSweepStarted     = "sweep.started"   // an offline dataset's sweep took its queued tasks

@@ -407,15 +407,31 @@ type RequestPage struct {
 	Next     string    `json:"next_cursor,omitempty"`
 }
 
-// DatasetStats is the health of one dataset as the store sees it.
+// DatasetStats is the health of one dataset: its tasks as the store sees them, and its
+// recent attempts as the executor saw them.
 type DatasetStats struct {
-	Dataset  string         `json:"dataset"`
-	ByState  map[string]int `json:"tasks_by_status"`
-	Backlog  int            `json:"backlog"`
-	Failures int            `json:"failures"`
+	Dataset string         `json:"dataset"`
+	ByState map[string]int `json:"tasks_by_status"`
+	Backlog int            `json:"backlog"`
+	// Failures counts the dataset's tasks that failed for good (an operator's retry re-opens
+	// them); attempts that failed and will be retried are FailedAttempts.
+	Failures int `json:"failures"`
 	// LastDone is when a task of the dataset last finished.
 	LastDone *time.Time `json:"last_done,omitempty"`
+
+	// FailedAttempts counts the dataset's attempts that failed (to be retried, or for good) in
+	// the last AttemptWindow, as this server's executor saw them.
+	FailedAttempts int `json:"failed_attempts"`
+	// LastError is the error of the latest failed attempt, LastErrorAt when it failed.
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// FailingSince is when the dataset's attempts began to fail: the first failed attempt
+	// since the last one that succeeded; nil while its latest attempt succeeded.
+	FailingSince *time.Time `json:"failing_since,omitempty"`
 }
+
+// AttemptWindow is how far back DatasetStats.FailedAttempts counts.
+const AttemptWindow = 15 * time.Minute
 
 // Store keeps requests, identifiers, tasks and the audit trail. It decides nothing about
 // tasks: every method that changes a request loads its RequestState in a transaction, applies

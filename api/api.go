@@ -22,9 +22,12 @@
 //	GET  /v1/datasets                 read
 //	GET  /v1/datasets/{name}          read
 //	GET  /v1/audit                    read     ?request=&after=&limit= (1..10000, default 1000)
-//	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready), Prometheus
+//	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready: the store takes a write), Prometheus
 //	/v1/records/…                     read, write, operate: see RecordsHandler
 //	/v1/holds, /v1/suppressions…, /v1/retention/…, /v1/replays/…: see PolicyRoutes
+//	/v1/sweeps/…                      read, operate: see SweepRoutes
+//	/v1/webhooks/deliveries…          read, operate: see OutboxRoutes
+//	GET  /v1/requests:resolve         read     ?prefix=: see ResolveRoutes
 //
 // operate implies read. Responses never hold a subject's identifiers in clear, not even while
 // a request is open: a request shows its subject as keyed hashes (subject_hashes). Whoever

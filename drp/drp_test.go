@@ -109,7 +109,7 @@ func tamper(body string) string {
 func TestDeletion(t *testing.T) {
 	h := newHarness(t)
 	cbs := newCallbacks(t)
-	deliverCallbacks(t, h, h.srv.DRP.Subscriber())
+	deliverCallbacks(t, h)
 	h.startExecutor()
 	a := h.agent("AGENT_A")
 	a.setup()
@@ -226,7 +226,7 @@ func firstRequest(t *testing.T, h *harness) string {
 func TestRevoke(t *testing.T) {
 	h := newHarness(t)
 	cbs := newCallbacks(t)
-	deliverCallbacks(t, h, h.srv.DRP.Subscriber())
+	deliverCallbacks(t, h)
 	a := h.agent("AGENT_A")
 	a.setup()
 

@@ -1,7 +1,6 @@
 package drp_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -499,54 +498,16 @@ func signatureValid(token string, cb callback) bool {
 	return ts != "" && hmac.Equal([]byte(v1), []byte(hex.EncodeToString(mac.Sum(nil))))
 }
 
-// deliverCallbacks reads the server's audit trail from its start, asks sub for the messages
-// of each event and POSTs them, each until its endpoint accepts it, in order: a stand-in for
-// the outbox's notifier and deliverer, to be replaced by them.
-func deliverCallbacks(t *testing.T, h *harness, sub erasure.Subscriber) {
-	done := make(chan struct{})
-	t.Cleanup(func() { h.cancel(); <-done })
-	go func() {
-		defer close(done)
-		var cursor int64
-		for h.ctx.Err() == nil {
-			evs, err := h.srv.Store.Audit(h.ctx, erasure.AuditFilter{After: cursor, Limit: 100})
-			if err != nil {
-				return
-			}
-			for _, ev := range evs {
-				msgs, err := sub.Messages(h.ctx, ev)
-				if err != nil {
-					t.Errorf("Messages(%s %s): %v", ev.Type, ev.RequestID, err)
-					return
-				}
-				for _, m := range msgs {
-					post(h.ctx, sub, m)
-				}
-				cursor = ev.Seq
-			}
-			select {
-			case <-h.ctx.Done():
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
-}
-
-func post(ctx context.Context, sub erasure.Subscriber, m erasure.OutboxMessage) {
-	for ctx.Err() == nil {
-		hdr, err := sub.Headers(m, time.Now())
-		if err == nil {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, m.URL, bytes.NewReader(m.Body))
-			for k, v := range hdr {
-				req.Header.Set(k, v)
-			}
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode/100 == 2 {
-					return
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+// deliverCallbacks runs the server's notifier and deliverer, which read the audit trail, store
+// the status callbacks the server's DRP subscriber asks for in the outbox, and POST them.
+func deliverCallbacks(t *testing.T, h *harness) {
+	t.Helper()
+	n, d := h.srv.Notifier(), h.srv.Deliverer()
+	if err := n.Start(h.ctx); err != nil {
+		t.Fatal(err)
 	}
+	if err := d.Start(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.cancel(); n.Wait(); d.Wait() })
 }

@@ -48,6 +48,9 @@ type Engine struct {
 	Rand    *rand.Rand
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Health, when set, is told of every attempt (the datasets' health, one log line per
+	// failed attempt).
+	Health *Health
 
 	depMu      sync.Mutex
 	deployment string
@@ -171,7 +174,9 @@ func (e *Engine) Run(ctx context.Context) error {
 						results <- e.deferred(q.task)
 						continue
 					}
-					results <- e.Execute(workCtx, q.task)
+					r := e.Execute(workCtx, q.task)
+					e.Health.Record(q.task, r)
+					results <- r
 				}
 			}()
 		}
@@ -184,12 +189,22 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 
 	leaseFor := e.leaseFor()
+	// While the store fails, one line when it starts, one a minute, one when it is back.
+	var failingSince, loggedAt time.Time
 	for ctx.Err() == nil {
 		n := e.reserve(e.Batch)
 		if n > 0 {
 			got, err := e.Store.LeaseTasks(ctx, e.Owner, n, leaseFor)
-			if err != nil && ctx.Err() == nil {
-				e.Logger.Error("lease failed", "err", err)
+			switch now := time.Now(); {
+			case err != nil && ctx.Err() == nil && (failingSince.IsZero() || now.Sub(loggedAt) >= time.Minute):
+				if failingSince.IsZero() {
+					failingSince = now
+				}
+				loggedAt = now
+				e.Logger.Error("cannot lease tasks: the store fails", "err", err.Error(), "failing_for", erasure.FormatDuration(now.Sub(failingSince).Round(time.Second)))
+			case err == nil && !failingSince.IsZero():
+				e.Logger.Info("leasing tasks again", "failed_for", erasure.FormatDuration(now.Sub(failingSince).Round(time.Second)))
+				failingSince = time.Time{}
 			}
 			e.inflight.Add(int64(len(got) - n))
 			e.dispatch(got, results)
@@ -340,7 +355,7 @@ func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct
 		if e.Metrics != nil {
 			for _, r := range batch {
 				if !r.Deferred {
-					e.Metrics.finished.WithLabelValues(string(r.State)).Inc()
+					e.Metrics.finished.WithLabelValues(r.Dataset, string(r.State)).Inc()
 				}
 			}
 		}

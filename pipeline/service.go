@@ -40,9 +40,14 @@ type Service struct {
 	Now        func() time.Time
 	Logger     *slog.Logger
 	Metrics    *Metrics
+	// Health, when set, adds the executor's view of recent attempts to the datasets' health.
+	Health *Health
 
-	mu   sync.Mutex
-	rand *rand.Rand
+	mu       sync.Mutex
+	rand     *rand.Rand
+	readyAt  time.Time
+	readyErr error
+	probe    chan struct{} // closed when the readiness probe in flight ends
 }
 
 var _ erasure.Service = (*Service)(nil)
@@ -384,6 +389,7 @@ func (s *Service) Datasets(ctx context.Context) ([]erasure.DatasetInfo, error) {
 		if !ok {
 			h = erasure.DatasetStats{Dataset: d.Name, ByState: map[string]int{}}
 		}
+		s.Health.Apply(&h)
 		info := erasure.DatasetInfo{Name: d.Name, Owner: d.Owner, Connector: d.Connector, Method: d.Method, Keys: d.Keys, Provides: d.Provides, After: d.After, Policy: d.Policy, Health: h,
 			Retention: d.Retention, Escrow: d.Escrow}
 		if d.Canary != nil {
@@ -446,20 +452,21 @@ func (s *Service) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error)
 	return &erasure.AuditReport{OK: true, Head: head}, nil
 }
 
-// Ready implements erasure.Service.
-func (s *Service) Ready(ctx context.Context) error {
-	if _, err := s.Store.OverdueRequests(ctx); err != nil {
-		return erasure.Errorf(erasure.EUNAVAILABLE, "store not ready: %v", err)
-	}
-	return nil
-}
+// Ready implements erasure.Service: the store must take a write (erasure.WriteProbe), since a
+// server whose store answers reads but cannot commit takes no request. The answer is reused
+// for a second.
+func (s *Service) Ready(ctx context.Context) error { return s.ready(ctx) }
 
-// WatchOverdue logs and exports the number of overdue requests every interval until ctx ends:
-// overdue work is loud.
+// WatchOverdue, every interval until ctx ends, marks the requests that passed their deadline
+// (a request.overdue event each, once: see erasure.OverdueStore) and logs and exports how
+// many open requests are overdue: overdue work is loud.
 func (s *Service) WatchOverdue(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		if err := s.markOverdue(ctx); err != nil && ctx.Err() == nil && s.Logger != nil {
+			s.Logger.Error("overdue requests not marked; trying again", "err", err.Error())
+		}
 		n, err := s.Store.OverdueRequests(ctx)
 		if err == nil {
 			if s.Metrics != nil {

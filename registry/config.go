@@ -82,6 +82,8 @@ type Config struct {
 	Defaults erasure.Policy `yaml:"-"`
 	// Datasets are the registered datasets, in file order, with their connectors built.
 	Datasets []*erasure.Dataset `yaml:"-"`
+	// Notify are the webhook endpoints of the `notify` section, in file order.
+	Notify []Notify `yaml:"-"`
 	// Resources are what the connectors asked the server for (a NATS connection, the record
 	// store), for the server to provide once it has opened them.
 	Resources *Resources `yaml:"-"`

@@ -122,6 +122,8 @@ var testEnv = map[string]string{
 	"SHORT_TOKEN":          "short",
 	"EMPTY":                "",
 	"USER_ID":              "user_id",
+	"WEBHOOK_SECRET":       "whsec-0123456789abcdef",
+	"OTHER_SECRET":         "whsec-fedcba9876543210",
 }
 
 func lookupTestEnv(name string) (string, bool) {

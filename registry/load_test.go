@@ -312,7 +312,7 @@ func TestParse_Env(t *testing.T) {
 	})
 	t.Run("KeysAreNotExpanded", func(t *testing.T) {
 		got := parseErrors(t, "x.yaml", "${USER_ID}: 1\n"+minimal)
-		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets, drp, suppression)`}
+		want := []string{`x.yaml:1: unknown key "${USER_ID}" (known: version, server, store, auth, audit, nats, kafka, records, identifiers, defaults, datasets, drp, suppression, notify)`}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("errors = %q, want %q", got, want)
 		}

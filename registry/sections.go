@@ -43,7 +43,7 @@ var DefaultPolicy = erasure.Policy{
 	Guard:       DefaultGuard,
 }
 
-var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "drp", "suppression"}
+var topKeys = []string{"version", "server", "store", "auth", "audit", "nats", "kafka", "records", "identifiers", "defaults", "datasets", "drp", "suppression", "notify"}
 
 func (l *loader) top(root *yaml.Node) {
 	sec := map[string]*yaml.Node{}
@@ -68,6 +68,7 @@ func (l *loader) top(root *yaml.Node) {
 	l.suppression(sec["suppression"])
 	l.auth(sec["auth"])
 	l.drp(sec["drp"])
+	l.notify(sec["notify"])
 }
 
 func (l *loader) version(root, n *yaml.Node) {

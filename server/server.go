@@ -78,6 +78,12 @@ type Server struct {
 	// Certifier signs erasure certificates; UI is the dashboard mounted at /ui/ (ui.go).
 	Certifier *pipeline.Certifier
 	UI        *web.Handler
+	// Health is the executor's view of each dataset's recent attempts.
+	Health *pipeline.Health
+	// Notifications turns the audit trail into outbox messages for the subscribers, and
+	// Deliveries sends them (see Subscribe).
+	Notifications *pipeline.Notifier
+	Deliveries    *pipeline.Deliverer
 
 	// What Start started, for Close.
 	mu      sync.Mutex
@@ -129,7 +135,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
 		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(),
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
-		Logger: log.WithGroup("records"),
+		Logger: log, // the record store logs in its group, records
 	})
 	if err != nil {
 		return nil, err
@@ -152,12 +158,14 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	for _, d := range cfg.Datasets {
 		byName[d.Name] = d
 	}
-	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
+	s.Health = pipeline.NewHealth(log.WithGroup("executor"))
+	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m, Health: s.Health}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace,
-		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m, Health: s.Health}
 	s.Policies = &pipeline.Policies{Store: s.Store, Datasets: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		Hasher: hasher, Suppression: pol.suppression, DefaultDeadline: cfg.Defaults.Deadline, Engine: s.Engine, Logger: log.WithGroup("policies")}
+	s.openNotifications(log, m)
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
@@ -176,11 +184,19 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		for pattern, h := range s.DRP.Routes() {
 			s.API.Mount(pattern, h)
 		}
+		// Status callbacks leave through the outbox, like webhooks.
+		s.Subscribe(s.DRP.Subscriber())
 	}
 	if err := s.mountUI(key); err != nil {
 		return nil, err
 	}
 	for pattern, h := range api.PolicyRoutes(s.API, s.Policies) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.OutboxRoutes(s.API, &pipeline.OutboxService{Store: s.Store, Deliverer: s.Deliveries}) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.ResolveRoutes(s.API, s.Service) {
 		s.API.Mount(pattern, h)
 	}
 	return s, nil
@@ -267,8 +283,9 @@ func natsSubjects(ds []*erasure.Dataset) []string {
 	return out
 }
 
-// TakeOverLeases releases every lease of the store: SQLite is single-node, so this server
-// owns the tasks that servers before it were running when they stopped. Start calls it; a
+// TakeOverLeases releases every lease of the store, of tasks and of outbox messages: SQLite is
+// single-node, so this server owns the tasks that servers before it were running, and the
+// notifications they were delivering, when they stopped. Start calls it; a
 // deployment of several workers on a shared store must not.
 func (s *Server) TakeOverLeases(ctx context.Context) error {
 	n, err := s.Store.ReleaseLeases(ctx)
@@ -278,12 +295,18 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 	if n > 0 {
 		s.Logger.Info("took over running tasks of a previous run", "tasks", n)
 	}
+	if n, err = s.Store.ReleaseOutboxLeases(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		s.Logger.Info("took over notifications a previous run was delivering", "notifications", n)
+	}
 	return nil
 }
 
 // Start takes over the leases of previous runs and starts every component in this process:
 // the API listening on addr (":0" or "127.0.0.1:0" picks a port), the executor, the
-// acknowledgement listener when NATS is connected, the sweeps and the overdue watcher. It
+// acknowledgement listener when NATS is connected, the sweeps, the overdue watcher, the
+// notifier and the deliverer. It
 // returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
 func (s *Server) Start(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -304,7 +327,8 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule(), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery))
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule(), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery),
+		s.Notifier(), s.Deliverer())
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()

@@ -115,7 +115,7 @@ func TestCanaryCommands(t *testing.T) {
 			t.Fatalf("exit %d\n%s%s", code, out, errOut)
 		}
 		code, out, _ = run(t, "datasets", "list")
-		if code != 0 || !regexp.MustCompile(`profile-service\s.*\sfailed\n`).MatchString(out) || !strings.Contains(lastLine(out), "1 canaries failing") {
+		if code != 0 || !regexp.MustCompile(`profile-service\s.*\sfailed\s`).MatchString(out) || !strings.Contains(lastLine(out), "1 canary failing") {
 			t.Fatalf("datasets list: exit %d\n%s", code, out)
 		}
 		resp, err := http.Get(m.URL() + "/metrics")

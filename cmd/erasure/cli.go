@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"erasure"
@@ -29,16 +28,36 @@ func command(name, summary string, run func(ctx context.Context, args []string, 
 	commands[name] = cmd{name, summary, run}
 }
 
-// dispatch runs the command named by args and returns the process exit code.
+// dispatch runs the command named by args and returns the process exit code. Help is
+// answered here, on stdout, without running the command: `erasure help [COMMAND]`, `erasure
+// COMMAND --help`, `erasure GROUP --help`; a group named without its command (`erasure
+// records`) gets its help on stderr and exit code 2.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		usage(stdout)
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	c, rest, ok := find(args)
 	if !ok {
-		fmt.Fprintf(stderr, "erasure: unknown command %q (run `erasure help`)\n", strings.Join(args[:min(2, len(args))], " "))
+		if _, group := groups()[args[0]]; group {
+			switch {
+			case len(args) == 1:
+				groupHelp(stderr, args[0])
+				return 2
+			case strings.HasPrefix(args[1], "-") && wantsHelp(args[1:]):
+				groupHelp(stdout, args[0])
+				return 0
+			}
+		}
+		fmt.Fprintf(stderr, "erasure: %s\n", unknownCommand(args))
 		return 2
+	}
+	if wantsHelp(rest) {
+		commandHelp(stdout, c)
+		return 0
 	}
 	err := c.run(ctx, rest, stdout, stderr)
 	if err == nil {
@@ -59,19 +78,6 @@ func find(args []string) (cmd, []string, bool) {
 	}
 	c, ok := commands[args[0]]
 	return c, args[1:], ok
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: erasure COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nclient commands read ERASURE_URL (default http://127.0.0.1:8080) and ERASURE_TOKEN.")
 }
 
 // exitCode maps an error code to a process exit code: 1 for failures of the work itself,
@@ -113,22 +119,38 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
-// flags returns a FlagSet for a command that reports errors instead of exiting.
+// flags returns a FlagSet for a command that reports errors instead of exiting or printing
+// (parse's error names the flag and the command's usage). Given a probe as stderr, it hands
+// the probe the FlagSet (help and completions read the flags so).
 func flags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("erasure "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if p, ok := stderr.(*probe); ok {
+		fs.SetOutput(p)
+		p.fs = fs
+		return fs
+	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
 // parse parses args with fs, accepting flags after positional arguments too.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	if _, ok := fs.Output().(*probe); ok {
+		return nil, errProbe
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageError(err.Error())
+			msg := err.Error()
+			if c, ok := commands[strings.TrimPrefix(fs.Name(), "erasure ")]; ok {
+				_, use := synopsis(c)
+				msg += fmt.Sprintf(" (usage: erasure %s; see `%s --help`)", use, fs.Name())
+			}
+			return nil, usageError(msg)
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,14 +16,15 @@ import (
 
 	"erasure"
 	"erasure/client"
+	"erasure/internal/words"
 )
 
 func init() {
 	command("submit", "submit an erasure: submit TYPE=VALUE... [--reason R] [--deadline T|30d] [--grace 72h] [--no-suppress] [--idempotency-key K] [--wait]", runSubmit)
-	command("status", "show a request and its tasks: status ID", runStatus)
-	command("wait", "wait until a request ends: wait ID [--timeout D]; exits 0 only when it completed", runWait)
-	command("cancel", "cancel a request's unfinished tasks: cancel ID", runCancel)
-	command("retry", "re-open a request's failed tasks: retry [--force] ID (--force lifts tripped guards)", runRetry)
+	command("status", "show a request and its tasks (ID may be a unique prefix): status ID", runStatus)
+	command("wait", "wait until a request ends (ID may be a unique prefix): wait ID [--timeout D]; exits 0 only when it completed", runWait)
+	command("cancel", "cancel a request's unfinished tasks (ID may be a unique prefix): cancel ID", runCancel)
+	command("retry", "re-open a request's failed tasks (ID may be a unique prefix): retry [--force] ID (--force lifts tripped guards)", runRetry)
 	command("datasets list", "list the registered datasets with their health", runDatasetsList)
 	command("audit verify", "fetch the audit trail and recompute its hash chain: audit verify [--request ID]", runAuditVerify)
 }
@@ -41,7 +43,7 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	reason := fs.String("reason", "user_request", "why the subject is erased: a short label (a-z, 0-9, _, -, spaces)")
 	deadline := fs.String("deadline", "", "when the erasure must be done: an RFC 3339 time, or a delay such as 30d or 72h (default: the registry's)")
 	key := fs.String("idempotency-key", "", "submitting again with the same key returns the same request instead of a new one")
-	wait := fs.Bool("wait", false, "wait until the request ends and print its outcome (the token needs the read role too)")
+	wait := fs.Bool("wait", false, "wait until the request ends, showing its progress and outcome on stderr; exits 0 only when it completed (the token needs the read role too)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
 	grace := fs.String("grace", "", "the grace window: the erasure waits this long (72h, 3d; 0s for none) and the submitter may withdraw it with `cancel` meanwhile (default: the registry's)")
 	noSuppress := fs.Bool("no-suppress", false, "keep the subject off the suppression list once erased")
@@ -85,16 +87,17 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// stdout holds the id alone (id=$(erasure submit ...)); everything else goes to stderr.
 	fmt.Fprintln(stdout, req.ID)
 	if created {
-		fmt.Fprintf(stderr, "submitted %s: %d identifiers, %d tasks planned, deadline %s\n", req.ID, len(sub.Subject), len(req.Tasks), req.Deadline.Format(time.RFC3339))
+		fmt.Fprintf(stderr, "submitted %s: %s, %s planned, deadline %s\n", req.ID, words.Count(len(sub.Subject), "identifier"), words.Count(len(req.Tasks), "task"), req.Deadline.Format(time.RFC3339))
 	} else {
 		fmt.Fprintf(stderr, "%s was already submitted with this idempotency key: %s\n", req.ID, summary(req))
 	}
 	if !*wait {
 		return nil
 	}
-	return waitFor(ctx, c, req.ID, *timeout, stdout, stderr)
+	return waitFor(ctx, c, req.ID, *timeout, stderr, stderr)
 }
 
 // parseGrace reads a grace window: a Go duration or days (3d); 0 or 0s is none.
@@ -169,6 +172,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if id, err = requestID(ctx, c, id); err != nil {
+		return err
+	}
 	req, err := c.Request(ctx, id)
 	if err != nil {
 		return err
@@ -204,6 +210,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+// requestID returns the request id that arg names: arg itself when it is a whole id, else the
+// one id it is a unique prefix of (the server says which; ECONFLICT when several match).
+func requestID(ctx context.Context, c *client.Client, arg string) (string, error) {
+	arg = strings.TrimSuffix(arg, "…") // as progress lines show them
+	if len(arg) == 28 && strings.HasPrefix(arg, "r_") || !idPrefixRE.MatchString(arg) {
+		return arg, nil // a whole id, or no id the server makes: the server answers for it
+	}
+	return c.ResolveRequestID(ctx, arg)
+}
+
+// idPrefixRE matches what may start a request id ("r_" may be left out).
+var idPrefixRE = regexp.MustCompile(`^(r_)?[0-9a-hjkmnp-tv-z]{1,26}$`)
+
 // oneLineText keeps the first line of s, at most n bytes, for tables.
 func oneLineText(s string, n int) string {
 	s, _, _ = strings.Cut(s, "\n")
@@ -230,7 +249,7 @@ func summary(req *erasure.Request) string {
 			open++
 		}
 	}
-	s := fmt.Sprintf("%s %s: %d of %d tasks done", req.ID, req.Status, done, len(req.Tasks))
+	s := fmt.Sprintf("%s %s: %d of %s done", req.ID, req.Status, done, words.Count(len(req.Tasks), "task"))
 	if failed > 0 {
 		s += fmt.Sprintf(", %d failed", failed)
 	}
@@ -257,6 +276,9 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	c, err := newClient()
 	if err != nil {
+		return err
+	}
+	if id, err = requestID(ctx, c, id); err != nil {
 		return err
 	}
 	return waitFor(ctx, c, id, *timeout, stdout, stderr)
@@ -359,6 +381,9 @@ func operate(ctx context.Context, name string, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	if id, err = requestID(ctx, c, id); err != nil {
+		return err
+	}
 	req, err := action(c, ctx, id)
 	if err != nil {
 		return err
@@ -386,12 +411,17 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE\tCANARY")
-	var backlog, failures, canariesFailed int
+	fmt.Fprintln(tw, "NAME\tOWNER\tCONNECTOR\tMETHOD\tBACKLOG\tFAILURES\tLAST DONE\tFAILED ATTEMPTS (15m)\tFAILING SINCE\tCANARY\tLAST ERROR")
+	var backlog, failures, failing, canariesFailed int
 	for _, d := range ds {
-		last := "-"
-		if d.Health.LastDone != nil {
-			last = d.Health.LastDone.Format(time.RFC3339)
+		h := d.Health
+		last, since := "-", "-"
+		if h.LastDone != nil {
+			last = h.LastDone.Format(time.RFC3339)
+		}
+		if h.FailingSince != nil {
+			since = h.FailingSince.Format(time.RFC3339)
+			failing++
 		}
 		canary := "-"
 		switch c := d.Canary; {
@@ -404,16 +434,20 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 			canary = "failed"
 			canariesFailed++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.Owner, d.Connector, d.Method, d.Health.Backlog, d.Health.Failures, last, canary)
-		backlog += d.Health.Backlog
-		failures += d.Health.Failures
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", d.Name, d.Owner, d.Connector, d.Method, h.Backlog, h.Failures, last,
+			h.FailedAttempts, since, canary, oneLineText(h.LastError, 80))
+		backlog += h.Backlog
+		failures += h.Failures
 	}
 	tw.Flush()
-	summary := fmt.Sprintf("%d datasets, %d tasks in backlog, %d failed", len(ds), backlog, failures)
-	if canariesFailed > 0 {
-		summary += fmt.Sprintf(", %d canaries failing", canariesFailed)
+	line := fmt.Sprintf("%s, %s in backlog, %d failed", words.Count(len(ds), "dataset"), words.Count(backlog, "task"), failures)
+	if failing > 0 {
+		line += fmt.Sprintf("; %d failing now", failing)
 	}
-	fmt.Fprintln(stdout, summary)
+	if canariesFailed > 0 {
+		line += fmt.Sprintf("; %s failing", words.Count(canariesFailed, "canary"))
+	}
+	fmt.Fprintln(stdout, line)
 	return nil
 }
 
@@ -437,7 +471,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	if !rep.OK {
-		return fmt.Errorf("audit trail BROKEN: %s (verified up to block %d, %d events, hash %s)", rep.Error, rep.Head.Block, rep.Head.Events, rep.Head.Hash)
+		return fmt.Errorf("audit trail BROKEN: %s (verified up to block %d, %s, hash %s)", rep.Error, rep.Head.Block, words.Count(rep.Head.Events, "event"), rep.Head.Hash)
 	}
 	if *request != "" {
 		evs, err := c.Audit(ctx, erasure.AuditFilter{RequestID: *request})
@@ -445,10 +479,10 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if len(evs) == 0 {
-			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%d events, verified) has no event of request %s", rep.Head.Events, *request)
+			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%s, verified) has no event of request %s", words.Count(rep.Head.Events, "event"), *request)
 		}
-		fmt.Fprintf(stdout, "request %s: %d events in the trail\n", *request, len(evs))
+		fmt.Fprintf(stdout, "request %s: %s in the trail\n", *request, words.Count(len(evs), "event"))
 	}
-	fmt.Fprintf(stdout, "audit trail ok: %d events in %d blocks, head %s\n", rep.Head.Events, rep.Head.Block, rep.Head.Hash)
+	fmt.Fprintf(stdout, "audit trail ok: %s in %s, head %s\n", words.Count(rep.Head.Events, "event"), words.Count(rep.Head.Block, "block"), rep.Head.Hash)
 	return nil
 }

@@ -79,12 +79,13 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 	t.Cleanup(func() { waitFirstPoll = first })
 
 	t.Run("SubmitWaitCompletes", func(t *testing.T) {
+		// stdout holds the id alone, so that id=$(erasure submit ... --wait) works; the outcome
+		// is on stderr.
 		code, out, errOut := run(t, "submit", "user_id=42", "email=a@example.com", "--wait", "--timeout", "1m")
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != 0 || len(lines) != 2 || !regexp.MustCompile(`^r_[0-9a-z]{26} completed: 2 of 2 tasks done, 2 removed$`).MatchString(lines[1]) {
+		if code != 0 || !regexp.MustCompile(`^r_[0-9a-z]{26}\n$`).MatchString(out) || !regexp.MustCompile(`\nr_[0-9a-z]{26} completed: 2 of 2 tasks done, 2 removed\n$`).MatchString(errOut) {
 			t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 		}
-		code, out, _ = run(t, "status", lines[0])
+		code, out, _ = run(t, "status", strings.TrimSpace(out))
 		if code != 0 || !strings.Contains(out, "status completed  overdue no") || !regexp.MustCompile(`sessions\s+erase\s+realtime\s+done\s+1\s+1\s+20`).MatchString(out) {
 			t.Fatalf("status: exit %d\n%s", code, out)
 		}
@@ -120,6 +121,36 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 		code, out, _ = run(t, "audit", "verify")
 		if code != 0 {
 			t.Fatalf("audit verify: exit %d %s", code, out)
+		}
+	})
+	t.Run("IDPrefixes", func(t *testing.T) {
+		var ids []string
+		for _, u := range []string{"user_id=50", "user_id=51"} {
+			_, out, _ := run(t, "submit", u)
+			ids = append(ids, strings.TrimSpace(out))
+		}
+		short := ids[0][:len(ids[0])-4] // unique: the last 80 bits are random
+		for _, arg := range []string{short, strings.TrimPrefix(short, "r_"), short + "…"} {
+			code, out, errOut := run(t, "status", arg)
+			if code != 0 || !strings.HasPrefix(out, "request "+ids[0]+" ") {
+				t.Errorf("status %s: exit %d %q %q", arg, code, out, errOut)
+			}
+		}
+		// Requests of one run share their first characters: that prefix names several.
+		common := "r_"
+		for i := 2; i < 28 && ids[0][i] == ids[1][i]; i++ {
+			common = ids[0][:i+1]
+		}
+		code, _, errOut := run(t, "wait", common)
+		if code != 5 || !strings.Contains(errOut, "ambiguous") || !strings.Contains(errOut, "give more characters") {
+			t.Errorf("an ambiguous prefix: exit %d %q", code, errOut)
+		}
+		if code, _, errOut := run(t, "cancel", "r_zzzzzz"); code != 3 || !strings.Contains(errOut, "no request id starts with r_zzzzzz") {
+			t.Errorf("an unknown prefix: exit %d %q", code, errOut)
+		}
+		// The request has completed by now: the cancel is refused, naming the request found.
+		if code, out, errOut := run(t, "cancel", short); !strings.Contains(out+errOut, ids[0]) {
+			t.Errorf("cancel by prefix: exit %d %q %q", code, out, errOut)
 		}
 	})
 	t.Run("AuditVerify", func(t *testing.T) {

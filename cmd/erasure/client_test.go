@@ -25,7 +25,8 @@ func newClientEnv(t *testing.T) *clientEnv {
 	t.Helper()
 	svc := apitest.New([]string{"user_id", "email"},
 		erasure.DatasetInfo{Name: "profile-service", Owner: "profile-team", Connector: "http", Method: erasure.MethodRealtime,
-			Health: erasure.DatasetStats{Backlog: 3, Failures: 1}},
+			Health: erasure.DatasetStats{Backlog: 3, Failures: 1, FailedAttempts: 7, LastError: "DELETE http://profile/users/{user_id}: 503 Service Unavailable",
+				FailingSince: &failingSince}},
 		erasure.DatasetInfo{Name: "notifications", Owner: "messaging-team", Connector: "nats", Method: erasure.MethodAsync},
 	)
 	srv := httptest.NewServer(api.New(api.Config{Service: svc, Tokens: []api.Token{
@@ -56,6 +57,8 @@ func lastLine(s string) string {
 }
 
 var requestIDLine = regexp.MustCompile(`^req-\d{4}\n$`)
+
+var failingSince = time.Date(2026, 3, 1, 11, 50, 0, 0, time.UTC)
 
 func TestClientCommands_Submit(t *testing.T) {
 	e := newClientEnv(t)
@@ -162,8 +165,7 @@ func TestClientCommands_Wait(t *testing.T) {
 	t.Run("SubmitWaitCompleted", func(t *testing.T) {
 		finishAfter(erasure.TaskDone, "")
 		code, out, errOut := run(t, "submit", "user_id=42", "--wait")
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if code != 0 || len(lines) != 2 || !strings.HasSuffix(lines[1], "completed: 2 of 2 tasks done, 2 removed") {
+		if code != 0 || !requestIDLine.MatchString(out) || !strings.HasSuffix(errOut, "completed: 2 of 2 tasks done, 2 removed\n") {
 			t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 		}
 		if !strings.Contains(errOut, "pending: 0 of 2 tasks done, 2 open") {
@@ -274,8 +276,9 @@ func TestClientCommands_DatasetsList(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") ||
-		!regexp.MustCompile(`^profile-service\s+profile-team\s+http\s+realtime\s+3\s+1\s+-\s+-$`).MatchString(lines[1]) ||
-		lines[3] != "2 datasets, 3 tasks in backlog, 1 failed" {
+		!regexp.MustCompile(`^profile-service\s+profile-team\s+http\s+realtime\s+3\s+1\s+-\s+7\s+2026-03-01T11:50:00Z\s+-\s+DELETE http://profile/users/\{user_id\}: 503 Service Unavailable$`).MatchString(lines[1]) ||
+		!regexp.MustCompile(`^notifications\s+messaging-team\s+nats\s+async\s+0\s+0\s+-\s+0\s+-\s+-\s*$`).MatchString(lines[2]) ||
+		lines[3] != "2 datasets, 3 tasks in backlog, 1 failed; 1 failing now" {
 		t.Fatalf("output:\n%s", out)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"strconv"
 
 	"erasure"
 	_ "erasure/connector/files"   // registers "files"
@@ -11,6 +10,7 @@ import (
 	_ "erasure/connector/records" // registers "records"
 	_ "erasure/connector/redis"   // registers "redis"
 	_ "erasure/connector/sql"     // registers "sql"
+	"erasure/internal/words"
 	"erasure/registry"
 )
 
@@ -27,9 +27,4 @@ func configError(path string, err error) error {
 	return &erasure.Error{Code: erasure.EINVALID, Message: err.Error()}
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return strconv.Itoa(n) + " " + word + "s"
-}
+func plural(n int, word string) string { return words.Count(n, word) }

@@ -70,9 +70,9 @@ func TestPolicyCommands(t *testing.T) {
 
 	for _, name := range []string{"holds add", "holds list", "holds release", "suppressions check", "suppressions export", "suppressions unsuppress",
 		"suppressions key", "retention run", "retention list", "replay", "submit"} {
-		code, _, errOut := run(t, append(strings.Fields(name), "--help")...)
-		if code != 0 || !strings.Contains(errOut, "Usage of erasure "+name) {
-			t.Errorf("%s --help: exit %d, stderr %q", name, code, errOut)
+		code, out, errOut := run(t, append(strings.Fields(name), "--help")...)
+		if code != 0 || !strings.HasPrefix(out, "usage: erasure "+name) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", name, code, out, errOut)
 		}
 	}
 

@@ -24,6 +24,7 @@ import (
 
 	"erasure"
 	"erasure/client"
+	"erasure/internal/words"
 	"erasure/records"
 	"erasure/reindex"
 	"erasure/store/sqlrecords"
@@ -58,7 +59,7 @@ func runRecordsArchive(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	body := records.ArchiveRequest{DeletedBefore: *before, DryRun: *dry, Force: *force, BatchSize: *batch, Limit: recordsCallLimit, Compact: *compact}
 	return recordsMove(ctx, "archive", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
-		return fmt.Sprintf("archived %d tombstones of %s deleted before %s", rep.Moved, *source, *before)
+		return fmt.Sprintf("archived %s of %s deleted before %s", words.Count(rep.Moved, "tombstone"), *source, *before)
 	})
 }
 
@@ -89,7 +90,7 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *after != "" {
 		body := records.RestoreRequest{DeletedAfter: *after, DryRun: *dry, BatchSize: *batch, Limit: recordsCallLimit}
 		return recordsMove(ctx, "restore", *source, body, stdout, stderr, func(rep *records.MoveReport) string {
-			return fmt.Sprintf("restored %d records of %s deleted after %s", rep.Moved, *source, *after)
+			return fmt.Sprintf("restored %s of %s deleted after %s", words.Count(rep.Moved, "record"), *source, *after)
 		})
 	}
 	// Ids go in chunks, each a call of its own.
@@ -114,10 +115,10 @@ func runRecordsRestore(ctx context.Context, args []string, stdout, stderr io.Wri
 		p.report(step{Done: int64(i + len(chunk)), Total: int64(len(ids))})
 	}
 	if *dry {
-		p.finish(stdout, "dry run: would restore %d records of %s (%d bytes); %d already live, %d never seen", total.Candidates, *source, total.Bytes, total.AlreadyLive, total.NotFound)
+		p.finish(stdout, "dry run: would restore %s of %s (%s); %d already live, %d never seen", words.Count(total.Candidates, "record"), *source, words.Count(total.Bytes, "byte"), total.AlreadyLive, total.NotFound)
 		return nil
 	}
-	p.finish(stdout, "restored %d records of %s in %d batches; %d already live, %d never seen", total.Moved, *source, total.Batches, total.AlreadyLive, total.NotFound)
+	p.finish(stdout, "restored %s of %s in %s; %d already live, %d never seen", words.Count(total.Moved, "record"), *source, words.Count(total.Batches, "batch"), total.AlreadyLive, total.NotFound)
 	return nil
 }
 
@@ -147,7 +148,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 		}
 		if rep.DryRun {
 			recordsPrintYears(stdout, rep)
-			p.finish(stdout, "dry run: %s would move %d records of %s (%d bytes, %.1f%% of its %d records)", what, rep.Candidates, source, rep.Bytes, 100*rep.Share, rep.SourceRecords)
+			p.finish(stdout, "dry run: %s would move %s of %s (%s, %.1f%% of its %s)", what, words.Count(rep.Candidates, "record"), source, words.Count(rep.Bytes, "byte"), 100*rep.Share, words.Count(rep.SourceRecords, "record"))
 			return nil
 		}
 		if first < 0 {
@@ -168,7 +169,7 @@ func recordsMove(ctx context.Context, what, source string, body any, stdout, std
 	if total.Compacted {
 		compacted = ", live partition compacted in " + total.CompactTime
 	}
-	p.finish(stdout, "%s in %d batches (%s, checksum %s%s)", done(total), total.Batches, p.elapsed().Round(time.Millisecond), total.Checksum, compacted)
+	p.finish(stdout, "%s in %s (%s, checksum %s%s)", done(total), words.Count(total.Batches, "batch"), p.elapsed().Round(time.Millisecond), total.Checksum, compacted)
 	return nil
 }
 
@@ -249,10 +250,10 @@ func runRecordsReconcile(ctx context.Context, args []string, stdout, stderr io.W
 		return err
 	}
 	if rep.DryRun {
-		fmt.Fprintf(stdout, "dry run: reconcile would tombstone %d of %d live records of %s (%.1f%%)\n", rep.Candidates, rep.SourceRecords, *source, 100*rep.Share)
+		fmt.Fprintf(stdout, "dry run: reconcile would tombstone %d of %s of %s (%.1f%%)\n", rep.Candidates, words.Count(rep.SourceRecords, "live record"), *source, 100*rep.Share)
 		return nil
 	}
-	fmt.Fprintf(stdout, "tombstoned %d of %d live records of %s absent from %s\n", rep.Moved, rep.SourceRecords, *source, *present)
+	fmt.Fprintf(stdout, "tombstoned %d of %s of %s absent from %s\n", rep.Moved, words.Count(rep.SourceRecords, "live record"), *source, *present)
 	return nil
 }
 
@@ -286,9 +287,9 @@ func runRecordsVerify(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "problem: %s\n", p)
 	}
 	if !rep.OK {
-		return &erasure.Error{Code: erasure.EINTERNAL, Message: fmt.Sprintf("verify found %d problems in the record store", len(rep.Problems)), Details: rep.Problems}
+		return &erasure.Error{Code: erasure.EINTERNAL, Message: fmt.Sprintf("verify found %s in the record store", words.Count(len(rep.Problems), "problem")), Details: rep.Problems}
 	}
-	fmt.Fprintf(stdout, "verified %d sources: live ∪ deleted matches every ledger and manifest\n", len(rep.Sources))
+	fmt.Fprintf(stdout, "verified %s: live ∪ deleted matches every ledger and manifest\n", words.Count(len(rep.Sources), "source"))
 	return nil
 }
 

@@ -85,13 +85,13 @@ func TestRecordsCommands(t *testing.T) {
 	})
 	t.Run("VerifyPasses", func(t *testing.T) {
 		code, out, _ := run(t, "records", "verify")
-		if code != 0 || !strings.Contains(out, "live 40 (0 tombstones), deleted 60") || !strings.HasPrefix(lastLine(out), "verified 1 sources") {
+		if code != 0 || !strings.Contains(out, "live 40 (0 tombstones), deleted 60") || !strings.HasPrefix(lastLine(out), "verified 1 source:") {
 			t.Fatalf("exit %d, out:\n%s", code, out)
 		}
 	})
 	t.Run("RestoreByIDsAndFile", func(t *testing.T) {
 		code, out, _ := run(t, "records", "restore", "--source", "sierra", "b000", "nope", "--ids-file", writeLines(t, "# comment", "b001", "", "b003"))
-		if code != 0 || lastLine(out) != "restored 2 records of sierra in 1 batches; 1 already live, 1 never seen" {
+		if code != 0 || lastLine(out) != "restored 2 records of sierra in 1 batch; 1 already live, 1 never seen" {
 			t.Fatalf("exit %d, out:\n%s", code, out)
 		}
 		if rec, err := s.Get(ctx, "sierra", "b001"); err != nil || rec.Partition != records.Live || !rec.Deleted {

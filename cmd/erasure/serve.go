@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"erasure/internal/words"
 	"erasure/registry"
 	"erasure/server"
 )
@@ -107,7 +108,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "erasure serving %d datasets on %s (data in %s)\n", len(m.Config.Datasets), m.URL(), m.Config.Server.DataDir)
+	fmt.Fprintf(stdout, "erasure serving %s on %s (data in %s)\n", words.Count(len(m.Config.Datasets), "dataset"), m.URL(), m.Config.Server.DataDir)
 	<-ctx.Done()
 	err := m.Close()
 	fmt.Fprintln(stdout, "erasure stopped")

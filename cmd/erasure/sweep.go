@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/internal/words"
 )
 
 func init() {
@@ -61,10 +62,10 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	if !*wait {
-		fmt.Fprintf(stdout, "sweep %s of %s started: %d tasks (follow it with `erasure sweep list %s`)\n", sw.ID, ds, sw.Tasks, ds)
+		fmt.Fprintf(stdout, "sweep %s of %s started: %s (follow it with `erasure sweep list %s`)\n", sw.ID, ds, words.Count(sw.Tasks, "task"), ds)
 		return nil
 	}
-	fmt.Fprintf(stderr, "sweep %s of %s started: %d tasks\n", sw.ID, ds, sw.Tasks)
+	fmt.Fprintf(stderr, "sweep %s of %s started: %s\n", sw.ID, ds, words.Count(sw.Tasks, "task"))
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -92,7 +93,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return nil
 			case erasure.SweepFailed:
 				prog.finish(stdout, "%s", sweepSummary(&s))
-				return fmt.Errorf("sweep %s of %s failed: %s (its %d tasks wait for the next sweep)", s.ID, ds, s.Error, s.Tasks)
+				return fmt.Errorf("sweep %s of %s failed: %s (its %s for the next sweep)", s.ID, ds, s.Error, waiting(s.Tasks))
 			}
 		}
 		select {
@@ -110,7 +111,7 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // partitions and rows.
 func sweepStep(p *erasure.SweepProgress) step {
 	return step{Done: p.BytesDone, Total: p.BytesTotal, Elapsed: p.Elapsed,
-		Note: fmt.Sprintf("%d/%d partitions, %d rows scanned, %d removed", p.PartitionsDone, p.PartitionsTotal, p.RowsScanned, p.RowsRemoved)}
+		Note: fmt.Sprintf("%d/%s, %s scanned, %d removed", p.PartitionsDone, words.Count(p.PartitionsTotal, "partition"), words.Count(p.RowsScanned, "row"), p.RowsRemoved)}
 }
 
 // sweepSummary is the one line that says how a sweep ended.
@@ -121,12 +122,12 @@ func sweepSummary(s *erasure.Sweep) string {
 	}
 	switch s.State {
 	case erasure.SweepCommitted:
-		return fmt.Sprintf("sweep %s of %s committed: %d tasks done, %d partitions, %d rows scanned, %d removed, %s read%s",
-			s.ID, s.Dataset, s.Tasks, s.Partitions, s.Scanned, s.Removed, bytesText(s.Bytes), took)
+		return fmt.Sprintf("sweep %s of %s committed: %s done, %s, %s scanned, %d removed, %s read%s",
+			s.ID, s.Dataset, words.Count(s.Tasks, "task"), words.Count(s.Partitions, "partition"), words.Count(s.Scanned, "row"), s.Removed, bytesText(s.Bytes), took)
 	case erasure.SweepFailed:
-		return fmt.Sprintf("sweep %s of %s FAILED%s: %s; %d tasks wait for the next sweep", s.ID, s.Dataset, took, s.Error, s.Tasks)
+		return fmt.Sprintf("sweep %s of %s FAILED%s: %s; %s for the next sweep", s.ID, s.Dataset, took, s.Error, waiting(s.Tasks))
 	}
-	return fmt.Sprintf("sweep %s of %s is %s: %d tasks", s.ID, s.Dataset, s.State, s.Tasks)
+	return fmt.Sprintf("sweep %s of %s is %s: %s", s.ID, s.Dataset, s.State, words.Count(s.Tasks, "task"))
 }
 
 func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -157,7 +158,7 @@ func runSweepList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", s.ID, s.State, s.Mode, s.Tasks, s.Started.Format(time.RFC3339), took, s.Partitions, s.Scanned, s.Removed, oneLineText(s.Error, 80))
 	}
 	tw.Flush()
-	line := fmt.Sprintf("%d sweeps of %s", len(st.Sweeps), st.Dataset)
+	line := fmt.Sprintf("%s of %s", words.Count(len(st.Sweeps), "sweep"), st.Dataset)
 	if st.Running != nil {
 		line += fmt.Sprintf("; %s running", st.Running.ID)
 		if st.Progress != nil {
@@ -183,8 +184,8 @@ func runSweepIndex(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "skip index of %s: %d partitions, %d sidecars built, %d already current, %d rows and %s read in %s\n",
-		pos[0], rep.Partitions, rep.Built, rep.Current, rep.Rows, bytesText(rep.BytesRead), rep.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "skip index of %s: %s, %s built, %d already current, %s and %s read in %s\n",
+		pos[0], words.Count(rep.Partitions, "partition"), words.Count(rep.Built, "sidecar"), rep.Current, words.Count(rep.Rows, "row"), bytesText(rep.BytesRead), rep.Elapsed.Round(time.Millisecond))
 	return nil
 }
 
@@ -225,8 +226,8 @@ func runSweepExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("export of sweep %s cut short after %d bytes: %v; acknowledge it as failed with `erasure sweep ack %s %s --status failed` and export again", id, n, err, ds, id)
 	}
-	fmt.Fprintf(stderr, "exported sweep %s of %s: %d tasks, %s to %s\nwhen the job is done: erasure sweep ack %s %s --status done --removed N (or --status failed --error MSG)\n",
-		id, ds, ex.Tasks, bytesText(n), dest, ds, id)
+	fmt.Fprintf(stderr, "exported sweep %s of %s: %s, %s to %s\nwhen the job is done: erasure sweep ack %s %s --status done --removed N (or --status failed --error MSG)\n",
+		id, ds, words.Count(ex.Tasks, "task"), bytesText(n), dest, ds, id)
 	return nil
 }
 
@@ -273,4 +274,12 @@ func runSweepAck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout, sweepSummary(sw))
 	return nil
+}
+
+// waiting says how many tasks wait: "1 task waits", "3 tasks wait".
+func waiting(n int) string {
+	if n == 1 {
+		return "1 task waits"
+	}
+	return words.Count(n, "task") + " wait"
 }

@@ -171,7 +171,7 @@ func TestSweepCommands_EndToEnd(t *testing.T) {
 	})
 	t.Run("List", func(t *testing.T) {
 		code, out, _ := run(t, "sweep", "list", "events")
-		if code != 0 || !strings.Contains(out, "committed") || !strings.Contains(out, "1 sweeps of events") {
+		if code != 0 || !strings.Contains(out, "committed") || !strings.Contains(out, "1 sweep of events") {
 			t.Fatalf("%d %s", code, out)
 		}
 	})

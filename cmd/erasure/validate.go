@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	command("datasets validate", "check a configuration file offline and list every error with its line", runDatasetsValidate)
+	command("datasets validate", "check a configuration file offline and list every error with its line: datasets validate [FILE | --config FILE]", runDatasetsValidate)
 }
 
 // runDatasetsValidate loads a configuration as serve would, without connecting to anything.
@@ -20,10 +20,6 @@ func init() {
 func runDatasetsValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("datasets validate", stderr)
 	config := fs.String("config", "", "configuration `file` (the same as giving FILE; default erasure.yaml)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: erasure datasets validate [FILE | --config FILE]")
-		fs.PrintDefaults()
-	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -43,6 +39,10 @@ func runDatasetsValidate(ctx context.Context, args []string, stdout, stderr io.W
 	for _, ds := range cfg.Datasets {
 		ds.Conn.Close() // built without I/O; nothing was opened, but the contract is to close
 	}
-	fmt.Fprintf(stdout, "%s: %s, %s, ok\n", path, plural(len(cfg.Datasets), "dataset"), plural(len(cfg.Identifiers), "identifier"))
+	hooks := ""
+	if len(cfg.Notify) > 0 {
+		hooks = ", " + plural(len(cfg.Notify), "webhook")
+	}
+	fmt.Fprintf(stdout, "%s: %s, %s%s, ok\n", path, plural(len(cfg.Datasets), "dataset"), plural(len(cfg.Identifiers), "identifier"), hooks)
 	return nil
 }

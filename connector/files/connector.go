@@ -30,7 +30,6 @@ type Connector struct {
 	path []string // key path segments (JSON, Parquet); CSV uses cfg.Key.Field whole
 	// plant is the dataset's canary partition (nil without a canary).
 	plant *plantSpec
-	log   *slog.Logger
 	// retention is the dataset's retention policy (Expire), nil when it has none.
 	retention *erasure.Retention
 	// indexRead counts the skip index bytes read, for reports.
@@ -58,7 +57,7 @@ func New(cfg Config) (*Connector, error) {
 }
 
 func newConnector(cfg Config) *Connector {
-	c := &Connector{name: cfg.Path, cfg: cfg, log: slog.Default().WithGroup("files")}
+	c := &Connector{name: cfg.Path, cfg: cfg}
 	if cfg.Format != formatCSV {
 		c.path = strings.Split(cfg.Key.Field, ".")
 	}
@@ -457,3 +456,8 @@ func (c *Connector) Check(ctx context.Context) error {
 	_, err = c.process(ctx, parts[0].Path, newKeySet(nil), modeCheck, nil)
 	return err
 }
+
+// logger is the process's logger at the time of logging, in group files: a logger taken when
+// the connector was built would still write through the default of then, whose lines a later
+// slog.SetDefault folds into another handler's messages.
+func (c *Connector) logger() *slog.Logger { return slog.Default().WithGroup("files") }

@@ -189,7 +189,7 @@ func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 		err = writeFileAtomic(p, encodeIndex(ix), 0o600, false)
 	}
 	if err != nil {
-		c.log.Warn("skip index not written", "partition", rel, "err", err)
+		c.logger().Warn("skip index not written", "partition", rel, "err", err)
 	}
 }
 

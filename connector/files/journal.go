@@ -364,7 +364,7 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	if isJobID(plan.ID) {
 		what = "job committed" // a retention or replay job
 	}
-	c.log.Info(what, "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
+	c.logger().Info(what, "sweep", plan.ID, "partitions", rep.Partitions, "rewritten", rep.Rewritten,
 		"skipped", rep.Skipped, "rows_scanned", rep.Rows, "rows_removed", rep.Removed, "bytes_read", rep.BytesRead)
 	return rep, nil
 }

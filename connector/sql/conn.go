@@ -31,7 +31,6 @@ type Conn struct {
 	d   dialect
 	ds  *erasure.Dataset
 	reg *registry.Config // the whole configuration, to name datasets in foreign-key advice
-	log *slog.Logger
 
 	// plant is the dataset's canary row (nil without a canary).
 	plant *plantSpec
@@ -75,7 +74,6 @@ func newConn(ds *erasure.Dataset, c Config, reg *registry.Config) *Conn {
 		d:   dialectOf(c.Driver),
 		ds:  ds,
 		reg: reg,
-		log: slog.Default().With(slog.Group("sql", slog.String("dataset", ds.Name))),
 	}
 }
 
@@ -500,7 +498,7 @@ func (c *Conn) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome, e
 			}
 		}
 	})
-	c.log.LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("statements", statements), slog.Any("error", err))
+	c.logger().LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("statements", statements), slog.Any("error", err))
 	verb := "deleted"
 	if c.cfg.Action == ActionRedact {
 		verb = "redacted"
@@ -591,7 +589,7 @@ func (c *Conn) eraseGuarded(ctx context.Context, db *sql.DB, chunks [][][]any, g
 	if err == nil {
 		err = guardErr
 	}
-	c.log.LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("counted", counted),
+	c.logger().LogAttrs(ctx, slog.LevelDebug, "erase", slog.String("action", c.cfg.Action), slog.Int64("rows", removed), slog.Int64("counted", counted),
 		slog.Int64("max_removed", g.MaxRemoved), slog.Any("error", err))
 	if err != nil {
 		return erasure.Outcome{}, err
@@ -746,4 +744,10 @@ func errorsAs[T error](err error) (T, bool) {
 	var t T
 	ok := errors.As(err, &t)
 	return t, ok
+}
+
+// logger is the process's logger at the time of logging, with the dataset in group sql (see
+// the files connector's logger for why it is not kept).
+func (c *Conn) logger() *slog.Logger {
+	return slog.Default().With(slog.Group("sql", slog.String("dataset", c.ds.Name)))
 }

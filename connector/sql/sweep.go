@@ -49,7 +49,7 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 		// (SQLite foreign keys), and a SQLite pool has one connection.
 		return erasure.SweepResult{}, c.classify(ctx, "sweeping", err)
 	}
-	c.log.LogAttrs(ctx, slog.LevelInfo, "sweep", slog.Int("subjects", len(batch)), slog.Int("keys", len(tuples)),
+	c.logger().LogAttrs(ctx, slog.LevelInfo, "sweep", slog.Int("subjects", len(batch)), slog.Int("keys", len(tuples)),
 		slog.Int64("rows", removed), slog.Duration("took", time.Since(start)))
 	return erasure.SweepResult{Scanned: int64(len(tuples)), Removed: removed}, nil
 }

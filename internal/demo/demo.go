@@ -26,6 +26,7 @@ import (
 	_ "erasure/connector/http"  // profile-service
 	_ "erasure/connector/nats"  // notifications
 	_ "erasure/connector/sql"   // accounts.*
+	"erasure/internal/words"
 	"erasure/registry"
 	"erasure/server"
 )
@@ -145,7 +146,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "estate: %d users in %s (tables users, logins, newsletter), profile service at %s,\n        4 JSON lines partitions of analytics events, notification service on NATS %s\n",
 		o.Users, filepath.Base(estate.AccountsDB), estate.ProfileURL, srv.NATS.ClientURL())
-	fmt.Fprintf(w, "erasure API at %s with %d datasets\n\n", srv.URL(), len(cfg.Datasets))
+	fmt.Fprintf(w, "erasure API at %s with %s\n\n", srv.URL(), words.Count(len(cfg.Datasets), "dataset"))
 
 	mctx, stopNotifications := context.WithCancel(ctx)
 	defer stopNotifications()
@@ -185,6 +186,7 @@ func erase(ctx context.Context, w io.Writer, cl *client.Client, start time.Time)
 	}
 	fmt.Fprintln(w)
 
+	short := words.Prefixes(ids, 8) // ids of one instant share their first characters
 	final := map[string]*erasure.Request{}
 	deadline := time.Now().Add(2 * time.Minute)
 	last := ""
@@ -209,7 +211,7 @@ func erase(ctx context.Context, w io.Writer, cl *client.Client, start time.Time)
 					queued++
 				}
 			}
-			parts = append(parts, fmt.Sprintf("%s…%s %d/%d", id[:6], r.Status, done, len(r.Tasks)))
+			parts = append(parts, fmt.Sprintf("%s… %s %d/%d", short[id], r.Status, done, len(r.Tasks)))
 			if r.Status == erasure.RequestCompleted || r.Status == erasure.RequestFailed || r.Status == erasure.RequestCancelled {
 				final[id] = r
 			}
@@ -226,7 +228,7 @@ func erase(ctx context.Context, w io.Writer, cl *client.Client, start time.Time)
 			if err != nil {
 				return nil, nil, err
 			}
-			fmt.Fprintf(w, "[%5.1fs] sweep %s of analytics.events started for %d queued subjects\n", time.Since(start).Seconds(), sw.ID, sw.Tasks)
+			fmt.Fprintf(w, "[%5.1fs] sweep %s of analytics.events started for %s\n", time.Since(start).Seconds(), sw.ID, words.Count(sw.Tasks, "queued subject"))
 			swept = true
 		}
 		select {
@@ -308,7 +310,7 @@ func report(ctx context.Context, w io.Writer, estate *Estate, cl *client.Client,
 		return err
 	}
 	for _, sw := range hist.Sweeps {
-		fmt.Fprintf(w, "sweep %s of analytics.events: %s, %d partitions, %d rows scanned, %d removed\n", sw.ID, sw.State, sw.Partitions, sw.Scanned, sw.Removed)
+		fmt.Fprintf(w, "sweep %s of analytics.events: %s, %s, %s scanned, %d removed\n", sw.ID, sw.State, words.Count(sw.Partitions, "partition"), words.Count(sw.Scanned, "row"), sw.Removed)
 	}
 	rep, err := cl.VerifyAudit(ctx)
 	if err != nil {
@@ -317,10 +319,10 @@ func report(ctx context.Context, w io.Writer, estate *Estate, cl *client.Client,
 	if !rep.OK {
 		return fmt.Errorf("audit trail BROKEN: %s", rep.Error)
 	}
-	fmt.Fprintf(w, "audit trail verified: %d events in %d blocks, head %s…\n", rep.Head.Events, rep.Head.Block, rep.Head.Hash[:16])
-	fmt.Fprintf(w, "\ndemo: %d of %d requests completed across %d datasets in %.1fs\n", completed, len(ids), len(rows), time.Since(start).Seconds())
+	fmt.Fprintf(w, "audit trail verified: %s in %s, head %s…\n", words.Count(rep.Head.Events, "event"), words.Count(rep.Head.Block, "block"), rep.Head.Hash[:16])
+	fmt.Fprintf(w, "\ndemo: %d of %s completed across %s in %.1fs\n", completed, words.Count(len(ids), "request"), words.Count(len(rows), "dataset"), time.Since(start).Seconds())
 	if completed != len(ids) {
-		return erasure.Errorf(erasure.EINTERNAL, "%d requests did not complete", len(ids)-completed)
+		return erasure.Errorf(erasure.EINTERNAL, "%s did not complete", words.Count(len(ids)-completed, "request"))
 	}
 	return nil
 }

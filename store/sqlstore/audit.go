@@ -192,8 +192,13 @@ func (db *DB) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.Audit
 			WHERE i.request_id = ? AND b.first_event + b.events > ? ORDER BY b.seq`
 		args = []any{f.RequestID, f.After + 1}
 	} else {
-		q = `SELECT seq, first_event, events, at, body, prev_hash, hash FROM audit_blocks WHERE first_event + events > ? ORDER BY seq`
-		args = []any{f.After + 1}
+		// The first block to read is the last one starting at or before event After+1, found
+		// by the first_event index (006b_outbox.sql): a reader that follows the trail (the
+		// notifier) reads what is new, not the whole chain.
+		q = `SELECT seq, first_event, events, at, body, prev_hash, hash FROM audit_blocks
+			WHERE seq >= coalesce((SELECT seq FROM audit_blocks WHERE first_event <= ? ORDER BY first_event DESC LIMIT 1), 0)
+			  AND first_event + events > ? ORDER BY seq`
+		args = []any{f.After + 1, f.After + 1}
 	}
 	rows, err := db.readQuery(ctx, q, args...)
 	if err != nil {
