@@ -119,7 +119,7 @@ func TestRecordRoutes_Statuses(t *testing.T) {
 		{"LowerPutIs409", "PUT", "/v1/records/sierra/b9", "writer", `{"version":4,"payload":{"a":3}}`, 409, `"conflict"`},
 		{"UnknownFieldIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{},"colour":"red"}`, 400, `unknown field`},
 		{"MalformedJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,`, 400, `"invalid"`},
-		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `after the JSON object`},
+		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `after the JSON value`},
 		{"MissingPayloadIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6}`, 400, `payload is required`},
 		{"OversizedBodyIs413", "PUT", "/v1/records/sierra/b9", "writer", big, 413, `"too_large"`},
 		{"PutToArchivedContinuesItsVersion", "PUT", "/v1/records/sierra/b3", "writer", `{"payload":{"title":"again"}}`, 200, `"version":3`},
