@@ -126,6 +126,17 @@ func DecodeJSON(r *http.Request, limit int64, v any) error {
 	return decodeJSON(r.Body, limit, v)
 }
 
+// checkBody checks what the headers say of a JSON body: its type, and its length against limit.
+func checkBody(r *http.Request, limit int64) error {
+	if err := checkJSONType(r); err != nil {
+		return err
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	return nil
+}
+
 func checkJSONType(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {

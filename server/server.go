@@ -109,7 +109,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		return nil, err
 	}
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
-		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(),
+		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(), Hasher: hasher,
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
 		Logger: log.WithGroup("records"),
 	})
@@ -140,7 +140,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
-	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
+	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize, api.WithMaxBodyBytes(cfg.Server.MaxBodyBytes)))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
 		s.API.Mount(pattern, h)
 	}

@@ -6,9 +6,10 @@
 //	  mode: tombstone         # tombstone (payload kept, reversible) or purge (payload dropped)
 //	  key: { identifier: record_id }   # the identifier whose values are record ids (default record_id)
 //
-// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id. Erasing a
-// record that is already a tombstone (or purged, or never seen) succeeds with nothing
-// removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
+// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id, marked as
+// erased: a later write with a payload is refused (409) unless an operator forces it, which is
+// audited (see records.Write.Force). Erasing a record that is already a tombstone (or purged,
+// or never seen) succeeds with nothing removed, and marks the tombstone as erased. Build does no I/O: the connector asks for the server's record store (SharedStore),
 // which the server provides once it is open; Bind binds one by hand.
 package recordsconn
 
@@ -167,7 +168,7 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	}
 	var out erasure.Outcome
 	for _, id := range c.ids(s) {
-		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge})
+		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge, ErasedAs: c.identifier})
 		switch {
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 		case err != nil:
