@@ -66,7 +66,14 @@ type Config struct {
 	Extra map[string]http.Handler
 	// Now is the clock used to refuse deadlines in the past; nil means time.Now.
 	Now func() time.Time
+	// BodyTimeout is how long a request body may take to arrive once its headers have
+	// (DefaultBodyTimeout when zero): a slow body is cut like a slow header, with 408.
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is how long a request body may take to arrive when Config.BodyTimeout is
+// zero: as long as the headers may (the server's ReadHeaderTimeout).
+const DefaultBodyTimeout = 10 * time.Second
 
 // Server serves the API. It is safe for concurrent use.
 type Server struct {
@@ -78,6 +85,7 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	now     func() time.Time
+	bodyTTL time.Duration
 }
 
 // New returns a Server for cfg. It panics when cfg.Service is nil or an Extra pattern is
@@ -87,13 +95,17 @@ func New(cfg Config) *Server {
 		panic("api: Config.Service is nil")
 	}
 	s := &Server{
-		svc:    cfg.Service,
-		tokens: newTokens(cfg.Tokens),
-		limit:  cfg.MaxBodyBytes,
-		log:    cfg.Logger,
-		reg:    cfg.Metrics,
-		mux:    http.NewServeMux(),
-		now:    cfg.Now,
+		svc:     cfg.Service,
+		tokens:  newTokens(cfg.Tokens),
+		limit:   cfg.MaxBodyBytes,
+		log:     cfg.Logger,
+		reg:     cfg.Metrics,
+		mux:     http.NewServeMux(),
+		now:     cfg.Now,
+		bodyTTL: cfg.BodyTimeout,
+	}
+	if s.bodyTTL <= 0 {
+		s.bodyTTL = DefaultBodyTimeout
 	}
 	if s.limit <= 0 {
 		s.limit = DefaultMaxBodyBytes

@@ -3,9 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -161,7 +164,16 @@ func decodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes
 	}
-	return strictjson.Decode(r, limit, v)
+	err := strictjson.Decode(r, limit, v)
+	var e *erasure.Error
+	var ne net.Error
+	switch {
+	case err == nil, errors.As(err, &e):
+		return err
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return erasure.Errorf(ETIMEOUT, "the request body did not arrive in time: send it at once after the headers")
+	}
+	return erasure.Errorf(erasure.EINVALID, "the request body could not be read: the connection failed")
 }
 
 func truncate(s string, n int) string {

@@ -24,6 +24,8 @@
 package registry
 
 import (
+	"time"
+
 	"erasure"
 )
 
@@ -48,6 +50,9 @@ type Config struct {
 	IdentifierTypes []erasure.IdentifierType `yaml:"-"`
 	// Defaults apply to every dataset that does not set its own.
 	Defaults erasure.Policy `yaml:"-"`
+	// MaxDeadline bounds how far ahead a submission's deadline may be (defaults.max_deadline,
+	// default DefaultMaxDeadline).
+	MaxDeadline time.Duration `yaml:"-"`
 	// Datasets are the registered datasets, in file order, with their connectors built.
 	Datasets []*erasure.Dataset `yaml:"-"`
 	// Resources are what the connectors asked the server for (a NATS connection, the record

@@ -108,6 +108,9 @@ func TestParse_Valid(t *testing.T) {
 		AckTimeout:  2 * time.Hour,
 	}
 	t.Run("Defaults", func(t *testing.T) {
+		if cfg.MaxDeadline != 365*24*time.Hour {
+			t.Errorf("max deadline = %s, want 365d", cfg.MaxDeadline)
+		}
 		if cfg.Defaults != defaults {
 			t.Errorf("defaults = %+v, want %+v", cfg.Defaults, defaults)
 		}
@@ -120,18 +123,18 @@ func TestParse_Valid(t *testing.T) {
 		}
 		want := []erasure.Dataset{
 			{Name: "accounts.users", Owner: "accounts-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id"}, Line: 50, Policy: defaults,
+				Keys: []string{"user_id"}, Line: 51, Policy: defaults,
 				Provides: []erasure.Provide{{Identifier: "email", Field: "email"}, {Identifier: "account_id", Field: "account.id"}}},
 			{Name: "profile-service", Owner: "profile-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 61,
+				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 62,
 				Policy: with(func(p *erasure.Policy) { p.MaxAttempts, p.Backoff.Max, p.Timeout = 3, 10*time.Minute, 5*time.Second })},
 			{Name: "notifications", Owner: "messaging-team", Connector: "fakeasync", Method: erasure.MethodAsync,
-				Keys: []string{"user_id"}, Line: 73, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour })},
+				Keys: []string{"user_id"}, Line: 74, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour })},
 			{Name: "warehouse.events", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"account_id"}, Line: 81,
+				Keys: []string{"account_id"}, Line: 82,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 24*time.Hour, "internal" })},
 			{Name: "warehouse.clicks", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 87,
+				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 88,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 7*24*time.Hour, "external" })},
 		}
 		if len(cfg.Datasets) != len(want) {
@@ -179,6 +182,9 @@ func TestParse_Defaults(t *testing.T) {
 		Timeout: 30 * time.Second, AckTimeout: time.Hour}
 	if cfg.Defaults != want {
 		t.Errorf("defaults = %+v, want %+v", cfg.Defaults, want)
+	}
+	if cfg.MaxDeadline != registry.DefaultMaxDeadline {
+		t.Errorf("max deadline = %s, want %s", cfg.MaxDeadline, registry.DefaultMaxDeadline)
 	}
 	if cfg.Defaults != registry.DefaultPolicy {
 		t.Errorf("DefaultPolicy = %+v, defaults = %+v", registry.DefaultPolicy, cfg.Defaults)

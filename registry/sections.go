@@ -411,13 +411,27 @@ type policyYAML struct {
 	} `yaml:"backoff"`
 	Timeout    string `yaml:"timeout"`
 	AckTimeout string `yaml:"ack_timeout"`
+	// MaxDeadline is read in the defaults section only.
+	MaxDeadline string `yaml:"max_deadline"`
 }
+
+// DefaultMaxDeadline bounds how far ahead a submission's deadline may be when the defaults
+// section sets no max_deadline: a year (a leap year's worth).
+const DefaultMaxDeadline = 366 * 24 * time.Hour
 
 func (l *loader) defaults(n *yaml.Node) {
 	l.decode(n, "defaults", &policyYAML{})
 	p := DefaultPolicy
 	l.policy(n, "defaults", &p, true)
 	l.cfg.Defaults = p
+	l.cfg.MaxDeadline = DefaultMaxDeadline
+	l.durationField(n, "max_deadline", "defaults", &l.cfg.MaxDeadline)
+	switch v := get(n, "max_deadline"); {
+	case l.cfg.MaxDeadline > 10*366*24*time.Hour:
+		l.errorf(v, "defaults: max_deadline %s is more than ten years", fmtDuration(l.cfg.MaxDeadline))
+	case p.Deadline > l.cfg.MaxDeadline:
+		l.errorf(orNode(v, orNode(get(n, "deadline"), n)), "defaults: deadline %s is beyond max_deadline %s", fmtDuration(p.Deadline), fmtDuration(l.cfg.MaxDeadline))
+	}
 }
 
 // policy applies the policy keys present in mapping n to p and validates the result. what

@@ -72,13 +72,27 @@ func (s *Server) HTTP() *HTTP {
 
 // Listen listens on addr (":0" picks a port); EUNAVAILABLE when it cannot.
 func (h *HTTP) Listen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen(addr)
 	if err != nil {
-		return erasure.Errorf(erasure.EUNAVAILABLE, "listen on %s: %v", addr, err)
+		return err
 	}
 	h.ln = ln
 	return nil
 }
+
+// Listen listens on addr for the API (":0" picks a port); EUNAVAILABLE, naming the address,
+// when it cannot (the port is taken, the address is not this machine's).
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EUNAVAILABLE, "cannot listen on %s: %v", addr, err)
+	}
+	return ln, nil
+}
+
+// Use makes the API serve on ln, a listener the caller opened (erasure serve binds its port
+// before it opens anything else).
+func (h *HTTP) Use(ln net.Listener) { h.ln = ln }
 
 // URL is the base URL of the API, "http://" and the address listened on.
 func (h *HTTP) URL() string { return "http://" + h.ln.Addr().String() }

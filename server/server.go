@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -136,7 +137,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	}
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
-		DefaultDeadline: cfg.Defaults.Deadline,
+		DefaultDeadline: cfg.Defaults.Deadline, MaxDeadline: cfg.MaxDeadline,
 		Engine:          s.Engine, Logger: log.WithGroup("service"), Metrics: m}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
@@ -232,17 +233,27 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 // acknowledgement listener when NATS is connected, the sweeps and the overdue watcher. It
 // returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
 func (s *Server) Start(ctx context.Context, addr string) error {
+	ln, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.StartOn(ctx, ln)
+}
+
+// StartOn is Start with the API serving on ln, a listener the caller opened before Open (so
+// that a port already taken is found before anything else is touched). ln is closed on an
+// error.
+func (s *Server) StartOn(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	s.cancel = cancel
 	s.mu.Unlock()
 	if err := s.TakeOverLeases(ctx); err != nil {
+		ln.Close()
 		return err
 	}
 	h := s.HTTP()
-	if err := h.Listen(addr); err != nil {
-		return err
-	}
+	h.Use(ln)
 	s.mu.Lock()
 	s.http = h
 	s.mu.Unlock()

@@ -244,3 +244,35 @@ func TestServer_Components(t *testing.T) {
 		}
 	})
 }
+
+// TestServer_MaxDeadlineFromTheRegistry: defaults.max_deadline bounds the deadline a
+// submission may ask for.
+func TestServer_MaxDeadlineFromTheRegistry(t *testing.T) {
+	dir := t.TempDir()
+	yml := fmt.Sprintf(`version: 1
+server: { data_dir: %q }
+identifiers: [user_id]
+defaults: { deadline: 5d, max_deadline: 10d }
+datasets:
+  - { name: profiles, owner: team, connector: memory, memory: {} }
+`, filepath.Join(dir, "data"))
+	cfg, err := registry.Parse(filepath.Join(dir, "erasure.yaml"), []byte(yml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Open(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub := func(ahead time.Duration) error {
+		_, _, err := s.Service.Submit(t.Context(), erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}), Reason: "user_request", Deadline: time.Now().Add(ahead)})
+		return err
+	}
+	if err := sub(20 * 24 * time.Hour); erasure.ErrorCode(err) != erasure.EINVALID {
+		t.Fatalf("a deadline 20 days ahead with max_deadline 10d: %v, want EINVALID", err)
+	}
+	if err := sub(9 * 24 * time.Hour); err != nil {
+		t.Fatalf("a deadline 9 days ahead: %v", err)
+	}
+}

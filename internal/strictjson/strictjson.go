@@ -59,11 +59,12 @@ func Unmarshal(data []byte, v any) error {
 }
 
 // Decode reads at most limit bytes from r and decodes them with Unmarshal. A document longer
-// than limit is an ETOOLARGE *erasure.Error.
+// than limit is an ETOOLARGE *erasure.Error; an error reading r is returned as it is, for the
+// caller to classify (a timeout, a connection lost).
 func Decode(r io.Reader, limit int64, v any) error {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
-		return erasure.Errorf(erasure.EINVALID, "reading the JSON body: %v", err)
+		return err
 	}
 	if int64(len(data)) > limit {
 		return TooLarge(limit)
