@@ -53,11 +53,14 @@ type DB struct {
 	rebound sync.Map // PostgreSQL: query → query with $n placeholders
 	creates chan *createOp
 	done    chan struct{}
+	// restored are the audit triggers Open restored (RestoredTriggers).
+	restored []string
 }
 
 var (
 	_ erasure.Store      = (*DB)(nil)
 	_ erasure.SweepStore = (*DB)(nil)
+	_ erasure.CheckpointStore = (*DB)(nil)
 )
 
 // Options configure Open.
@@ -72,7 +75,9 @@ type Options struct {
 }
 
 // Open returns a store over w (the pool writes go through) and r (the pool reads go
-// through; the same pool on PostgreSQL) in dialect d, and migrates the schema. The store owns
+// through; the same pool on PostgreSQL) in dialect d, and migrates the schema. It checks the
+// append-only triggers of the audit trail and restores any that is missing, disabled or
+// changed (RestoredTriggers); it refuses to open a store where it cannot. The store owns
 // both pools: Close closes them.
 func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, error) {
 	if opts.Hasher == nil || opts.Chain == nil {
@@ -88,6 +93,11 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 	if err := db.migrate(ctx); err != nil {
 		return nil, err
 	}
+	restored, err := db.ensureAuditTriggers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db.restored = restored
 	go db.groupCommit()
 	return db, nil
 }

@@ -1,0 +1,163 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"erasure"
+	"erasure/internal/strictjson"
+)
+
+// SigningKeyFile is the file, in the data dir, of the signing key generated when the
+// configuration gives none.
+const SigningKeyFile = "signing.key"
+
+// LoadSigningKey returns the deployment's Ed25519 signing key, which signs checkpoints of the
+// audit chain (and whatever else the deployment must sign so that it can be checked away from
+// the server): hexSeed when set (the key's 32-byte seed, 64 hex digits, from the
+// configuration's ${VAR}), else the seed in dir/signing.key, generated the first time (32
+// random bytes, hex, mode 0600). The key is never in the database: someone who can rewrite the
+// database still cannot sign. A file that is not a seed, or readable by others than its owner,
+// is an error, not replaced.
+func LoadSigningKey(hexSeed, dir string) (ed25519.PrivateKey, error) {
+	if hexSeed != "" {
+		seed, err := hex.DecodeString(strings.TrimSpace(hexSeed))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, errors.New("the audit signing key must be 64 hex digits (an Ed25519 seed, for example from `openssl rand -hex 32`)")
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	path := filepath.Join(dir, SigningKeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("%s: not an Ed25519 seed (64 hex digits)", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("%s is readable by others (mode %04o): chmod 600 it", path, fi.Mode().Perm())
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	} else if !os.IsNotExist(err) {
+		return nil, err
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(hex.EncodeToString(seed) + "\n"); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// Signer signs checkpoints of one deployment's audit chain.
+type Signer struct {
+	key        ed25519.PrivateKey
+	deployment string
+}
+
+// NewSigner returns the signer of deployment with key (LoadSigningKey).
+func NewSigner(key ed25519.PrivateKey, deployment string) *Signer {
+	return &Signer{key: key, deployment: deployment}
+}
+
+// PublicKey returns the hex public key checkpoints are verified with.
+func (s *Signer) PublicKey() string { return hex.EncodeToString(s.key.Public().(ed25519.PublicKey)) }
+
+// Checkpoint returns the signed checkpoint of head at time at (millisecond precision).
+func (s *Signer) Checkpoint(head erasure.AuditHead, at time.Time) erasure.AuditCheckpoint {
+	cp := erasure.AuditCheckpoint{Format: erasure.AuditCheckpointFormat, Deployment: s.deployment, Block: head.Block, Events: head.Events,
+		Hash: head.Hash, Time: at.UTC().Truncate(time.Millisecond), PublicKey: s.PublicKey()}
+	cp.Signature = hex.EncodeToString(ed25519.Sign(s.key, CheckpointMessage(cp)))
+	return cp
+}
+
+// CheckpointMessage is what a checkpoint's signature covers: its format, deployment, block,
+// events, hash and time (unix milliseconds) and public key, one per line.
+func CheckpointMessage(cp erasure.AuditCheckpoint) []byte {
+	var b bytes.Buffer
+	for _, f := range []string{cp.Format, cp.Deployment, strconv.FormatInt(cp.Block, 10), strconv.FormatInt(cp.Events, 10), cp.Hash,
+		strconv.FormatInt(cp.Time.UnixMilli(), 10), cp.PublicKey} {
+		b.WriteString(f)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// VerifyCheckpoint checks that cp is well formed and its signature valid under its own public
+// key, and, when publicKey is not empty, that this key is publicKey (the deployment's). It
+// returns an EINVALID error saying what is wrong.
+func VerifyCheckpoint(cp erasure.AuditCheckpoint, publicKey string) error {
+	switch {
+	case cp.Format != erasure.AuditCheckpointFormat:
+		return erasure.Errorf(erasure.EINVALID, "checkpoint format %q is not %s", clip(cp.Format), erasure.AuditCheckpointFormat)
+	case cp.Block < 0 || cp.Events < 0:
+		return erasure.Errorf(erasure.EINVALID, "checkpoint block and events must not be negative")
+	case !hex64.MatchString(cp.Hash):
+		return erasure.Errorf(erasure.EINVALID, "checkpoint hash must be 64 hex digits")
+	case !hex64.MatchString(cp.PublicKey):
+		return erasure.Errorf(erasure.EINVALID, "checkpoint public_key must be 64 hex digits (an Ed25519 public key)")
+	}
+	sig, err := hex.DecodeString(cp.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return erasure.Errorf(erasure.EINVALID, "checkpoint signature must be %d hex digits", 2*ed25519.SignatureSize)
+	}
+	pub, _ := hex.DecodeString(cp.PublicKey)
+	if !ed25519.Verify(ed25519.PublicKey(pub), CheckpointMessage(cp), sig) {
+		return erasure.Errorf(erasure.EINVALID, "checkpoint of block %d: the signature does not match its content: it was altered or forged", cp.Block)
+	}
+	if publicKey != "" && cp.PublicKey != publicKey {
+		return erasure.Errorf(erasure.EINVALID, "checkpoint of block %d is signed with key %s…, this deployment signs with %s…: the signing key was replaced, or the checkpoint is another deployment's", cp.Block, cp.PublicKey[:16], clip(publicKey))
+	}
+	return nil
+}
+
+// ParseCheckpoint reads a checkpoint file (the JSON of erasure.AuditCheckpoint, strictly) and
+// verifies its signature under its own key (VerifyCheckpoint). Errors are EINVALID.
+func ParseCheckpoint(data []byte) (erasure.AuditCheckpoint, error) {
+	var cp erasure.AuditCheckpoint
+	if err := strictjson.Unmarshal(data, &cp); err != nil {
+		return cp, erasure.Errorf(erasure.EINVALID, "not a checkpoint: %s", erasure.ErrorMessage(err))
+	}
+	return cp, VerifyCheckpoint(cp, "")
+}
+
+// ParseAnchor parses an expected head "BLOCK:HASH" (a block number and its 64-digit hash).
+func ParseAnchor(s string) (erasure.AuditAnchor, error) {
+	block, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
+	n, err := strconv.ParseInt(block, 10, 64)
+	if !ok || err != nil || n < 0 || !hex64.MatchString(hash) {
+		return erasure.AuditAnchor{}, erasure.Errorf(erasure.EINVALID, "an expected head is BLOCK:HASH, a block number and its 64-digit hex hash (as `erasure audit verify` prints the head)")
+	}
+	return erasure.AuditAnchor{Block: n, Hash: hash}, nil
+}
+
+func clip(s string) string {
+	if len(s) > 16 {
+		return s[:16]
+	}
+	return s
+}
