@@ -58,8 +58,8 @@ type DB struct {
 }
 
 var (
-	_ erasure.Store      = (*DB)(nil)
-	_ erasure.SweepStore = (*DB)(nil)
+	_ erasure.Store           = (*DB)(nil)
+	_ erasure.SweepStore      = (*DB)(nil)
 	_ erasure.CheckpointStore = (*DB)(nil)
 )
 
