@@ -155,6 +155,9 @@ func ParseAnchor(s string) (erasure.AuditAnchor, error) {
 	return erasure.AuditAnchor{Block: n, Hash: hash}, nil
 }
 
+// FormatAnchor writes a as ParseAnchor reads it, BLOCK:HASH.
+func FormatAnchor(a erasure.AuditAnchor) string { return strconv.FormatInt(a.Block, 10) + ":" + a.Hash }
+
 func clip(s string) string {
 	if len(s) > 16 {
 		return s[:16]

@@ -29,6 +29,9 @@ type Service struct {
 	Hasher erasure.Hasher
 	// Chain verifies the audit trail (required by VerifyAudit).
 	Chain erasure.AuditChain
+	// Signer signs checkpoints of the audit chain (required by Checkpoint; without it
+	// checkpoints are verified under their own key only).
+	Signer *audit.Signer
 	// Engine, when set, is woken after submissions and acknowledgements.
 	Engine *Engine
 	// Deployment is the store's deployment id (Store.Deployment), read from the store on first
@@ -335,20 +338,6 @@ func (s *Service) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.A
 		f.Limit = 1000
 	}
 	return s.Store.Audit(ctx, f)
-}
-
-// VerifyAudit implements erasure.Service.
-func (s *Service) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error) {
-	if s.Chain == nil {
-		return nil, erasure.Errorf(erasure.EINTERNAL, "no audit key to verify the trail with")
-	}
-	head, err := audit.VerifyTrail(ctx, s.Store, s.Chain)
-	if err != nil && ctx.Err() == nil && erasure.ErrorCode(err) != erasure.EUNAVAILABLE {
-		return &erasure.AuditReport{Head: head, Error: err.Error()}, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return &erasure.AuditReport{OK: true, Head: head}, nil
 }
 
 // Ready implements erasure.Service.

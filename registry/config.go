@@ -89,11 +89,27 @@ type Token struct {
 	Roles  []string `yaml:"roles"`
 }
 
-// Audit is the `audit` section. Key is the HMAC key for identifier hashes in hex; when empty a
-// key is generated once into the data dir.
+// Audit is the `audit` section. Key is the HMAC key for identifier hashes and the chain in
+// hex; when empty a key is generated once into the data dir. SigningKey is the seed of the
+// Ed25519 key that signs checkpoints of the chain (64 hex digits); when empty one is generated
+// into the data dir (signing.key). Both are secrets: ${VAR} only.
 type Audit struct {
-	Key string `yaml:"key"`
+	Key        string `yaml:"key"`
+	SigningKey string `yaml:"signing_key"`
+	// CheckpointEvery is how often the server signs a checkpoint of the chain's head (default
+	// DefaultCheckpointEvery; "0s" never).
+	CheckpointEvery string `yaml:"checkpoint_every"`
+	// CheckpointDir, when set, is where each checkpoint is also written as a file
+	// (checkpoint-BLOCK.json and latest.json): a directory away from the data dir, ideally on
+	// other storage.
+	CheckpointDir string `yaml:"checkpoint_dir"`
+	// Every is CheckpointEvery parsed.
+	Every time.Duration `yaml:"-"`
 }
+
+// DefaultCheckpointEvery is how often the server signs a checkpoint of its audit chain unless
+// audit.checkpoint_every says otherwise.
+const DefaultCheckpointEvery = time.Hour
 
 // NATS is the `nats` section. With URL empty the server runs an embedded NATS with JetStream
 // listening on 127.0.0.1:Port (default 4233), storing under the data dir.

@@ -141,15 +141,37 @@ func (l *loader) store(n *yaml.Node) {
 
 func (l *loader) audit(n *yaml.Node) {
 	l.decode(n, "audit", &l.cfg.Audit)
+	a := &l.cfg.Audit
+	a.Every = DefaultCheckpointEvery
+	if v := get(n, "checkpoint_every"); l.scalar(v) {
+		if v.Value == "0" || v.Value == "0s" {
+			a.Every = 0
+		} else {
+			l.durationField(n, "checkpoint_every", "audit", &a.Every)
+			if a.Every > 0 && a.Every < time.Minute {
+				l.errorf(v, "audit.checkpoint_every %s is shorter than a minute", fmtDuration(a.Every))
+			}
+		}
+	}
+	if v := get(n, "checkpoint_dir"); l.scalar(v) && a.CheckpointDir == "" {
+		l.errorf(v, "audit.checkpoint_dir is empty")
+	}
+	if v := get(n, "signing_key"); l.scalar(v) && !(a.SigningKey == "" && v.Tag == "!!null") {
+		if !envRefRE.MatchString(l.rawValue(v)) {
+			l.errorf(v, "audit.signing_key: secrets come from the environment: write signing_key: ${VAR}")
+		} else if k, err := hex.DecodeString(strings.TrimSpace(a.SigningKey)); err != nil || len(k) != 32 {
+			l.errorf(v, "audit.signing_key must be 64 hex digits (an Ed25519 seed), for example from `openssl rand -hex 32`")
+		}
+	}
 	v := get(n, "key")
-	if !l.scalar(v) || l.cfg.Audit.Key == "" && v.Tag == "!!null" {
+	if !l.scalar(v) || a.Key == "" && v.Tag == "!!null" {
 		return
 	}
 	if !envRefRE.MatchString(l.rawValue(v)) {
 		l.errorf(v, "audit.key: secrets come from the environment: write key: ${VAR}")
 		return
 	}
-	if k, err := hex.DecodeString(strings.TrimSpace(l.cfg.Audit.Key)); err != nil || len(k) < 16 {
+	if k, err := hex.DecodeString(strings.TrimSpace(a.Key)); err != nil || len(k) < 16 {
 		l.errorf(v, "audit.key must be at least 32 hex digits (16 bytes), for example from `openssl rand -hex 32`")
 	}
 }

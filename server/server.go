@@ -109,6 +109,13 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
+	if r := s.Store.RestoredTriggers(); len(r) > 0 {
+		log.Error("the append-only triggers of the audit trail were missing, disabled or changed, and are restored: someone changed the database; verify the trail against a checkpoint kept elsewhere (erasure audit verify --checkpoint FILE)", "triggers", r)
+	}
+	signingKey, err := audit.LoadSigningKey(cfg.Audit.SigningKey, cfg.Server.DataDir)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "audit signing key: %v", err)
+	}
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
 		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(), Hasher: hasher,
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
@@ -136,13 +143,16 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		byName[d.Name] = d
 	}
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
-	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
+	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Signer: audit.NewSigner(signingKey, s.Deployment), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline, MaxDeadline: cfg.MaxDeadline,
 		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize, api.WithMaxBodyBytes(cfg.Server.MaxBodyBytes)))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.AuditRoutes(s.API, s.Service) {
 		s.API.Mount(pattern, h)
 	}
 	return s, nil
@@ -261,7 +271,7 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) error {
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery))
+	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.Checkpointer())
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()

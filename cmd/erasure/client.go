@@ -24,7 +24,6 @@ func init() {
 	command("cancel", "cancel a request's unfinished tasks: cancel ID", runCancel)
 	command("retry", "re-open a request's failed tasks: retry ID", runRetry)
 	command("datasets list", "list the registered datasets with their health", runDatasetsList)
-	command("audit verify", "fetch the audit trail and recompute its hash chain: audit verify [--request ID]", runAuditVerify)
 }
 
 // newClient is the client of the client commands; tests may replace it.
@@ -343,38 +342,3 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 	return nil
 }
 
-func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("audit verify", stderr)
-	request := fs.String("request", "", "also count the events of this request (the whole chain is verified: it is one chain)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("usage: erasure audit verify [--request ID]")
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	// The server verifies: the chain is keyed with the deployment's audit key.
-	rep, err := c.VerifyAudit(ctx)
-	if err != nil {
-		return err
-	}
-	if !rep.OK {
-		return fmt.Errorf("audit trail BROKEN: %s (verified up to block %d, %d events, hash %s)", rep.Error, rep.Head.Block, rep.Head.Events, rep.Head.Hash)
-	}
-	if *request != "" {
-		evs, err := c.Audit(ctx, erasure.AuditFilter{RequestID: *request})
-		if err != nil {
-			return err
-		}
-		if len(evs) == 0 {
-			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%d events, verified) has no event of request %s", rep.Head.Events, *request)
-		}
-		fmt.Fprintf(stdout, "request %s: %d events in the trail\n", *request, len(evs))
-	}
-	fmt.Fprintf(stdout, "audit trail ok: %d events in %d blocks, head %s\n", rep.Head.Events, rep.Head.Block, rep.Head.Hash)
-	return nil
-}
