@@ -341,4 +341,3 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "%d datasets, %d tasks in backlog, %d failed\n", len(ds), backlog, failures)
 	return nil
 }
-
