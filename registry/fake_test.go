@@ -96,6 +96,7 @@ var testEnv = map[string]string{
 	"SHORT_TOKEN":          "short",
 	"EMPTY":                "",
 	"USER_ID":              "user_id",
+	"REDIS_PASSWORD":       "from-the-environment",
 }
 
 func lookupTestEnv(name string) (string, bool) {
