@@ -37,12 +37,12 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 	if err != nil {
 		return erasure.SweepResult{}, err
 	}
-	tuples := c.sweepTuples(batch, cols)
+	tuples, exact := c.sweepTuples(batch, cols)
 	if len(tuples) == 0 {
 		return erasure.SweepResult{}, nil
 	}
 	start := time.Now()
-	removed, err := c.sweepOn(ctx, db, tuples)
+	removed, err := c.sweepOn(ctx, db, tuples, exact)
 	if err != nil {
 		// Classified once the connection is back in the pool: classifying may query
 		// (SQLite foreign keys), and a SQLite pool has one connection.
@@ -54,30 +54,35 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 }
 
 // sweepOn runs the sweep on a connection of its own, returned to the pool before it returns.
-func (c *Conn) sweepOn(ctx context.Context, db *sql.DB, tuples [][]any) (int64, error) {
+func (c *Conn) sweepOn(ctx context.Context, db *sql.DB, tuples [][]any, exact []bool) (int64, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
 	if c.d.name == "postgres" {
-		return c.sweepPostgres(ctx, conn, tuples)
+		return c.sweepPostgres(ctx, conn, tuples, exact)
 	}
-	return c.sweepSQL(ctx, conn, tuples)
+	return c.sweepSQL(ctx, conn, tuples, exact)
 }
 
 // sweepTuples returns the distinct key tuples of the queued subjects (every combination of a
-// subject's values for composite keys), converted for their columns.
-func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) [][]any {
+// subject's values for composite keys), converted for their columns, and which key columns
+// are character columns, to be compared exactly (see textKey).
+func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) ([][]any, []bool) {
 	keys := c.cfg.keyColumns()
 	seen := map[string]bool{}
 	var out [][]any
+	exact := make([]bool, len(keys))
 	for _, sub := range batch {
 		per := make([][]any, len(keys))
 		ok := true
 		for i, k := range keys {
 			for _, v := range sub.Subject.Values(k.Identifier) {
 				if x, fits := c.value(cols, k.Column, v); fits {
+					if tk, ok := x.(textKey); ok {
+						x, exact[i] = string(tk), true
+					}
 					per[i] = append(per[i], x)
 				}
 			}
@@ -110,7 +115,7 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string)
 			}
 		}
 	}
-	return out
+	return out, exact
 }
 
 // sweepCreate returns the statement creating the temporary key table with the key columns'
@@ -133,12 +138,17 @@ func (c *Conn) sweepCreate() string {
 
 // sweepStatement returns the statement erasing the rows of the keys with erasure_seq in
 // [from, to).
-func (c *Conn) sweepStatement(from, to int64) (string, []any) {
+func (c *Conn) sweepStatement(from, to int64, exact []bool) (string, []any) {
 	q := &sqlBuf{d: c.d}
 	t := c.d.table(&c.cfg)
 	var on []string
 	for i, k := range c.cfg.keyColumns() {
-		on = append(on, "t0."+c.d.quote(k.Column)+" = k.erasure_k"+strconv.Itoa(i))
+		col, key := "t0."+c.d.quote(k.Column), "k.erasure_k"+strconv.Itoa(i)
+		on = append(on, col+" = "+key)
+		if exact[i] {
+			// The key table has the column's collation: compare exactly too (textKey).
+			on = append(on, c.d.exactColumn(col)+" = "+c.d.exactColumn(key))
+		}
 	}
 	join := strings.Join(on, " AND ")
 	redact := c.cfg.Action == ActionRedact
@@ -190,7 +200,7 @@ func (c *Conn) sweepStatement(from, to int64) (string, []any) {
 
 // sweepPostgres runs the sweep through pgx on conn: COPY into the temporary table, then the
 // chunked statements, in one transaction.
-func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any) (removed int64, err error) {
+func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any, exact []bool) (removed int64, err error) {
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
 		tx, err := pc.Begin(ctx)
@@ -221,7 +231,7 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 			return err
 		}
 		for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
-			stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
+			stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch), exact)
 			tag, err := tx.Exec(ctx, stmt, args...)
 			if err != nil {
 				return err
@@ -234,7 +244,7 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 }
 
 // sweepSQL runs the sweep through database/sql on conn (MySQL, SQLite).
-func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any) (removed int64, err error) {
+func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any, exact []bool) (removed int64, err error) {
 	drop := "DROP TEMPORARY TABLE IF EXISTS " + sweepTable
 	if c.d.name == "sqlite" {
 		drop = "DROP TABLE IF EXISTS temp." + sweepTable
@@ -279,7 +289,7 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any) (re
 		}
 	}
 	for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
-		stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
+		stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch), exact)
 		res, err := tx.ExecContext(ctx, stmt, args...)
 		if err != nil {
 			return 0, err
