@@ -34,6 +34,9 @@ type Service struct {
 	Signer *audit.Signer
 	// Engine, when set, is woken after submissions and acknowledgements.
 	Engine *Engine
+	// Ended, when set, is called after a cancellation or an acknowledgement was applied:
+	// commands that no longer wait can be removed from their transport (CommandPending).
+	Ended func()
 	// Deployment is the store's deployment id (Store.Deployment), read from the store on first
 	// use when empty.
 	Deployment string
@@ -181,7 +184,11 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	return s.Store.CancelRequest(ctx, id, actor)
+	r, err := s.Store.CancelRequest(ctx, id, actor)
+	if err == nil && s.Ended != nil {
+		s.Ended()
+	}
+	return r, err
 }
 
 // Retry implements erasure.Service.
@@ -242,6 +249,9 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 		}
 		if err == nil {
 			s.wake()
+			if s.Ended != nil {
+				s.Ended()
+			}
 		}
 		return got, err
 	}

@@ -68,6 +68,9 @@ type Server struct {
 	Metrics    *prometheus.Registry
 
 	// What Start started, for Close.
+	// prune is poked when a command may have stopped waiting (AckListener).
+	prune chan struct{}
+
 	mu      sync.Mutex
 	http    *HTTP
 	running []Component
@@ -85,7 +88,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, Logger: log}
+	s := &Server{Config: cfg, Logger: log, prune: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -145,7 +148,13 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Signer: audit.NewSigner(signingKey, s.Deployment), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline, MaxDeadline: cfg.MaxDeadline,
-		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m}
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m,
+		Ended: func() {
+			select {
+			case s.prune <- struct{}{}:
+			default:
+			}
+		}}
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize, api.WithMaxBodyBytes(cfg.Server.MaxBodyBytes)))
