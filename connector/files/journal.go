@@ -2,8 +2,9 @@ package files
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
+
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -82,16 +84,31 @@ type journalHead struct {
 	Keys    []string  `json:"keys"`
 }
 
-// sweepID hashes a sorted, distinct key set, each key length-prefixed.
-func sweepID(keys []string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, k := range keys {
-		binary.LittleEndian.PutUint64(n[:], uint64(len(k)))
-		h.Write(n[:])
-		h.Write([]byte(k))
+// newSweepID returns a random sweep id. It is not derived from the keys: a sweep id shows in
+// file names and logs, and a hash of the keys, unkeyed, would let anyone with a list of likely
+// identifiers tell which subjects were swept.
+func newSweepID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return hex.EncodeToString(b[:])
+}
+
+// journalOf returns the head of the interrupted sweep of exactly keys (sorted, distinct), if
+// one remains.
+func (c *Connector) journalOf(keys []string) (journalHead, bool) {
+	ids, err := c.journals()
+	if err != nil {
+		return journalHead{}, false
+	}
+	for _, id := range ids {
+		head, err := c.openJournal(id)
+		if err == nil && slices.Equal(head.Keys, keys) {
+			return head, true
+		}
+	}
+	return journalHead{}, false
 }
 
 func (c *Connector) sweepsDir() string           { return filepath.Join(c.cfg.StateDir, "sweeps") }
@@ -105,10 +122,10 @@ func (c *Connector) Begin(ctx context.Context, keys []string) (*Plan, error) {
 	if len(keys) == 0 {
 		return nil, erasure.Errorf(erasure.EINVALID, "files: a sweep needs at least one key")
 	}
-	id := sweepID(keys)
+	id := newSweepID()
 	dir := c.journalDir(id)
 	head := journalHead{ID: id, Started: time.Now().UTC(), Keys: keys}
-	if old, err := c.openJournal(id); err == nil {
+	if old, ok := c.journalOf(keys); ok {
 		head = old
 	} else {
 		if err := os.MkdirAll(filepath.Join(dir, "parts"), 0o700); err != nil {
@@ -156,7 +173,7 @@ func (c *Connector) openJournal(id string) (journalHead, error) {
 	} else if err != nil {
 		return head, classifyIO(fmt.Errorf("files: reading sweep journal %s: %w", id, err))
 	}
-	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || sweepID(normalizeKeys(head.Keys)) != id {
+	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
 		return head, erasure.Permanentf("files: sweep journal %s is damaged; remove %s after checking the snapshot", id, c.journalDir(id))
 	}
 	return head, nil

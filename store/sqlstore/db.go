@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -55,6 +56,11 @@ type DB struct {
 	done    chan struct{}
 	// restored are the audit triggers Open restored (RestoredTriggers).
 	restored []string
+	// SQLite: a transaction scrubbed identifiers; the WAL is checkpointed after it (scrub.go).
+	scrubPending atomic.Bool
+	scrub        chan struct{}
+	scrubStop    chan struct{}
+	scrubDone    chan struct{}
 }
 
 var (
@@ -99,6 +105,8 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 	}
 	db.restored = restored
 	go db.groupCommit()
+	db.scrub, db.scrubStop, db.scrubDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go db.scrubLoop()
 	return db, nil
 }
 
@@ -106,6 +114,8 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 func (db *DB) Close() error {
 	close(db.creates)
 	<-db.done
+	close(db.scrubStop)
+	<-db.scrubDone
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	err := db.w.Close()
 	if db.r != db.w {
@@ -279,6 +289,7 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if db.dialect == migrate.SQLite {
 		db.prepareSeen(ctx)
+		db.afterCommit()
 	}
 	return nil
 }
