@@ -150,7 +150,24 @@ type Request struct {
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	FinishedAt    *time.Time `json:"finished_at,omitempty"`
-	Tasks         []Task     `json:"tasks,omitempty"`
+	// Found says, once the request has ended, whether anything of the subject was found and
+	// erased anywhere (some task removed something): a request completed with found false
+	// erased nothing, its tasks' notes say why. Unset while the request is open.
+	Found *bool  `json:"found,omitempty"`
+	Tasks []Task `json:"tasks,omitempty"`
+}
+
+// SetFound sets r.Found from its tasks when r has ended, and leaves it unset otherwise.
+func (r *Request) SetFound() {
+	r.Found = nil
+	if !r.Status.Ended() {
+		return
+	}
+	found := false
+	for _, t := range r.Tasks {
+		found = found || t.Removed > 0
+	}
+	r.Found = &found
 }
 
 // TaskCounts summarises the tasks of one request.

@@ -129,6 +129,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if err != nil {
 		return nil, false, err
 	}
+	r.SetFound()
 	if created {
 		if s.Metrics != nil {
 			s.Metrics.submitted.Inc()
@@ -155,7 +156,15 @@ func (s *Service) Request(ctx context.Context, id string) (*erasure.Request, err
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	return s.Store.Request(ctx, id)
+	return found(s.Store.Request(ctx, id))
+}
+
+// found sets the Found of a request read from the store.
+func found(r *erasure.Request, err error) (*erasure.Request, error) {
+	if r != nil {
+		r.SetFound()
+	}
+	return r, err
 }
 
 func truncateID(id string) string {
@@ -176,7 +185,11 @@ func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasur
 	if f.Limit < 0 || f.Limit > 500 {
 		return erasure.RequestPage{}, erasure.Errorf(erasure.EINVALID, "limit must be between 1 and 500")
 	}
-	return s.Store.Requests(ctx, f)
+	page, err := s.Store.Requests(ctx, f)
+	for i := range page.Requests {
+		page.Requests[i].SetFound()
+	}
+	return page, err
 }
 
 // Cancel implements erasure.Service.
@@ -184,7 +197,7 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	r, err := s.Store.CancelRequest(ctx, id, actor)
+	r, err := found(s.Store.CancelRequest(ctx, id, actor))
 	if err == nil && s.Ended != nil {
 		s.Ended()
 	}
@@ -196,7 +209,7 @@ func (s *Service) Retry(ctx context.Context, id, actor string) (*erasure.Request
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	r, err := s.Store.RetryRequest(ctx, id, actor)
+	r, err := found(s.Store.RetryRequest(ctx, id, actor))
 	if err == nil {
 		s.wake()
 	}

@@ -276,3 +276,37 @@ datasets:
 		t.Fatalf("a deadline 9 days ahead: %v", err)
 	}
 }
+
+// TestServer_RequestSaysWhetherAnythingWasFound: a completed request says found false when no
+// dataset held anything of the subject, with each task's note saying why, and found true
+// otherwise; an open request says nothing.
+func TestServer_RequestSaysWhetherAnythingWasFound(t *testing.T) {
+	s := open(t, false)
+	if err := s.Start(t.Context(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(s.URL(), token)
+	nobody := submit(t, s, "12345") // the memory dataset holds users 1 to 9
+	somebody := submit(t, s, "3")
+	if nobody.Found != nil {
+		t.Fatalf("an open request says found %v", *nobody.Found)
+	}
+	waitStatus(t, s, nobody.ID, erasure.RequestCompleted)
+	waitStatus(t, s, somebody.ID, erasure.RequestCompleted)
+	for _, tc := range []struct {
+		id    string
+		found bool
+	}{{nobody.ID, false}, {somebody.ID, true}} {
+		r, err := c.Request(t.Context(), tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Found == nil || *r.Found != tc.found {
+			t.Fatalf("request %s: found %v, want %v", tc.id, r.Found, tc.found)
+		}
+	}
+	page, err := c.Requests(t.Context(), erasure.RequestFilter{})
+	if err != nil || len(page.Requests) != 2 || page.Requests[0].Found == nil {
+		t.Fatalf("listing: %+v %v", page, err)
+	}
+}

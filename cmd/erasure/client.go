@@ -160,8 +160,30 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.Dataset, t.Kind, t.Method, t.State, t.Attempts, t.Removed, verified, oneLineText(t.LastError, 80))
 	}
 	tw.Flush()
+	fmt.Fprint(stdout, nothingFound(req))
 	fmt.Fprintln(stdout, summary(req))
 	return nil
+}
+
+// nothingFound lists, for a completed request that erased nothing, why each dataset had
+// nothing (its task's note: skipped for want of an identifier, nothing there...), one line
+// each; "" otherwise.
+func nothingFound(req *erasure.Request) string {
+	if req.Status != erasure.RequestCompleted || req.Found == nil || *req.Found {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range req.Tasks {
+		if t.Kind != erasure.TaskErase {
+			continue
+		}
+		why := oneLineText(t.Note, 120)
+		if why == "" {
+			why = "nothing there"
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", t.Dataset, why)
+	}
+	return b.String()
 }
 
 // oneLineText keeps the first line of s, at most n bytes, for tables.
@@ -189,6 +211,17 @@ func summary(req *erasure.Request) string {
 		default:
 			open++
 		}
+	}
+	if req.Status == erasure.RequestCompleted && req.Found != nil && !*req.Found {
+		datasets := map[string]bool{}
+		for _, t := range req.Tasks {
+			datasets[t.Dataset] = true
+		}
+		s := fmt.Sprintf("%s completed: nothing found in %d datasets", req.ID, len(datasets))
+		if req.Overdue {
+			s += ", OVERDUE"
+		}
+		return s
 	}
 	s := fmt.Sprintf("%s %s: %d of %d tasks done", req.ID, req.Status, done, len(req.Tasks))
 	if failed > 0 {
@@ -250,6 +283,7 @@ func waitFor(ctx context.Context, c *client.Client, id string, timeout time.Dura
 		line := summary(req)
 		switch req.Status {
 		case erasure.RequestCompleted:
+			fmt.Fprint(stdout, nothingFound(req))
 			fmt.Fprintln(stdout, line)
 			return nil
 		case erasure.RequestFailed, erasure.RequestCancelled:

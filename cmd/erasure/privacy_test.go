@@ -160,6 +160,19 @@ func TestPrivacy_NothingRecoverableAfterErasure(t *testing.T) {
 	}
 	for _, s := range subjects[:ended] {
 		waitCompleted(t, admin, s.req)
+		r, err := admin.Request(ctx, s.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each subject had 3 rows in the snapshot: its offline task says so.
+		for _, tk := range r.Tasks {
+			if tk.Dataset == "warehouse.events" && tk.Removed != 3 {
+				t.Errorf("request %s: the sweep reports %d rows removed for the subject, want 3", s.req, tk.Removed)
+			}
+		}
+		if r.Found == nil || !*r.Found {
+			t.Errorf("request %s: found %v, want true", s.req, r.Found)
+		}
 	}
 	if r, err := admin.Request(ctx, subjects[ended].req); err != nil || r.Status.Ended() {
 		t.Fatalf("the control request should be open: %+v %v", r, err)

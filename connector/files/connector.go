@@ -225,7 +225,16 @@ func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (er
 	}
 	defer unlock()
 	rep, err := c.run(ctx, keys, "")
-	return rep.SweepResult(), interrupted(err)
+	res := rep.SweepResult()
+	if err == nil {
+		res.PerTask = map[int64]int64{}
+		for _, s := range batch {
+			for _, v := range s.Subject.Values(c.cfg.Key.Identifier) {
+				res.PerTask[s.TaskID] += rep.RemovedByKey[v]
+			}
+		}
+	}
+	return res, interrupted(err)
 }
 
 // interrupted returns a cancelled or expired context's error as a *erasure.TransientError (the

@@ -289,6 +289,10 @@ type Report struct {
 	IndexBytes int64     `json:"index_bytes"`
 	Started    time.Time `json:"started"`
 	Finished   time.Time `json:"finished"`
+	// RemovedByKey is the rows removed per key value, by the rewrites of this process (a
+	// partition prepared before an interruption and reused by the resume is not counted
+	// again). It holds key values in clear: it is never written down.
+	RemovedByKey map[string]int64 `json:"-"`
 }
 
 // SweepResult returns the report in the domain's terms (Bytes is the bytes read).
@@ -309,7 +313,7 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{ID: plan.ID, Partitions: len(parts), Started: plan.started}
+	rep := Report{ID: plan.ID, Partitions: len(parts), Started: plan.started, RemovedByKey: plan.keys.removedBy()}
 	var prepared []marker
 	for _, p := range parts {
 		m, ok := c.validMarker(plan.ID, p.Path)

@@ -98,6 +98,9 @@ func (c *Connector) processLines(r io.Reader, name string, gz bool, cr *counting
 		}
 		if has && row && ks.has(key) {
 			st.removed++
+			if md == modeRewrite {
+				ks.removedRow(key)
+			}
 			switch md {
 			case modeFind:
 				return errFound

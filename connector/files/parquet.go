@@ -65,6 +65,9 @@ func (c *Connector) processParquet(r *countingReader, size int64, ks *keySet, md
 						key = valueKey(key[:0], v)
 						if probe.has(key) {
 							matched[g] = append(matched[g], row)
+							if md == modeRewrite {
+								ks.removedRow(key)
+							}
 							any = true
 							if md == modeFind {
 								parquet.Release(page)

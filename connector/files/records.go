@@ -64,6 +64,9 @@ func (c *Connector) processRecords(f *os.File, cr *countingReader, rel string, k
 		}
 		if has && row && ks.has(key) {
 			st.removed++
+			if md == modeRewrite {
+				ks.removedRow(key)
+			}
 			switch md {
 			case modeFind:
 				return errFound

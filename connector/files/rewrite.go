@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/gzip"
@@ -256,12 +257,16 @@ type keySet struct {
 	hashes []uint64
 	filter []uint64
 	mask   uint64 // bit index mask of filter
+	// removed counts the rows a rewrite removed, per key (removedRow): what each subject's
+	// task reports.
+	removed map[string]*atomic.Int64
 }
 
 func newKeySet(keys []string) *keySet {
-	ks := &keySet{m: make(map[string]struct{}, len(keys))}
+	ks := &keySet{m: make(map[string]struct{}, len(keys)), removed: make(map[string]*atomic.Int64, len(keys))}
 	for _, k := range keys {
 		ks.m[k] = struct{}{}
+		ks.removed[k] = new(atomic.Int64)
 		ks.hashes = append(ks.hashes, xxhash.Sum64String(k))
 	}
 	sort.Slice(ks.hashes, func(i, j int) bool { return ks.hashes[i] < ks.hashes[j] })
@@ -276,6 +281,24 @@ func newKeySet(keys []string) *keySet {
 		ks.filter[b>>6] |= 1 << (b & 63)
 	}
 	return ks
+}
+
+// removedRow counts a row of key b that a rewrite removes.
+func (ks *keySet) removedRow(b []byte) {
+	if c, ok := ks.removed[string(b)]; ok {
+		c.Add(1)
+	}
+}
+
+// removedBy returns the rows removed so far per key (keys without any are left out).
+func (ks *keySet) removedBy() map[string]int64 {
+	out := map[string]int64{}
+	for k, c := range ks.removed {
+		if n := c.Load(); n > 0 {
+			out[k] = n
+		}
+	}
+	return out
 }
 
 func (ks *keySet) has(b []byte) bool {
