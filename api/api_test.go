@@ -109,6 +109,7 @@ func TestAPI_SubmitBadInput(t *testing.T) {
 		{"ReasonNotString", `{"subject":{"user_id":"42"},"reason":7}`, nil, 400, erasure.EINVALID, `field "reason" must be a string`},
 		{"DeadlineNotRFC3339", `{"subject":{"user_id":"42"},"reason":"user_request","deadline":"30d"}`, nil, 400, erasure.EINVALID, "RFC 3339"},
 		{"DeadlineInPast", `{"subject":{"user_id":"42"},"reason":"user_request","deadline":"2001-01-01T00:00:00Z"}`, nil, 400, erasure.EINVALID, "in the past"},
+		{"DeadlineZeroTime", `{"subject":{"user_id":"42"},"reason":"user_request","deadline":"0001-01-01T00:00:00Z"}`, nil, 400, erasure.EINVALID, "deadline"},
 		{"DuplicateSubject", `{"subject":{"user_id":"1"},"subject":{"user_id":"2"},"reason":"user_request"}`, nil, 400, erasure.EINVALID, `key "subject" twice`},
 		{"DuplicateReason", `{"subject":{"user_id":"42"},"reason":"user_request","reason":"legal"}`, nil, 400, erasure.EINVALID, `key "reason" twice`},
 		{"FieldNameInOtherCase", `{"Subject":{"user_id":"42"},"reason":"user_request"}`, nil, 400, erasure.EINVALID, "case-sensitive"},
