@@ -15,6 +15,7 @@
 //	GET  /v1/datasets                 read
 //	GET  /v1/datasets/{name}          read
 //	GET  /v1/audit                    read     ?request=&after=&limit= (1..10000, default 1000)
+//	GET  /v1/audit/verify             read     the whole chain, with the deployment's key (AuditRoutes adds checkpoints)
 //	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready), Prometheus
 //	/v1/records/…                     read, write, operate: see RecordsHandler
 //

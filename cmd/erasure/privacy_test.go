@@ -14,8 +14,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -226,10 +228,21 @@ func TestPrivacy_NothingRecoverableAfterErasure(t *testing.T) {
 	}
 	t.Logf("scanned %d hash-like values with a dictionary of %d entries and %d hash functions", att.tokens, len(dict), len(hashFuncs))
 
-	// The server's logs, at debug level, never carry an identifier, of an ended request or
-	// an open one, in clear or as an unkeyed hash.
+	// The server's logs, at debug level, and its metrics never carry an identifier, of an
+	// ended request or an open one, in clear or as an unkeyed hash.
 	logDir := t.TempDir()
 	os.WriteFile(filepath.Join(logDir, "server.log"), logs.Bytes(), 0o600)
+	// And neither do its metrics.
+	resp, err := http.Get(m.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(metrics, []byte("erasure_")) {
+		t.Fatalf("no metrics read: %.200s", metrics)
+	}
+	os.WriteFile(filepath.Join(logDir, "metrics.txt"), metrics, 0o600)
 	var all []string
 	for _, s := range subjects {
 		all = append(all, s.userID, s.email)
