@@ -174,6 +174,10 @@ type SweepResult struct {
 	Scanned    int64 `json:"rows_scanned"`
 	Removed    int64 `json:"rows_removed"`
 	Bytes      int64 `json:"bytes"`
+	// PerTask, when the sweeper counts them, is the rows removed for each task's subject (by
+	// task id): what the task reports as removed once the sweep commits. A row of two
+	// subjects counts for both.
+	PerTask map[int64]int64 `json:"-"`
 }
 
 // Sweeper erases many subjects from an offline dataset in one pass. It must commit atomically

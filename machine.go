@@ -577,8 +577,9 @@ func (m *Machine) Retry(actor string, o RetryOptions) error {
 }
 
 // CommitSweep completes the request's tasks that wait, queued, in sweep sw: each becomes done
-// and verified (a committed sweep leaves no row of its subjects), with a task.attempt event
-// naming the sweep. Call Settle afterwards.
+// and verified (a committed sweep leaves no row of its subjects), with the rows the sweep
+// removed for its subject (sw.PerTask) and a task.attempt event naming the sweep. Call Settle
+// afterwards.
 func (m *Machine) CommitSweep(sw *Sweep, actor string) {
 	note := "sweep " + sw.ID
 	for i := range m.r.Tasks {
@@ -587,8 +588,10 @@ func (m *Machine) CommitSweep(sw *Sweep, actor string) {
 		}
 		t := m.touch(i)
 		v := m.now
+		removed := sw.PerTask[t.ID]
 		t.State, t.LastError, t.Note, t.VerifiedAt, t.LeaseOwner, t.FinishedAt = TaskDone, "", note, &v, "", &v
-		m.event(actor, EventTaskAttempt, t.ID, t.Dataset, AttemptData{Attempt: t.Attempts, Outcome: TaskDone, Verified: true, Note: note,
+		t.Removed += removed
+		m.event(actor, EventTaskAttempt, t.ID, t.Dataset, AttemptData{Attempt: t.Attempts, Outcome: TaskDone, Removed: removed, Verified: true, Note: note,
 			Sweep: sw.ID, Started: sw.Started, Finished: m.now})
 	}
 }

@@ -187,7 +187,24 @@ type Request struct {
 	// Canary names the dataset whose canary (a synthetic erasure) this request is; empty for
 	// the requests of real subjects. Canary requests stay out of user statistics and listings.
 	Canary string `json:"canary,omitempty"`
-	Tasks  []Task `json:"tasks,omitempty"`
+	// Found says, once the request has ended, whether anything of the subject was found and
+	// erased anywhere (some task removed something): a request completed with found false
+	// erased nothing, its tasks' notes say why. Unset while the request is open.
+	Found *bool  `json:"found,omitempty"`
+	Tasks []Task `json:"tasks,omitempty"`
+}
+
+// SetFound sets r.Found from its tasks when r has ended, and leaves it unset otherwise.
+func (r *Request) SetFound() {
+	r.Found = nil
+	if !r.Status.Ended() {
+		return
+	}
+	found := false
+	for _, t := range r.Tasks {
+		found = found || t.Removed > 0
+	}
+	r.Found = &found
 }
 
 // TaskCounts summarises the tasks of one request.

@@ -134,6 +134,11 @@ type AuditReport struct {
 	OK    bool      `json:"ok"`
 	Head  AuditHead `json:"head"`
 	Error string    `json:"error,omitempty"`
+	// Anchors counts the points (expected heads, checkpoints given and kept) the chain was
+	// checked to pass through.
+	Anchors int `json:"anchors,omitempty"`
+	// PublicKey is the hex Ed25519 key the deployment signs its checkpoints with.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // Service is what the API and the CLI act on: the planner and pipeline in front of a store.

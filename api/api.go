@@ -22,6 +22,7 @@
 //	GET  /v1/datasets                 read
 //	GET  /v1/datasets/{name}          read
 //	GET  /v1/audit                    read     ?request=&after=&limit= (1..10000, default 1000)
+//	GET  /v1/audit/verify             read     the whole chain, with the deployment's key (AuditRoutes adds checkpoints)
 //	GET  /healthz  /readyz  /metrics  none     liveness, readiness (Service.Ready: the store takes a write), Prometheus
 //	/v1/records/…                     read, write, operate: see RecordsHandler
 //	/v1/holds, /v1/suppressions…, /v1/retention/…, /v1/replays/…: see PolicyRoutes
@@ -77,7 +78,14 @@ type Config struct {
 	Extra map[string]http.Handler
 	// Now is the clock used to refuse deadlines in the past; nil means time.Now.
 	Now func() time.Time
+	// BodyTimeout is how long a request body may take to arrive once its headers have
+	// (DefaultBodyTimeout when zero): a slow body is cut like a slow header, with 408.
+	BodyTimeout time.Duration
 }
+
+// DefaultBodyTimeout is how long a request body may take to arrive when Config.BodyTimeout is
+// zero: as long as the headers may (the server's ReadHeaderTimeout).
+const DefaultBodyTimeout = 10 * time.Second
 
 // Server serves the API. It is safe for concurrent use.
 type Server struct {
@@ -89,6 +97,7 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	now     func() time.Time
+	bodyTTL time.Duration
 }
 
 // New returns a Server for cfg. It panics when cfg.Service is nil or an Extra pattern is
@@ -98,13 +107,17 @@ func New(cfg Config) *Server {
 		panic("api: Config.Service is nil")
 	}
 	s := &Server{
-		svc:    cfg.Service,
-		tokens: newTokens(cfg.Tokens),
-		limit:  cfg.MaxBodyBytes,
-		log:    cfg.Logger,
-		reg:    cfg.Metrics,
-		mux:    http.NewServeMux(),
-		now:    cfg.Now,
+		svc:     cfg.Service,
+		tokens:  newTokens(cfg.Tokens),
+		limit:   cfg.MaxBodyBytes,
+		log:     cfg.Logger,
+		reg:     cfg.Metrics,
+		mux:     http.NewServeMux(),
+		now:     cfg.Now,
+		bodyTTL: cfg.BodyTimeout,
+	}
+	if s.bodyTTL <= 0 {
+		s.bodyTTL = DefaultBodyTimeout
 	}
 	if s.limit <= 0 {
 		s.limit = DefaultMaxBodyBytes

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"erasure"
+	"erasure/internal/strictjson"
 )
 
 // DefaultMaxBodyBytes is the body size limit when Config.MaxBodyBytes is zero.
@@ -167,6 +170,17 @@ func DecodeJSON(r *http.Request, limit int64, v any) error {
 	return decodeJSON(r.Body, limit, v)
 }
 
+// checkBody checks what the headers say of a JSON body: its type, and its length against limit.
+func checkBody(r *http.Request, limit int64) error {
+	if err := checkJSONType(r); err != nil {
+		return err
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	return nil
+}
+
 func checkJSONType(r *http.Request) error {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
@@ -182,81 +196,25 @@ func checkJSONType(r *http.Request) error {
 	return nil
 }
 
-func tooLarge(limit int64) error {
-	return erasure.Errorf(erasure.ETOOLARGE, "request body is larger than %d bytes", limit)
-}
+func tooLarge(limit int64) error { return strictjson.TooLarge(limit) }
 
+// decodeJSON decodes at most limit bytes of r into v with the strict decoder shared by every
+// JSON body erasure accepts (internal/strictjson): one value, valid UTF-8 without lone
+// surrogates, no key twice, field names exactly as documented, nothing after the value.
 func decodeJSON(r io.Reader, limit int64, v any) error {
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes
 	}
-	lr := &io.LimitedReader{R: r, N: limit + 1}
-	dec := json.NewDecoder(lr)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		// Anything but white space after the value is an error, and reading up to the end
-		// also finds bodies that are too large past a complete value.
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errTrailing
-		}
-	}
-	if lr.N <= 0 {
-		return tooLarge(limit)
-	}
-	if err != nil {
-		return jsonError(err)
-	}
-	return nil
-}
-
-var errTrailing = errors.New("trailing data")
-
-// jsonError turns a decoding error into an EINVALID error for people.
-func jsonError(err error) error {
-	var (
-		e      *erasure.Error
-		syntax *json.SyntaxError
-		typ    *json.UnmarshalTypeError
-	)
+	err := strictjson.Decode(r, limit, v)
+	var e *erasure.Error
+	var ne net.Error
 	switch {
-	case errors.As(err, &e):
-		return e
-	case err == errTrailing:
-		return erasure.Errorf(erasure.EINVALID, "request body has data after the JSON object: send exactly one object")
-	case err == io.EOF:
-		return erasure.Errorf(erasure.EINVALID, "request body is empty: send a JSON object")
-	case err == io.ErrUnexpectedEOF:
-		return erasure.Errorf(erasure.EINVALID, "request body is truncated JSON")
-	case errors.As(err, &syntax):
-		return erasure.Errorf(erasure.EINVALID, "request body is malformed JSON at byte %d", syntax.Offset)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return erasure.Errorf(erasure.EINVALID, "request body must be a JSON object")
-		}
-		return erasure.Errorf(erasure.EINVALID, "field %s must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		// encoding/json has no error type for this; its message is stable.
-		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return erasure.Errorf(erasure.EINVALID, "unknown field %q", truncate(name, 64))
+	case err == nil, errors.As(err, &e):
+		return err
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return erasure.Errorf(ETIMEOUT, "the request body did not arrive in time: send it at once after the headers")
 	}
-	return erasure.Errorf(erasure.EINVALID, "request body is not valid JSON")
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "string":
-		return "a string"
-	case "int", "int64", "int32", "uint", "uint64":
-		return "an integer"
-	case "bool":
-		return "true or false"
-	case "slice":
-		return "an array"
-	case "struct", "map", "ptr":
-		return "an object"
-	}
-	return "of another type"
+	return erasure.Errorf(erasure.EINVALID, "the request body could not be read: the connection failed")
 }
 
 func truncate(s string, n int) string {

@@ -30,6 +30,8 @@ func StatusOf(code string) int {
 		return http.StatusUnsupportedMediaType
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
+	case "request_timeout":
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -40,6 +42,8 @@ const (
 	EUNSUPPORTED = "unsupported_media_type"
 	// EMETHOD is a method the route does not serve (405).
 	EMETHOD = "method_not_allowed"
+	// ETIMEOUT is a request body that did not arrive in time (408).
+	ETIMEOUT = "request_timeout"
 )
 
 // ErrorBody is the JSON body of every error response: {"error":{"code":...,"message":...}}.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -101,6 +102,36 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
+// limitBodyTime gives a request's body BodyTimeout to arrive, by a read deadline on its
+// connection, lifted once the body has been read to its end (so that the connection's later
+// reads, which watch for the client going away, are not cut).
+func (s *Server) limitBodyTime(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.bodyTTL)); err != nil {
+		return // a connection without deadlines (a test recorder): nothing to cut
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { rc.SetReadDeadline(time.Time{}) }}
+}
+
+// deadlineBody lifts the read deadline set for a body once it has been read.
+type deadlineBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
+
 // serve wraps the router: request id, recovery from panics, metrics and one log line per
 // request. The log line carries the route pattern, never the path or query (a path may hold a
 // request id, never an identifier, but patterns keep the cardinality bounded) nor the body.
@@ -114,6 +145,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 	sw := &statusWriter{ResponseWriter: w}
+	s.limitBodyTime(w, r)
 	sw.Header().Set("X-Request-Id", info.id)
 
 	func() {

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,8 +39,14 @@ const (
 // erasure), another one when they are served alone. Errors are the API's: WriteError's JSON
 // and statuses, bodies decoded by DecodeJSON. A tombstone answers 410 with its deletion time,
 // reason and version.
-func RecordsHandler(s records.Service, authorize func(r *http.Request, role string) (string, error)) http.Handler {
+//
+// A write with a payload over a record that an erasure tombstoned or purged is refused (409)
+// unless it says "force": true, which needs the operate role too and is audited.
+func RecordsHandler(s records.Service, authorize func(r *http.Request, role string) (string, error), opts ...RecordsOption) http.Handler {
 	h := &recordsHandler{s: s, auth: authorize}
+	for _, o := range opts {
+		o(h)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/records/{source}/{id}", h.get)
 	mux.HandleFunc("PUT /v1/records/{source}/{id}", h.put)
@@ -58,6 +65,24 @@ func RecordsHandler(s records.Service, authorize func(r *http.Request, role stri
 type recordsHandler struct {
 	s    records.Service
 	auth func(r *http.Request, role string) (string, error)
+	// maxBody, when set, caps every route's body limit (the server's max_body_bytes).
+	maxBody int64
+}
+
+// RecordsOption changes a RecordsHandler.
+type RecordsOption func(*recordsHandler)
+
+// WithMaxBodyBytes caps the body of every record route at n bytes (the server's
+// max_body_bytes): a route's own limit (MaxRecordBody, MaxRecordBatchBody, MaxReconcileBody)
+// applies only below it.
+func WithMaxBodyBytes(n int64) RecordsOption { return func(h *recordsHandler) { h.maxBody = n } }
+
+// limit is the body limit of a route whose own limit is routeMax.
+func (h *recordsHandler) limit(routeMax int64) int64 {
+	if h.maxBody > 0 && h.maxBody < routeMax {
+		return h.maxBody
+	}
+	return routeMax
 }
 
 // authorized checks the role and returns the actor, or answers the error and returns false.
@@ -101,18 +126,75 @@ type putBody struct {
 	Deleted bool            `json:"deleted"`
 	Reason  string          `json:"reason"`
 	Purge   bool            `json:"purge"`
+	Force   bool            `json:"force"`
+}
+
+// DecodeRecordPut reads the body of PUT /v1/records/{source}/{id} (at most limit bytes) with
+// the strict decoder of every JSON body, for the record id, and returns the write, validated
+// (records.Write.Validate). Errors: ETOOLARGE, EINVALID; messages never quote the payload.
+func DecodeRecordPut(body io.Reader, limit int64, id string) (records.Write, error) {
+	var b putBody
+	if err := decodeJSON(body, limit, &b); err != nil {
+		return records.Write{}, err
+	}
+	w := records.Write{ID: id, Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge, Force: b.Force}
+	if err := w.Validate(); err != nil {
+		return records.Write{}, err
+	}
+	return w, nil
+}
+
+// DecodeRecordBatch reads the body of POST /v1/records/{source}:batch (at most limit bytes)
+// strictly and returns its writes (the store validates each, and answers for each). Errors as
+// DecodeRecordPut's, and EINVALID for an empty batch.
+func DecodeRecordBatch(body io.Reader, limit int64) ([]records.Write, error) {
+	var b RecordBatchRequest
+	if err := decodeJSON(body, limit, &b); err != nil {
+		return nil, err
+	}
+	if len(b.Writes) == 0 {
+		return nil, erasure.Errorf(erasure.EINVALID, "writes is empty")
+	}
+	return b.Writes, nil
+}
+
+// forced authorizes the writes that ask for force: they need the operate role, and carry its
+// actor for the audit event.
+func (h *recordsHandler) forced(w http.ResponseWriter, r *http.Request, writes []records.Write) bool {
+	var actor string
+	for i := range writes {
+		if !writes[i].Force {
+			continue
+		}
+		if actor == "" {
+			var ok bool
+			if actor, ok = h.authorized(w, r, RoleOperate); !ok {
+				return false
+			}
+		}
+		writes[i].Actor = actor
+	}
+	return true
 }
 
 func (h *recordsHandler) put(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.authorized(w, r, RoleWrite); !ok {
 		return
 	}
-	var b putBody
-	if err := DecodeJSON(r, MaxRecordBody, &b); err != nil {
+	if err := checkBody(r, h.limit(MaxRecordBody)); err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), records.Write{ID: r.PathValue("id"), Version: b.Version, Payload: b.Payload, Deleted: b.Deleted, Reason: b.Reason, Purge: b.Purge})
+	write, err := DecodeRecordPut(r.Body, h.limit(MaxRecordBody), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	writes := []records.Write{write}
+	if !h.forced(w, r, writes) {
+		return
+	}
+	rec, status, err := h.s.Put(r.Context(), r.PathValue("source"), writes[0])
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -221,16 +303,19 @@ func (h *recordsHandler) batch(w http.ResponseWriter, r *http.Request, source st
 		WriteError(w, r, err)
 		return
 	}
-	var b RecordBatchRequest
-	if err := DecodeJSON(r, MaxRecordBatchBody, &b); err != nil {
+	if err := checkBody(r, h.limit(MaxRecordBatchBody)); err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	if len(b.Writes) == 0 {
-		WriteError(w, r, erasure.Errorf(erasure.EINVALID, "writes is empty"))
+	writes, err := DecodeRecordBatch(r.Body, h.limit(MaxRecordBatchBody))
+	if err != nil {
+		WriteError(w, r, err)
 		return
 	}
-	res, err := h.s.WriteBatch(r.Context(), source, b.Writes)
+	if !h.forced(w, r, writes) {
+		return
+	}
+	res, err := h.s.WriteBatch(r.Context(), source, writes)
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -264,7 +349,7 @@ func (h *recordsHandler) archive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b records.ArchiveRequest
-	if err := DecodeJSON(r, MaxRecordBody, &b); err != nil {
+	if err := DecodeJSON(r, h.limit(MaxRecordBody), &b); err != nil {
 		WriteError(w, r, err)
 		return
 	}
@@ -296,7 +381,7 @@ func (h *recordsHandler) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b records.RestoreRequest
-	if err := DecodeJSON(r, MaxRecordBatchBody, &b); err != nil {
+	if err := DecodeJSON(r, h.limit(MaxRecordBatchBody), &b); err != nil {
 		WriteError(w, r, err)
 		return
 	}
@@ -319,7 +404,7 @@ func (h *recordsHandler) reconcile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b records.ReconcileRequest
-	if err := DecodeJSON(r, MaxReconcileBody, &b); err != nil {
+	if err := DecodeJSON(r, h.limit(MaxReconcileBody), &b); err != nil {
 		WriteError(w, r, err)
 		return
 	}

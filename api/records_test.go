@@ -119,7 +119,12 @@ func TestRecordRoutes_Statuses(t *testing.T) {
 		{"LowerPutIs409", "PUT", "/v1/records/sierra/b9", "writer", `{"version":4,"payload":{"a":3}}`, 409, `"conflict"`},
 		{"UnknownFieldIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{},"colour":"red"}`, 400, `unknown field`},
 		{"MalformedJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,`, 400, `"invalid"`},
-		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `after the JSON object`},
+		{"TrailingJSONIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{}} {}`, 400, `after the JSON value`},
+		{"DuplicateKeyIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{},"version":7}`, 400, `twice`},
+		{"DuplicateKeyInPayloadIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{"a":1,"a":2}}`, 400, `twice`},
+		{"FieldInOtherCaseIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"Version":6,"payload":{}}`, 400, `case-sensitive`},
+		{"LoneSurrogateInPayloadIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6,"payload":{"t":"\udc01"}}`, 400, `surrogate`},
+		{"BatchDuplicateKeyIs400", "POST", "/v1/records/sierra:batch", "writer", `{"writes":[{"id":"c2","id":"c3","payload":{}}]}`, 400, `twice`},
 		{"MissingPayloadIs400", "PUT", "/v1/records/sierra/b9", "writer", `{"version":6}`, 400, `payload is required`},
 		{"OversizedBodyIs413", "PUT", "/v1/records/sierra/b9", "writer", big, 413, `"too_large"`},
 		{"PutToArchivedContinuesItsVersion", "PUT", "/v1/records/sierra/b3", "writer", `{"payload":{"title":"again"}}`, 200, `"version":3`},
@@ -186,4 +191,103 @@ func TestRecordRoutes_Statuses(t *testing.T) {
 			t.Fatalf("b1 = %+v, %v; want untouched at version 1", rec, err)
 		}
 	})
+}
+
+// TestRecordRoutes_ErasedRecords: a record an erasure tombstoned or purged answers 410, a
+// plain write over it is refused (409), force needs the operate role, and a forced write
+// brings it back.
+func TestRecordRoutes_ErasedRecords(t *testing.T) {
+	ctx := context.Background()
+	s, db := sqlrecordstest.Open(t, filepath.Join(t.TempDir(), "erasure.db"), sqlrecords.Options{})
+	srv := httptest.NewServer(api.RecordsHandler(s, recordsAuthorizer))
+	t.Cleanup(srv.Close)
+	for _, id := range []string{"e1", "e2"} {
+		if _, _, err := s.Put(ctx, "sierra", records.Write{ID: id, Payload: []byte(`{"title":"t"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the records connector does for an erasure request.
+	if _, _, err := s.Delete(ctx, "sierra", "e1", records.DeleteOptions{Reason: "erasure request", ErasedAs: "record_id"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Delete(ctx, "sierra", "e2", records.DeleteOptions{Reason: "erasure request", Purge: true, ErasedAs: "record_id"}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, path, token, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		want                            int
+		wantBody                        string
+	}{
+		{"ErasedIs410", "GET", "/v1/records/sierra/e1", "reader", "", 410, `erasure request`},
+		{"PurgedIs410", "GET", "/v1/records/sierra/e2", "reader", "", 410, `"gone"`},
+		{"PlainWriteIs409", "PUT", "/v1/records/sierra/e1", "writer", `{"payload":{"title":"back"}}`, 409, `erasure`},
+		{"PlainWriteOverPurgedIs409", "PUT", "/v1/records/sierra/e2", "writer", `{"version":9,"payload":{"title":"back"}}`, 409, `erasure`},
+		{"PlainBatchWriteIs409", "POST", "/v1/records/sierra:batch", "writer", `{"writes":[{"id":"e1","payload":{}}]}`, 200, `"code":"conflict"`},
+		{"ForceWithoutOperateIs403", "PUT", "/v1/records/sierra/e1", "writer", `{"payload":{"title":"back"},"force":true}`, 403, `"forbidden"`},
+		{"ForcedBatchWithoutOperateIs403", "POST", "/v1/records/sierra:batch", "writer", `{"writes":[{"id":"e1","payload":{},"force":true}]}`, 403, `"forbidden"`},
+		{"StillErased", "GET", "/v1/records/sierra/e1", "reader", "", 410, ``},
+		{"ForceOnADeletionIs400", "DELETE", "/v1/records/sierra/e1?force=true", "operator", "", 400, `unknown query`},
+		{"ForcedWriteBringsItBack", "PUT", "/v1/records/sierra/e1", "operator", `{"payload":{"title":"back"},"force":true}`, 200, `"status":"updated"`},
+		{"BackIs200", "GET", "/v1/records/sierra/e1", "reader", "", 200, `"title":"back"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := call(tc.method, tc.path, tc.token, tc.body)
+			if code != tc.want || !strings.Contains(body, tc.wantBody) {
+				t.Fatalf("%s %s: %d %s; want %d with %s", tc.method, tc.path, code, body, tc.want, tc.wantBody)
+			}
+		})
+	}
+	evs, err := db.Events(ctx, records.EventResurrected)
+	if err != nil || len(evs) != 1 || evs[0].Actor != "operator" {
+		t.Fatalf("resurrection events %+v, %v; want one by operator", evs, err)
+	}
+}
+
+// TestRecordRoutes_HonourMaxBodyBytes: the record routes take no body larger than the
+// server's max_body_bytes, whatever their own limit.
+func TestRecordRoutes_HonourMaxBodyBytes(t *testing.T) {
+	s, _ := sqlrecordstest.Open(t, filepath.Join(t.TempDir(), "erasure.db"), sqlrecords.Options{})
+	srv := httptest.NewServer(api.RecordsHandler(s, recordsAuthorizer, api.WithMaxBodyBytes(256)))
+	t.Cleanup(srv.Close)
+	payload := `{"t":"` + strings.Repeat("x", 300) + `"}`
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/v1/records/sierra/b1", `{"payload":` + payload + `}`},
+		{"POST", "/v1/records/sierra:batch", `{"writes":[{"id":"b1","payload":` + payload + `}]}`},
+		{"POST", "/v1/records/sierra/restore", `{"ids":["` + strings.Repeat("i", 300) + `"]}`},
+		{"POST", "/v1/records/sierra/reconcile", `{"present":["` + strings.Repeat("i", 300) + `"]}`},
+	} {
+		for _, chunked := range []bool{false, true} {
+			var body io.Reader = strings.NewReader(tc.body)
+			if chunked {
+				body = io.MultiReader(strings.NewReader(tc.body)) // no length: read until the limit
+			}
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, body)
+			req.Header.Set("Authorization", "Bearer operator")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("%s %s (chunked %v) of %d bytes: %d, want 413", tc.method, tc.path, chunked, len(tc.body), resp.StatusCode)
+			}
+		}
+	}
+	if _, err := s.Get(context.Background(), "sierra", "b1"); erasure.ErrorCode(err) != erasure.ENOTFOUND {
+		t.Fatalf("a refused body wrote a record: %v", err)
+	}
 }

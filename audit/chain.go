@@ -211,6 +211,28 @@ type Trail interface {
 // and that the store's head is the last block verified. It returns the head verified so far
 // and, when the trail is broken, an error naming where.
 func VerifyTrail(ctx context.Context, s Trail, chain erasure.AuditChain) (erasure.AuditHead, error) {
+	return VerifyTrailFrom(ctx, s, chain, nil)
+}
+
+// VerifyTrailFrom is VerifyTrail that also checks that the chain passes through every anchor:
+// block a.Block has hash a.Hash (block 0: the chain's start, the legacy head or the genesis).
+// Someone who holds the audit key can rewrite a trail so that it verifies; they cannot make
+// it pass through a block and hash recorded before the rewrite, nor reach a block it was cut
+// before. The error names the first anchor missed.
+func VerifyTrailFrom(ctx context.Context, s Trail, chain erasure.AuditChain, anchors []erasure.AuditAnchor) (erasure.AuditHead, error) {
+	want := map[int64][]string{}
+	for _, a := range anchors {
+		want[a.Block] = append(want[a.Block], a.Hash)
+	}
+	check := func(block int64, hash string) error {
+		for _, h := range want[block] {
+			if h != hash {
+				return fmt.Errorf("audit block %d has hash %s, but a checkpoint or expected head says %s: the trail was rewritten", block, short(hash), short(h))
+			}
+		}
+		delete(want, block)
+		return nil
+	}
 	v := NewVerifier(chain)
 	var after int64
 legacy:
@@ -232,6 +254,9 @@ legacy:
 			break
 		}
 	}
+	if err := check(0, v.Head().Hash); err != nil {
+		return v.Head(), err
+	}
 	var block int64
 	for {
 		bs, err := s.AuditBlocks(ctx, block, 1000)
@@ -240,6 +265,9 @@ legacy:
 		}
 		for i := range bs {
 			if err := v.Add(&bs[i]); err != nil {
+				return v.Head(), err
+			}
+			if err := check(bs[i].Seq, bs[i].Hash); err != nil {
 				return v.Head(), err
 			}
 			block = bs[i].Seq
@@ -255,5 +283,22 @@ legacy:
 	if got := v.Head(); head != got {
 		return got, fmt.Errorf("the store's head is block %d (%d events), the chain ends at block %d (%d events): the trail was altered", head.Block, head.Events, got.Block, got.Events)
 	}
+	if len(want) > 0 {
+		missing := int64(-1)
+		for b := range want {
+			if missing < 0 || b < missing {
+				missing = b
+			}
+		}
+		return v.Head(), fmt.Errorf("the trail ends at block %d, but a checkpoint or expected head names block %d: the trail was cut short", v.Head().Block, missing)
+	}
 	return v.Head(), nil
+}
+
+// short returns the first 16 digits of a hash, for messages.
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	return h
 }

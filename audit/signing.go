@@ -22,10 +22,10 @@ import (
 const SigningKeyFile = "signing.key"
 
 // LoadSigningKey returns the deployment's Ed25519 signing key, which signs what the deployment
-// states to others (erasure certificates): configValue when set (the 32-byte seed, or the 64-byte
+// states to others (erasure certificates, checkpoints of the audit chain): configValue when set (the 32-byte seed, or the 64-byte
 // private key, in hex or base64), else the key in dataDir/signing.key, generated the first time
-// (a hex seed, mode 0600). The key is kept outside the store on purpose: whoever can write the
-// database cannot sign.
+// (a hex seed, mode 0600; a file readable by others is an error, not replaced). The key is kept
+// outside the store on purpose: whoever can write the database cannot sign.
 func LoadSigningKey(configValue, dataDir string) (ed25519.PrivateKey, error) {
 	if v := strings.TrimSpace(configValue); v != "" {
 		k, err := parsePrivateKey(v)
@@ -39,6 +39,9 @@ func LoadSigningKey(configValue, dataDir string) (ed25519.PrivateKey, error) {
 		k, err := parsePrivateKey(strings.TrimSpace(string(b)))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("%s is readable by others (mode %04o): chmod 600 it", path, fi.Mode().Perm())
 		}
 		return k, nil
 	} else if !os.IsNotExist(err) {

@@ -353,6 +353,8 @@ func TestService_SubmitValidates(t *testing.T) {
 		"NoReason":          {Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}},
 		"ControlInReason":   {Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}, Reason: "a\nb"},
 		"DeadlineInThePast": {Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}, Reason: "r", Deadline: time.Unix(1, 0)},
+		"DeadlineYearOne":   {Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}, Reason: "r", Deadline: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)},
+		"DeadlineTooFar":    {Subject: []erasure.Identifier{{Type: "user_id", Value: "1"}}, Reason: "r", Deadline: time.Now().Add(pipeline.DefaultMaxDeadline + 24*time.Hour)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, _, err := h.svc.Submit(ctx, sub); erasure.ErrorCode(err) != erasure.EINVALID {

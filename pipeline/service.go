@@ -32,8 +32,14 @@ type Service struct {
 	Hasher erasure.Hasher
 	// Chain verifies the audit trail (required by VerifyAudit).
 	Chain erasure.AuditChain
+	// Signer signs checkpoints of the audit chain (required by Checkpoint; without it
+	// checkpoints are verified under their own key only).
+	Signer *audit.Signer
 	// Engine, when set, is woken after submissions and acknowledgements.
 	Engine *Engine
+	// Ended, when set, is called after a cancellation or an acknowledgement was applied:
+	// commands that no longer wait can be removed from their transport (CommandPending).
+	Ended func()
 	// Deployment is the store's deployment id (Store.Deployment), read from the store on first
 	// use when empty.
 	Deployment string
@@ -154,6 +160,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if sub.ID != "" && r.ID != sub.ID {
 		return nil, false, erasure.Errorf(erasure.ECONFLICT, "the idempotency key already names request %s", r.ID)
 	}
+	r.SetFound()
 	if created {
 		if s.Metrics != nil {
 			s.Metrics.submitted.Inc()
@@ -180,7 +187,15 @@ func (s *Service) Request(ctx context.Context, id string) (*erasure.Request, err
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	return s.Store.Request(ctx, id)
+	return found(s.Store.Request(ctx, id))
+}
+
+// found sets the Found of a request read from the store.
+func found(r *erasure.Request, err error) (*erasure.Request, error) {
+	if r != nil {
+		r.SetFound()
+	}
+	return r, err
 }
 
 func truncateID(id string) string {
@@ -211,7 +226,11 @@ func (s *Service) Requests(ctx context.Context, f erasure.RequestFilter) (erasur
 		}
 		f.Identifier, f.SubjectHash = nil, h
 	}
-	return s.Store.Requests(ctx, f)
+	page, err := s.Store.Requests(ctx, f)
+	for i := range page.Requests {
+		page.Requests[i].SetFound()
+	}
+	return page, err
 }
 
 // SubjectHash returns the keyed hash the store keeps for id: of its value in canonical form, as
@@ -241,7 +260,11 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (*erasure.Reques
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	return s.Store.CancelRequest(ctx, id, actor)
+	r, err := found(s.Store.CancelRequest(ctx, id, actor))
+	if err == nil && s.Ended != nil {
+		s.Ended()
+	}
+	return r, err
 }
 
 // Withdraw implements erasure.Withdrawer: the submitter's own cancel during the grace window.
@@ -265,7 +288,7 @@ func (s *Service) Retry(ctx context.Context, id, actor string, o erasure.RetryOp
 	if !ValidRequestID(id) {
 		return nil, erasure.Errorf(erasure.ENOTFOUND, "request %q not found", truncateID(id))
 	}
-	r, err := s.Store.RetryRequest(ctx, id, actor, o)
+	r, err := found(s.Store.RetryRequest(ctx, id, actor, o))
 	if err == nil {
 		if o.OverrideGuard && s.Logger != nil {
 			s.Logger.Warn("retry forced past the blast-radius guard", "request", id, "actor", actor)
@@ -321,6 +344,9 @@ func (s *Service) Ack(ctx context.Context, dataset string, a erasure.Ack, actor 
 		}
 		if err == nil {
 			s.wake()
+			if s.Ended != nil {
+				s.Ended()
+			}
 		}
 		return got, err
 	}
@@ -436,20 +462,6 @@ func (s *Service) Audit(ctx context.Context, f erasure.AuditFilter) ([]erasure.A
 		f.Limit = 1000
 	}
 	return s.Store.Audit(ctx, f)
-}
-
-// VerifyAudit implements erasure.Service.
-func (s *Service) VerifyAudit(ctx context.Context) (*erasure.AuditReport, error) {
-	if s.Chain == nil {
-		return nil, erasure.Errorf(erasure.EINTERNAL, "no audit key to verify the trail with")
-	}
-	head, err := audit.VerifyTrail(ctx, s.Store, s.Chain)
-	if err != nil && ctx.Err() == nil && erasure.ErrorCode(err) != erasure.EUNAVAILABLE {
-		return &erasure.AuditReport{Head: head, Error: err.Error()}, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return &erasure.AuditReport{OK: true, Head: head}, nil
 }
 
 // Ready implements erasure.Service: the store must take a write (erasure.WriteProbe), since a

@@ -3,6 +3,8 @@ package records
 import (
 	"encoding/json"
 	"time"
+
+	"erasure"
 )
 
 // Move kinds, the Kind of a MoveReport and of a Manifest.
@@ -103,16 +105,19 @@ const DefaultReconcileReason = "absent at source"
 
 // Manifest describes one committed move batch; it is the Data of its audit event.
 type Manifest struct {
-	Move     int64           `json:"move"`
-	Source   string          `json:"source"`
-	Kind     string          `json:"kind"`
-	From     string          `json:"from"`
-	To       string          `json:"to"`
-	Count    int64           `json:"count"`
-	Checksum Checksum        `json:"checksum"`
-	FirstID  string          `json:"first_id"`
-	LastID   string          `json:"last_id"`
-	Criteria json.RawMessage `json:"criteria,omitempty"`
+	Move     int64    `json:"move"`
+	Source   string   `json:"source"`
+	Kind     string   `json:"kind"`
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	Count    int64    `json:"count"`
+	Checksum Checksum `json:"checksum"`
+	// FirstHash and LastHash are keyed hashes of the batch's first and last record ids (see
+	// RecordHash), empty when the store has no key: a manifest is kept for ever, in the audit
+	// trail too, and record ids may be identifiers of subjects.
+	FirstHash string          `json:"first_hash,omitempty"`
+	LastHash  string          `json:"last_hash,omitempty"`
+	Criteria  json.RawMessage `json:"criteria,omitempty"`
 }
 
 // SourceReport is one source's figures in a VerifyReport.
@@ -135,4 +140,10 @@ type VerifyReport struct {
 	OK       bool           `json:"ok"`
 	Sources  []SourceReport `json:"sources"`
 	Problems []string       `json:"problems,omitempty"`
+}
+
+// RecordHash is the keyed hash under which manifests and audit events name the record id of
+// source: h.Sum over a prefix, the source and the id.
+func RecordHash(h erasure.Hasher, source, id string) string {
+	return h.Sum([]byte("record/1\x00" + source + "\x00" + id))
 }

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"erasure"
+	"erasure/internal/strictjson"
 )
 
 // Audit event types written by a record store.
@@ -15,6 +16,9 @@ const (
 	EventArchived   = "records.archived"
 	EventRestored   = "records.restored"
 	EventReconciled = "records.reconciled"
+	// EventResurrected is a forced write that brought back records an erasure had tombstoned
+	// or purged (see Write.Force). Its data names the records by keyed hash only.
+	EventResurrected = "records.resurrected"
 )
 
 // Partition names.
@@ -111,6 +115,17 @@ type Write struct {
 	Reason  string `json:"reason,omitempty"`
 	// Purge drops the payload of the tombstone (id-only tombstone).
 	Purge bool `json:"purge,omitempty"`
+	// Force lets a write with a payload bring back a record that an erasure tombstoned or
+	// purged; without it such a write is refused with ECONFLICT. Only an operator may force
+	// (the API asks for the operate role), and every such write is an audit event
+	// (EventResurrected) naming Actor.
+	Force bool `json:"force,omitempty"`
+	// Actor is who forced the write, for the audit event (set by the API, never read from a
+	// body).
+	Actor string `json:"-"`
+	// ErasedAs, on a deletion, marks the tombstone as made by an erasure of the record's id
+	// as an identifier of this type (set by the records connector, never read from a body).
+	ErasedAs string `json:"-"`
 }
 
 // Validate returns an EINVALID error when w cannot be applied to any record: a bad id, a
@@ -124,6 +139,9 @@ func (w *Write) Validate() error {
 		return erasure.Errorf(erasure.EINVALID, "record %s: version must be positive", Clip(w.ID))
 	}
 	if w.Deleted {
+		if w.Force {
+			return erasure.Errorf(erasure.EINVALID, "record %s: force goes with a write that has a payload", Clip(w.ID))
+		}
 		if w.Payload != nil {
 			return erasure.Errorf(erasure.EINVALID, "record %s: a deletion carries no payload", Clip(w.ID))
 		}
@@ -132,14 +150,16 @@ func (w *Write) Validate() error {
 		}
 		return nil
 	}
-	if w.Purge || w.Reason != "" {
+	if w.Purge || w.Reason != "" || w.ErasedAs != "" {
 		return erasure.Errorf(erasure.EINVALID, "record %s: purge and reason go with deleted", Clip(w.ID))
 	}
 	if len(w.Payload) == 0 || string(w.Payload) == "null" {
 		return erasure.Errorf(erasure.EINVALID, "record %s: payload is required", Clip(w.ID))
 	}
-	if !json.Valid(w.Payload) {
-		return erasure.Errorf(erasure.EINVALID, "record %s: payload is not valid JSON", Clip(w.ID))
+	// The payload is checked as strictly as any JSON erasure accepts: valid UTF-8 without
+	// lone surrogates, no key twice (a reader would pick either value).
+	if err := strictjson.Valid(w.Payload); err != nil {
+		return erasure.Errorf(erasure.EINVALID, "record %s: payload is not valid JSON: %s", Clip(w.ID), erasure.ErrorMessage(err))
 	}
 	return nil
 }
@@ -169,6 +189,9 @@ type DeleteOptions struct {
 	Reason  string
 	// Purge drops the payload.
 	Purge bool
+	// ErasedAs marks the tombstone as made by an erasure of the id as an identifier of this
+	// type: a later write with a payload is refused unless forced (Write.Force).
+	ErasedAs string
 }
 
 // DefaultReason is the reason of a tombstone made without one.

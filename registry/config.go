@@ -51,6 +51,8 @@
 package registry
 
 import (
+	"time"
+
 	"erasure"
 )
 
@@ -80,6 +82,9 @@ type Config struct {
 	IdentifierTypes []erasure.IdentifierType `yaml:"-"`
 	// Defaults apply to every dataset that does not set its own.
 	Defaults erasure.Policy `yaml:"-"`
+	// MaxDeadline bounds how far ahead a submission's deadline may be (defaults.max_deadline,
+	// default DefaultMaxDeadline).
+	MaxDeadline time.Duration `yaml:"-"`
 	// Datasets are the registered datasets, in file order, with their connectors built.
 	Datasets []*erasure.Dataset `yaml:"-"`
 	// Notify are the webhook endpoints of the `notify` section, in file order.
@@ -118,14 +123,28 @@ type Token struct {
 	Roles  []string `yaml:"roles"`
 }
 
-// Audit is the `audit` section. Key is the HMAC key for identifier hashes in hex; when empty a
-// key is generated once into the data dir. SigningKey is the Ed25519 key that signs erasure
-// certificates (its 32-byte seed in hex or base64, see audit.LoadSigningKey); when empty a key
-// is generated once into the data dir (signing.key).
+// Audit is the `audit` section. Key is the HMAC key for identifier hashes and the chain in
+// hex; when empty a key is generated once into the data dir. SigningKey is the Ed25519 key that
+// signs erasure certificates and checkpoints of the chain (its 32-byte seed in hex or base64,
+// see audit.LoadSigningKey); when empty one is generated once into the data dir (signing.key).
+// Both are secrets: ${VAR} only.
 type Audit struct {
 	Key        string `yaml:"key"`
 	SigningKey string `yaml:"signing_key"`
+	// CheckpointEvery is how often the server signs a checkpoint of the chain's head (default
+	// DefaultCheckpointEvery; "0s" never).
+	CheckpointEvery string `yaml:"checkpoint_every"`
+	// CheckpointDir, when set, is where each checkpoint is also written as a file
+	// (checkpoint-BLOCK.json and latest.json): a directory away from the data dir, ideally on
+	// other storage.
+	CheckpointDir string `yaml:"checkpoint_dir"`
+	// Every is CheckpointEvery parsed.
+	Every time.Duration `yaml:"-"`
 }
+
+// DefaultCheckpointEvery is how often the server signs a checkpoint of its audit chain unless
+// audit.checkpoint_every says otherwise.
+const DefaultCheckpointEvery = time.Hour
 
 // NATS is the `nats` section. With URL empty the server runs an embedded NATS with JetStream
 // listening on 127.0.0.1:Port (default 4233), storing under the data dir.

@@ -124,6 +124,7 @@ var testEnv = map[string]string{
 	"USER_ID":              "user_id",
 	"WEBHOOK_SECRET":       "whsec-0123456789abcdef",
 	"OTHER_SECRET":         "whsec-fedcba9876543210",
+	"REDIS_PASSWORD":       "from-the-environment",
 }
 
 func lookupTestEnv(name string) (string, bool) {

@@ -247,6 +247,7 @@ func (l *loader) parse(data []byte) *Config {
 	}
 	l.cfg = &Config{File: l.file, Resources: NewResources()}
 	l.top(root)
+	l.literalSecrets(root, "", "")
 	return l.cfg
 }
 

@@ -110,6 +110,9 @@ func TestParse_Valid(t *testing.T) {
 		Guard: erasure.Guard{MaxRemoved: 500, MaxRemovedShare: registry.DefaultMaxRemovedShare, ShareMinRows: registry.DefaultShareMinRows},
 	}
 	t.Run("Defaults", func(t *testing.T) {
+		if cfg.MaxDeadline != 365*24*time.Hour {
+			t.Errorf("max deadline = %s, want 365d", cfg.MaxDeadline)
+		}
 		if cfg.Defaults != defaults {
 			t.Errorf("defaults = %+v, want %+v", cfg.Defaults, defaults)
 		}
@@ -122,23 +125,23 @@ func TestParse_Valid(t *testing.T) {
 		}
 		want := []erasure.Dataset{
 			{Name: "accounts.users", Owner: "accounts-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id"}, Line: 51, Policy: defaults,
+				Keys: []string{"user_id"}, Line: 52, Policy: defaults,
 				Provides: []erasure.Provide{{Identifier: "email", Field: "email"}, {Identifier: "account_id", Field: "account.id"}},
 				Canary:   &erasure.Canary{Every: 12 * time.Hour, Timeout: registry.DefaultCanaryTimeout, Subject: map[string]string{"user_id": "9{random}"}}},
 			{Name: "profile-service", Owner: "profile-team", Connector: "fake", Method: erasure.MethodRealtime,
-				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 66,
+				Keys: []string{"user_id", "email"}, After: []string{"accounts.users"}, Line: 67,
 				Policy: with(func(p *erasure.Policy) {
 					p.MaxAttempts, p.Backoff.Max, p.Timeout = 3, 10*time.Minute, 5*time.Second
 					p.Guard.MaxRemoved, p.Guard.MaxRemovedShare = 20, 0.25
 				})},
 			{Name: "notifications", Owner: "messaging-team", Connector: "fakeasync", Method: erasure.MethodAsync,
-				Keys: []string{"user_id"}, Line: 79, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour }),
+				Keys: []string{"user_id"}, Line: 80, Policy: with(func(p *erasure.Policy) { p.AckTimeout = 4 * time.Hour }),
 				Canary: &erasure.Canary{Every: registry.DefaultCanaryEvery, Timeout: 30 * time.Minute}},
 			{Name: "warehouse.events", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"account_id"}, Line: 88,
+				Keys: []string{"account_id"}, Line: 89,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 24*time.Hour, "internal" })},
 			{Name: "warehouse.clicks", Owner: "data-team", Connector: "fakeoffline", Method: erasure.MethodOffline,
-				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 94,
+				Keys: []string{"user_id"}, After: []string{"warehouse.events", "profile-service"}, Line: 95,
 				Policy: with(func(p *erasure.Policy) { p.SweepEvery, p.SweepMode = 7*24*time.Hour, "external" })},
 		}
 		if len(cfg.Datasets) != len(want) {
@@ -192,6 +195,9 @@ func TestParse_Defaults(t *testing.T) {
 		Timeout: 30 * time.Second, AckTimeout: time.Hour, Guard: erasure.Guard{MaxRemoved: 10000, MaxRemovedShare: 0.5, ShareMinRows: 100}}
 	if cfg.Defaults != want {
 		t.Errorf("defaults = %+v, want %+v", cfg.Defaults, want)
+	}
+	if cfg.MaxDeadline != registry.DefaultMaxDeadline {
+		t.Errorf("max deadline = %s, want %s", cfg.MaxDeadline, registry.DefaultMaxDeadline)
 	}
 	if cfg.Defaults != registry.DefaultPolicy {
 		t.Errorf("DefaultPolicy = %+v, defaults = %+v", registry.DefaultPolicy, cfg.Defaults)

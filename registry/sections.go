@@ -173,15 +173,30 @@ func (l *loader) suppression(n *yaml.Node) {
 func (l *loader) audit(n *yaml.Node) {
 	l.decode(n, "audit", &l.cfg.Audit)
 	l.signingKey(get(n, "signing_key"))
+	a := &l.cfg.Audit
+	a.Every = DefaultCheckpointEvery
+	if v := get(n, "checkpoint_every"); l.scalar(v) {
+		if v.Value == "0" || v.Value == "0s" {
+			a.Every = 0
+		} else {
+			l.durationField(n, "checkpoint_every", "audit", &a.Every)
+			if a.Every > 0 && a.Every < time.Minute {
+				l.errorf(v, "audit.checkpoint_every %s is shorter than a minute", fmtDuration(a.Every))
+			}
+		}
+	}
+	if v := get(n, "checkpoint_dir"); l.scalar(v) && a.CheckpointDir == "" {
+		l.errorf(v, "audit.checkpoint_dir is empty")
+	}
 	v := get(n, "key")
-	if !l.scalar(v) || l.cfg.Audit.Key == "" && v.Tag == "!!null" {
+	if !l.scalar(v) || a.Key == "" && v.Tag == "!!null" {
 		return
 	}
 	if !envRefRE.MatchString(l.rawValue(v)) {
 		l.errorf(v, "audit.key: secrets come from the environment: write key: ${VAR}")
 		return
 	}
-	if k, err := hex.DecodeString(strings.TrimSpace(l.cfg.Audit.Key)); err != nil || len(k) < 16 {
+	if k, err := hex.DecodeString(strings.TrimSpace(a.Key)); err != nil || len(k) < 16 {
 		l.errorf(v, "audit.key must be at least 32 hex digits (16 bytes), for example from `openssl rand -hex 32`")
 	}
 }
@@ -466,7 +481,13 @@ type policyYAML struct {
 	Concurrency int       `yaml:"concurrency"`
 	Guard       guardYAML `yaml:"guard"`
 	Grace       string    `yaml:"grace"`
+	// MaxDeadline is read in the defaults section only.
+	MaxDeadline string `yaml:"max_deadline"`
 }
+
+// DefaultMaxDeadline bounds how far ahead a submission's deadline may be when the defaults
+// section sets no max_deadline: a year (a leap year's worth).
+const DefaultMaxDeadline = 366 * 24 * time.Hour
 
 func (l *loader) defaults(n *yaml.Node) {
 	l.decode(n, "defaults", &policyYAML{})
@@ -483,6 +504,14 @@ func (l *loader) defaults(n *yaml.Node) {
 		}
 	}
 	l.cfg.Defaults = p
+	l.cfg.MaxDeadline = DefaultMaxDeadline
+	l.durationField(n, "max_deadline", "defaults", &l.cfg.MaxDeadline)
+	switch v := get(n, "max_deadline"); {
+	case l.cfg.MaxDeadline > 10*366*24*time.Hour:
+		l.errorf(v, "defaults: max_deadline %s is more than ten years", fmtDuration(l.cfg.MaxDeadline))
+	case p.Deadline > l.cfg.MaxDeadline:
+		l.errorf(orNode(v, orNode(get(n, "deadline"), n)), "defaults: deadline %s is beyond max_deadline %s", fmtDuration(p.Deadline), fmtDuration(l.cfg.MaxDeadline))
+	}
 }
 
 // policy applies the policy keys present in mapping n to p and validates the result. what

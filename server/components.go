@@ -72,13 +72,27 @@ func (s *Server) HTTP() *HTTP {
 
 // Listen listens on addr (":0" picks a port); EUNAVAILABLE when it cannot.
 func (h *HTTP) Listen(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen(addr)
 	if err != nil {
-		return erasure.Errorf(erasure.EUNAVAILABLE, "listen on %s: %v", addr, err)
+		return err
 	}
 	h.ln = ln
 	return nil
 }
+
+// Listen listens on addr for the API (":0" picks a port); EUNAVAILABLE, naming the address,
+// when it cannot (the port is taken, the address is not this machine's).
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EUNAVAILABLE, "cannot listen on %s: %v", addr, err)
+	}
+	return ln, nil
+}
+
+// Use makes the API serve on ln, a listener the caller opened (erasure serve binds its port
+// before it opens anything else).
+func (h *HTTP) Use(ln net.Listener) { h.ln = ln }
 
 // URL is the base URL of the API, "http://" and the address listened on.
 func (h *HTTP) URL() string { return "http://" + h.ln.Addr().String() }
@@ -125,18 +139,24 @@ func (e *Executor) Start(ctx context.Context) error {
 	return nil
 }
 
-// AckListener applies the acknowledgements async datasets' owners publish on NATS or Kafka.
+// AckListener applies the acknowledgements async datasets' owners publish on NATS or Kafka,
+// and removes from the NATS stream the commands that no longer wait for one.
 type AckListener struct {
 	NATS    *natsconn.Conn
 	Kafka   *kafkaconn.Conn
 	Service *pipeline.Service
+	Logger  *slog.Logger
+	// Prune is poked when a task was acknowledged or cancelled (Service.Ended).
+	Prune chan struct{}
+	// Subjects are the command subjects of the nats datasets.
+	Subjects []string
 	group
 }
 
 // AckListener returns the acknowledgement listener of s; its Start fails when s has neither a
 // NATS nor a Kafka connection (no dataset is async).
 func (s *Server) AckListener() *AckListener {
-	return &AckListener{NATS: s.NATS, Kafka: s.Kafka, Service: s.Service}
+	return &AckListener{NATS: s.NATS, Kafka: s.Kafka, Service: s.Service, Logger: s.Logger, Prune: s.prune, Subjects: natsSubjects(s.Config.Datasets)}
 }
 
 // Start reads acknowledgements until ctx is cancelled: with the NATS stream's durable consumer,
@@ -165,11 +185,42 @@ func (a *AckListener) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if a.NATS != nil {
+		a.goRun(func() { a.pruneCommands(ctx) })
+	}
 	// The consumer stops by itself once ctx is cancelled (natsconn does not say when it has;
 	// an acknowledgement being applied then finishes on its own, and closing the connection
 	// ends the rest): Wait waits for the cancellation only.
 	a.goRun(func() { <-ctx.Done() })
 	return nil
+}
+
+// pruneCommands removes the commands of tasks that no longer wait for them from the stream,
+// every natsconn.PruneEvery and soon after an acknowledgement or a cancellation.
+func (a *AckListener) pruneCommands(ctx context.Context) {
+	t := time.NewTicker(natsconn.PruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.Prune:
+			// Let a burst of acknowledgements settle into one pass.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		n, err := a.NATS.PruneCommands(ctx, a.Subjects, a.Service.CommandPending)
+		switch {
+		case err != nil && ctx.Err() == nil && a.Logger != nil:
+			a.Logger.Warn("pruning commands of ended tasks", "err", erasure.ErrorMessage(err))
+		case n > 0 && a.Logger != nil:
+			a.Logger.Debug("commands of ended tasks removed from the stream", "commands", n)
+		}
+	}
 }
 
 // Sweeps runs the sweeps of offline datasets in the background: it resumes the sweeps a

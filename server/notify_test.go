@@ -170,7 +170,7 @@ datasets:
   - { name: billing, owner: team, connector: picky, picky: {}, max_attempts: 10000 }
 notify:
 %s`, filepath.Join(dir, "data"), notify)
-	env := map[string]string{"TOKEN": token, "WEBHOOK_SECRET": webhookSecret}
+	env := map[string]string{"TOKEN": token, "WEBHOOK_SECRET": webhookSecret, "HOOK_TOKEN": "in-the-query"}
 	cfg, err := registry.Parse(filepath.Join(dir, "erasure.yaml"), []byte(yml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func submitUser(t *testing.T, c *client.Client, user string, deadline time.Time)
 func TestWebhooks_SignedRetriedInOrder(t *testing.T) {
 	rcv := newReceiver(t, webhookSecret, http.StatusServiceUnavailable, http.StatusInternalServerError)
 	s, c := openNotifying(t, fmt.Sprintf(`  - name: tickets
-    url: %s/hooks/erasure?token=in-the-query
+    url: %s/hooks/erasure?token=${HOOK_TOKEN}
     events: [request.completed, request.failed, request.overdue, task.failed]
     secret: "${WEBHOOK_SECRET}"
     backoff: { initial: 10ms, max: 40ms }

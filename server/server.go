@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -86,6 +87,9 @@ type Server struct {
 	Deliveries    *pipeline.Deliverer
 
 	// What Start started, for Close.
+	// prune is poked when a command may have stopped waiting (AckListener).
+	prune chan struct{}
+
 	mu      sync.Mutex
 	http    *HTTP
 	running []Component
@@ -103,7 +107,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, Logger: log}
+	s := &Server{Config: cfg, Logger: log, prune: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -132,8 +136,15 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
+	if r := s.Store.RestoredTriggers(); len(r) > 0 {
+		log.Error("the append-only triggers of the audit trail were missing, disabled or changed, and are restored: someone changed the database; verify the trail against a checkpoint kept elsewhere (erasure audit verify --checkpoint FILE)", "triggers", r)
+	}
+	signingKey, err := audit.LoadSigningKey(cfg.Audit.SigningKey, cfg.Server.DataDir)
+	if err != nil {
+		return nil, erasure.Errorf(erasure.EINVALID, "audit signing key: %v", err)
+	}
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
-		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(),
+		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(), Hasher: hasher,
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
 		Logger: log, // the record store logs in its group, records
 	})
@@ -160,15 +171,22 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	}
 	s.Health = pipeline.NewHealth(log.WithGroup("executor"))
 	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m, Health: s.Health}
-	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Registered: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
-		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace,
-		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m, Health: s.Health}
+	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Signer: audit.NewSigner(signingKey, s.Deployment), Registered: cfg.Datasets,
+		Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
+		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace, MaxDeadline: cfg.MaxDeadline,
+		Engine: s.Engine, Logger: log.WithGroup("service"), Metrics: m, Health: s.Health,
+		Ended: func() {
+			select {
+			case s.prune <- struct{}{}:
+			default:
+			}
+		}}
 	s.Policies = &pipeline.Policies{Store: s.Store, Datasets: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		Hasher: hasher, Suppression: pol.suppression, DefaultDeadline: cfg.Defaults.Deadline, Engine: s.Engine, Logger: log.WithGroup("policies")}
 	s.openNotifications(log, m)
 	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
-	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize))
+	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize, api.WithMaxBodyBytes(cfg.Server.MaxBodyBytes)))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
 		s.API.Mount(pattern, h)
 	}
@@ -197,6 +215,9 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		s.API.Mount(pattern, h)
 	}
 	for pattern, h := range api.ResolveRoutes(s.API, s.Service) {
+		s.API.Mount(pattern, h)
+	}
+	for pattern, h := range api.AuditRoutes(s.API, s.Service) {
 		s.API.Mount(pattern, h)
 	}
 	return s, nil
@@ -309,17 +330,27 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 // notifier and the deliverer. It
 // returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
 func (s *Server) Start(ctx context.Context, addr string) error {
+	ln, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.StartOn(ctx, ln)
+}
+
+// StartOn is Start with the API serving on ln, a listener the caller opened before Open (so
+// that a port already taken is found before anything else is touched). ln is closed on an
+// error.
+func (s *Server) StartOn(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	s.cancel = cancel
 	s.mu.Unlock()
 	if err := s.TakeOverLeases(ctx); err != nil {
+		ln.Close()
 		return err
 	}
 	h := s.HTTP()
-	if err := h.Listen(addr); err != nil {
-		return err
-	}
+	h.Use(ln)
 	s.mu.Lock()
 	s.http = h
 	s.mu.Unlock()
@@ -328,7 +359,7 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 		parts = append(parts, s.AckListener())
 	}
 	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule(), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery),
-		s.Notifier(), s.Deliverer())
+		s.Notifier(), s.Deliverer(), s.Checkpointer())
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()

@@ -244,3 +244,69 @@ func TestServer_Components(t *testing.T) {
 		}
 	})
 }
+
+// TestServer_MaxDeadlineFromTheRegistry: defaults.max_deadline bounds the deadline a
+// submission may ask for.
+func TestServer_MaxDeadlineFromTheRegistry(t *testing.T) {
+	dir := t.TempDir()
+	yml := fmt.Sprintf(`version: 1
+server: { data_dir: %q }
+identifiers: [user_id]
+defaults: { deadline: 5d, max_deadline: 10d }
+datasets:
+  - { name: profiles, owner: team, connector: memory, memory: {} }
+`, filepath.Join(dir, "data"))
+	cfg, err := registry.Parse(filepath.Join(dir, "erasure.yaml"), []byte(yml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.Open(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub := func(ahead time.Duration) error {
+		_, _, err := s.Service.Submit(t.Context(), erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: "1"}), Reason: "user_request", Deadline: time.Now().Add(ahead)})
+		return err
+	}
+	if err := sub(20 * 24 * time.Hour); erasure.ErrorCode(err) != erasure.EINVALID {
+		t.Fatalf("a deadline 20 days ahead with max_deadline 10d: %v, want EINVALID", err)
+	}
+	if err := sub(9 * 24 * time.Hour); err != nil {
+		t.Fatalf("a deadline 9 days ahead: %v", err)
+	}
+}
+
+// TestServer_RequestSaysWhetherAnythingWasFound: a completed request says found false when no
+// dataset held anything of the subject, with each task's note saying why, and found true
+// otherwise; an open request says nothing.
+func TestServer_RequestSaysWhetherAnythingWasFound(t *testing.T) {
+	s := open(t, false)
+	if err := s.Start(t.Context(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(s.URL(), token)
+	nobody := submit(t, s, "12345") // the memory dataset holds users 1 to 9
+	somebody := submit(t, s, "3")
+	if nobody.Found != nil {
+		t.Fatalf("an open request says found %v", *nobody.Found)
+	}
+	waitStatus(t, s, nobody.ID, erasure.RequestCompleted)
+	waitStatus(t, s, somebody.ID, erasure.RequestCompleted)
+	for _, tc := range []struct {
+		id    string
+		found bool
+	}{{nobody.ID, false}, {somebody.ID, true}} {
+		r, err := c.Request(t.Context(), tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Found == nil || *r.Found != tc.found {
+			t.Fatalf("request %s: found %v, want %v", tc.id, r.Found, tc.found)
+		}
+	}
+	page, err := c.Requests(t.Context(), erasure.RequestFilter{})
+	if err != nil || len(page.Requests) != 2 || page.Requests[0].Found == nil {
+		t.Fatalf("listing: %+v %v", page, err)
+	}
+}

@@ -26,7 +26,6 @@ func init() {
 	command("cancel", "cancel a request's unfinished tasks (ID may be a unique prefix): cancel ID", runCancel)
 	command("retry", "re-open a request's failed tasks (ID may be a unique prefix): retry [--force] ID (--force lifts tripped guards)", runRetry)
 	command("datasets list", "list the registered datasets with their health", runDatasetsList)
-	command("audit verify", "fetch the audit trail and recompute its hash chain: audit verify [--request ID]", runAuditVerify)
 }
 
 // newClient is the client of the client commands; tests may replace it.
@@ -206,6 +205,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.Dataset, t.Kind, t.Method, t.State, t.Attempts, t.Removed, verified, last)
 	}
 	tw.Flush()
+	fmt.Fprint(stdout, nothingFound(req))
 	fmt.Fprintln(stdout, summary(req))
 	return nil
 }
@@ -222,6 +222,27 @@ func requestID(ctx context.Context, c *client.Client, arg string) (string, error
 
 // idPrefixRE matches what may start a request id ("r_" may be left out).
 var idPrefixRE = regexp.MustCompile(`^(r_)?[0-9a-hjkmnp-tv-z]{1,26}$`)
+
+// nothingFound lists, for a completed request that erased nothing, why each dataset had
+// nothing (its task's note: skipped for want of an identifier, nothing there...), one line
+// each; "" otherwise.
+func nothingFound(req *erasure.Request) string {
+	if req.Status != erasure.RequestCompleted || req.Found == nil || *req.Found {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range req.Tasks {
+		if t.Kind != erasure.TaskErase {
+			continue
+		}
+		why := oneLineText(t.Note, 120)
+		if why == "" {
+			why = "nothing there"
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", t.Dataset, why)
+	}
+	return b.String()
+}
 
 // oneLineText keeps the first line of s, at most n bytes, for tables.
 func oneLineText(s string, n int) string {
@@ -248,6 +269,17 @@ func summary(req *erasure.Request) string {
 		default:
 			open++
 		}
+	}
+	if req.Status == erasure.RequestCompleted && req.Found != nil && !*req.Found {
+		datasets := map[string]bool{}
+		for _, t := range req.Tasks {
+			datasets[t.Dataset] = true
+		}
+		s := fmt.Sprintf("%s completed: nothing found in %s", req.ID, words.Count(len(datasets), "dataset"))
+		if req.Overdue {
+			s += ", OVERDUE"
+		}
+		return s
 	}
 	s := fmt.Sprintf("%s %s: %d of %s done", req.ID, req.Status, done, words.Count(len(req.Tasks), "task"))
 	if failed > 0 {
@@ -312,6 +344,7 @@ func waitFor(ctx context.Context, c *client.Client, id string, timeout time.Dura
 		line := summary(req)
 		switch req.Status {
 		case erasure.RequestCompleted:
+			fmt.Fprint(stdout, nothingFound(req))
 			fmt.Fprintln(stdout, line)
 			return nil
 		case erasure.RequestFailed, erasure.RequestCancelled:
@@ -448,41 +481,5 @@ func runDatasetsList(ctx context.Context, args []string, stdout, stderr io.Write
 		line += fmt.Sprintf("; %s failing", words.Count(canariesFailed, "canary"))
 	}
 	fmt.Fprintln(stdout, line)
-	return nil
-}
-
-func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("audit verify", stderr)
-	request := fs.String("request", "", "also count the events of this request (the whole chain is verified: it is one chain)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("usage: erasure audit verify [--request ID]")
-	}
-	c, err := newClient()
-	if err != nil {
-		return err
-	}
-	// The server verifies: the chain is keyed with the deployment's audit key.
-	rep, err := c.VerifyAudit(ctx)
-	if err != nil {
-		return err
-	}
-	if !rep.OK {
-		return fmt.Errorf("audit trail BROKEN: %s (verified up to block %d, %s, hash %s)", rep.Error, rep.Head.Block, words.Count(rep.Head.Events, "event"), rep.Head.Hash)
-	}
-	if *request != "" {
-		evs, err := c.Audit(ctx, erasure.AuditFilter{RequestID: *request})
-		if err != nil {
-			return err
-		}
-		if len(evs) == 0 {
-			return erasure.Errorf(erasure.ENOTFOUND, "the audit trail (%s, verified) has no event of request %s", words.Count(rep.Head.Events, "event"), *request)
-		}
-		fmt.Fprintf(stdout, "request %s: %s in the trail\n", *request, words.Count(len(evs), "event"))
-	}
-	fmt.Fprintf(stdout, "audit trail ok: %s in %s, head %s\n", words.Count(rep.Head.Events, "event"), words.Count(rep.Head.Block, "block"), rep.Head.Hash)
 	return nil
 }

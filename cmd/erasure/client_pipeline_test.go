@@ -155,7 +155,7 @@ func TestClientCommands_OverThePipeline(t *testing.T) {
 	})
 	t.Run("AuditVerify", func(t *testing.T) {
 		code, out, errOut := run(t, "audit", "verify")
-		if code != 0 || !regexp.MustCompile(`^audit trail ok: \d+ events in \d+ blocks, head [0-9a-f]{64}\n$`).MatchString(out) {
+		if code != 0 || !regexp.MustCompile(`^audit trail ok: \d+ events in \d+ blocks, head \d+:[0-9a-f]{64}\n$`).MatchString(out) {
 			t.Fatalf("exit %d %q %q", code, out, errOut)
 		}
 	})

@@ -293,7 +293,7 @@ func TestClientCommands_AuditVerify(t *testing.T) {
 	run(t, "cancel", ids[1]) // two task.cancelled and request.cancelled: 6 events
 	t.Run("IntactTrail", func(t *testing.T) {
 		code, out, errOut := run(t, "audit", "verify")
-		if code != 0 || !regexp.MustCompile(`^audit trail ok: 6 events in 0 blocks, head [0-9a-f]{64}\n$`).MatchString(out) {
+		if code != 0 || !regexp.MustCompile(`^audit trail ok: 6 events in 0 blocks, head 0:[0-9a-f]{64}\n$`).MatchString(out) {
 			t.Fatalf("exit %d %q %q", code, out, errOut)
 		}
 	})

@@ -58,8 +58,10 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	return nil
 }
 
-// Run loads the configuration when Config is nil, opens the server and starts it. It returns
-// once the server serves (Server.URL); the server runs until ctx is cancelled or Close.
+// Run loads the configuration when Config is nil, binds the API's address, opens the server
+// and starts it. It returns once the server serves (Server.URL); the server runs until ctx is
+// cancelled or Close. The address is bound first: a port already taken is reported before
+// NATS is started or the store is touched.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Config == nil {
 		cfg, err := loadConfig(m.ConfigPath)
@@ -74,12 +76,17 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.DataDir != "" {
 		m.Config.Server.DataDir = m.DataDir
 	}
-	s, err := server.Open(ctx, m.Config, m.Logger)
+	ln, err := server.Listen(m.Config.Server.Addr)
 	if err != nil {
 		return err
 	}
+	s, err := server.Open(ctx, m.Config, m.Logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	m.Server = s
-	return s.Start(ctx, m.Config.Server.Addr)
+	return s.StartOn(ctx, ln)
 }
 
 // URL is the base URL of the API; "" before Run.

@@ -101,3 +101,71 @@ datasets:
 		}
 	})
 }
+
+// TestDatasetsValidate_LiteralSecrets: with the real connectors, a credential written in the
+// file is an error at its line; the same credential from the environment is fine.
+func TestDatasetsValidate_LiteralSecrets(t *testing.T) {
+	t.Setenv("V_PASSWORD", "from-env")
+	t.Setenv("V_TOKEN", "from-env")
+	t.Setenv("V_DSN", "redis://:p@cache:6379/0")
+	src := `version: 1
+identifiers: [user_id]
+datasets:
+  - name: mysql-literal
+    owner: team
+    connector: sql
+    sql: { driver: mysql, dsn: "erasure:hunter2@tcp(db:3306)/app", table: users, key: { column: id, identifier: user_id } }
+  - name: postgres-literal
+    owner: team
+    connector: sql
+    sql: { driver: postgres, dsn: "postgres://erasure:hunter2@db:5432/app", table: users, key: { column: id, identifier: user_id } }
+  - name: redis-literal
+    owner: team
+    connector: redis
+    redis: { url: "redis://:hunter2@cache:6379/0", keys: ["s:{user_id}"] }
+  - name: http-literal
+    owner: team
+    connector: http
+    http:
+      erase: { method: DELETE, url: "http://profile.internal/users/{user_id}" }
+      headers: { Authorization: "Bearer abcdef0123456789" }
+  - name: http-api-key
+    owner: team
+    connector: http
+    http:
+      erase: { method: DELETE, url: "http://profile.internal/users/{user_id}", headers: { X-Api-Key: "abcdef0123456789" } }
+  - name: from-env
+    owner: team
+    connector: sql
+    sql: { driver: mysql, dsn: "erasure:${V_PASSWORD}@tcp(db:3306)/app", table: users, key: { column: id, identifier: user_id } }
+  - name: from-env-2
+    owner: team
+    connector: redis
+    redis: { url: "${V_DSN}", keys: ["s:{user_id}"] }
+  - name: from-env-3
+    owner: team
+    connector: http
+    http:
+      erase: { method: DELETE, url: "http://profile.internal/users/{user_id}" }
+      headers: { Authorization: "Bearer ${V_TOKEN}", Accept: "application/json" }
+`
+	path := writeConfig(t, src)
+	code, stdout, stderr := run(t, "datasets", "validate", path)
+	if code != 2 || stdout != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		path + ":7: dataset mysql-literal: sql.dsn: the DSN holds a password",
+		path + ":11: dataset postgres-literal: sql.dsn: the URL holds a password",
+		path + ":15: dataset redis-literal: redis.url: the URL holds a password",
+		path + ":21: dataset http-literal: http.headers.Authorization: header Authorization carries a credential",
+		path + ":26: dataset http-api-key: http.erase.headers.X-Api-Key: header X-Api-Key carries a credential",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("no error %q in:\n%s", want, stderr)
+		}
+	}
+	if n := strings.Count(stderr, "\n  "); n != 5 || strings.Contains(stderr, "hunter2") || strings.Contains(stderr, "abcdef") || strings.Contains(stderr, "from-env") {
+		t.Errorf("want exactly the 5 errors, quoting no secret:\n%s", stderr)
+	}
+}

@@ -230,7 +230,17 @@ func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (er
 	}
 	defer unlock()
 	rep, err := c.run(ctx, keys, "", batch)
-	return rep.SweepResult(), interrupted(err)
+	res := rep.SweepResult()
+	if err == nil {
+		// What each subject's task reports: the rows its keys matched, from the journal.
+		res.PerTask = map[int64]int64{}
+		for _, s := range batch {
+			for _, v := range normalizeKeys(s.Subject.Values(c.cfg.Key.Identifier)) {
+				res.PerTask[s.TaskID] += rep.RemovedByKey[v]
+			}
+		}
+	}
+	return res, interrupted(err)
 }
 
 // interrupted returns a cancelled or expired context's error as a *erasure.TransientError (the
@@ -358,18 +368,7 @@ func (c *Connector) CheckSubjects(ctx context.Context, plan *Plan, batch []erasu
 	if g.MaxRemoved <= 0 {
 		return nil
 	}
-	perKey := make([]int64, len(plan.Keys))
-	for _, p := range plan.Partitions {
-		m, ok := c.validMarker(plan.ID, p.Path)
-		if !ok {
-			continue // Commit refuses a sweep with a partition not handled
-		}
-		for i, n := range m.Hits {
-			if i >= 0 && i < len(perKey) {
-				perKey[i] += n
-			}
-		}
-	}
+	perKey := c.keyHits(plan)
 	ge := &erasure.GuardError{Dataset: c.name, Unit: "rows", Limit: g.MaxRemoved}
 	for _, s := range batch {
 		if s.OverrideGuard {
@@ -390,6 +389,24 @@ func (c *Connector) CheckSubjects(ctx context.Context, plan *Plan, batch []erasu
 		return nil
 	}
 	return erasure.Permanent(ge)
+}
+
+// keyHits sums, per key (by its index in plan.Keys), the rows it matched in every partition,
+// as the partitions' journal markers recorded them.
+func (c *Connector) keyHits(plan *Plan) []int64 {
+	perKey := make([]int64, len(plan.Keys))
+	for _, p := range plan.Partitions {
+		m, ok := c.validMarker(plan.ID, p.Path)
+		if !ok {
+			continue // Commit refuses a sweep with a partition not handled
+		}
+		for i, n := range m.Hits {
+			if i >= 0 && i < len(perKey) {
+				perKey[i] += n
+			}
+		}
+	}
+	return perKey
 }
 
 // Holds reports whether any partition still has a row keyed by one of the subject's values of

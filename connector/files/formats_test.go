@@ -164,6 +164,13 @@ func TestSweep_Parquet(t *testing.T) {
 			if res.Removed != int64(len(orig)-len(want)) || res.Removed == 0 {
 				t.Errorf("removed %d rows, want %d", res.Removed, len(orig)-len(want))
 			}
+			var perTask int64
+			for _, n := range res.PerTask {
+				perTask += n
+			}
+			if perTask != res.Removed {
+				t.Errorf("the tasks report %d rows removed (%v), the sweep %d", perTask, res.PerTask, res.Removed)
+			}
 			if !parquet.EqualNodes(gotFile.Schema(), origFile.Schema()) {
 				t.Errorf("schema changed:\n%v\nwas\n%v", gotFile.Schema(), origFile.Schema())
 			}

@@ -2,8 +2,9 @@ package files
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
+
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -82,16 +84,31 @@ type journalHead struct {
 	Keys    []string  `json:"keys"`
 }
 
-// sweepID hashes a sorted, distinct key set, each key length-prefixed.
-func sweepID(keys []string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, k := range keys {
-		binary.LittleEndian.PutUint64(n[:], uint64(len(k)))
-		h.Write(n[:])
-		h.Write([]byte(k))
+// newSweepID returns a random sweep id. It is not derived from the keys: a sweep id shows in
+// file names and logs, and a hash of the keys, unkeyed, would let anyone with a list of likely
+// identifiers tell which subjects were swept.
+func newSweepID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return hex.EncodeToString(b[:])
+}
+
+// journalOf returns the head of the interrupted sweep of exactly keys (sorted, distinct), if
+// one remains.
+func (c *Connector) journalOf(keys []string) (journalHead, bool) {
+	ids, err := c.journals()
+	if err != nil {
+		return journalHead{}, false
+	}
+	for _, id := range ids {
+		head, err := c.openJournal(id)
+		if err == nil && slices.Equal(head.Keys, keys) {
+			return head, true
+		}
+	}
+	return journalHead{}, false
 }
 
 func (c *Connector) sweepsDir() string { return filepath.Join(c.cfg.StateDir, "sweeps") }
@@ -110,10 +127,10 @@ func (c *Connector) Begin(ctx context.Context, keys []string) (*Plan, error) {
 	if len(keys) == 0 {
 		return nil, erasure.Errorf(erasure.EINVALID, "files: a sweep needs at least one key")
 	}
-	id := sweepID(keys)
+	id := newSweepID()
 	dir := c.journalDir(id)
 	head := journalHead{ID: id, Started: time.Now().UTC(), Keys: keys}
-	if old, err := c.openJournal(id); err == nil {
+	if old, ok := c.journalOf(keys); ok {
 		head = old
 	} else {
 		if err := os.MkdirAll(filepath.Join(dir, "parts"), 0o700); err != nil {
@@ -161,7 +178,7 @@ func (c *Connector) openJournal(id string) (journalHead, error) {
 	} else if err != nil {
 		return head, classifyIO(fmt.Errorf("files: reading sweep journal %s: %w", id, err))
 	}
-	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || sweepID(normalizeKeys(head.Keys)) != id {
+	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
 		return head, erasure.Permanentf("files: sweep journal %s is damaged; remove %s after checking the snapshot", id, c.journalDir(id))
 	}
 	return head, nil
@@ -294,6 +311,10 @@ type Report struct {
 	IndexBytes int64     `json:"index_bytes"`
 	Started    time.Time `json:"started"`
 	Finished   time.Time `json:"finished"`
+	// RemovedByKey is the rows removed per key value, summed from the partitions' journal
+	// markers (so a resumed sweep counts the partitions prepared before its interruption). It
+	// holds key values in clear: it is never written down.
+	RemovedByKey map[string]int64 `json:"-"`
 }
 
 // SweepResult returns the report in the domain's terms (Bytes is the bytes read).
@@ -314,7 +335,12 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{ID: plan.ID, Partitions: len(parts), Started: plan.started}
+	rep := Report{ID: plan.ID, Partitions: len(parts), Started: plan.started, RemovedByKey: map[string]int64{}}
+	for i, n := range c.keyHits(plan) {
+		if n > 0 {
+			rep.RemovedByKey[plan.Keys[i]] = n
+		}
+	}
 	var prepared []marker
 	for _, p := range parts {
 		m, ok := c.validMarker(plan.ID, p.Path)

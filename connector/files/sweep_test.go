@@ -48,6 +48,15 @@ func TestSweep_JSONLines(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("EachTaskGetsTheRowsRemovedForItsSubject", func(t *testing.T) {
+		// 42: four rows in each of two partitions; 7 and a"quoted"b: one each; absent: none.
+		want := map[int64]int64{1: 8, 2: 2, 3: 2, 4: 0}
+		for task, n := range want {
+			if res.PerTask[task] != n {
+				t.Errorf("task %d: %d rows removed, want %d (all: %v)", task, res.PerTask[task], n, res.PerTask)
+			}
+		}
+	})
 	t.Run("ErasesExactlyTheSubjectsRowsKeepingTheRestByteForByte", func(t *testing.T) {
 		want := content(jsonFixture, true)
 		for _, name := range []string{"a.jsonl", "day=2/b.jsonl.gz"} {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -70,6 +71,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	listeners []jetstream.ConsumeContext
+	// msgTTL is set once the stream is known to honour per-message TTLs (EnsureStream).
+	msgTTL atomic.Bool
 }
 
 // Option changes how Connect sets up a Conn.
@@ -354,12 +357,13 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 			MaxAge:      c.maxAge,
 			Duplicates:  DuplicateWindow,
 			Discard:     jetstream.DiscardOld,
+			AllowMsgTTL: true,
 		})
 		if err != nil {
 			return c.streamError("creating", err)
 		}
 		c.log.Info("stream created", "stream", c.stream, "subjects", len(want))
-		return nil
+		return c.checkMsgTTL(ctx)
 	case err != nil:
 		return c.streamError("reading", err)
 	}
@@ -387,13 +391,39 @@ func (c *Conn) EnsureStream(ctx context.Context, subjects []string) error {
 		cfg.Duplicates = DuplicateWindow
 		changed = true
 	}
+	if !cfg.AllowMsgTTL {
+		cfg.AllowMsgTTL, changed = true, true
+	}
 	if !changed {
-		return nil
+		return c.checkMsgTTL(ctx)
 	}
 	if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
-		return c.streamError("updating", err)
+		if !cfg.AllowMsgTTL || info.Config.AllowMsgTTL {
+			return c.streamError("updating", err)
+		}
+		// A server that cannot turn per-message TTLs on: update the rest without them.
+		cfg.AllowMsgTTL = false
+		if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
+			return c.streamError("updating", err)
+		}
 	}
 	c.log.Info("stream updated", "stream", c.stream, "subjects", len(cfg.Subjects))
+	return c.checkMsgTTL(ctx)
+}
+
+// checkMsgTTL reads whether the stream honours per-message TTLs (NATS 2.11 and later), so
+// that commands are published with one; without, the stream's maximum age bounds how long a
+// command is kept, and a warning says so.
+func (c *Conn) checkMsgTTL(ctx context.Context) error {
+	info, err := c.streamInfo(ctx)
+	if err != nil {
+		return c.streamError("reading", err)
+	}
+	c.msgTTL.Store(info.Config.AllowMsgTTL)
+	if !info.Config.AllowMsgTTL {
+		c.log.Warn("the stream does not allow per-message TTLs (NATS older than 2.11?): commands are kept until acknowledged and pruned, or for the stream's maximum age",
+			"stream", c.stream, "max_age", info.Config.MaxAge)
+	}
 	return nil
 }
 

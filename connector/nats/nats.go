@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -114,7 +115,7 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Dataset.Policy.AckTimeout = ackTimeout
 	}
 	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
-	c := &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys}
+	c := &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys, policy: &b.Dataset.Policy}
 	SharedConn.Use(b.Resources, func(conn *Conn) { c.conn.Store(conn) })
 	return c
 }
@@ -168,6 +169,24 @@ type Connector struct {
 	subject string
 	keys    []string
 	conn    atomic.Pointer[Conn]
+	// policy is the dataset's (nil for a connector made by New): its ack timeout and backoff
+	// bound how long a command is kept in the stream (CommandTTL).
+	policy *erasure.Policy
+}
+
+// TaskHeader is the header of a command naming its task id, so that the commands the stream
+// still holds can be matched to their tasks without reading their identifiers (PruneCommands).
+const TaskHeader = "Erasure-Task-Id"
+
+// CommandTTL is how long the stream keeps a command of a dataset with policy p: until the
+// task gives up waiting for its acknowledgement and publishes it again as a new attempt
+// (ack_timeout, then at most backoff.max), after which this one is of no use. Zero when p is
+// nil: the stream's maximum age applies.
+func CommandTTL(p *erasure.Policy) time.Duration {
+	if p == nil || p.AckTimeout <= 0 {
+		return 0
+	}
+	return max(p.AckTimeout+p.Backoff.Max, time.Second)
 }
 
 var (
@@ -201,7 +220,10 @@ func Bind(datasets []*erasure.Dataset, conn *Conn) []string {
 }
 
 // Dispatch publishes c on the dataset's subject through JetStream and returns once the stream
-// has stored it (PubAck). The message id is the command's dispatch id, unique across
+// has stored it (PubAck). The message carries its task id (TaskHeader) and, where the stream
+// allows per-message TTLs, expires after CommandTTL: a command is not kept longer than its
+// attempt waits for it (PruneCommands removes it sooner once its task is acknowledged,
+// cancelled or ended). The message id is the command's dispatch id, unique across
 // deployments and attempts, so publishing the same dispatch again within the stream's
 // duplicate window stores nothing new: Dispatch is idempotent per dispatch. A publish whose
 // outcome is unknown (a timeout, a connection lost on the way) is published again with the
@@ -232,10 +254,15 @@ func (c *Connector) Dispatch(ctx context.Context, cmd erasure.Command) error {
 	msg := &nats.Msg{Subject: c.subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, cmd.Dispatch)
 	msg.Header.Set("Content-Type", "application/json")
+	msg.Header.Set(TaskHeader, strconv.FormatInt(cmd.TaskID, 10))
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(conn.stream)}
+	if ttl := CommandTTL(c.policy); ttl > 0 && conn.msgTTL.Load() {
+		opts = append(opts, jetstream.WithMsgTTL(ttl))
+	}
 	wait := 50 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, PublishTryTimeout)
-		_, err := conn.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(conn.stream))
+		_, err := conn.js.PublishMsg(pctx, msg, opts...)
 		cancel()
 		if err == nil {
 			return nil

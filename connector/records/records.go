@@ -6,12 +6,13 @@
 //	  mode: tombstone         # tombstone (payload kept, reversible) or purge (payload dropped)
 //	  key: { identifier: record_id }   # the identifier whose values are record ids (default record_id)
 //
-// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id. With
-// retention: { older_than: 5y } (no column) the dataset's retention purges the payloads of
-// tombstones deleted before then; a replay after a restore erases again the records whose
-// ids were erased since the backup. Erasing a
-// record that is already a tombstone (or purged, or never seen) succeeds with nothing
-// removed. Build does no I/O: the connector asks for the server's record store (SharedStore),
+// Both modes keep a tombstone, so the catalogue still answers 410 Gone for the id, marked as
+// erased: a later write with a payload is refused (409) unless an operator forces it, which is
+// audited (see records.Write.Force). With retention: { older_than: 5y } (no column) the
+// dataset's retention purges the payloads of tombstones deleted before then; a replay after a
+// restore erases again the records whose ids were erased since the backup. Erasing a record
+// that is already a tombstone (or purged, or never seen) succeeds with nothing removed, and
+// marks the tombstone as erased. Build does no I/O: the connector asks for the server's record store (SharedStore),
 // which the server provides once it is open; Bind binds one by hand.
 //
 // Under a guard (erasure.GuardFrom, max_removed) Erase first counts the records it would
@@ -252,7 +253,7 @@ func (c *Connector) Erase(ctx context.Context, s erasure.Subject) (erasure.Outco
 	}
 	var out erasure.Outcome
 	for _, id := range c.ids(s) {
-		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge})
+		_, status, err := st.Delete(ctx, c.source, id, records.DeleteOptions{Reason: "erasure request", Purge: c.mode == ModePurge, ErasedAs: c.identifier})
 		switch {
 		case erasure.ErrorCode(err) == erasure.ENOTFOUND:
 		case err != nil:

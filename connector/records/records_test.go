@@ -149,6 +149,13 @@ func TestConnector_EraseAndVerify(t *testing.T) {
 			if rec, _ := s.Get(ctx, "sierra", "b3"); rec.Deleted {
 				t.Fatal("b3 is not the subject's and was erased")
 			}
+			// An erased record (b1, and the tombstone b2 the erasure found) is not brought
+			// back by a plain write: the writer of the catalogue must not undo an erasure.
+			for _, id := range []string{"b1", "b2"} {
+				if _, _, err := s.Put(ctx, "sierra", records.Write{ID: id, Payload: []byte(`{"title":"back"}`)}); erasure.ErrorCode(err) != erasure.ECONFLICT {
+					t.Fatalf("plain write over erased %s: %v, want ECONFLICT", id, err)
+				}
+			}
 			rep, err := s.Verify(ctx, "sierra")
 			if err != nil || !rep.OK {
 				t.Fatalf("verify: %+v, %v", rep, err)

@@ -33,6 +33,9 @@ type block struct {
 	HashFields []hashFieldBlock `yaml:"hash_fields"`
 	Members    []memberBlock    `yaml:"members"`
 	ScanCount  int64            `yaml:"scan_count"`
+	// Separator is the character between the segments of keys (default ":"): a wildcard of
+	// a pattern never matches it. "" lets wildcards match anything.
+	Separator *string `yaml:"separator"`
 }
 
 type hashFieldBlock struct {
@@ -66,7 +69,17 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Errorf(n, format, args...)
 		bad = true
 	}
-	c := &Connector{name: b.Dataset.Name, url: cfg.URL, scanCount: cfg.ScanCount}
+	c := &Connector{name: b.Dataset.Name, url: cfg.URL, scanCount: cfg.ScanCount, separator: ':'}
+	if cfg.Separator != nil {
+		switch sep := *cfg.Separator; {
+		case sep == "":
+			c.separator = 0
+		case len(sep) == 1 && !strings.ContainsAny(sep, globChars) && sep[0] >= 0x20 && sep[0] < 0x7f:
+			c.separator = sep[0]
+		default:
+			fail(registry.Child(b.Block, "separator"), `redis: separator must be one printable ASCII character other than * ? [ ] \ (or "" for none)`)
+		}
+	}
 	if cfg.URL == "" {
 		fail(b.Block, "redis: url is required (redis://[user:password@]host:port/db)")
 	} else if opts, err := parseURL(cfg.URL); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -25,6 +26,8 @@ type Connector struct {
 	url       string
 	opts      *redis.Options
 	scanCount int64
+	// separator is the byte between key segments that wildcards never match (0: none).
+	separator byte
 	exact     []pattern
 	globs     []pattern
 	fields    []hashField
@@ -125,6 +128,9 @@ type step struct {
 	kind   string   // unlink, hash, set, zset
 	glob   bool
 	prefix string
+	// match is, for a glob, the pattern as the connector applies it to the keys SCAN finds:
+	// its wildcards do not match the separator (see segmentMatcher).
+	match *regexp.Regexp
 }
 
 // plan expands every template the subject has values for. Templates needing an identifier
@@ -162,7 +168,8 @@ func (c *Connector) plan(s erasure.Subject) ([]step, error) {
 		}
 		used++
 		for _, vals := range combos {
-			steps = append(steps, step{what: "SCAN MATCH " + p.src, kind: "unlink", glob: true, key: p.expand(vals)})
+			key := p.expand(vals)
+			steps = append(steps, step{what: "SCAN MATCH " + p.src, kind: "unlink", glob: true, key: key, match: segmentMatcher(key, c.separator)})
 		}
 	}
 	group := func(kind, what string, key, arg pattern) error {
@@ -357,13 +364,28 @@ func (c *Connector) count(ctx context.Context, rdb *redis.Client, steps []step, 
 			if err != nil {
 				return 0, classify(st.what, err)
 			}
-			n += int64(len(keys))
+			n += int64(len(st.keep(keys))) // counted as erased: within one segment
 			if cursor = next; cursor == 0 {
 				break
 			}
 		}
 	}
 	return n, nil
+}
+
+// keep returns the keys SCAN found that the step's pattern matches with its wildcards kept
+// within one segment.
+func (st *step) keep(keys []string) []string {
+	if st.match == nil {
+		return keys
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if st.match.MatchString(k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // unlinkMatching SCANs the whole keyspace for st's pattern and unlinks each batch found.
@@ -375,6 +397,7 @@ func (c *Connector) unlinkMatching(ctx context.Context, rdb *redis.Client, st *s
 		if err != nil {
 			return n, classify(st.what, err)
 		}
+		keys = st.keep(keys)
 		if len(keys) > 0 {
 			m, err := rdb.Unlink(ctx, keys...).Result()
 			if err != nil {
@@ -466,7 +489,7 @@ func (c *Connector) Holds(ctx context.Context, s erasure.Subject) (bool, error) 
 			if err != nil {
 				return false, classify(st.what, err)
 			}
-			if len(keys) > 0 {
+			if len(st.keep(keys)) > 0 {
 				return true, nil
 			}
 			if cursor = next; cursor == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ type conn interface {
 // build loads blocks and returns their connectors, closed when the test ends.
 func build(t testing.TB, blocks ...string) []conn {
 	t.Helper()
-	cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML(blocks...)), func(string) (string, bool) { return "", false })
+	cfg, err := registry.Parse("erasure.yaml", []byte(registryYAML(blocks...)), os.LookupEnv)
 	if err != nil {
 		t.Fatalf("registry refused:\n%v", err)
 	}
@@ -248,6 +249,39 @@ func TestConnector_Erase(t *testing.T) {
 		mustErase(t, c, s, 0)
 	})
 
+	t.Run("GlobWildcardsStayWithinOneSegment", func(t *testing.T) {
+		// session:{user_id}:* for q must not reach session:q:r:web, a key of the subject
+		// "q:r" as much as of "q".
+		e := newEnv(t)
+		p := e.prefix
+		c := build(t, fmt.Sprintf("url: %q\nkeys: [\"%s:session:{user_id}:*\"]\n", e.url, p))[0]
+		set(t, e.rdb, p+":session:q:web", p+":session:q:api", p+":session:q:r:web", p+":session:q:r:api", p+":session:q*:web")
+		q := subject("user_id", "q")
+		mustHold(t, c, q, true)
+		mustErase(t, c, q, 2)
+		mustHold(t, c, q, false)
+		if n := exists(t, e.rdb, []string{p + ":session:q:r:web", p + ":session:q:r:api", p + ":session:q*:web"}); n != 3 {
+			t.Fatalf("erasing q removed %d of the 3 keys of q:r and q*", 3-n)
+		}
+		qr := subject("user_id", "q:r")
+		mustErase(t, c, qr, 2)
+		mustErase(t, c, subject("user_id", "q*"), 1)
+		if n := e.count(t, e.rdb); n != 0 {
+			t.Fatalf("%d keys left", n)
+		}
+	})
+
+	t.Run("SeparatorIsConfigurable", func(t *testing.T) {
+		e := newEnv(t)
+		p := e.prefix
+		c := build(t, fmt.Sprintf("url: %q\nkeys: [\"%s/session/{user_id}/*\"]\nseparator: \"/\"\n", e.url, p))[0]
+		set(t, e.rdb, p+"/session/q/web", p+"/session/q/r/web", p+"/session/q:x/web")
+		mustErase(t, c, subject("user_id", "q"), 1)
+		if n := exists(t, e.rdb, []string{p + "/session/q/r/web", p + "/session/q:x/web"}); n != 2 {
+			t.Fatalf("erasing q removed %d keys of other subjects", 2-n)
+		}
+	})
+
 	t.Run("HashFieldsAndSetAndSortedSetMembers", func(t *testing.T) {
 		e := newEnv(t)
 		p := e.prefix
@@ -345,8 +379,11 @@ func TestConnector_Erase(t *testing.T) {
 			t.Fatalf("ACL SETUSER: %v", err)
 		}
 		t.Cleanup(func() { e.rdb.Do(context.Background(), "ACL", "DELUSER", user) })
+		// A password comes from the environment: the registry refuses one written in the file.
 		block := func(pw string) string {
-			return fmt.Sprintf("url: %q\nkeys: [\"%s:k:{user_id}\"]\n", e.urlWith(t, url.UserPassword(user, pw), e.opts.DB), p)
+			name := "TEST_REDIS_URL_" + strings.ReplaceAll(pw, "-", "_")
+			t.Setenv(name, e.urlWith(t, url.UserPassword(user, pw), e.opts.DB))
+			return fmt.Sprintf("url: \"${%s}\"\nkeys: [\"%s:k:{user_id}\"]\n", name, p)
 		}
 		cs := build(t, block("wrong-pw"), block("right-pw"))
 		set(t, e.rdb, p+":k:u1")

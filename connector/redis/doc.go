@@ -21,6 +21,7 @@
 //	      - { key: "followers:all", member: "{user_id}", type: set }
 //	      - { key: "leaderboard", member: "{user_id}", type: zset }
 //	    scan_count: 1000      # COUNT hint of each SCAN (default 1000)
+//	    separator: ":"        # between key segments: pattern wildcards never match it ("" for none)
 //
 // At least one of keys, hash_fields and members is required; unknown keys are errors. The
 // URL is parsed when the registry is loaded (errors never quote it: it may hold a password) but
@@ -36,7 +37,12 @@
 // UNLINK in batches, and identifier values are backslash-escaped into it (* ? [ ] \), so a
 // subject whose user_id is "*" matches the literal key "session:*:..." only. A wildcard right
 // next to a placeholder ("session:{user_id}*") is refused: it would erase user 10's keys with
-// user 1's. Other templates are used as they are: Redis keys, fields and members are binary
+// user 1's. A wildcard never matches the separator (":" unless separator says otherwise):
+// "session:{user_id}:*" for user q erases session:q:web but not session:q:r:web, which is the
+// key of user "q:r" as much as of q (Redis MATCH finds both; the connector keeps only the keys
+// whose wildcard parts stay within one segment). Keys whose suffix spans several segments need
+// a pattern per depth ("session:{user_id}:*:*"), or separator: "" where no identifier value
+// can hold the separator. Other templates are used as they are: Redis keys, fields and members are binary
 // safe, and values are sent as arguments, never spliced into commands. Patterns are only
 // allowed in keys; hash_fields and members name exact keys, fields and members. Every entry
 // needs a placeholder (in its key, field or member), or every subject would erase it.

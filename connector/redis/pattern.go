@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,4 +118,53 @@ func combinations(s erasure.Subject, vars []string) ([]map[string]string, error)
 		out = next
 	}
 	return out, nil
+}
+
+// segmentMatcher returns the expanded pattern glob (Redis MATCH syntax, identifier values
+// backslash-escaped in it) as a regular expression in which * and ? do not match sep: SCAN
+// MATCH lets "session:q:*" match "session:q:r:web", which is the key of the subject "q:r" as
+// much as of "q"; kept within one segment, the wildcard matches only "session:q:web". A
+// pattern's character classes are kept as written. With sep 0, nil: Redis's own matching.
+func segmentMatcher(glob string, sep byte) *regexp.Regexp {
+	if sep == 0 {
+		return nil
+	}
+	notSep := "[^" + regexp.QuoteMeta(string(sep)) + "]"
+	var b strings.Builder
+	b.WriteString(`(?s)\A`)
+	for i := 0; i < len(glob); i++ {
+		switch c := glob[i]; c {
+		case '\\':
+			if i+1 < len(glob) {
+				i++
+				b.WriteString(regexp.QuoteMeta(glob[i : i+1]))
+			}
+		case '*':
+			b.WriteString(notSep + "*")
+		case '?':
+			b.WriteString(notSep)
+		case '[':
+			end := i + 1
+			for end < len(glob) && glob[end] != ']' {
+				if glob[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end >= len(glob) {
+				b.WriteString(`\[`)
+				continue
+			}
+			b.WriteString("[" + glob[i+1:end] + "]") // Redis and Go read [a-z], [^a] and \] alike
+			i = end
+		default:
+			b.WriteString(regexp.QuoteMeta(glob[i : i+1]))
+		}
+	}
+	b.WriteString(`\z`)
+	re, err := regexp.Compile(b.String())
+	if err != nil {
+		return regexp.MustCompile(`\A\z.`) // a class Go cannot read: match nothing rather than too much
+	}
+	return re
 }

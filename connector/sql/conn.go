@@ -201,7 +201,8 @@ func (c *Conn) fold(name string) string {
 	return strings.ToLower(name)
 }
 
-// value converts an identifier value to what is bound for column col, and reports false when
+// value converts an identifier value to what is bound for column col (a textKey for character
+// columns, compared exactly whatever their collation), and reports false when
 // no row can hold it, so that it is left out instead of failing the statement or, worse in
 // MySQL, being converted (MySQL compares '42abc' with an integer column as 42). Such values
 // match nothing:
@@ -232,6 +233,8 @@ func (c *Conn) value(cols map[string]string, col, v string) (any, bool) {
 		case "numeric", "real", "double precision":
 			_, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return v, err == nil
+		case "text", "character varying", "character", "varchar", "char", "citext", "name":
+			return textKey(v), true
 		}
 		return v, true
 	case "mysql":
@@ -250,6 +253,8 @@ func (c *Conn) value(cols map[string]string, col, v string) (any, bool) {
 			return v, err == nil
 		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			return []byte(v), true
+		case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set":
+			return textKey(v), utf8.ValidString(v)
 		}
 		return v, utf8.ValidString(v)
 	}
@@ -265,7 +270,7 @@ func (c *Conn) value(cols map[string]string, col, v string) (any, bool) {
 		f, err := strconv.ParseFloat(v, 64)
 		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 	}
-	return v, true
+	return textKey(v), true
 }
 
 // affinity returns the SQLite type affinity of a declared column type.

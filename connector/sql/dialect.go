@@ -83,8 +83,61 @@ func (q *sqlBuf) w(ss ...string) *sqlBuf {
 
 func (q *sqlBuf) String() string { return q.sb.String() }
 
-// in writes "col = p" or "col IN (p1, p2...)" binding vals.
+// textKey is a key value bound for a character column. A column's collation may find equal
+// what is not the same identifier (MariaDB's default collations ignore case, accents and
+// trailing spaces; SQLite's NOCASE ignores case; a PostgreSQL citext column ignores case), so
+// a textKey is compared twice: by the collation, which the column's index serves, and
+// exactly, byte for byte (exactColumn, exactParam).
+type textKey string
+
+// exactColumn is col as a value compared byte for byte: its UTF-8 bytes (MySQL, PostgreSQL), or
+// col with the binary collation (SQLite).
+func (d dialect) exactColumn(col string) string {
+	switch d.name {
+	case "mysql":
+		return "CAST(CONVERT(" + col + " USING utf8mb4) AS BINARY)"
+	case "postgres":
+		return "(" + col + `::text COLLATE "C")`
+	}
+	return col + " COLLATE BINARY"
+}
+
+// exactParam is the placeholder p as a value compared byte for byte with an exactColumn.
+func (d dialect) exactParam(p string) string {
+	switch d.name {
+	case "mysql":
+		return "CAST(" + p + " AS BINARY)"
+	case "postgres":
+		return p + "::text"
+	}
+	return p
+}
+
+// in writes "col = p" or "col IN (p1, p2...)" binding vals; for textKey values, ANDed with the
+// same comparison made exactly.
 func (q *sqlBuf) in(col string, vals []any) string {
+	if _, ok := vals[0].(textKey); ok {
+		plain := make([]any, len(vals))
+		for i, v := range vals {
+			plain[i] = string(v.(textKey))
+		}
+		byCollation := q.in(col, plain)
+		var b strings.Builder
+		b.WriteString("(" + byCollation + " AND " + q.d.exactColumn(col))
+		if len(plain) == 1 {
+			b.WriteString(" = " + q.d.exactParam(q.arg(plain[0])) + ")")
+			return b.String()
+		}
+		b.WriteString(" IN (")
+		for i, v := range plain {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(q.d.exactParam(q.arg(v)))
+		}
+		b.WriteString("))")
+		return b.String()
+	}
 	if len(vals) == 1 {
 		return col + " = " + q.arg(vals[0])
 	}

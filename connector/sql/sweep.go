@@ -37,12 +37,12 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 	if err != nil {
 		return erasure.SweepResult{}, err
 	}
-	tuples, owners := c.sweepTuples(batch, cols)
+	tuples, owners, exact := c.sweepTuples(batch, cols)
 	if len(tuples) == 0 {
 		return erasure.SweepResult{}, nil
 	}
 	start := time.Now()
-	sg := &sweepGuard{g: erasure.GuardFrom(ctx), batch: batch, owners: owners}
+	sg := &sweepGuard{g: erasure.GuardFrom(ctx), batch: batch, owners: owners, exact: exact}
 	removed, err := c.sweepOn(ctx, db, tuples, sg)
 	if err != nil {
 		// Classified once the connection is back in the pool: classifying may query
@@ -75,6 +75,8 @@ type sweepGuard struct {
 	batch []erasure.SweepSubject
 	// owners[i] are the indexes in batch of the subjects whose values make key tuple i.
 	owners [][]int
+	// exact[i] says that key column i holds characters, compared exactly (see textKey).
+	exact []bool
 	// rows is the dataset's rows before the sweep (for the share).
 	rows int64
 }
@@ -122,7 +124,7 @@ func (c *Conn) checkSubjects(sg *sweepGuard, perTuple map[int64]int64) error {
 
 // guardQueries returns the statement counting the matching rows of each key tuple and the one
 // counting the dataset's rows (where conditions apply).
-func (c *Conn) guardQueries() (perTuple string, perTupleArgs []any, rows string, rowsArgs []any) {
+func (c *Conn) guardQueries(exact []bool) (perTuple string, perTupleArgs []any, rows string, rowsArgs []any) {
 	t := c.d.table(&c.cfg)
 	keys := "k"
 	src := sweepTable
@@ -131,7 +133,12 @@ func (c *Conn) guardQueries() (perTuple string, perTupleArgs []any, rows string,
 	}
 	var on []string
 	for i, k := range c.cfg.keyColumns() {
-		on = append(on, "t0."+c.d.quote(k.Column)+" = "+keys+".erasure_k"+strconv.Itoa(i))
+		col, key := "t0."+c.d.quote(k.Column), keys+".erasure_k"+strconv.Itoa(i)
+		on = append(on, col+" = "+key)
+		if exact[i] {
+			// Counted as the sweep matches: exactly, whatever the collation (textKey).
+			on = append(on, c.d.exactColumn(col)+" = "+c.d.exactColumn(key))
+		}
 	}
 	q := &sqlBuf{d: c.d}
 	q.w("SELECT k.erasure_seq, COUNT(*) FROM ", t, " AS t0 JOIN ", src, " AS k ON ", strings.Join(on, " AND "))
@@ -155,19 +162,24 @@ func (c *Conn) guardQueries() (perTuple string, perTupleArgs []any, rows string,
 }
 
 // sweepTuples returns the distinct key tuples of the queued subjects (every combination of a
-// subject's values for composite keys), converted for their columns, and for each tuple the
-// indexes in batch of the subjects it comes from.
-func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) ([][]any, [][]int) {
+// subject's values for composite keys), converted for their columns; for each tuple the
+// indexes in batch of the subjects it comes from; and which key columns are character
+// columns, to be compared exactly (see textKey).
+func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string) ([][]any, [][]int, []bool) {
 	keys := c.cfg.keyColumns()
 	seen := map[string]int{}
 	var out [][]any
 	var owners [][]int
+	exact := make([]bool, len(keys))
 	for si, sub := range batch {
 		per := make([][]any, len(keys))
 		ok := true
 		for i, k := range keys {
 			for _, v := range sub.Subject.Values(k.Identifier) {
 				if x, fits := c.value(cols, k.Column, v); fits {
+					if tk, ok := x.(textKey); ok {
+						x, exact[i] = string(tk), true
+					}
 					per[i] = append(per[i], x)
 				}
 			}
@@ -203,7 +215,7 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string)
 			}
 		}
 	}
-	return out, owners
+	return out, owners, exact
 }
 
 // sweepCreate returns the statement creating the temporary key table with the key columns'
@@ -226,12 +238,17 @@ func (c *Conn) sweepCreate() string {
 
 // sweepStatement returns the statement erasing the rows of the keys with erasure_seq in
 // [from, to).
-func (c *Conn) sweepStatement(from, to int64) (string, []any) {
+func (c *Conn) sweepStatement(from, to int64, exact []bool) (string, []any) {
 	q := &sqlBuf{d: c.d}
 	t := c.d.table(&c.cfg)
 	var on []string
 	for i, k := range c.cfg.keyColumns() {
-		on = append(on, "t0."+c.d.quote(k.Column)+" = k.erasure_k"+strconv.Itoa(i))
+		col, key := "t0."+c.d.quote(k.Column), "k.erasure_k"+strconv.Itoa(i)
+		on = append(on, col+" = "+key)
+		if exact[i] {
+			// The key table has the column's collation: compare exactly too (textKey).
+			on = append(on, c.d.exactColumn(col)+" = "+c.d.exactColumn(key))
+		}
 	}
 	join := strings.Join(on, " AND ")
 	redact := c.cfg.Action == ActionRedact
@@ -313,7 +330,7 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 		if _, err := tx.Exec(ctx, "ANALYZE "+sweepTable); err != nil {
 			return err
 		}
-		perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries()
+		perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries(sg.exact)
 		if sg.perSubject() {
 			rows, err := tx.Query(ctx, perTupleQ, perTupleArgs...)
 			if err != nil {
@@ -342,7 +359,7 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 			}
 		}
 		for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
-			stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
+			stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch), sg.exact)
 			tag, err := tx.Exec(ctx, stmt, args...)
 			if err != nil {
 				return err
@@ -405,7 +422,7 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any, sg 
 			return 0, err
 		}
 	}
-	perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries()
+	perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries(sg.exact)
 	if sg.perSubject() {
 		rows, err := tx.QueryContext(ctx, perTupleQ, perTupleArgs...)
 		if err != nil {
@@ -434,7 +451,7 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any, sg 
 		}
 	}
 	for from := int64(0); from < int64(len(tuples)); from += int64(c.cfg.Batch) {
-		stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch))
+		stmt, args := c.sweepStatement(from, from+int64(c.cfg.Batch), sg.exact)
 		res, err := tx.ExecContext(ctx, stmt, args...)
 		if err != nil {
 			return 0, err

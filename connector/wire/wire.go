@@ -4,16 +4,12 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"regexp"
 	"time"
 	"unicode/utf8"
 
 	"erasure"
+	"erasure/internal/strictjson"
 )
 
 // MaxAckBytes is the largest acknowledgement accepted, in bytes.
@@ -99,9 +95,11 @@ type wireAck struct {
 	Error    *string `json:"error"`
 }
 
-// DecodeAck decodes an acknowledgement strictly (docs/schemas/ack.schema.json): one JSON object,
-// no unknown field, a positive task_id, the command's dispatch id, status "done" or "failed",
-// removed not negative, and an error text (at most MaxAckError bytes of UTF-8) required with
+// DecodeAck decodes an acknowledgement strictly (docs/schemas/ack.schema.json), with the strict
+// decoder every JSON input of erasure goes through (internal/strictjson): one JSON object, valid
+// UTF-8 without lone surrogates, no key twice, no unknown field nor field spelt in another
+// case, a positive task_id, the command's dispatch id, status "done" or "failed", removed not
+// negative, and an error text (at most MaxAckError bytes of UTF-8) required with
 // "failed". It returns an EINVALID *erasure.Error saying what is wrong; the message never
 // quotes the input. Whether the dispatch id names a dispatch of the task is for the pipeline
 // to check (erasure.DispatchAttempt).
@@ -109,14 +107,9 @@ func DecodeAck(data []byte) (erasure.Ack, error) {
 	if len(data) > MaxAckBytes {
 		return erasure.Ack{}, erasure.Errorf(erasure.ETOOLARGE, "acknowledgement larger than %d bytes", MaxAckBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var w wireAck
-	if err := dec.Decode(&w); err != nil {
-		return erasure.Ack{}, erasure.Errorf(erasure.EINVALID, "acknowledgement is not valid: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return erasure.Ack{}, erasure.Errorf(erasure.EINVALID, "acknowledgement has data after its JSON object")
+	if err := strictjson.Unmarshal(data, &w); err != nil {
+		return erasure.Ack{}, erasure.Errorf(erasure.EINVALID, "acknowledgement is not valid: %s", erasure.ErrorMessage(err))
 	}
 	var a erasure.Ack
 	switch {
@@ -148,26 +141,3 @@ func DecodeAck(data []byte) (erasure.Ack, error) {
 	}
 	return a, nil
 }
-
-// jsonProblem describes a decoding error without quoting the input.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %s must be %s", typ.Field, typ.Type)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated or empty JSON"
-	}
-	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
-		return "unknown field " + m[1]
-	}
-	return "malformed JSON"
-}
-
-// unknownFieldRE reads the field name out of encoding/json's unknown-field error: the standard
-// library has no typed error for it. The name is bounded to what a JSON key of our schema
-// could look like so that no arbitrary input is echoed.
-var unknownFieldRE = regexp.MustCompile(`^json: unknown field ("[A-Za-z0-9_]{1,64}")$`)

@@ -68,3 +68,22 @@ func TestPolicyStore_Conformance(t *testing.T) {
 		return db
 	})
 }
+
+func TestStore_AuditTriggersAreRestoredAtOpen(t *testing.T) {
+	dsn := testenv.PostgresSchema(t, "triggers")
+	storetest.RunAuditTriggers(t, func(t *testing.T, now func() time.Time) storetest.TriggerStore {
+		db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}, []string{
+		`DROP TRIGGER audit_blocks_no_update ON audit_blocks`,
+		`ALTER TABLE audit_index DISABLE TRIGGER audit_index_no_update`,
+		`DROP TRIGGER audit_checkpoints_no_update ON audit_checkpoints`,
+		`DROP TRIGGER audit_blocks_no_truncate ON audit_blocks`,
+		// The function every trigger calls, made to let everything through.
+		`CREATE OR REPLACE FUNCTION erasure_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`,
+	}, []string{"erasure_append_only()", "audit_blocks_no_update", "audit_blocks_no_truncate", "audit_index_no_update", "audit_checkpoints_no_update"})
+}

@@ -81,8 +81,9 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 }
 
 // DSN returns the data source name the store opens path with: WAL, the synchronous mode, a
-// busy timeout, foreign keys, a 64 MiB page cache and memory-mapped reads (large scans —
-// reindex, archive — otherwise spend their time in page-read system calls).
+// busy timeout, foreign keys, a 64 MiB page cache, memory-mapped reads (large scans —
+// reindex, archive — otherwise spend their time in page-read system calls), secure_delete
+// and in-memory temporary storage.
 func DSN(path, synchronous string) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -91,7 +92,10 @@ func DSN(path, synchronous string) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "cache_size(-65536)")
 	q.Add("_pragma", "mmap_size(1073741824)")
-	// Statement journals (multi-row statements) and temporary tables in memory, not in files.
+	// Deleted content is overwritten with zeros (identifiers scrubbed when their request
+	// ends must not stay in freed space), and temporary tables and sorts stay in memory, not
+	// in files outside the data dir.
+	q.Add("_pragma", "secure_delete(1)")
 	q.Add("_pragma", "temp_store(2)")
 	q.Add("_time_format", "sqlite")
 	return "file:" + path + "?" + q.Encode()

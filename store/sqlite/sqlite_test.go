@@ -170,3 +170,22 @@ func TestStore_Concurrent(t *testing.T) {
 func TestDRPStore_Conformance(t *testing.T) {
 	storetest.RunDRP(t, func(t *testing.T, now func() time.Time) storetest.DRPStore { return open(t, now) })
 }
+
+func TestStore_AuditTriggersAreRestoredAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "erasure.db")
+	storetest.RunAuditTriggers(t, func(t *testing.T, now func() time.Time) storetest.TriggerStore {
+		db, err := sqlite.Open(context.Background(), path, sqlite.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}, []string{
+		`DROP TRIGGER audit_blocks_no_update`,
+		`DROP TRIGGER audit_index_no_delete`,
+		`DROP TRIGGER audit_checkpoints_no_update`,
+		// A trigger of the same name that lets everything through.
+		`DROP TRIGGER audit_blocks_no_delete`,
+		`CREATE TRIGGER audit_blocks_no_delete BEFORE DELETE ON audit_blocks BEGIN SELECT 1; END`,
+	}, []string{"audit_blocks_no_update", "audit_blocks_no_delete", "audit_index_no_delete", "audit_checkpoints_no_update"})
+}

@@ -328,7 +328,7 @@ func (s *Store) moveBatch(ctx context.Context, rep *records.MoveReport, kind, fr
 		}
 		in := placeholders(len(ids))
 		args := append([]any{move, rep.Source}, anys(ids)...)
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_`+to+` (`+cols+`) SELECT source, id, version, deleted_at, reason, updated_at, CAST(? AS BIGINT), payload FROM records_`+from+` WHERE source = ? AND id IN `+in), args...)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_`+to+` (`+cols+`) SELECT source, id, version, deleted_at, reason, updated_at, CAST(? AS BIGINT), payload, erased FROM records_`+from+` WHERE source = ? AND id IN `+in), args...)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -347,10 +347,12 @@ func (s *Store) moveBatch(ctx context.Context, rep *records.MoveReport, kind, fr
 			return unavailable(err)
 		}
 		now := s.opts.Now()
-		m := records.Manifest{Move: move, Source: rep.Source, Kind: kind, From: from, To: to, Count: int64(len(ids)),
-			Checksum: records.Checksum(sum), FirstID: ids[0], LastID: ids[len(ids)-1]}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_moves (id, source, kind, target, count, checksum, first_id, last_id, at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			move, rep.Source, kind, to, m.Count, int64(sum), m.FirstID, m.LastID, now.UnixMilli(), actor); err != nil {
+		m := records.Manifest{Move: move, Source: rep.Source, Kind: kind, From: from, To: to, Count: int64(len(ids)), Checksum: records.Checksum(sum)}
+		if s.opts.Hasher != nil {
+			m.FirstHash, m.LastHash = records.RecordHash(s.opts.Hasher, rep.Source, ids[0]), records.RecordHash(s.opts.Hasher, rep.Source, ids[len(ids)-1])
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO records_moves (id, source, kind, target, count, checksum, first_id, last_id, at, actor, ids_hashed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`),
+			move, rep.Source, kind, to, m.Count, int64(sum), m.FirstHash, m.LastHash, now.UnixMilli(), actor); err != nil {
 			return unavailable(err)
 		}
 		m.Criteria = extra
@@ -504,7 +506,7 @@ func (s *Store) Reconcile(ctx context.Context, o records.ReconcileOptions) (*rec
 				if cur == nil || part != records.Live || cur.deletedAt.Valid {
 					continue // changed since the scan
 				}
-				rec, _, err := s.apply(ctx, tx, l, o.Source, records.Write{ID: id, Deleted: true, Reason: reason}, now.UnixMilli())
+				rec, _, _, err := s.apply(ctx, tx, l, o.Source, records.Write{ID: id, Deleted: true, Reason: reason}, now.UnixMilli())
 				if err != nil {
 					return unavailable(err)
 				}

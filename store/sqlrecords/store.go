@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/internal/strictjson"
 	"erasure/records"
 	"erasure/store/migrate"
 )
@@ -33,6 +34,10 @@ type Options struct {
 	// ReadDB, when set, serves reads (GET, scans, reindex, verify) so that they do not queue
 	// behind writes (store/sqlite's ReadSQL); default: the write database.
 	ReadDB *sql.DB
+	// Hasher, when set, names record ids in manifests and audit events by keyed hash
+	// (records.RecordHash, and the identifier hash for resurrected records); without it they
+	// name none.
+	Hasher erasure.Hasher
 	// Dialect is migrate.SQLite (default) or migrate.Postgres; it picks the migrations,
 	// placeholders and row locks.
 	Dialect migrate.Dialect
@@ -84,6 +89,9 @@ func Open(ctx context.Context, db *sql.DB, opts Options) (*Store, error) {
 	s := &Store{db: db, rdb: opts.ReadDB, opts: opts, log: opts.Logger.WithGroup("records"), pg: opts.Dialect == migrate.Postgres}
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("records: migrate: %w", err)
+	}
+	if err := s.hashManifests(ctx); err != nil {
+		return nil, fmt.Errorf("records: %w", err)
 	}
 	var err error
 	s.get, err = s.rdb.PrepareContext(ctx, s.q(`SELECT 'live', `+cols+` FROM records_live WHERE source = ? AND id = ? UNION ALL SELECT 'deleted', `+cols+` FROM records_deleted WHERE source = ? AND id = ? LIMIT 1`))
@@ -150,6 +158,48 @@ func (s *Store) legacyMigrations(ctx context.Context, tx *sql.Tx) ([]string, err
 	return out, nil
 }
 
+// hashManifests replaces the record ids that manifests written before they were keyed still
+// hold (first_id, last_id) by their keyed hashes, when the store has a Hasher. Their audit
+// events cannot be rewritten: the trail is append-only.
+func (s *Store) hashManifests(ctx context.Context) error {
+	if s.opts.Hasher == nil {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, source, first_id, last_id FROM records_moves WHERE ids_hashed = 0`)
+		if err != nil {
+			return err
+		}
+		type manifest struct {
+			id                  int64
+			source, first, last string
+		}
+		var ms []manifest
+		for rows.Next() {
+			var m manifest
+			if err := rows.Scan(&m.id, &m.source, &m.first, &m.last); err != nil {
+				rows.Close()
+				return err
+			}
+			ms = append(ms, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE records_moves SET first_id = ?, last_id = ?, ids_hashed = 1 WHERE id = ?`),
+				records.RecordHash(s.opts.Hasher, m.source, m.first), records.RecordHash(s.opts.Hasher, m.source, m.last), m.id); err != nil {
+				return err
+			}
+		}
+		if len(ms) > 0 {
+			s.log.Info("manifests keyed: their record ids are replaced by keyed hashes", "manifests", len(ms))
+		}
+		return nil
+	})
+}
+
 // q rewrites ? placeholders as $n for PostgreSQL.
 func (s *Store) q(query string) string { return s.opts.Dialect.Rebind(query) }
 
@@ -179,7 +229,7 @@ func unavailable(err error) error {
 	return &erasure.Error{Code: erasure.EUNAVAILABLE, Message: "record store: " + err.Error()}
 }
 
-const cols = `source, id, version, deleted_at, reason, updated_at, moved_in, payload`
+const cols = `source, id, version, deleted_at, reason, updated_at, moved_in, payload, erased`
 
 // row is a record as stored.
 type row struct {
@@ -190,14 +240,16 @@ type row struct {
 	updatedAt  int64
 	movedIn    sql.NullInt64
 	payload    sql.NullString
+	// erased is the identifier type an erasure tombstoned the record as (records.Write.ErasedAs).
+	erased sql.NullString
 }
 
 func (r *row) dest() []any {
-	return []any{&r.source, &r.id, &r.version, &r.deletedAt, &r.reason, &r.updatedAt, &r.movedIn, &r.payload}
+	return []any{&r.source, &r.id, &r.version, &r.deletedAt, &r.reason, &r.updatedAt, &r.movedIn, &r.payload, &r.erased}
 }
 
 func (r *row) args() []any {
-	return []any{r.source, r.id, r.version, r.deletedAt, r.reason, r.updatedAt, r.movedIn, r.payload}
+	return []any{r.source, r.id, r.version, r.deletedAt, r.reason, r.updatedAt, r.movedIn, r.payload, r.erased}
 }
 
 func (r *row) record(partition string) *records.Record {
@@ -257,7 +309,7 @@ func (s *Store) Put(ctx context.Context, source string, w records.Write) (*recor
 
 // Delete implements records.Service.
 func (s *Store) Delete(ctx context.Context, source, id string, o records.DeleteOptions) (*records.Record, string, error) {
-	return s.Put(ctx, source, records.Write{ID: id, Version: o.Version, Deleted: true, Reason: o.Reason, Purge: o.Purge})
+	return s.Put(ctx, source, records.Write{ID: id, Version: o.Version, Deleted: true, Reason: o.Reason, Purge: o.Purge, ErasedAs: o.ErasedAs})
 }
 
 // WriteBatch implements records.Service.
@@ -275,13 +327,14 @@ func (s *Store) WriteBatch(ctx context.Context, source string, writes []records.
 			return err
 		}
 		now := s.opts.Now().UnixMilli()
+		var back []resurrection
 		for i, w := range writes {
 			results[i] = records.WriteResult{ID: w.ID}
 			if err := validWrite(&w); err != nil {
 				results[i].Err = err
 				continue
 			}
-			rec, status, err := s.apply(ctx, tx, l, source, w, now)
+			rec, status, erasedAs, err := s.apply(ctx, tx, l, source, w, now)
 			var e *erasure.Error
 			if errors.As(err, &e) {
 				results[i].Err = e
@@ -290,10 +343,63 @@ func (s *Store) WriteBatch(ctx context.Context, source string, writes []records.
 				return unavailable(err)
 			}
 			results[i].Version, results[i].Status, results[i].Record = rec.Version, status, rec
+			if erasedAs != "" {
+				back = append(back, resurrection{w: w, as: erasedAs, version: rec.Version})
+			}
 		}
-		return l.save(ctx, tx)
+		if err := l.save(ctx, tx); err != nil {
+			return err
+		}
+		return s.auditResurrections(ctx, tx, source, back, now)
 	})
+	if err != nil {
+		for i := range results {
+			results[i].Record, results[i].Status, results[i].Version = nil, "", 0
+		}
+	}
 	return results, err
+}
+
+// resurrection is a forced write that brought back a record an erasure had tombstoned.
+type resurrection struct {
+	w       records.Write
+	as      string // the identifier type it was erased as
+	version int64
+}
+
+// auditResurrections appends one records.resurrected event for the forced writes of a batch
+// that brought back erased records, as the transaction's last statement. The records are
+// named by the keyed hash of the identifier they were erased as (the hash the erasure
+// request's own events carry), never in clear.
+func (s *Store) auditResurrections(ctx context.Context, tx *sql.Tx, source string, back []resurrection, now int64) error {
+	if len(back) == 0 {
+		return nil
+	}
+	type item struct {
+		Record  string `json:"record,omitempty"`
+		Version int64  `json:"version"`
+		Actor   string `json:"actor"`
+	}
+	items := make([]item, len(back))
+	actors := map[string]bool{}
+	for i, r := range back {
+		items[i] = item{Version: r.version, Actor: actorOr(r.w.Actor)}
+		if s.opts.Hasher != nil {
+			items[i].Record = s.opts.Hasher.Identifier(erasure.Identifier{Type: r.as, Value: r.w.ID})
+		}
+		actors[items[i].Actor] = true
+	}
+	actor := items[0].Actor
+	if len(actors) > 1 {
+		actor = "several"
+	}
+	data, _ := json.Marshal(map[string]any{"source": source, "count": len(items), "records": items})
+	ev := &erasure.AuditEvent{Time: time.UnixMilli(now).UTC(), Actor: actor, Type: records.EventResurrected, Data: data}
+	if err := s.opts.AppendAudit(ctx, tx, ev); err != nil {
+		return unavailable(err)
+	}
+	s.log.Warn("erased records brought back by a forced write", "source", source, "records", len(items), "actor", actor)
+	return nil
 }
 
 // validWrite checks w (records.Write.Validate) and compacts its payload.
@@ -391,34 +497,45 @@ func (s *Store) current(ctx context.Context, tx *sql.Tx, source, id string) (*ro
 	return nil, "", nil
 }
 
-// apply performs one validated write inside tx. It returns an *erasure.Error for a refusal.
-func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string, w records.Write, now int64) (*records.Record, string, error) {
+// apply performs one validated write inside tx. It returns an *erasure.Error for a refusal,
+// and, for a forced write that brought back a record an erasure had tombstoned, the
+// identifier type it had been erased as.
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string, w records.Write, now int64) (*records.Record, string, string, error) {
 	cur, part, err := s.current(ctx, tx, source, w.ID)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	next := row{source: source, id: w.ID, updatedAt: now}
-	var status string
+	var status, resurrected string
 	switch {
 	case w.Deleted && cur == nil:
-		return nil, "", erasure.Errorf(erasure.ENOTFOUND, "record %s/%s was never seen", source, records.Clip(w.ID))
+		return nil, "", "", erasure.Errorf(erasure.ENOTFOUND, "record %s/%s was never seen", source, records.Clip(w.ID))
 	case w.Deleted && cur.deletedAt.Valid:
-		// Already a tombstone: idempotent, except a purge of a payload still kept.
+		// Already a tombstone: idempotent, except a purge of a payload still kept; an erasure
+		// of it marks it as erased all the same.
 		if !w.Purge || !cur.payload.Valid {
 			if w.Version != 0 && w.Version != cur.version {
-				return nil, "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is a tombstone at version %d", source, records.Clip(w.ID), cur.version)
+				return nil, "", "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is a tombstone at version %d", source, records.Clip(w.ID), cur.version)
 			}
-			return cur.record(part), records.StatusUnchanged, nil
+			if w.ErasedAs != "" && !cur.erased.Valid {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE records_`+part+` SET erased = ? WHERE source = ? AND id = ?`), w.ErasedAs, source, w.ID); err != nil {
+					return nil, "", "", err
+				}
+			}
+			return cur.record(part), records.StatusUnchanged, "", nil
 		}
 		if w.Version != 0 && w.Version <= cur.version {
-			return nil, "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d; a purge needs a higher one", source, records.Clip(w.ID), cur.version)
+			return nil, "", "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d; a purge needs a higher one", source, records.Clip(w.ID), cur.version)
 		}
 		next = *cur
 		next.version, next.updatedAt, next.payload = versionOr(w.Version, cur.version+1), now, sql.NullString{}
+		if w.ErasedAs != "" {
+			next.erased = sql.NullString{String: w.ErasedAs, Valid: true}
+		}
 		status = records.StatusDeleted
 	case w.Deleted:
 		if w.Version != 0 && w.Version <= cur.version {
-			return nil, "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d; a deletion needs a higher one", source, records.Clip(w.ID), cur.version)
+			return nil, "", "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d; a deletion needs a higher one", source, records.Clip(w.ID), cur.version)
 		}
 		next = *cur
 		next.version, next.updatedAt = versionOr(w.Version, cur.version+1), now
@@ -427,18 +544,27 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string,
 		if w.Purge {
 			next.payload = sql.NullString{}
 		}
+		if w.ErasedAs != "" {
+			next.erased = sql.NullString{String: w.ErasedAs, Valid: true}
+		}
 		status = records.StatusDeleted
 	default:
 		next.payload = sql.NullString{String: string(w.Payload), Valid: true}
 		switch {
 		case cur == nil:
 			next.version, status = versionOr(w.Version, 1), records.StatusCreated
+		case cur.erased.Valid && !w.Force:
+			// Erased by an erasure request: a plain write must not undo it.
+			return nil, "", "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s was erased by an erasure request: only an operator's forced write (force, role operate) brings it back", source, records.Clip(w.ID))
 		case w.Version == cur.version && !cur.deletedAt.Valid && cur.payload.Valid && cur.payload.String == string(w.Payload):
-			return cur.record(part), records.StatusUnchanged, nil
+			return cur.record(part), records.StatusUnchanged, "", nil
 		case w.Version != 0 && w.Version <= cur.version:
-			return nil, "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d: version %d is stale or conflicting", source, records.Clip(w.ID), cur.version, w.Version)
+			return nil, "", "", erasure.Errorf(erasure.ECONFLICT, "record %s/%s is at version %d: version %d is stale or conflicting", source, records.Clip(w.ID), cur.version, w.Version)
 		default:
 			next.version, status = versionOr(w.Version, cur.version+1), records.StatusUpdated
+		}
+		if cur != nil && cur.erased.Valid {
+			resurrected = cur.erased.String
 		}
 	}
 	// Replace cur by next, in live; a record that was in deleted comes back to live unless it
@@ -451,22 +577,22 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, l *ledger, source string,
 		l.remove(cur, part)
 		if part != target {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM records_`+part+` WHERE source = ? AND id = ?`), source, w.ID); err != nil {
-				return nil, "", err
+				return nil, "", "", err
 			}
 		}
 	}
 	if cur != nil && part == target {
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE records_`+target+` SET version = ?, deleted_at = ?, reason = ?, updated_at = ?, payload = ?, moved_in = NULL WHERE source = ? AND id = ?`),
-			next.version, next.deletedAt, next.reason, next.updatedAt, next.payload, source, w.ID)
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE records_`+target+` SET version = ?, deleted_at = ?, reason = ?, updated_at = ?, payload = ?, moved_in = NULL, erased = ? WHERE source = ? AND id = ?`),
+			next.version, next.deletedAt, next.reason, next.updatedAt, next.payload, next.erased, source, w.ID)
 	} else {
 		next.movedIn = sql.NullInt64{}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO records_`+target+` (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), next.args()...)
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO records_`+target+` (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), next.args()...)
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	l.add(&next, target)
-	return next.record(target), status, nil
+	return next.record(target), status, resurrected, nil
 }
 
 func versionOr(v, def int64) int64 {
@@ -495,7 +621,7 @@ func (s *Store) Import(ctx context.Context, source string, recs []records.Record
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO records_live (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`))
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO records_live (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`))
 		if err != nil {
 			return unavailable(err)
 		}
@@ -519,8 +645,8 @@ func (s *Store) Import(ctx context.Context, source string, recs []records.Record
 				r.updatedAt = rec.UpdatedAt.UnixMilli()
 			}
 			if rec.Payload != nil {
-				if !json.Valid(rec.Payload) {
-					return erasure.Errorf(erasure.EINVALID, "record %s: payload is not valid JSON", records.Clip(rec.ID))
+				if err := strictjson.Valid(rec.Payload); err != nil {
+					return erasure.Errorf(erasure.EINVALID, "record %s: payload is not valid JSON: %s", records.Clip(rec.ID), erasure.ErrorMessage(err))
 				}
 				r.payload = sql.NullString{String: string(rec.Payload), Valid: true}
 			} else if rec.DeletedAt == nil {

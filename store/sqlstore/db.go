@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -60,11 +61,19 @@ type DB struct {
 	done     chan struct{}
 	acks     chan *ackOp
 	acksDone chan struct{}
+	// restored are the audit triggers Open restored (RestoredTriggers).
+	restored []string
+	// SQLite: a transaction scrubbed identifiers; the WAL is checkpointed after it (scrub.go).
+	scrubPending atomic.Bool
+	scrub        chan struct{}
+	scrubStop    chan struct{}
+	scrubDone    chan struct{}
 }
 
 var (
-	_ erasure.Store      = (*DB)(nil)
-	_ erasure.SweepStore = (*DB)(nil)
+	_ erasure.Store           = (*DB)(nil)
+	_ erasure.SweepStore      = (*DB)(nil)
+	_ erasure.CheckpointStore = (*DB)(nil)
 )
 
 // Options configure Open.
@@ -85,7 +94,9 @@ type Options struct {
 }
 
 // Open returns a store over w (the pool writes go through) and r (the pool reads go
-// through; the same pool on PostgreSQL) in dialect d, and migrates the schema. The store owns
+// through; the same pool on PostgreSQL) in dialect d, and migrates the schema. It checks the
+// append-only triggers of the audit trail and restores any that is missing, disabled or
+// changed (RestoredTriggers); it refuses to open a store where it cannot. The store owns
 // both pools: Close closes them.
 func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, error) {
 	if opts.Hasher == nil || opts.Chain == nil {
@@ -109,8 +120,15 @@ func Open(ctx context.Context, w, r *sql.DB, d Dialect, opts Options) (*DB, erro
 	if err := db.migrate(ctx); err != nil {
 		return nil, err
 	}
+	restored, err := db.ensureAuditTriggers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db.restored = restored
 	go db.groupCommit()
 	go db.ackGroup()
+	db.scrub, db.scrubStop, db.scrubDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go db.scrubLoop()
 	return db, nil
 }
 
@@ -120,6 +138,8 @@ func (db *DB) Close() error {
 	<-db.done
 	close(db.acks)
 	<-db.acksDone
+	close(db.scrubStop)
+	<-db.scrubDone
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	err := db.w.Close()
 	if db.r != db.w {
@@ -293,6 +313,7 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if db.dialect == migrate.SQLite {
 		db.prepareSeen(ctx)
+		db.afterCommit()
 	}
 	return nil
 }

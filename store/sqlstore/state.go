@@ -226,6 +226,7 @@ func (w *changeWriter) flush(ctx context.Context) error {
 			if _, err := db.exec(ctx, tx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, r.id); err != nil {
 				return err
 			}
+			db.scrubbed()
 		}
 	}
 	for _, ev := range w.events {

@@ -675,3 +675,43 @@ func testConcurrent(t *testing.T, tg Target) {
 	wantCount(t, "rows left", e.count("users", ""), 200)
 	wantCount(t, "rows of erased subjects", e.count("users", "id < ?", 100), 0)
 }
+
+// testExactMatch: a key is matched exactly, whatever the column's collation: MariaDB's
+// default collation ignores case, accents and trailing spaces, SQLite's NOCASE ignores case;
+// erasing "3 ", "alice" or "e" must not erase the rows of "3", "Alice" or "é".
+func testExactMatch(t *testing.T, tg Target) {
+	e := newEnv(t, tg)
+	switch tg.Driver {
+	case "mysql":
+		e.exec(`CREATE TABLE accounts (uid VARCHAR(64) NOT NULL, note VARCHAR(64)) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`)
+	case "sqlite":
+		e.exec(`CREATE TABLE accounts (uid TEXT COLLATE NOCASE NOT NULL, note TEXT)`)
+	default:
+		e.exec(`CREATE TABLE accounts (uid TEXT NOT NULL, note TEXT)`)
+	}
+	e.insert("accounts", []string{"uid", "note"}, [][]any{{"3", "three"}, {"Alice", "alice"}, {"é", "e acute"}, {"Bob", "bob"}})
+	cfg := e.load(`
+  - name: app.accounts
+    owner: app
+    connector: sql
+    sql: { driver: DRIVER, dsn: "${DSN}", table: accounts, key: { column: uid, identifier: account_id }, action: delete }
+`)
+	d := cfg.Dataset("app.accounts")
+	near := []string{"3 ", "alice", "ALICE", "e", "é ", "bob"}
+	for _, v := range near {
+		s := subject("account_id", v)
+		if e.holds(d, s) {
+			t.Errorf("Holds(%q) = true: another subject's row matched", v)
+		}
+		wantRemoved(t, "erasing "+strconv.Quote(v), e.erase(d, s), 0)
+	}
+	var all []string
+	for _, v := range near {
+		all = append(all, "account_id", v)
+	}
+	wantRemoved(t, "erasing them all at once", e.erase(d, subject(all...)), 0)
+	wantCount(t, "rows after erasing near misses", e.count("accounts", ""), 4)
+	wantRemoved(t, "erasing 3 and Alice", e.erase(d, subject("account_id", "3", "account_id", "Alice")), 2)
+	wantRemoved(t, "erasing é", e.erase(d, subject("account_id", "é")), 1)
+	wantCount(t, "rows left", e.count("accounts", ""), 1)
+}

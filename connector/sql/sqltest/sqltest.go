@@ -229,6 +229,7 @@ func Run(t *testing.T, tg Target) {
 	t.Run("ExplicitSchema", func(t *testing.T) { testSchema(t, tg) })
 	t.Run("LookupChain", func(t *testing.T) { testLookupChain(t, tg) })
 	t.Run("HostileValues", func(t *testing.T) { testHostile(t, tg) })
+	t.Run("ExactMatchWhateverTheCollation", func(t *testing.T) { testExactMatch(t, tg) })
 	t.Run("ForeignKeyIsPermanent", func(t *testing.T) { testForeignKey(t, tg) })
 	t.Run("Check", func(t *testing.T) { testCheck(t, tg) })
 	t.Run("SchemaErrorsArePermanent", func(t *testing.T) { testSchemaErrors(t, tg) })
@@ -239,5 +240,6 @@ func Run(t *testing.T, tg Target) {
 		t.Run("Sweep", func(t *testing.T) { testSweep(t, tg) })
 		t.Run("SweepIsAtomic", func(t *testing.T) { testSweepAtomic(t, tg) })
 		t.Run("GuardStopsASweepBeforeItCommits", func(t *testing.T) { testGuardSweep(t, tg) })
+		t.Run("SweepMatchesExactly", func(t *testing.T) { testSweepExact(t, tg) })
 	}
 }

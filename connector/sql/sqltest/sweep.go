@@ -133,3 +133,35 @@ func testSweepAtomic(t *testing.T, tg Target) {
 	}
 	wantCount(t, "accounts (the sweep rolled back)", e.count("accounts", ""), 4000)
 }
+
+// testSweepExact: a sweep matches keys exactly, whatever the key column's collation (see
+// testExactMatch).
+func testSweepExact(t *testing.T, tg Target) {
+	e := newEnv(t, tg)
+	if tg.Driver == "mysql" {
+		e.exec(`CREATE TABLE events (uid VARCHAR(64) NOT NULL, kind VARCHAR(16)) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`)
+	} else {
+		e.exec(`CREATE TABLE events (uid TEXT NOT NULL, kind TEXT)`)
+	}
+	e.insert("events", []string{"uid", "kind"}, [][]any{{"3", "a"}, {"3", "b"}, {"Alice", "a"}, {"é", "a"}, {"zed", "a"}})
+	cfg := e.load(`
+  - name: warehouse.events
+    owner: data
+    connector: sql
+    method: offline
+    sql: { driver: DRIVER, dsn: "${DSN}", table: events, key: { column: uid, identifier: account_id } }
+`)
+	s := cfg.Dataset("warehouse.events").Conn.(erasure.Sweeper)
+	batch := []erasure.SweepSubject{
+		{TaskID: 1, Subject: subject("account_id", "3 ")},
+		{TaskID: 2, Subject: subject("account_id", "alice")},
+		{TaskID: 3, Subject: subject("account_id", "e")},
+		{TaskID: 4, Subject: subject("account_id", "zed")},
+	}
+	res, err := s.Sweep(e.ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRemoved(t, "sweep of near misses and zed", res.Removed, 1)
+	wantCount(t, "rows left", e.count("events", ""), 4)
+}
