@@ -29,6 +29,8 @@ type Connector struct {
 	log  *slog.Logger
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
+	// plans are the key sets of the shared sweeps this process worked on (units.go).
+	plans planCache
 }
 
 var (
