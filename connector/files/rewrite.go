@@ -198,11 +198,11 @@ type sink struct {
 	final   string
 	renamed bool // path was renamed to final
 	gzip    bool
-	f    *os.File
-	bw   *bufio.Writer
-	gz   *gzip.Writer
-	w    io.Writer
-	size int64
+	f       *os.File
+	bw      *bufio.Writer
+	gz      *gzip.Writer
+	w       io.Writer
+	size    int64
 }
 
 func (s *sink) open() error {
