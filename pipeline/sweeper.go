@@ -64,7 +64,8 @@ type Sweeper struct {
 	// Progress gives running sweeps a context that reports their progress (default
 	// erasure.ContextWithSweepProgress).
 	Progress ProgressFunc
-	// Interval is how often Schedule looks for datasets to sweep (default 1 minute).
+	// Interval is how often Schedule looks for datasets to sweep (default 1 minute, or the
+	// shortest sweep interval of the datasets when shorter).
 	Interval time.Duration
 	// UrgentMargin is how long before a deadline a sweep is started out of turn (default 24h).
 	UrgentMargin time.Duration
@@ -113,6 +114,11 @@ func (s *Sweeper) init() {
 		s.Logger = s.Logger.WithGroup("sweeper")
 		if s.Interval <= 0 {
 			s.Interval = time.Minute
+			for _, d := range s.Datasets {
+				if every := d.Policy.SweepEvery; every > 0 && every < s.Interval {
+					s.Interval = every
+				}
+			}
 		}
 		if s.UrgentMargin <= 0 {
 			s.UrgentMargin = 24 * time.Hour

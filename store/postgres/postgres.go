@@ -16,9 +16,22 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
 	"erasure"
+	"erasure/store"
 	"erasure/store/migrate"
 	"erasure/store/sqlstore"
 )
+
+func init() {
+	store.Register("postgres", store.Driver{Open: openConfig, Shared: true})
+}
+
+// openConfig opens the store of a configuration: the database its DSN names.
+func openConfig(ctx context.Context, c store.Config) (*DB, error) {
+	if c.DSN == "" {
+		return nil, erasure.Errorf(erasure.EINVALID, "store.dsn is required for the postgres store")
+	}
+	return Open(ctx, c.DSN, Options{Hasher: c.Hasher, Chain: c.Chain, Now: c.Now})
+}
 
 // DB is a PostgreSQL store: the SQL store on a PostgreSQL database.
 type DB = sqlstore.DB

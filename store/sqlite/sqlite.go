@@ -15,15 +15,29 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"erasure"
+	"erasure/store"
 	"erasure/store/migrate"
 	"erasure/store/sqlstore"
 )
+
+func init() {
+	store.Register("sqlite", store.Driver{Open: openConfig})
+}
+
+// openConfig opens the store of a configuration: erasure.db in its data dir.
+func openConfig(ctx context.Context, c store.Config) (*DB, error) {
+	if c.DSN != "" {
+		return nil, erasure.Errorf(erasure.EINVALID, "store.dsn is for a shared store: SQLite keeps its database in server.data_dir")
+	}
+	return Open(ctx, filepath.Join(c.DataDir, "erasure.db"), Options{Hasher: c.Hasher, Chain: c.Chain, Now: c.Now})
+}
 
 // DB is a SQLite store: the SQL store on a SQLite database.
 type DB = sqlstore.DB
