@@ -15,9 +15,12 @@ func init() {
 	command("serve", "run the API and the pipeline (reads --config)", runServe)
 }
 
-// Main is `erasure serve` as a value, the way the tests run it too: ParseFlags reads the
-// command line, Run opens the server and starts every component, Close stops and closes it.
+// Main is `erasure serve` (and, with Worker, `erasure worker`) as a value, the way the tests
+// run it too: ParseFlags reads the command line, Run opens the server and starts its
+// components, Close stops and closes it.
 type Main struct {
+	// Worker runs all but the API (Server.StartWorker): `erasure worker`.
+	Worker bool
 	// ConfigPath is the configuration file; Config, when set, is used instead of reading it.
 	ConfigPath string
 	Config     *registry.Config
@@ -34,12 +37,18 @@ type Main struct {
 // NewMain returns a Main reading erasure.yaml.
 func NewMain() *Main { return &Main{ConfigPath: "erasure.yaml"} }
 
-// ParseFlags reads serve's flags; the logger logs on stderr (text, or JSON with
+// ParseFlags reads serve's (or worker's) flags; the logger logs on stderr (text, or JSON with
 // ERASURE_LOG=json) at info level, debug with --debug. Usage errors are usageErrors.
 func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
-	fs := flags("serve", stderr)
+	name := "serve"
+	if m.Worker {
+		name = "worker"
+	}
+	fs := flags(name, stderr)
 	fs.StringVar(&m.ConfigPath, "config", m.ConfigPath, "configuration `file`")
-	fs.StringVar(&m.Addr, "addr", "", "listen `address` (overrides server.addr)")
+	if !m.Worker {
+		fs.StringVar(&m.Addr, "addr", "", "listen `address` (overrides server.addr)")
+	}
 	fs.StringVar(&m.DataDir, "data-dir", "", "data `directory` (overrides server.data_dir)")
 	debug := fs.Bool("debug", false, "log at debug level")
 	pos, err := parse(fs, args)
@@ -47,7 +56,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageError("serve takes no arguments, only flags: erasure serve --config FILE")
+		return usageError(name + " takes no arguments, only flags: erasure " + name + " --config FILE")
 	}
 	level := slog.LevelInfo
 	if *debug {
@@ -57,8 +66,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	return nil
 }
 
-// Run loads the configuration when Config is nil, opens the server and starts it. It returns
-// once the server serves (Server.URL); the server runs until ctx is cancelled or Close.
+// Run loads the configuration when Config is nil, opens the server and starts it (without the
+// API for a Worker). It returns once the server runs (Server.URL serves, unless a Worker); the
+// server runs until ctx is cancelled or Close.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Config == nil {
 		cfg, err := loadConfig(m.ConfigPath)
@@ -78,6 +88,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Server = s
+	if m.Worker {
+		return s.StartWorker(ctx)
+	}
 	return s.Start(ctx, m.Config.Server.Addr)
 }
 
@@ -107,11 +120,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "erasure serving %d datasets on %s (data in %s)\n", len(m.Config.Datasets), m.URL(), m.Config.Server.DataDir)
+	fmt.Fprintf(stdout, "erasure serving %d datasets on %s (%s)\n", len(m.Config.Datasets), m.URL(), storeWhere(m))
 	<-ctx.Done()
 	err := m.Close()
 	fmt.Fprintln(stdout, "erasure stopped")
 	return err
+}
+
+// storeWhere says where the store of a running Main is, without its DSN (it may hold a
+// password).
+func storeWhere(m *Main) string {
+	if m.Server != nil && m.Server.Shared {
+		return "shared " + m.Config.Store.Driver + " store, process " + m.Server.Owner
+	}
+	return "data in " + m.Config.Server.DataDir
 }
 
 // newLogger returns the process logger: text on w, or JSON with ERASURE_LOG=json.
