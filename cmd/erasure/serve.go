@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 
+	"erasure"
 	"erasure/registry"
 	"erasure/server"
+	"erasure/store"
 )
 
 func init() {
@@ -82,6 +84,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.DataDir != "" {
 		m.Config.Server.DataDir = m.DataDir
+	}
+	if m.Worker {
+		// Refused before anything is opened: a SQLite data dir belongs to its serve.
+		if d, err := store.Lookup(m.Config.Store.Driver); err == nil && !d.Shared {
+			return erasure.Errorf(erasure.EINVALID, "a worker needs a shared store (store.dsn, PostgreSQL): on SQLite one `erasure serve` runs everything")
+		}
 	}
 	s, err := server.Open(ctx, m.Config, m.Logger)
 	if err != nil {
