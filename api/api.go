@@ -7,6 +7,7 @@
 // holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
+//	POST /v1/requests:batch           submit   200 with a result per submission (see batch.go)
 //	GET  /v1/requests                 read     ?status=&overdue=true&cursor=&limit= (1..500, default 100)
 //	GET  /v1/requests/{id}            read
 //	POST /v1/requests/{id}/cancel     operate  409 when already ended
@@ -113,6 +114,7 @@ func New(cfg Config) *Server {
 
 	m := s.mux
 	m.HandleFunc("POST /v1/requests", s.submit)
+	m.HandleFunc("POST /v1/requests:batch", s.submitBatch)
 	m.HandleFunc("GET /v1/requests", s.requests)
 	m.HandleFunc("GET /v1/requests/{id}", s.request)
 	m.HandleFunc("POST /v1/requests/{id}/cancel", s.cancel)
