@@ -4,7 +4,12 @@
 //
 // Leases select due tasks FOR UPDATE SKIP LOCKED; a change locks the rows of the requests it
 // touches before reading their tasks; the audit chain's head is locked only by a transaction's
-// last statement. Migrations take an advisory lock, so processes may start at once.
+// last statement. Migrations take an advisory lock, so processes may start at once. The leader
+// of the processes is elected with another advisory lock (sqlstore.LeaderLock), held on a
+// connection of its own.
+//
+// Registered as store driver "postgres": `store: { dsn: "${ERASURE_STORE_DSN}" }` with a
+// postgres:// URL selects it.
 package postgres
 
 import (

@@ -6,8 +6,9 @@
 // committed state. synchronous=FULL makes every commit durable before it returns, so a request
 // accepted with 2xx survives a kill -9 or a power loss.
 //
-// SQLite is the single-node store: one process owns the database (see the data dir lock of
-// cmd/erasure); PostgreSQL (store/postgres) is for several.
+// SQLite is the single-node store: one process owns the database (package server locks the
+// data dir); PostgreSQL (store/postgres) is for several. Registered as store driver "sqlite":
+// erasure.db in the configuration's data dir.
 package sqlite
 
 import (
