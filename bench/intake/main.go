@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,8 @@ func init() { registry.Register("noop", noop{}) }
 
 const token = "bench-intake-token-0123456789"
 
+var cpuprofile string
+
 func main() {
 	subjects := flag.Int("subjects", 100_000, "subjects in the file")
 	batch := flag.Int("batch", 1000, "submissions per call (submit --batch) and rows per transaction (baseline)")
@@ -72,6 +75,7 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent clients of the one-by-one sample")
 	dsn := flag.String("dsn", "", "a PostgreSQL database to run on (a schema is created and dropped); default SQLite")
 	bin := flag.String("erasure", "", "the erasure binary (default: built from ./cmd/erasure)")
+	flag.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the server during submit --file to `file`")
 	flag.Parse()
 	if err := run(*subjects, *batch, *parallel, *datasets, *single, *clients, *dsn, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -126,11 +130,21 @@ func run(subjects, batch, parallel, datasets, single, clients int, dsn, bin stri
 	}
 	defer stop()
 
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+	}
 	start := time.Now()
 	cmd := exec.Command(bin, "submit", "--file", file, "--batch", fmt.Sprint(batch), "--parallel", fmt.Sprint(parallel), "--reason", "retention", "--idempotency-prefix", "bench")
 	cmd.Env = append(os.Environ(), "ERASURE_URL="+srv, "ERASURE_TOKEN="+token)
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
+	if cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return fmt.Errorf("submit --file: %v\n%s", err, out)
 	}
