@@ -16,7 +16,18 @@ const (
 	MaxSubjectIdentifiers = 64
 	// MaxIdempotencyKey is the longest idempotency key accepted, in bytes.
 	MaxIdempotencyKey = 255
+	// MaxBatchSubmissions is the most submissions one batch may carry (Service.SubmitBatch).
+	MaxBatchSubmissions = 10000
 )
+
+// SubmitResult is the outcome of one submission of a batch: the request (created, or the one
+// its idempotency key already named, then only its ID and status may be known), whether it
+// was created, or the error that concerns this submission alone (as Submit would return it).
+type SubmitResult struct {
+	Request *Request
+	Created bool
+	Err     error
+}
 
 // reasonRE is what a reason may look like: a short label such as "user_request" or
 // "gdpr art-17", never free text (it is stored in clear and shown in listings).
@@ -147,6 +158,13 @@ type Service interface {
 	// Submit validates and plans a submission and stores it: EINVALID for an unknown or bad
 	// identifier or reason; ECONFLICT for a reused idempotency key with other content.
 	Submit(ctx context.Context, s Submission) (req *Request, created bool, err error)
+	// SubmitBatch submits up to MaxBatchSubmissions submissions, each with its own
+	// idempotency key, stored in one transaction, and returns a result per submission, in
+	// order: each as Submit would answer it (a bad submission gets its own EINVALID and
+	// changes nothing; the others are stored). The error is for the batch as a whole:
+	// EINVALID for an empty batch or one too large, ECONFLICT when no dataset is registered,
+	// EUNAVAILABLE when the store is.
+	SubmitBatch(ctx context.Context, subs []Submission) ([]SubmitResult, error)
 	// Request returns a request with its tasks; ENOTFOUND.
 	Request(ctx context.Context, id string) (*Request, error)
 	// Requests lists requests; EINVALID for a bad filter or cursor.

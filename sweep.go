@@ -13,7 +13,9 @@ import (
 //	   │    ──error───► failed       (its tasks queued again for the next sweep)
 //	exported ──ack────► committed | failed   (mode external: a job run elsewhere reports back)
 //
-// A sweep still running when the server stops is resumed at start with the same subjects.
+// A running sweep is owned by the process running it (a lease it renews); a sweep whose owner
+// stopped or died is resumed, with the same subjects, by the next process that claims it (the
+// leader). See SweepUnitStore for sweeps shared by several workers.
 type SweepState string
 
 const (
@@ -34,6 +36,12 @@ type Sweep struct {
 	Started  time.Time  `json:"started"`
 	Finished *time.Time `json:"finished,omitempty"`
 	Error    string     `json:"error,omitempty"`
+	// Owner is the process running an internal sweep, which holds it until LeaseUntil (see
+	// SweepUnitStore); empty for an exported sweep and once the sweep ended.
+	Owner      string     `json:"owner,omitempty"`
+	LeaseUntil *time.Time `json:"lease_until,omitempty"`
+	// Plan names the connector's plan of a sweep split into units (PartitionedSweeper).
+	Plan string `json:"-"`
 	SweepResult
 }
 

@@ -7,6 +7,7 @@
 // holding the route's role:
 //
 //	POST /v1/requests                 submit   201 new request, 200 same Idempotency-Key and body, 409 other body
+//	POST /v1/requests:batch           submit   200 with a result per submission (see batch.go)
 //	GET  /v1/requests                 read     ?status=&overdue=true&dataset=&identifier=TYPE:VALUE&cursor=&limit= (1..500, default 100)
 //	                                           identifier finds requests by the keyed hash of the value, ended ones too;
 //	                                           dataset, the requests with an unfinished task on the dataset;
@@ -137,6 +138,7 @@ func New(cfg Config) *Server {
 
 	m := s.mux
 	m.HandleFunc("POST /v1/requests", s.submit)
+	m.HandleFunc("POST /v1/requests:batch", s.submitBatch)
 	m.HandleFunc("GET /v1/requests", s.requests)
 	m.HandleFunc("GET /v1/requests/{id}", s.request)
 	m.HandleFunc("POST /v1/requests/{id}/cancel", s.cancel)

@@ -93,9 +93,20 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		b, status = []byte(`{"error":{"code":"internal","message":"internal error"}}`), http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// The headers of every JSON answer, in canonical form: shared, never changed.
+var (
+	jsonType  = []string{"application/json"}
+	noSniff   = []string{"nosniff"}
+	noStoring = []string{"no-store"}
+)
+
+// writeJSONBytes writes b, a JSON document and its newline, with status.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"], h["X-Content-Type-Options"], h["Cache-Control"] = jsonType, noSniff, noStoring
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }

@@ -110,13 +110,10 @@ func (h *recordsHandler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec.Deleted {
-		WriteJSON(w, http.StatusGone, map[string]any{
-			"error":      ErrorDetail{Code: erasure.EGONE, Message: "this record has been deleted"},
-			"deleted_at": rec.DeletedAt, "reason": rec.Reason, "version": rec.Version,
-		})
+		writeGone(w, rec) // {"deleted_at","error":{"code":"gone",…},"reason","version"}
 		return
 	}
-	WriteJSON(w, http.StatusOK, rec)
+	writeRecord(w, rec)
 }
 
 // putBody is the body of a PUT.

@@ -196,15 +196,7 @@ func decodeError(status int, data []byte) error {
 // under idemKey when it is not empty (the same key and content again returns the same request
 // with created=false; other content under the key is ECONFLICT). Needs the submit role.
 func (c *Client) Submit(ctx context.Context, sub erasure.Submission, idemKey string) (req *erasure.Request, created bool, err error) {
-	subject := map[string]any{}
-	for _, typ := range sub.Subject.Types() {
-		if vs := sub.Subject.Values(typ); len(vs) == 1 {
-			subject[typ] = vs[0]
-		} else {
-			subject[typ] = vs
-		}
-	}
-	body := map[string]any{"subject": subject, "reason": sub.Reason}
+	body := map[string]any{"subject": subjectWire(sub.Subject), "reason": sub.Reason}
 	if !sub.Deadline.IsZero() {
 		body["deadline"] = sub.Deadline.UTC().Format(time.RFC3339Nano)
 	}
@@ -224,6 +216,97 @@ func (c *Client) Submit(ctx context.Context, sub erasure.Submission, idemKey str
 		return nil, false, err
 	}
 	return req, status == http.StatusCreated, nil
+}
+
+// MaxBatch is the most submissions SubmitBatch sends in one call (erasure.MaxBatchSubmissions).
+const MaxBatch = erasure.MaxBatchSubmissions
+
+// BatchSubmission is one submission of a batch: what Submit takes, with its own idempotency
+// key (empty: none).
+type BatchSubmission struct {
+	Submission     erasure.Submission
+	IdempotencyKey string
+}
+
+// BatchResult is the server's answer to a batch: a result per submission, in order, and counts.
+type BatchResult struct {
+	Results  []BatchItem `json:"results"`
+	Created  int         `json:"created"`
+	Existing int         `json:"existing"`
+	Failed   int         `json:"failed"`
+}
+
+// BatchItem is the result of one submission: Status as POST /v1/requests would have answered
+// it (201 created, 200 the request its key names, 4xx its own error, in Err).
+type BatchItem struct {
+	Index  int    `json:"index"`
+	Status int    `json:"status"`
+	ID     string `json:"id,omitempty"`
+	Error  *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// Err returns the item's error as an *erasure.Error, nil when it succeeded.
+func (it BatchItem) Err() error {
+	if it.Error == nil {
+		return nil
+	}
+	return &erasure.Error{Code: it.Error.Code, Message: it.Error.Message}
+}
+
+// SubmitBatch submits up to MaxBatch submissions in one call (stored in one transaction) and
+// returns a result per submission. The error is for the batch as a whole (EINVALID for an
+// empty or too large batch, ETOOLARGE for a body over the server's limit, EUNAVAILABLE...).
+// Needs the submit role.
+func (c *Client) SubmitBatch(ctx context.Context, subs []BatchSubmission) (*BatchResult, error) {
+	type item struct {
+		Subject        map[string]any `json:"subject"`
+		Reason         string         `json:"reason"`
+		Deadline       string         `json:"deadline,omitempty"`
+		IdempotencyKey string         `json:"idempotency_key,omitempty"`
+		Grace          string         `json:"grace,omitempty"`
+		Suppress       *bool          `json:"suppress,omitempty"`
+	}
+	body := struct {
+		Requests []item `json:"requests"`
+	}{Requests: make([]item, len(subs))}
+	for i, b := range subs {
+		it := item{Subject: subjectWire(b.Submission.Subject), Reason: b.Submission.Reason, IdempotencyKey: b.IdempotencyKey}
+		if !b.Submission.Deadline.IsZero() {
+			it.Deadline = b.Submission.Deadline.UTC().Format(time.RFC3339Nano)
+		}
+		if b.Submission.Grace != nil {
+			it.Grace = b.Submission.Grace.String()
+		}
+		if b.Submission.NoSuppress {
+			no := false
+			it.Suppress = &no
+		}
+		body.Requests[i] = it
+	}
+	out := new(BatchResult)
+	if _, err := c.do(ctx, http.MethodPost, "/v1/requests:batch", nil, body, out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(subs) {
+		return nil, erasure.Errorf(erasure.EINTERNAL, "the server answered %d results for %d submissions", len(out.Results), len(subs))
+	}
+	return out, nil
+}
+
+// subjectWire is a subject as the API takes it: one value, or an array of several, by type.
+func subjectWire(s erasure.Subject) map[string]any {
+	subject := map[string]any{}
+	for _, typ := range s.Types() {
+		if vs := s.Values(typ); len(vs) == 1 {
+			subject[typ] = vs[0]
+		} else {
+			subject[typ] = vs
+		}
+	}
+	return subject
 }
 
 // Request returns a request with its tasks. Needs the read role.

@@ -41,6 +41,9 @@ type Engine struct {
 	// Grace is how long Run, once stopped, lets the tasks in hand finish before it cancels
 	// their calls (default 10s).
 	Grace time.Duration
+	// LeaseMargin is how long past its dataset's timeout a task's lease lasts (default 1
+	// minute): how soon another engine takes over the tasks of one that died.
+	LeaseMargin time.Duration
 	// Hasher computes the dispatch ids of async commands (erasure.DispatchID); required when a
 	// dataset is async. The deployment id is read from the store on first use.
 	Hasher  erasure.Hasher
@@ -109,16 +112,15 @@ func (e *Engine) Wake() {
 	}
 }
 
-// lease returns how long a task of d may run before another engine may take it over.
-func lease(d *erasure.Dataset) time.Duration {
-	return d.Policy.Timeout + time.Minute
-}
-
-// leaseFor is the lease taken for a batch: long enough for the slowest dataset.
+// leaseFor is the lease taken for a batch: long enough for the slowest dataset, plus the margin.
 func (e *Engine) leaseFor() time.Duration {
-	l := time.Minute
+	margin := e.LeaseMargin
+	if margin <= 0 {
+		margin = time.Minute
+	}
+	l := margin
 	for _, d := range e.Datasets {
-		l = max(l, lease(d))
+		l = max(l, d.Policy.Timeout+margin)
 	}
 	return l
 }

@@ -87,20 +87,101 @@ func (s *Service) dataset(name string) *erasure.Dataset {
 // idempotency key (scoped to the submitter, so that two clients choosing the same key never
 // see each other's requests) are stored only as keyed hashes.
 func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.Request, bool, error) {
-	if err := sub.Validate(); err != nil {
+	if len(s.Registered) == 0 {
+		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
+	}
+	nr, err := s.prepare(sub, s.now())
+	if err != nil {
 		return nil, false, err
+	}
+	r, created, err := s.Store.CreateRequest(ctx, nr)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := stored(sub, r); err != nil {
+		return nil, false, err
+	}
+	if created {
+		s.submitted(r, sub.Actor)
+		s.wake()
+	}
+	return r, created, nil
+}
+
+// SubmitBatch implements erasure.Service: every submission is checked as Submit checks it,
+// and the valid ones are stored with one Store.CreateRequests (one transaction).
+func (s *Service) SubmitBatch(ctx context.Context, subs []erasure.Submission) ([]erasure.SubmitResult, error) {
+	switch {
+	case len(subs) == 0:
+		return nil, erasure.Errorf(erasure.EINVALID, "the batch is empty: give at least one submission")
+	case len(subs) > erasure.MaxBatchSubmissions:
+		return nil, erasure.Errorf(erasure.EINVALID, "the batch has %d submissions: at most %d", len(subs), erasure.MaxBatchSubmissions)
+	case len(s.Registered) == 0:
+		return nil, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
+	}
+	out := make([]erasure.SubmitResult, len(subs))
+	nrs := make([]erasure.NewRequest, 0, len(subs))
+	at := make([]int, 0, len(subs))
+	now := s.now()
+	for i, sub := range subs {
+		nr, err := s.prepare(sub, now)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		nrs = append(nrs, nr)
+		at = append(at, i)
+	}
+	if len(nrs) == 0 {
+		return out, nil
+	}
+	res, err := s.Store.CreateRequests(ctx, nrs)
+	if err != nil {
+		return nil, err
+	}
+	created := 0
+	for j, r := range res {
+		i := at[j]
+		out[i] = erasure.SubmitResult{Request: r.Request, Created: r.Created, Err: r.Err}
+		if r.Err == nil {
+			if err := stored(subs[i], r.Request); err != nil {
+				out[i] = erasure.SubmitResult{Err: err}
+				continue
+			}
+		}
+		if r.Created {
+			created++
+			if s.Metrics != nil {
+				s.Metrics.submitted.Inc()
+			}
+		}
+	}
+	if created > 0 {
+		if s.Logger != nil {
+			s.Logger.Info("batch submitted", "submissions", len(subs), "created", created, "actor", subs[0].Actor)
+		}
+		s.wake()
+	}
+	return out, nil
+}
+
+// prepare validates a submission, puts its identifiers in canonical form, bounds its deadline
+// and plans it: the request to store. Errors are EINVALID and never hold an identifier value.
+func (s *Service) prepare(sub erasure.Submission, now time.Time) (erasure.NewRequest, error) {
+	if err := sub.Validate(); err != nil {
+		return erasure.NewRequest{}, err
 	}
 	canonical := make([]erasure.Identifier, len(sub.Subject))
 	for i, id := range sub.Subject {
 		if !contains(s.Identifiers, id.Type) {
-			return nil, false, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
+			return erasure.NewRequest{}, erasure.Errorf(erasure.EINVALID, "identifier type %q is not declared in the registry (declared: %v)", id.Type, s.Identifiers)
 		}
 		canonical[i] = id
 		for _, t := range s.IdentifierTypes {
 			if t.Name == id.Type {
 				v, err := t.Canonical(id.Value)
 				if err != nil {
-					return nil, false, err
+					return erasure.NewRequest{}, err
 				}
 				canonical[i].Value = v
 			}
@@ -109,7 +190,6 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	// Normalised once, here: everything downstream (hashes, fingerprints, connectors) sees the
 	// canonical values only.
 	sub.Subject = erasure.NewSubject(canonical...)
-	now := s.now()
 	deadline := sub.Deadline
 	maxDeadline := s.MaxDeadline
 	if maxDeadline <= 0 {
@@ -119,18 +199,15 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	case deadline.IsZero():
 		deadline = now.Add(s.DefaultDeadline)
 	case !deadline.After(now):
-		return nil, false, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", deadline.Format(time.RFC3339))
+		return erasure.NewRequest{}, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", deadline.Format(time.RFC3339))
 	case deadline.After(now.Add(maxDeadline)):
-		return nil, false, erasure.Errorf(erasure.EINVALID, "deadline %s is more than %s ahead", deadline.Format(time.RFC3339), maxDeadline)
-	}
-	if len(s.Registered) == 0 {
-		return nil, false, erasure.Errorf(erasure.ECONFLICT, "no dataset is registered")
+		return erasure.NewRequest{}, erasure.Errorf(erasure.EINVALID, "deadline %s is more than %s ahead", deadline.Format(time.RFC3339), maxDeadline)
 	}
 	id := sub.ID
 	if id == "" {
 		id = NewRequestID(now)
 	} else if !ValidRequestID(id) {
-		return nil, false, erasure.Errorf(erasure.EINVALID, "request id %q does not have the shape of a request id", truncateID(id))
+		return erasure.NewRequest{}, erasure.Errorf(erasure.EINVALID, "request id %q does not have the shape of a request id", truncateID(id))
 	}
 	grace := s.DefaultGrace
 	if sub.Grace != nil {
@@ -141,7 +218,7 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if grace > 0 {
 		notBefore = now.Add(grace).UTC()
 		if !notBefore.Before(deadline) {
-			return nil, false, erasure.Errorf(erasure.EINVALID, "the grace window (%s) must end before the deadline %s", grace, deadline.Format(time.RFC3339))
+			return erasure.NewRequest{}, erasure.Errorf(erasure.EINVALID, "the grace window (%s) must end before the deadline %s", grace, deadline.Format(time.RFC3339))
 		}
 		tasks = append(tasks, HideTasks(s.Registered)...)
 	}
@@ -149,28 +226,33 @@ func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.
 	if sub.IdempotencyKey != "" {
 		key = s.Hasher.Sum([]byte("idempotency/1\x00" + sub.Actor + "\x00" + sub.IdempotencyKey))
 	}
-	r, created, err := s.Store.CreateRequest(ctx, erasure.NewRequest{
+	return erasure.NewRequest{
 		ID: id, Subject: erasure.NewSubject(sub.Subject...), Reason: sub.Reason, Deadline: deadline.UTC(),
 		SubmittedBy: sub.Actor, IdempotencyKey: key, Fingerprint: s.Hasher.Sum(sub.Canonical()), Tasks: tasks,
 		NotBefore: notBefore, NoSuppress: sub.NoSuppress,
-	})
-	if err != nil {
-		return nil, false, err
+	}, nil
+}
+
+// stored checks what the store returned for a submission: a submission that chose its own id
+// must not be answered with another request holding its idempotency key.
+func stored(sub erasure.Submission, r *erasure.Request) error {
+	if r != nil && sub.ID != "" && r.ID != sub.ID {
+		return erasure.Errorf(erasure.ECONFLICT, "the idempotency key already names request %s", r.ID)
 	}
-	if sub.ID != "" && r.ID != sub.ID {
-		return nil, false, erasure.Errorf(erasure.ECONFLICT, "the idempotency key already names request %s", r.ID)
+	if r != nil {
+		r.SetFound()
 	}
-	r.SetFound()
-	if created {
-		if s.Metrics != nil {
-			s.Metrics.submitted.Inc()
-		}
-		if s.Logger != nil {
-			s.Logger.Info("request submitted", "request", r.ID, "tasks", len(r.Tasks), "actor", sub.Actor)
-		}
-		s.wake()
+	return nil
+}
+
+// submitted counts and logs a request created.
+func (s *Service) submitted(r *erasure.Request, actor string) {
+	if s.Metrics != nil {
+		s.Metrics.submitted.Inc()
 	}
-	return r, created, nil
+	if s.Logger != nil {
+		s.Logger.Info("request submitted", "request", r.ID, "tasks", len(r.Tasks), "actor", actor)
+	}
 }
 
 func contains(list []string, s string) bool {

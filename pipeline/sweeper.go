@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"erasure"
@@ -20,6 +21,7 @@ import (
 type SweepStore interface {
 	erasure.Store
 	erasure.SweepStore
+	erasure.SweepUnitStore
 }
 
 // ExportFunc writes the queued identifiers of subjects (those of the given types) in format for
@@ -36,8 +38,13 @@ type ProgressFunc func(ctx context.Context, report erasure.SweepProgressFunc) co
 // job acknowledges (Export, Ack). A sweep's tasks become done only when the whole sweep has
 // committed, in one transaction of the store; a failed sweep leaves them queued for the next.
 //
-// One process runs the sweeps of a store (the single-node server): sweeps of different
-// datasets run at once, one per dataset.
+// A sweep is run by the process that started it, which holds it in the store (a lease it
+// renews every Lease/3) and lets go when it stops; a process whose lease was taken over stops
+// its part. Sweeps of different datasets run at once, one per dataset. When the dataset's
+// connector is an erasure.PartitionedSweeper, the sweep is split into one unit per partition:
+// the process running it works its units (UnitWorkers at once) and so do the SweepWorkers of
+// every other process sharing the store; once every unit is done it commits. Resume, run by
+// one process (the leader) at start and now and then, takes over the sweeps whose holder died.
 //
 // Scheduling (Schedule): every Interval, each offline dataset whose sweep mode is internal and
 // whose connector is an erasure.Sweeper is swept when it has queued tasks and no open sweep,
@@ -57,7 +64,8 @@ type Sweeper struct {
 	// Progress gives running sweeps a context that reports their progress (default
 	// erasure.ContextWithSweepProgress).
 	Progress ProgressFunc
-	// Interval is how often Schedule looks for datasets to sweep (default 1 minute).
+	// Interval is how often Schedule looks for datasets to sweep (default 1 minute, or the
+	// shortest sweep interval of the datasets when shorter).
 	Interval time.Duration
 	// UrgentMargin is how long before a deadline a sweep is started out of turn (default 24h).
 	UrgentMargin time.Duration
@@ -65,6 +73,15 @@ type Sweeper struct {
 	RetryFailed time.Duration
 	// Metrics, when set, counts the sweeps stopped at their dataset's guard.
 	Metrics *Metrics
+	// Owner names this process in the leases of sweeps and units (default host:pid).
+	Owner string
+	// Lease is how long a sweep or a unit is held between renewals (default 30s): a sweep or
+	// unit whose holder died is taken over that long after its last renewal.
+	Lease time.Duration
+	// UnitWorkers is how many units of its own sweep this process prepares at once (default 2).
+	UnitWorkers int
+	// Poll is how often the process running a shared sweep looks at its units (default 250ms).
+	Poll time.Duration
 
 	once sync.Once
 	mu   sync.Mutex
@@ -99,6 +116,11 @@ func (s *Sweeper) init() {
 		s.Logger = s.Logger.WithGroup("sweeper")
 		if s.Interval <= 0 {
 			s.Interval = time.Minute
+			for _, d := range s.Datasets {
+				if every := d.Policy.SweepEvery; every > 0 && every < s.Interval {
+					s.Interval = every
+				}
+			}
 		}
 		if s.UrgentMargin <= 0 {
 			s.UrgentMargin = 24 * time.Hour
@@ -108,6 +130,18 @@ func (s *Sweeper) init() {
 		}
 		if s.Export == nil {
 			s.Export = WriteJSONLines
+		}
+		if s.Owner == "" {
+			s.Owner = defaultOwner()
+		}
+		if s.Lease <= 0 {
+			s.Lease = DefaultSweepLease
+		}
+		if s.UnitWorkers <= 0 {
+			s.UnitWorkers = 2
+		}
+		if s.Poll <= 0 {
+			s.Poll = 250 * time.Millisecond
 		}
 		if s.Progress == nil {
 			s.Progress = func(ctx context.Context, report erasure.SweepProgressFunc) context.Context {
@@ -129,6 +163,11 @@ func (s *Sweeper) Start(ctx context.Context) {
 	s.ctx = ctx
 	s.mu.Unlock()
 	s.init()
+}
+
+func (s *Sweeper) now() time.Time {
+	s.init()
+	return s.Now()
 }
 
 // Wait waits for the background sweeps to end.
@@ -267,7 +306,7 @@ func (s *Sweeper) begin(ctx context.Context, dataset, actor string) (*erasure.Sw
 	if l := s.live[dataset]; l != nil {
 		return nil, nil, erasure.Errorf(erasure.ECONFLICT, "dataset %s is being swept (sweep %s)", dataset, l.sweep.ID)
 	}
-	sw, subjects, err := s.Store.StartSweep(ctx, dataset, NewSweepID(s.Now()), "internal", actor)
+	sw, subjects, err := s.Store.StartOwnedSweep(ctx, dataset, NewSweepID(s.Now()), actor, s.Owner, s.Lease)
 	if err != nil || sw.Tasks == 0 {
 		return sw, nil, err
 	}
@@ -276,8 +315,9 @@ func (s *Sweeper) begin(ctx context.Context, dataset, actor string) (*erasure.Sw
 }
 
 // execute runs a registered sweep through the dataset's connector, under the dataset's guard,
-// and ends it in the store. When ctx is cancelled (shutdown) the sweep is left running in the
-// store for Resume. It returns the sweep as it ended and the connector's error.
+// holding it, and ends it in the store. When ctx is cancelled (shutdown) the sweep is left
+// running in the store and let go, for Resume; when another process took it over, its outcome
+// is left to that process. It returns the sweep as it ended and the connector's error.
 func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []erasure.SweepSubject) (*erasure.Sweep, error) {
 	log := s.Logger.With("sweep", sw.ID, "dataset", sw.Dataset)
 	s.mu.Lock()
@@ -295,6 +335,17 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 			close(l.done)
 		}
 	}()
+	hctx, stopHold := context.WithCancel(ctx)
+	var lost atomic.Bool
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		s.hold(hctx, sw.ID, &lost, stopHold)
+	}()
+	release := func() {
+		stopHold()
+		<-held
+	}
 	var res erasure.SweepResult
 	var err error
 	d, derr := s.dataset(sw.Dataset)
@@ -307,7 +358,7 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 		err = derr
 	} else {
 		log.Info("sweep started", "tasks", len(subjects))
-		sctx := erasure.ContextWithGuard(ctx, d.Policy.Guard)
+		sctx := erasure.ContextWithGuard(hctx, d.Policy.Guard)
 		if l != nil {
 			sctx = s.Progress(sctx, func(p erasure.SweepProgress) {
 				s.mu.Lock()
@@ -315,12 +366,25 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 				s.mu.Unlock()
 			})
 		}
-		res, err = conn.Sweep(sctx, subjects)
+		if pc, ok := conn.(erasure.PartitionedSweeper); ok {
+			res, err = s.sweepUnits(sctx, sw, pc, subjects, l)
+		} else {
+			res, err = conn.Sweep(sctx, subjects)
+		}
 	}
-	if err != nil && ctx.Err() != nil {
-		log.Info("sweep interrupted; it resumes at the next start", "err", err)
+	if err != nil && hctx.Err() != nil {
+		release()
+		if lost.Load() {
+			log.Warn("sweep taken over by another process; it goes on there", "err", err)
+			return final, err
+		}
+		if _, rerr := s.Store.ClaimSweep(context.WithoutCancel(ctx), sw.ID, s.Owner, 0); rerr != nil {
+			log.Warn("sweep not let go; it is taken over once its lease expires", "err", rerr)
+		}
+		log.Info("sweep interrupted; it resumes where it stopped", "err", err)
 		return final, err
 	}
+	defer release()
 	// The sweep's outcome is recorded even if ctx ends now: a sweep committed in the dataset
 	// must complete its tasks. A store failure leaves the sweep running, for Resume.
 	fctx := context.WithoutCancel(ctx)
@@ -333,7 +397,11 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
 	}
 	if ferr != nil {
-		log.Error("sweep outcome not recorded; the sweep is resumed at the next start", "err", ferr)
+		if erasure.ErrorCode(ferr) == erasure.ECONFLICT {
+			log.Info("sweep ended by another process", "err", ferr)
+		} else {
+			log.Error("sweep outcome not recorded; the sweep is resumed at the next start", "err", ferr)
+		}
 		return final, err
 	}
 	final = ended
@@ -352,11 +420,138 @@ func (s *Sweeper) execute(ctx context.Context, sw *erasure.Sweep, subjects []era
 	return final, err
 }
 
-// Resume runs again, in the background, every internal sweep the store has running (a
-// previous process stopped during them), with the same subjects: the connectors' sweeps are
-// idempotent and finish or redo the interrupted work. A sweep whose dataset is no longer
-// registered, or can no longer sweep, fails so that its tasks return to the queue. Exported
-// sweeps wait for their acknowledgement. It returns how many sweeps it resumed.
+// hold renews this process's lease of sweep id every Lease/3 until ctx ends. When the store
+// says another process holds it (or the sweep ended), or no renewal got through for a whole
+// lease, the sweep is lost: lost is set and cancel called.
+func (s *Sweeper) hold(ctx context.Context, id string, lost *atomic.Bool, cancel context.CancelFunc) {
+	t := time.NewTicker(s.Lease / 3)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := s.Store.ClaimSweep(ctx, id, s.Owner, s.Lease)
+		switch {
+		case err == nil:
+			last = time.Now()
+			continue
+		case ctx.Err() != nil:
+			return
+		case erasure.ErrorCode(err) == erasure.ECONFLICT || erasure.ErrorCode(err) == erasure.ENOTFOUND:
+		case time.Since(last) < s.Lease:
+			s.Logger.Warn("sweep lease not renewed", "sweep", id, "err", err)
+			continue
+		}
+		s.Logger.Warn("sweep lost", "sweep", id, "err", err)
+		lost.Store(true)
+		cancel()
+		return
+	}
+}
+
+// sweepUnits runs a sweep split into units: it plans the sweep once (the connector's plan, then
+// the store's units), works units of it itself while other processes' SweepWorkers work the
+// rest, and commits once every unit is done. A failed unit fails the sweep: the plan is
+// abandoned and nothing changes in the dataset.
+func (s *Sweeper) sweepUnits(ctx context.Context, sw *erasure.Sweep, conn erasure.PartitionedSweeper, subjects []erasure.SweepSubject, l *liveSweep) (erasure.SweepResult, error) {
+	log := s.Logger.With("sweep", sw.ID, "dataset", sw.Dataset)
+	units, err := s.Store.SweepUnits(ctx, sw.ID)
+	if err != nil {
+		return erasure.SweepResult{}, erasure.Transient(err, 0)
+	}
+	if len(units) == 0 {
+		p, err := conn.PlanSweep(ctx, subjects)
+		if err != nil {
+			return erasure.SweepResult{}, err
+		}
+		if len(p.Units) == 0 {
+			return conn.CommitSweep(ctx, p.ID, subjects)
+		}
+		if units, err = s.Store.PlanSweep(ctx, sw.ID, s.Owner, p); err != nil {
+			return erasure.SweepResult{}, erasure.Transient(err, 0)
+		}
+		log.Info("sweep planned", "units", len(units))
+	}
+	plan := units[0].Plan
+	runner := newUnitRunner(s.Store, s.Datasets, s.Owner, s.Lease, s.Now, s.Logger)
+	// Units report nothing themselves: the sweep's progress is its units' in the store.
+	uctx := erasure.ContextWithSweepProgress(ctx, nil)
+	sem := make(chan struct{}, s.UnitWorkers)
+	freed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		done := 0
+		var failed *erasure.SweepUnit
+		for i, u := range units {
+			switch u.State {
+			case erasure.UnitDone:
+				done++
+			case erasure.UnitFailed:
+				failed = &units[i]
+			}
+		}
+		if l != nil {
+			p := unitProgress(units, sw.Started, s.Now())
+			s.mu.Lock()
+			l.progress = &p
+			s.mu.Unlock()
+		}
+		switch {
+		case failed != nil:
+			wg.Wait()
+			if err := conn.AbortSweep(context.WithoutCancel(ctx), plan); err != nil {
+				log.Warn("plan of a failed sweep not abandoned", "err", err)
+			}
+			return erasure.SweepResult{}, erasure.Permanentf("partition %s: %s", failed.Name, failed.Error)
+		case done == len(units):
+			wg.Wait()
+			return conn.CommitSweep(ctx, plan, subjects)
+		}
+		if free := cap(sem) - len(sem); free > 0 && ctx.Err() == nil {
+			got, err := s.Store.LeaseSweepUnits(ctx, sw.ID, s.Owner, free, s.Lease)
+			if err != nil && ctx.Err() == nil {
+				log.Error("lease of sweep units failed", "err", err)
+			}
+			for _, u := range got {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runner.work(uctx, u)
+					<-sem
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return erasure.SweepResult{}, ctx.Err()
+		case <-freed:
+		case <-time.After(s.Poll):
+		}
+		if next, err := s.Store.SweepUnits(ctx, sw.ID); err == nil {
+			units = next
+		} else if ctx.Err() == nil {
+			log.Warn("units not read", "err", err)
+		}
+	}
+}
+
+// Resume runs again, in the background, every internal sweep the store has running that no
+// process holds (its holder stopped, or died and its lease expired), with the same subjects:
+// the connectors' sweeps are idempotent and finish or redo the interrupted work, and a shared
+// sweep goes on from the units already done. A sweep another process holds is left to it. A
+// sweep whose dataset is no longer registered, or can no longer sweep, fails so that its tasks
+// return to the queue. Exported sweeps wait for their acknowledgement. It returns how many
+// sweeps it resumed.
 func (s *Sweeper) Resume(ctx context.Context) (int, error) {
 	s.init()
 	open, err := s.Store.OpenSweeps(ctx)
@@ -368,7 +563,20 @@ func (s *Sweeper) Resume(ctx context.Context) (int, error) {
 		if sw.State != erasure.SweepRunning {
 			continue
 		}
-		sw := sw
+		s.mu.Lock()
+		live := s.live[sw.Dataset] != nil
+		s.mu.Unlock()
+		if live || (sw.Owner != "" && sw.Owner != s.Owner && sw.LeaseUntil != nil && sw.LeaseUntil.After(s.Now())) {
+			continue
+		}
+		previous := sw.Owner
+		claimed, err := s.Store.ClaimSweep(ctx, sw.ID, s.Owner, s.Lease)
+		if erasure.ErrorCode(err) == erasure.ECONFLICT || erasure.ErrorCode(err) == erasure.ENOTFOUND {
+			continue // another process holds it, or it just ended
+		} else if err != nil {
+			return n, err
+		}
+		sw := *claimed
 		d, err := s.dataset(sw.Dataset)
 		if err == nil {
 			_, err = sweeperOf(d)
@@ -381,17 +589,19 @@ func (s *Sweeper) Resume(ctx context.Context) (int, error) {
 		}
 		subjects, err := s.Store.SweepSubjects(ctx, sw.ID)
 		if err != nil {
+			s.Store.ClaimSweep(context.WithoutCancel(ctx), sw.ID, s.Owner, 0)
 			return n, err
 		}
 		s.mu.Lock()
 		if s.live[sw.Dataset] != nil {
 			s.mu.Unlock()
+			s.Store.ClaimSweep(context.WithoutCancel(ctx), sw.ID, s.Owner, 0)
 			continue
 		}
 		s.live[sw.Dataset] = &liveSweep{sweep: sw, done: make(chan struct{})}
 		bg := s.ctx
 		s.mu.Unlock()
-		s.Logger.Info("resuming sweep", "sweep", sw.ID, "dataset", sw.Dataset, "tasks", len(subjects))
+		s.Logger.Info("resuming sweep", "sweep", sw.ID, "dataset", sw.Dataset, "tasks", len(subjects), "previous_owner", previous)
 		n++
 		s.wg.Add(1)
 		go func() {

@@ -34,8 +34,9 @@ func (s *SweepService) RunSweep(ctx context.Context, dataset, actor string) (*er
 	return s.Sweeper.RunNow(ctx, dataset, actor)
 }
 
-// SweepStatus returns the dataset's last limit sweeps from the store and the one running in
-// this process with its progress.
+// SweepStatus returns the dataset's last limit sweeps from the store and the one running now
+// with its progress: as this process sees it when it runs the sweep, else as the store does
+// (a sweep run by another process, its progress summed from its units when it has some).
 func (s *SweepService) SweepStatus(ctx context.Context, dataset string, limit int) (*erasure.SweepStatus, error) {
 	if _, err := s.offline(dataset); err != nil {
 		return nil, err
@@ -47,6 +48,20 @@ func (s *SweepService) SweepStatus(ctx context.Context, dataset string, limit in
 	st := &erasure.SweepStatus{Dataset: dataset, Sweeps: list}
 	if live, ok := s.Sweeper.Running(dataset); ok {
 		st.Running, st.Progress = &live.Sweep, live.Progress
+		return st, nil
+	}
+	open, err := s.Sweeper.Store.OpenSweeps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range open {
+		if sw := open[i]; sw.Dataset == dataset && sw.State == erasure.SweepRunning {
+			st.Running = &sw
+			if units, err := s.Sweeper.Store.SweepUnits(ctx, sw.ID); err == nil && len(units) > 0 {
+				p := unitProgress(units, sw.Started, s.Sweeper.now())
+				st.Progress = &p
+			}
+		}
 	}
 	return st, nil
 }

@@ -102,9 +102,15 @@ type Server struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Workers is the number of tasks executed at once (default 16).
 	Workers int `yaml:"workers"`
+	// Lease is how soon the work of a process that died is taken over by another (default 1
+	// minute): a task's lease lasts its dataset's timeout plus Lease, and a sweep or a sweep
+	// unit is held Lease between renewals.
+	Lease time.Duration `yaml:"lease"`
 }
 
-// Store is the `store` section: driver sqlite (default, in the data dir) or postgres.
+// Store is the `store` section: driver sqlite (default, in the data dir) or postgres, which a
+// dsn alone selects by its scheme (store: { dsn: "${ERASURE_STORE_DSN}" } with a postgres://
+// URL).
 type Store struct {
 	Driver string `yaml:"driver"`
 	DSN    string `yaml:"dsn"`

@@ -68,7 +68,7 @@ func TestParse_Valid(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	t.Run("Sections", func(t *testing.T) {
-		if got, want := cfg.Server, (registry.Server{Addr: "0.0.0.0:9090", DataDir: "/var/lib/erasure", MaxBodyBytes: 65536, Workers: 4}); got != want {
+		if got, want := cfg.Server, (registry.Server{Addr: "0.0.0.0:9090", DataDir: "/var/lib/erasure", MaxBodyBytes: 65536, Workers: 4, Lease: 30 * time.Second}); got != want {
 			t.Errorf("server = %+v, want %+v", got, want)
 		}
 		if got, want := cfg.Store, (registry.Store{Driver: "postgres", DSN: testEnv["ERASURE_POSTGRES_DSN"]}); got != want {
@@ -179,7 +179,7 @@ func TestParse_Valid(t *testing.T) {
 
 func TestParse_Defaults(t *testing.T) {
 	cfg := mustParse(t, "minimal.yaml", minimal)
-	if got, want := cfg.Server, (registry.Server{Addr: "127.0.0.1:8080", DataDir: "./erasure-data", MaxBodyBytes: 1 << 20, Workers: 16}); got != want {
+	if got, want := cfg.Server, (registry.Server{Addr: "127.0.0.1:8080", DataDir: "./erasure-data", MaxBodyBytes: 1 << 20, Workers: 16, Lease: time.Minute}); got != want {
 		t.Errorf("server = %+v, want %+v", got, want)
 	}
 	if cfg.Store.Driver != "sqlite" || cfg.Store.DSN != "" {

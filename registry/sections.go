@@ -24,6 +24,7 @@ const (
 	DefaultDataDir           = "./erasure-data"
 	DefaultMaxBodyBytes      = 1 << 20
 	DefaultWorkers           = 16
+	DefaultLease             = time.Minute
 	DefaultStoreDriver       = "sqlite"
 	DefaultNATSPort          = 4233
 	DefaultNATSStream        = "ERASURE"
@@ -114,6 +115,11 @@ func (l *loader) server(n *yaml.Node) {
 	} else if v == nil {
 		s.Workers = DefaultWorkers
 	}
+	s.Lease = DefaultLease
+	l.durationField(n, "lease", "server", &s.Lease)
+	if v := get(n, "lease"); l.scalar(v) && (s.Lease < time.Second || s.Lease > time.Hour) {
+		l.errorf(v, "server.lease must be between 1s and 1h")
+	}
 }
 
 // checkAddr accepts host:port with a numeric port (the host may be empty: all interfaces).
@@ -131,17 +137,38 @@ func checkAddr(addr string) error {
 func (l *loader) store(n *yaml.Node) {
 	s := &l.cfg.Store
 	l.decode(n, "store", s)
-	v := get(n, "driver")
+	v, dsn := get(n, "driver"), get(n, "dsn")
 	switch {
+	case v == nil && s.DSN != "":
+		// A DSN alone names its driver by its scheme. The DSN itself may hold a password: it
+		// is never quoted in a message.
+		switch scheme := dsnScheme(s.DSN); scheme {
+		case "postgres", "postgresql":
+			s.Driver = "postgres"
+		default:
+			l.errorf(dsn, "store.dsn: its scheme %q names no store: use a postgres:// URL, or set store.driver", truncate(scheme, 20))
+		}
 	case v == nil:
 		s.Driver = DefaultStoreDriver
 	case !l.scalar(v):
 	case s.Driver != "sqlite" && s.Driver != "postgres":
 		l.errorf(v, "store.driver %q is not known: use sqlite or postgres", truncate(s.Driver, 40))
 	}
-	if s.Driver == "postgres" && s.DSN == "" && !l.bad(get(n, "dsn")) {
-		l.errorf(orNode(get(n, "dsn"), v), "store.dsn is required with driver postgres (for example dsn: ${ERASURE_POSTGRES_DSN})")
+	if s.Driver == "postgres" && s.DSN == "" && !l.bad(dsn) {
+		l.errorf(orNode(dsn, v), "store.dsn is required with driver postgres (for example dsn: ${ERASURE_STORE_DSN})")
 	}
+	if s.Driver == "sqlite" && s.DSN != "" {
+		l.errorf(dsn, "store.dsn is for a shared store (postgres): SQLite keeps its database in server.data_dir")
+	}
+}
+
+// dsnScheme returns what comes before "://" in a DSN, lower-cased; "" when there is none.
+func dsnScheme(dsn string) string {
+	i := strings.Index(dsn, "://")
+	if i <= 0 {
+		return ""
+	}
+	return strings.ToLower(dsn[:i])
 }
 
 func (l *loader) suppression(n *yaml.Node) {

@@ -16,8 +16,10 @@ import (
 )
 
 // Component is one part of a server that works in the background: the API (HTTP), the
-// executor, the acknowledgement listener, the sweeps, the overdue watcher, the canary schedule.
-// Each can run in any process that opened the server, alone or with the others.
+// executor, the acknowledgement listener, the sweep units worker, the sweeps, the overdue
+// watcher, the canary schedule, the notifier and deliverer, and the leadership that runs the
+// once-per-deployment ones in one process. Each can run in any process that opened the server,
+// alone or with the others.
 type Component interface {
 	// Start starts the component's work and returns once it runs, or with the error that
 	// keeps it from running (then nothing of it runs). The work goes on until ctx is
@@ -223,24 +225,27 @@ func (a *AckListener) pruneCommands(ctx context.Context) {
 	}
 }
 
-// Sweeps runs the sweeps of offline datasets in the background: it resumes the sweeps a
-// previous run left running and sweeps each dataset when its schedule says so. Sweeps started
-// through the API run within its lifetime too.
+// Sweeps runs the sweeps of offline datasets on their schedule, and resumes the sweeps no
+// process holds (a previous run stopped during them, or the process running them died): at
+// start and then every ResumeEvery. It is work for one process of a deployment (the leader).
+// The sweeps it starts or resumes belong to the Sweeper's process, which Server.Start gives
+// its lifetime (Sweeper.Start).
 type Sweeps struct {
 	Sweeper *pipeline.Sweeper
 	Logger  *slog.Logger
+	// ResumeEvery is how often sweeps left by dead processes are looked for (default: the
+	// Sweeper's lease, the time after which such a sweep can be taken over).
+	ResumeEvery time.Duration
 	group
 }
 
 // Sweeps returns the sweeps component of s.
 func (s *Server) Sweeps() *Sweeps { return &Sweeps{Sweeper: s.Sweeper, Logger: s.Logger} }
 
-// Start gives background sweeps the lifetime ctx, resumes the sweeps of a previous run and
-// runs the schedule, when some dataset is offline. When ctx is cancelled, running sweeps stop
-// where they are and are resumed at the next start. A failure to resume is logged, not
-// returned: those sweeps are tried again at the next start.
+// Start resumes the sweeps no process holds and runs the schedule, when some dataset is
+// offline, until ctx is cancelled. A failure to resume is logged, not returned: those sweeps
+// are tried again at the next look.
 func (sw *Sweeps) Start(ctx context.Context) error {
-	sw.Sweeper.Start(ctx)
 	offline := false
 	for _, d := range sw.Sweeper.Datasets {
 		offline = offline || d.Method == erasure.MethodOffline
@@ -252,13 +257,50 @@ func (sw *Sweeps) Start(ctx context.Context) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if n, err := sw.Sweeper.Resume(ctx); err != nil {
-		log.Error("sweeps of the previous run not resumed; they are retried at the next start", "err", err)
-	} else if n > 0 {
-		log.Info("resumed sweeps of the previous run", "sweeps", n)
+	every := sw.ResumeEvery
+	if every <= 0 {
+		every = sw.Sweeper.Lease
 	}
+	if every <= 0 {
+		every = pipeline.DefaultSweepLease
+	}
+	resume := func() {
+		if n, err := sw.Sweeper.Resume(ctx); err != nil && ctx.Err() == nil {
+			log.Error("sweeps left by other runs not resumed; trying again later", "err", err)
+		} else if n > 0 {
+			log.Info("resumed sweeps left by other runs", "sweeps", n)
+		}
+	}
+	resume()
+	sw.goRun(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				resume()
+			}
+		}
+	})
 	sw.goRun(func() { sw.Sweeper.Schedule(ctx) })
-	sw.goRun(func() { <-ctx.Done(); sw.Sweeper.Wait() })
+	return nil
+}
+
+// SweepUnits prepares units of the sweeps shared by the processes of a deployment (a
+// pipeline.SweepWorker): every process on a shared store runs one.
+type SweepUnits struct {
+	Worker *pipeline.SweepWorker
+	group
+}
+
+// SweepUnits returns the sweep units component of s.
+func (s *Server) SweepUnits() *SweepUnits { return &SweepUnits{Worker: s.SweepWorker} }
+
+// Start works units until ctx is cancelled; units in hand are then given back.
+func (u *SweepUnits) Start(ctx context.Context) error {
+	u.goRun(func() { u.Worker.Run(ctx) })
 	return nil
 }
 

@@ -4,15 +4,23 @@
 //
 // Open opens and wires everything and runs nothing. What runs in the background is split into
 // components that start and stop on their own (see Component): the API, the executor, the
-// acknowledgement listener, the sweeps (resume and schedule), the overdue watcher and the canary
-// schedule, so that a deployment can run some in every worker process and others in one elected
-// leader.
-// Server.Start runs them all in this process, as `erasure serve` does:
+// acknowledgement listener, the sweep units worker, the deliverer of notifications, and the work
+// done once per deployment (LeaderParts: sweep schedule and resume, overdue watcher, canary
+// schedule, grace windows, retention, notifier, checkpoints), which runs under a Leadership: in
+// one elected process of those sharing a store. Server.Start runs the API and the rest in this
+// process, as `erasure serve` does; Server.StartWorker runs all but the API, as `erasure worker`
+// does:
 //
 //	s, err := server.Open(ctx, cfg, logger)
 //	...
 //	defer s.Close()
 //	err = s.Start(ctx, cfg.Server.Addr) // returns once serving; s.URL() is the API
+//
+// The store is the one cfg.Store names (package store; this package offers sqlite and
+// postgres). SQLite is owned by one process: Open locks the data dir, Start takes over every
+// lease of the processes before it, and the process is always the leader. PostgreSQL is shared
+// by any number of processes: nothing is taken over at start but what expired, and a leader is
+// elected through the store (sqlstore.LeaderLock).
 //
 // Connectors are built by the registry before Open: the binary imports the connector packages
 // it offers, which register themselves.
@@ -25,7 +33,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,8 +49,9 @@ import (
 	"erasure/drp"
 	"erasure/pipeline"
 	"erasure/registry"
-	"erasure/store/sqlite"
+	"erasure/store"
 	"erasure/store/sqlrecords"
+	"erasure/store/sqlstore"
 	"erasure/web"
 )
 
@@ -56,7 +64,9 @@ type Server struct {
 	Config *registry.Config
 	Logger *slog.Logger
 
-	Store   *sqlite.DB
+	Store *sqlstore.DB
+	// Shared reports whether the store is shared by several processes (PostgreSQL).
+	Shared  bool
 	Records *sqlrecords.Store
 	// NATS is the connection of the async datasets; nil when no connector wants one.
 	NATS *natsconn.Conn
@@ -64,9 +74,12 @@ type Server struct {
 	Kafka *kafkaconn.Conn
 	// Deployment is the deployment id the store generated once (see erasure.DispatchID).
 	Deployment string
-	Engine     *pipeline.Engine
-	Service    *pipeline.Service
-	Sweeper    *pipeline.Sweeper
+	// Owner names this process in the leases it takes (host:pid).
+	Owner       string
+	Engine      *pipeline.Engine
+	Service     *pipeline.Service
+	Sweeper     *pipeline.Sweeper
+	SweepWorker *pipeline.SweepWorker
 	// Policies runs legal holds, grace windows, the suppression list, retention and replay.
 	Policies *pipeline.Policies
 	// Canaries runs the datasets' canaries (its schedule is the CanarySchedule component).
@@ -86,38 +99,60 @@ type Server struct {
 	Notifications *pipeline.Notifier
 	Deliveries    *pipeline.Deliverer
 
-	// What Start started, for Close.
 	// prune is poked when a command may have stopped waiting (AckListener).
 	prune chan struct{}
 
-	mu      sync.Mutex
-	http    *HTTP
-	running []Component
-	cancel  context.CancelFunc
-	closed  bool
+	// What Start started, for Close.
+	mu         sync.Mutex
+	http       *HTTP
+	running    []Component
+	leadership *Leadership
+	cancel     context.CancelFunc
+	closed     bool
+	dirLock    *os.File
 }
 
-// Open opens the store in cfg.Server.DataDir (created, mode 0700) and the record store, connects
+// Open opens the store cfg.Store names (SQLite in cfg.Server.DataDir, created mode 0700 and
+// locked for this process; or a shared PostgreSQL) and the record store beside it, connects
 // NATS when a connector wants it (an embedded server unless cfg.NATS.URL is set) with the
 // stream its datasets publish on, provides both to the connectors that asked (cfg.Resources),
 // and wires the pipeline and the API. Nothing runs until Start, or the components are started.
-// Errors: EINVALID for a store driver other than sqlite or a bad audit key, EUNAVAILABLE when
-// NATS cannot be reached; what is opened before a failure is closed.
+// Errors: EINVALID for a store driver this build lacks, a bad audit key, or a shared store
+// without what every process must share (audit.key, audit.signing_key, an external NATS);
+// ECONFLICT when another process owns the SQLite data dir; EUNAVAILABLE when the store or NATS
+// cannot be reached. What is opened before a failure is closed.
 func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Server, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Config: cfg, Logger: log, prune: make(chan struct{}, 1)}
+	s := &Server{Config: cfg, Logger: log, Owner: owner(), prune: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if cfg.Store.Driver != "" && cfg.Store.Driver != "sqlite" {
-		return nil, erasure.Errorf(erasure.EINVALID, "store driver %q is not available in this build (sqlite only)", cfg.Store.Driver)
+	driver, err := store.Lookup(cfg.Store.Driver)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	s.Shared = driver.Shared
+	if s.Shared {
+		if cfg.Audit.Key == "" {
+			return nil, erasure.Errorf(erasure.EINVALID, "audit.key is required with a shared store: every process must seal the audit trail with the same key (audit: { key: \"${ERASURE_AUDIT_KEY}\" })")
+		}
+		if cfg.Audit.SigningKey == "" {
+			return nil, erasure.Errorf(erasure.EINVALID, "audit.signing_key is required with a shared store: every process must sign certificates and checkpoints with the same key (audit: { signing_key: \"${ERASURE_SIGNING_KEY}\" })")
+		}
+		if cfg.NATS.URL == "" && natsconn.SharedConn.Wanted(cfg.Resources) {
+			return nil, erasure.Errorf(erasure.EINVALID, "nats.url is required with a shared store: the processes must share one NATS (an embedded server is one process's own)")
+		}
+	} else {
+		if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		if s.dirLock, err = lockDataDir(cfg.Server.DataDir); err != nil {
+			return nil, err
+		}
 	}
 	key, err := audit.LoadKey(cfg.Audit.Key, cfg.Server.DataDir)
 	if err != nil {
@@ -131,8 +166,8 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
-	s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "erasure.db"), sqlite.Options{Hasher: hasher, Chain: hasher.Chain(),
-		Completion: pol.completion, Suppression: pol.suppression, Escrow: pol.escrow})
+	s.Store, _, err = store.Open(ctx, store.Config{Driver: cfg.Store.Driver, DSN: cfg.Store.DSN, DataDir: cfg.Server.DataDir,
+		Hasher: hasher, Chain: hasher.Chain(), Completion: pol.completion, Suppression: pol.suppression, Escrow: pol.escrow, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +179,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		return nil, erasure.Errorf(erasure.EINVALID, "audit signing key: %v", err)
 	}
 	s.Records, err = sqlrecords.Open(ctx, s.Store.SQL(), sqlrecords.Options{
-		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(), Hasher: hasher,
+		AppendAudit: s.Store.AppendAudit, ReadDB: s.Store.ReadSQL(), Dialect: s.Store.Dialect(), Hasher: hasher,
 		MaxArchiveShare: cfg.Records.MaxArchiveShare, MaxReconcileShare: cfg.Records.MaxReconcileShare,
 		Logger: log, // the record store logs in its group, records
 	})
@@ -170,7 +205,9 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 		byName[d.Name] = d
 	}
 	s.Health = pipeline.NewHealth(log.WithGroup("executor"))
-	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Workers: cfg.Server.Workers, Hasher: hasher, Logger: log, Metrics: m, Health: s.Health}
+	lease := cfg.Server.Lease
+	s.Engine = &pipeline.Engine{Store: s.Store, Datasets: byName, Owner: s.Owner, Workers: cfg.Server.Workers, LeaseMargin: lease,
+		Hasher: hasher, Logger: log, Metrics: m, Health: s.Health}
 	s.Service = &pipeline.Service{Store: s.Store, Hasher: hasher, Chain: hasher.Chain(), Signer: audit.NewSigner(signingKey, s.Deployment), Registered: cfg.Datasets,
 		Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		DefaultDeadline: cfg.Defaults.Deadline, DefaultGrace: cfg.Defaults.Grace, MaxDeadline: cfg.MaxDeadline,
@@ -184,7 +221,8 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	s.Policies = &pipeline.Policies{Store: s.Store, Datasets: cfg.Datasets, Identifiers: cfg.Identifiers, IdentifierTypes: cfg.IdentifierTypes,
 		Hasher: hasher, Suppression: pol.suppression, DefaultDeadline: cfg.Defaults.Deadline, Engine: s.Engine, Logger: log.WithGroup("policies")}
 	s.openNotifications(log, m)
-	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Logger: log, Export: files.WriteExport, Metrics: m}
+	s.Sweeper = &pipeline.Sweeper{Store: s.Store, Datasets: byName, Owner: s.Owner, Lease: lease, Logger: log, Export: files.WriteExport, Metrics: m}
+	s.SweepWorker = &pipeline.SweepWorker{Store: s.Store, Datasets: byName, Owner: s.Owner, Lease: lease, Logger: log}
 	s.API = api.New(api.Config{Service: s.Service, Tokens: apiTokens(cfg.Auth.Tokens), MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log, Metrics: s.Metrics})
 	s.API.Mount("/v1/records/", api.RecordsHandler(s.Records, s.API.Authorize, api.WithMaxBodyBytes(cfg.Server.MaxBodyBytes)))
 	for pattern, h := range api.SweepRoutes(s.API, &pipeline.SweepService{Sweeper: s.Sweeper}) {
@@ -236,6 +274,12 @@ func openDRP(cfg *registry.Config, s *Server, hasher erasure.Hasher, log *slog.L
 		Service: s.Service, Store: s.Store, Hasher: hasher, IdentifierTypes: cfg.IdentifierTypes,
 		NewID: pipeline.NewRequestID, MaxBodyBytes: min(s.API.MaxBodyBytes(), drp.DefaultMaxBodyBytes), Logger: log,
 	})
+}
+
+// owner names this process in leases: host:pid.
+func owner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
 // apiTokens converts the configuration's tokens into the API's.
@@ -304,17 +348,22 @@ func natsSubjects(ds []*erasure.Dataset) []string {
 	return out
 }
 
-// TakeOverLeases releases every lease of the store, of tasks and of outbox messages: SQLite is
-// single-node, so this server owns the tasks that servers before it were running, and the
-// notifications they were delivering, when they stopped. Start calls it; a
-// deployment of several workers on a shared store must not.
+// TakeOverLeases releases every lease of the store: tasks, sweeps, sweep units and outbox
+// messages. On SQLite, which one process owns, this server owns what the servers before it were
+// running (and the notifications they were delivering) when they stopped; Start calls it there.
+// A process sharing a store with others must not: it would take their work from under them
+// (Start does not, on a shared store).
 func (s *Server) TakeOverLeases(ctx context.Context) error {
 	n, err := s.Store.ReleaseLeases(ctx)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		s.Logger.Info("took over running tasks of a previous run", "tasks", n)
+	sweeps, err := s.Store.ReleaseSweepLeases(ctx)
+	if err != nil {
+		return err
+	}
+	if n+sweeps > 0 {
+		s.Logger.Info("took over the work of a previous run", "tasks", n, "sweeps", sweeps)
 	}
 	if n, err = s.Store.ReleaseOutboxLeases(ctx); err != nil {
 		return err
@@ -324,11 +373,12 @@ func (s *Server) TakeOverLeases(ctx context.Context) error {
 	return nil
 }
 
-// Start takes over the leases of previous runs and starts every component in this process:
-// the API listening on addr (":0" or "127.0.0.1:0" picks a port), the executor, the
-// acknowledgement listener when NATS is connected, the sweeps, the overdue watcher, the
-// notifier and the deliverer. It
-// returns once they run; they stop with ctx or Close. On an error, what it started is stopped.
+// Start runs this process's share of the server: the API listening on addr (":0" or
+// "127.0.0.1:0" picks a port), the executor, the acknowledgement listener when NATS or Kafka
+// is connected, the sweep units worker on a shared store, the deliverer, and the leadership,
+// which runs the LeaderParts while this process leads (always, on SQLite, after taking over
+// the leases of previous runs). It returns once they run; they stop with ctx or Close. On an
+// error, what it started is stopped.
 func (s *Server) Start(ctx context.Context, addr string) error {
 	ln, err := Listen(addr)
 	if err != nil {
@@ -341,25 +391,57 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 // that a port already taken is found before anything else is touched). ln is closed on an
 // error.
 func (s *Server) StartOn(ctx context.Context, ln net.Listener) error {
+	return s.start(ctx, ln)
+}
+
+// StartWorker is Start without the API: what `erasure worker` runs. EINVALID on a store that
+// is not shared (on SQLite, `erasure serve` is the one process).
+func (s *Server) StartWorker(ctx context.Context) error {
+	if !s.Shared {
+		return erasure.Errorf(erasure.EINVALID, "a worker needs a shared store (store.dsn, PostgreSQL): on SQLite one `erasure serve` runs everything")
+	}
+	return s.start(ctx, nil)
+}
+
+// start runs the components of this process, the API on ln when ln is not nil.
+func (s *Server) start(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	s.cancel = cancel
 	s.mu.Unlock()
-	if err := s.TakeOverLeases(ctx); err != nil {
-		ln.Close()
-		return err
+	if !s.Shared {
+		if err := s.TakeOverLeases(ctx); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return err
+		}
 	}
-	h := s.HTTP()
-	h.Use(ln)
-	s.mu.Lock()
-	s.http = h
-	s.mu.Unlock()
-	parts := []Component{h, s.Executor()}
+	// Sweeps started here (through the API, or resumed as the leader) live as long as the
+	// process: a sweep is held by its process, not by its leader's term.
+	s.Sweeper.Start(ctx)
+	var parts []Component
+	if ln != nil {
+		h := s.HTTP()
+		h.Use(ln)
+		s.mu.Lock()
+		s.http = h
+		s.mu.Unlock()
+		parts = append(parts, h)
+	}
+	parts = append(parts, s.Executor())
 	if s.NATS != nil || s.Kafka != nil {
 		parts = append(parts, s.AckListener())
 	}
-	parts = append(parts, s.Sweeps(), s.OverdueWatcher(OverdueEvery), s.CanarySchedule(), s.GraceWindows(GraceEvery), s.Retention(RetentionEvery),
-		s.Notifier(), s.Deliverer(), s.Checkpointer())
+	if s.Shared {
+		parts = append(parts, s.SweepUnits())
+	}
+	parts = append(parts, s.Deliverer())
+	l := s.Leadership()
+	s.mu.Lock()
+	s.leadership = l
+	s.mu.Unlock()
+	parts = append(parts, l)
 	for _, c := range parts {
 		if err := c.Start(ctx); err != nil {
 			s.stop()
@@ -370,6 +452,14 @@ func (s *Server) StartOn(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// Leading reports whether this process leads now (false before Start).
+func (s *Server) Leading() bool {
+	s.mu.Lock()
+	l := s.leadership
+	s.mu.Unlock()
+	return l != nil && l.Leading()
 }
 
 // URL is the base URL of the API that Start serves; "" before Start.
@@ -393,6 +483,9 @@ func (s *Server) stop() {
 	}
 	for _, c := range running {
 		c.Wait()
+	}
+	if s.Sweeper != nil {
+		s.Sweeper.Wait()
 	}
 }
 
@@ -424,6 +517,9 @@ func (s *Server) Close() error {
 	}
 	if s.Store != nil {
 		errs = append(errs, s.Store.Close())
+	}
+	if s.dirLock != nil {
+		errs = append(errs, unlockDataDir(s.dirLock))
 	}
 	return errors.Join(errs...)
 }

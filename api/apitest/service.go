@@ -103,6 +103,20 @@ func (s *Service) event(actor, typ, requestID string, taskID int64, dataset stri
 	s.events = append(s.events, ev)
 }
 
+// SubmitBatch implements erasure.Service: each submission as Submit answers it (the fake has
+// no transactions to share).
+func (s *Service) SubmitBatch(ctx context.Context, subs []erasure.Submission) ([]erasure.SubmitResult, error) {
+	if len(subs) == 0 || len(subs) > erasure.MaxBatchSubmissions {
+		return nil, erasure.Errorf(erasure.EINVALID, "a batch holds 1 to %d submissions", erasure.MaxBatchSubmissions)
+	}
+	out := make([]erasure.SubmitResult, len(subs))
+	for i, sub := range subs {
+		r, created, err := s.Submit(ctx, sub)
+		out[i] = erasure.SubmitResult{Request: r, Created: created, Err: err}
+	}
+	return out, nil
+}
+
 // Submit plans one erase task per dataset. EINVALID for an undeclared identifier type,
 // ECONFLICT for a reused idempotency key with another fingerprint.
 func (s *Service) Submit(ctx context.Context, sub erasure.Submission) (*erasure.Request, bool, error) {

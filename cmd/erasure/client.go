@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	command("submit", "submit an erasure: submit TYPE=VALUE... [--reason R] [--deadline T|30d] [--grace 72h] [--no-suppress] [--idempotency-key K] [--wait]", runSubmit)
+	command("submit", "submit an erasure: submit TYPE=VALUE... [--reason R] [--deadline T|30d] [--grace 72h] [--no-suppress] [--idempotency-key K] [--wait]; or one per line: submit --file subjects.csv|.jsonl [--batch N] [--idempotency-prefix P]", runSubmit)
 	command("status", "show a request and its tasks (ID may be a unique prefix): status ID", runStatus)
 	command("wait", "wait until a request ends (ID may be a unique prefix): wait ID [--timeout D]; exits 0 only when it completed", runWait)
 	command("cancel", "cancel a request's unfinished tasks (ID may be a unique prefix): cancel ID", runCancel)
@@ -46,9 +46,44 @@ func runSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", 0, "with --wait, give up after this long (0: no limit)")
 	grace := fs.String("grace", "", "the grace window: the erasure waits this long (72h, 3d; 0s for none) and the submitter may withdraw it with `cancel` meanwhile (default: the registry's)")
 	noSuppress := fs.Bool("no-suppress", false, "keep the subject off the suppression list once erased")
+	file := fs.String("file", "", "submit one erasure per line of this CSV (a header of identifier types) or JSON lines `file`")
+	format := fs.String("format", "", "with --file: csv or jsonl (default: from the file's extension)")
+	batch := fs.Int("batch", 1000, "with --file: submissions per call (one transaction each), at most 10000")
+	parallel := fs.Int("parallel", 2, "with --file: calls in flight at once")
+	prefix := fs.String("idempotency-prefix", "", "with --file: the idempotency key of a line without one is PREFIX:LINE, so that submitting the file again returns the same requests")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *file != "" {
+		switch {
+		case len(pos) > 0:
+			return usageError("give identifiers as TYPE=VALUE or --file, not both")
+		case *wait || *key != "":
+			return usageError("--wait and --idempotency-key are for one submission; with --file use --idempotency-prefix")
+		case *batch < 1 || *batch > client.MaxBatch:
+			return usageError(fmt.Sprintf("--batch must be from 1 to %d", client.MaxBatch))
+		case *parallel < 1 || *parallel > 16:
+			return usageError("--parallel must be from 1 to 16")
+		}
+		o := submitFileOptions{path: *file, format: *format, reason: *reason, prefix: *prefix, batch: *batch, parallel: *parallel, noSuppress: *noSuppress}
+		if *grace != "" {
+			g, err := parseGrace(*grace)
+			if err != nil {
+				return err
+			}
+			o.grace = &g
+		}
+		if *deadline != "" {
+			if o.deadline, err = parseDeadline(*deadline, time.Now()); err != nil {
+				return err
+			}
+		}
+		c, err := newClient()
+		if err != nil {
+			return err
+		}
+		return submitFile(ctx, c, o, stdout, stderr)
 	}
 	if len(pos) == 0 {
 		return usageError("give the subject's identifiers as TYPE=VALUE, such as user_id=42 email=a@example.com")

@@ -14,7 +14,8 @@ import (
 	"erasure/audit"
 	"erasure/registry"
 	"erasure/scan"
-	"erasure/store/sqlite"
+	"erasure/store"
+	"erasure/store/sqlstore"
 )
 
 func init() {
@@ -121,23 +122,26 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // erasedStore is the store opened for a scan, with the hasher of its audit key.
 type erasedStore struct {
-	*sqlite.DB
+	*sqlstore.DB
 	hasher *audit.Hasher
 }
 
-// openErased opens the store and the audit key of cfg's data directory for the residue check.
-// It returns nil and the reason when there is nothing to open (no store yet, no key, a store
-// this build cannot open), and an error when what is there cannot be read.
+// openErased opens the store cfg names (SQLite in its data directory, or a shared one) and its
+// audit key for the residue check. It returns nil and the reason when there is nothing to open
+// (no store yet, no key, a store this build cannot open), and an error when what is there
+// cannot be read.
 func openErased(ctx context.Context, cfg *registry.Config) (*erasedStore, string, error) {
-	if cfg.Store.Driver != "" && cfg.Store.Driver != "sqlite" {
-		return nil, "the " + cfg.Store.Driver + " store is not available in this build", nil
+	if _, err := store.Lookup(cfg.Store.Driver); err != nil {
+		return nil, erasure.ErrorMessage(err), nil
 	}
 	dir := cfg.Server.DataDir
 	dbPath := filepath.Join(dir, "erasure.db")
-	if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
-		return nil, "no store at " + dbPath + " (give --data-dir)", nil
-	} else if err != nil {
-		return nil, "", erasure.Errorf(erasure.EUNAVAILABLE, "store: %v", err)
+	if cfg.Store.DSN == "" {
+		if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
+			return nil, "no store at " + dbPath + " (give --data-dir)", nil
+		} else if err != nil {
+			return nil, "", erasure.Errorf(erasure.EUNAVAILABLE, "store: %v", err)
+		}
 	}
 	if cfg.Audit.Key == "" {
 		if _, err := os.Stat(filepath.Join(dir, "audit.key")); errors.Is(err, os.ErrNotExist) {
@@ -152,9 +156,9 @@ func openErased(ctx context.Context, cfg *registry.Config) (*erasedStore, string
 	if err != nil {
 		return nil, "", erasure.Errorf(erasure.EINVALID, "audit key: %v", err)
 	}
-	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{Hasher: h, Chain: h.Chain(), Now: time.Now})
+	db, _, err := store.Open(ctx, store.Config{Driver: cfg.Store.Driver, DSN: cfg.Store.DSN, DataDir: dir, Hasher: h, Chain: h.Chain(), Now: time.Now})
 	if err != nil {
-		return nil, "", erasure.Errorf(erasure.EUNAVAILABLE, "store: %v", err)
+		return nil, "", erasure.Errorf(erasure.EUNAVAILABLE, "store: %s", erasure.ErrorMessage(err))
 	}
 	return &erasedStore{DB: db, hasher: h}, "", nil
 }

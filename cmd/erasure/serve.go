@@ -7,18 +7,23 @@ import (
 	"log/slog"
 	"os"
 
+	"erasure"
 	"erasure/internal/words"
 	"erasure/registry"
 	"erasure/server"
+	"erasure/store"
 )
 
 func init() {
 	command("serve", "run the API and the pipeline (reads --config)", runServe)
 }
 
-// Main is `erasure serve` as a value, the way the tests run it too: ParseFlags reads the
-// command line, Run opens the server and starts every component, Close stops and closes it.
+// Main is `erasure serve` (and, with Worker, `erasure worker`) as a value, the way the tests
+// run it too: ParseFlags reads the command line, Run opens the server and starts its
+// components, Close stops and closes it.
 type Main struct {
+	// Worker runs all but the API (Server.StartWorker): `erasure worker`.
+	Worker bool
 	// ConfigPath is the configuration file; Config, when set, is used instead of reading it.
 	ConfigPath string
 	Config     *registry.Config
@@ -35,12 +40,18 @@ type Main struct {
 // NewMain returns a Main reading erasure.yaml.
 func NewMain() *Main { return &Main{ConfigPath: "erasure.yaml"} }
 
-// ParseFlags reads serve's flags; the logger logs on stderr (text, or JSON with
+// ParseFlags reads serve's (or worker's) flags; the logger logs on stderr (text, or JSON with
 // ERASURE_LOG=json) at info level, debug with --debug. Usage errors are usageErrors.
 func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
-	fs := flags("serve", stderr)
+	name := "serve"
+	if m.Worker {
+		name = "worker"
+	}
+	fs := flags(name, stderr)
 	fs.StringVar(&m.ConfigPath, "config", m.ConfigPath, "configuration `file`")
-	fs.StringVar(&m.Addr, "addr", "", "listen `address` (overrides server.addr)")
+	if !m.Worker {
+		fs.StringVar(&m.Addr, "addr", "", "listen `address` (overrides server.addr)")
+	}
 	fs.StringVar(&m.DataDir, "data-dir", "", "data `directory` (overrides server.data_dir)")
 	debug := fs.Bool("debug", false, "log at debug level")
 	pos, err := parse(fs, args)
@@ -48,7 +59,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return usageError("serve takes no arguments, only flags: erasure serve --config FILE")
+		return usageError(name + " takes no arguments, only flags: erasure " + name + " --config FILE")
 	}
 	level := slog.LevelInfo
 	if *debug {
@@ -58,10 +69,11 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	return nil
 }
 
-// Run loads the configuration when Config is nil, binds the API's address, opens the server
-// and starts it. It returns once the server serves (Server.URL); the server runs until ctx is
-// cancelled or Close. The address is bound first: a port already taken is reported before
-// NATS is started or the store is touched.
+// Run loads the configuration when Config is nil, binds the API's address (unless a Worker),
+// opens the server and starts it (without the API for a Worker). It returns once the server
+// runs (Server.URL serves, unless a Worker); the server runs until ctx is cancelled or Close.
+// The address is bound first: a port already taken is reported before NATS is started or the
+// store is touched.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Config == nil {
 		cfg, err := loadConfig(m.ConfigPath)
@@ -75,6 +87,18 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.DataDir != "" {
 		m.Config.Server.DataDir = m.DataDir
+	}
+	if m.Worker {
+		// Refused before anything is opened: a SQLite data dir belongs to its serve.
+		if d, err := store.Lookup(m.Config.Store.Driver); err == nil && !d.Shared {
+			return erasure.Errorf(erasure.EINVALID, "a worker needs a shared store (store.dsn, PostgreSQL): on SQLite one `erasure serve` runs everything")
+		}
+		s, err := server.Open(ctx, m.Config, m.Logger)
+		if err != nil {
+			return err
+		}
+		m.Server = s
+		return s.StartWorker(ctx)
 	}
 	ln, err := server.Listen(m.Config.Server.Addr)
 	if err != nil {
@@ -115,11 +139,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(stdout, "erasure serving %s on %s (data in %s)\n", words.Count(len(m.Config.Datasets), "dataset"), m.URL(), m.Config.Server.DataDir)
+	fmt.Fprintf(stdout, "erasure serving %s on %s (%s)\n", words.Count(len(m.Config.Datasets), "dataset"), m.URL(), storeWhere(m))
 	<-ctx.Done()
 	err := m.Close()
 	fmt.Fprintln(stdout, "erasure stopped")
 	return err
+}
+
+// storeWhere says where the store of a running Main is, without its DSN (it may hold a
+// password).
+func storeWhere(m *Main) string {
+	if m.Server != nil && m.Server.Shared {
+		return "shared " + m.Config.Store.Driver + " store, process " + m.Server.Owner
+	}
+	return "data in " + m.Config.Server.DataDir
 }
 
 // newLogger returns the process logger: text on w, or JSON with ERASURE_LOG=json.

@@ -34,6 +34,8 @@ type Connector struct {
 	retention *erasure.Retention
 	// indexRead counts the skip index bytes read, for reports.
 	indexRead atomic.Int64
+	// plans are the key sets of the shared sweeps this process worked on (units.go).
+	plans planCache
 }
 
 var (

@@ -3,12 +3,15 @@ package files
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -80,7 +83,7 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 		}
 	}
 	tmp := c.tempPath(p.Path, plan.ID)
-	out := &sink{path: tmp, gzip: c.gzipped(p.Path)}
+	out := &sink{path: attemptPath(tmp), final: tmp, gzip: c.gzipped(p.Path)}
 	var hashes *[]uint64
 	if useIndex {
 		hashes = new([]uint64)
@@ -216,15 +219,20 @@ func badInput(name string, format string, args ...any) error {
 	return erasure.Permanent(fmt.Errorf("files: %s: %s", name, fmt.Sprintf(format, args...)))
 }
 
-// sink is a temporary file being written, gzip-compressed when the partition is.
+// sink is a temporary file being written, gzip-compressed when the partition is. It is
+// written under a name of its own (path) and renamed to final once synced, so that two workers
+// preparing the same partition at once (a lease taken over from a slow worker) never write
+// into one file: final is always one whole rewrite.
 type sink struct {
-	path string
-	gzip bool
-	f    *os.File
-	bw   *bufio.Writer
-	gz   *gzip.Writer
-	w    io.Writer
-	size int64
+	path    string
+	final   string
+	renamed bool // path was renamed to final
+	gzip    bool
+	f       *os.File
+	bw      *bufio.Writer
+	gz      *gzip.Writer
+	w       io.Writer
+	size    int64
 }
 
 func (s *sink) open() error {
@@ -264,10 +272,25 @@ func (s *sink) close() error {
 		err = cerr
 	}
 	s.f = nil
+	if err == nil && s.final != "" {
+		if err = os.Rename(s.path, s.final); err == nil {
+			s.renamed = true
+		}
+	}
 	if err != nil {
 		os.Remove(s.path)
 	}
 	return err
+}
+
+// attemptPath returns a name beside tmp for one attempt at writing it: still a temporary
+// file of the same sweep (removeTemps and isTempName know it), unique to the attempt.
+func attemptPath(tmp string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	dir, base := filepath.Split(tmp)
+	i := strings.Index(base, ".erasure-")
+	return filepath.Join(dir, base[:i]+"."+hex.EncodeToString(b[:])+base[i:])
 }
 
 func (s *sink) abort() {
@@ -276,6 +299,9 @@ func (s *sink) abort() {
 		s.f = nil
 	}
 	os.Remove(s.path)
+	if s.renamed {
+		os.Remove(s.final)
+	}
 }
 
 // keySet is the set of key values of a sweep, with their sorted hashes for the skip index

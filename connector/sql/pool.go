@@ -42,8 +42,10 @@ func acquire(d dialect, dsn string) (*sql.DB, error) {
 		// for the lock inside this process.
 		db.SetMaxOpenConns(1)
 	} else {
+		// As many idle as open: under load a pool that closes connections it will need again
+		// at once spends its time reconnecting.
 		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(4)
+		db.SetMaxIdleConns(8)
 	}
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pools.m[k] = &pool{db: db, refs: 1}

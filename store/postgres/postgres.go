@@ -4,7 +4,12 @@
 //
 // Leases select due tasks FOR UPDATE SKIP LOCKED; a change locks the rows of the requests it
 // touches before reading their tasks; the audit chain's head is locked only by a transaction's
-// last statement. Migrations take an advisory lock, so processes may start at once.
+// last statement. Migrations take an advisory lock, so processes may start at once. The leader
+// of the processes is elected with another advisory lock (sqlstore.LeaderLock), held on a
+// connection of its own.
+//
+// Registered as store driver "postgres": `store: { dsn: "${ERASURE_STORE_DSN}" }` with a
+// postgres:// URL selects it.
 package postgres
 
 import (
@@ -16,9 +21,23 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
 	"erasure"
+	"erasure/store"
 	"erasure/store/migrate"
 	"erasure/store/sqlstore"
 )
+
+func init() {
+	store.Register("postgres", store.Driver{Open: openConfig, Shared: true})
+}
+
+// openConfig opens the store of a configuration: the database its DSN names.
+func openConfig(ctx context.Context, c store.Config) (*DB, error) {
+	if c.DSN == "" {
+		return nil, erasure.Errorf(erasure.EINVALID, "store.dsn is required for the postgres store")
+	}
+	return Open(ctx, c.DSN, Options{Hasher: c.Hasher, Chain: c.Chain, Now: c.Now,
+		Completion: c.Completion, Suppression: c.Suppression, Escrow: c.Escrow})
+}
 
 // DB is a PostgreSQL store: the SQL store on a PostgreSQL database.
 type DB = sqlstore.DB

@@ -6,8 +6,9 @@
 // committed state. synchronous=FULL makes every commit durable before it returns, so a request
 // accepted with 2xx survives a kill -9 or a power loss.
 //
-// SQLite is the single-node store: one process owns the database (see the data dir lock of
-// cmd/erasure); PostgreSQL (store/postgres) is for several.
+// SQLite is the single-node store: one process owns the database (package server locks the
+// data dir); PostgreSQL (store/postgres) is for several. Registered as store driver "sqlite":
+// erasure.db in the configuration's data dir.
 package sqlite
 
 import (
@@ -15,15 +16,30 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"erasure"
+	"erasure/store"
 	"erasure/store/migrate"
 	"erasure/store/sqlstore"
 )
+
+func init() {
+	store.Register("sqlite", store.Driver{Open: openConfig})
+}
+
+// openConfig opens the store of a configuration: erasure.db in its data dir.
+func openConfig(ctx context.Context, c store.Config) (*DB, error) {
+	if c.DSN != "" {
+		return nil, erasure.Errorf(erasure.EINVALID, "store.dsn is for a shared store: SQLite keeps its database in server.data_dir")
+	}
+	return Open(ctx, filepath.Join(c.DataDir, "erasure.db"), Options{Hasher: c.Hasher, Chain: c.Chain, Now: c.Now,
+		Completion: c.Completion, Suppression: c.Suppression, Escrow: c.Escrow})
+}
 
 // DB is a SQLite store: the SQL store on a SQLite database.
 type DB = sqlstore.DB

@@ -283,10 +283,15 @@ func (s *Store) Get(ctx context.Context, source, id string) (*records.Record, er
 		return nil, err
 	}
 	// One statement for both partitions: a GET costs one round trip whatever it finds, and
-	// both sides are primary-key lookups.
+	// both sides are primary-key lookups. A lookup takes microseconds: once it starts it is not
+	// worth cancelling, and a context that can be cancelled costs database/sql a goroutine per
+	// query. A context already done still fails it.
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable(err)
+	}
 	var r row
 	var part string
-	err := s.get.QueryRowContext(ctx, source, id, source, id).Scan(append([]any{&part}, r.dest()...)...)
+	err := s.get.QueryRowContext(context.WithoutCancel(ctx), source, id, source, id).Scan(append([]any{&part}, r.dest()...)...)
 	if err == nil {
 		return r.record(part), nil
 	} else if !errors.Is(err, sql.ErrNoRows) {

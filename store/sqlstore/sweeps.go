@@ -12,17 +12,21 @@ import (
 
 var _ erasure.SweepStore = (*DB)(nil)
 
-const sweepColumns = `id, dataset, state, mode, actor, tasks, started, finished, partitions, rows_scanned, rows_removed, bytes, error`
+const sweepColumns = `id, dataset, state, mode, actor, tasks, started, finished, partitions, rows_scanned, rows_removed, bytes, error, lease_owner, lease_until, plan`
 
 func scanSweep(sc interface{ Scan(...any) error }) (*erasure.Sweep, error) {
 	var s erasure.Sweep
-	var started int64
+	var started, leaseUntil int64
 	var finished sql.NullInt64
 	if err := sc.Scan(&s.ID, &s.Dataset, &s.State, &s.Mode, &s.Actor, &s.Tasks, &started, &finished,
-		&s.Partitions, &s.Scanned, &s.Removed, &s.Bytes, &s.Error); err != nil {
+		&s.Partitions, &s.Scanned, &s.Removed, &s.Bytes, &s.Error, &s.Owner, &leaseUntil, &s.Plan); err != nil {
 		return nil, err
 	}
 	s.Started, s.Finished = fromMS(started), fromNullMS(finished)
+	if s.Owner != "" {
+		t := fromMS(leaseUntil)
+		s.LeaseUntil = &t
+	}
 	return &s, nil
 }
 
@@ -30,6 +34,11 @@ func scanSweep(sc interface{ Scan(...any) error }) (*erasure.Sweep, error) {
 // task of dataset that is queued and in no sweep; an internal sweep starts running, an
 // external one exported. EINVALID for an empty id or an unknown mode.
 func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.SweepMode, actor string) (*erasure.Sweep, []erasure.SweepSubject, error) {
+	return db.startSweep(ctx, dataset, id, mode, actor, "", 0)
+}
+
+// startSweep starts a sweep, held by owner until now+lease when owner is set.
+func (db *DB) startSweep(ctx context.Context, dataset, id string, mode erasure.SweepMode, actor, owner string, lease time.Duration) (*erasure.Sweep, []erasure.SweepSubject, error) {
 	if id == "" || dataset == "" {
 		return nil, nil, erasure.Errorf(erasure.EINVALID, "a sweep needs an id and a dataset")
 	}
@@ -46,6 +55,11 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		now := db.Now().Truncate(time.Millisecond).UTC()
 		sw = &erasure.Sweep{ID: id, Dataset: dataset, State: state, Mode: mode, Actor: actor, Started: now}
+		var until int64
+		if owner != "" {
+			u := now.Add(lease)
+			sw.Owner, sw.LeaseUntil, until = owner, &u, ms(u)
+		}
 		subjects = nil
 		var open string
 		err := db.queryRow(ctx, tx, `SELECT id FROM sweeps WHERE dataset = ? AND state IN ('running', 'exported')`, dataset).Scan(&open)
@@ -80,8 +94,8 @@ func (db *DB) StartSweep(ctx context.Context, dataset, id string, mode erasure.S
 			return err
 		}
 		sw.Tasks = len(tasks)
-		if _, err := db.exec(ctx, tx, `INSERT INTO sweeps (`+sweepColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 0, '')`,
-			id, dataset, state, mode, actor, len(tasks), ms(now)); uniqueViolation(err) {
+		if _, err := db.exec(ctx, tx, `INSERT INTO sweeps (`+sweepColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, 0, 0, 0, '', ?, ?, '')`,
+			id, dataset, state, mode, actor, len(tasks), ms(now), owner, until); uniqueViolation(err) {
 			// Another process opened a sweep of the dataset since the check above.
 			return erasure.Errorf(erasure.ECONFLICT, "dataset %s already has a sweep open", dataset)
 		} else if err != nil {
@@ -178,8 +192,14 @@ func (db *DB) FinishSweep(ctx context.Context, id string, res erasure.SweepResul
 		if err := sw.Finish(res, sweepErr, now); err != nil {
 			return err
 		}
-		if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = ? WHERE id = ?`,
+		if _, err := db.exec(ctx, tx, `UPDATE sweeps SET state = ?, finished = ?, partitions = ?, rows_scanned = ?, rows_removed = ?, bytes = ?, error = ?, lease_owner = '', lease_until = 0 WHERE id = ?`,
 			sw.State, ms(*sw.Finished), res.Partitions, res.Scanned, res.Removed, res.Bytes, sw.Error, id); err != nil {
+			return err
+		}
+		sw.Owner, sw.LeaseUntil = "", nil
+		// Units no worker finished are left to no one.
+		if _, err := db.exec(ctx, tx, `UPDATE sweep_units SET state = 'cancelled', lease_owner = '', finished_at = ? WHERE sweep_id = ? AND state IN ('pending', 'running')`,
+			ms(now), id); err != nil {
 			return err
 		}
 		rows, err := db.query(ctx, tx, `SELECT id, request_id FROM tasks WHERE sweep_id = ? AND state = 'queued' ORDER BY id`, id)

@@ -28,6 +28,7 @@ func RunConcurrent(t *testing.T, open Handles) {
 	t.Run("AcksRacingRedispatch", func(t *testing.T) { testConcurrentAcks(t, open) })
 	t.Run("OneSweepPerDataset", func(t *testing.T) { testConcurrentSweeps(t, open) })
 	t.Run("CancelRacingWorkers", func(t *testing.T) { testConcurrentCancel(t, open) })
+	t.Run("SweepUnitsDoneOnce", func(t *testing.T) { testConcurrentUnits(t, open) })
 }
 
 const workers = 4

@@ -13,10 +13,11 @@ import (
 	"erasure"
 )
 
-// SweepStore is a store that also keeps sweeps.
+// SweepStore is a store that also keeps sweeps, their owners and their units.
 type SweepStore interface {
 	erasure.Store
 	erasure.SweepStore
+	erasure.SweepUnitStore
 }
 
 // SweepOpener opens a fresh empty sweep store whose clock is now.
@@ -31,6 +32,7 @@ func RunSweeps(t *testing.T, open SweepOpener) {
 	t.Run("External", func(t *testing.T) { testSweepExternal(t, open) })
 	t.Run("BadInputChangesNothing", func(t *testing.T) { testSweepBadInput(t, open) })
 	t.Run("Listing", func(t *testing.T) { testSweepListing(t, open) })
+	t.Run("Units", func(t *testing.T) { RunSweepUnits(t, open) })
 }
 
 func offline(ds string) erasure.TaskSpec {

@@ -47,7 +47,11 @@ func OpenDB(path string) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
+	// Readers keep their connections (and the memory map each holds) as store/sqlite's do:
+	// a pool that closes idle connections reopens them under load.
 	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	r.SetConnMaxIdleTime(0)
 	if _, err := w.Exec(`CREATE TABLE IF NOT EXISTS test_audit (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, type TEXT NOT NULL, data TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`); err != nil {
 		w.Close()
 		r.Close()
