@@ -232,17 +232,23 @@ func (c *Connector) Sweep(ctx context.Context, batch []erasure.SweepSubject) (er
 	}
 	defer unlock()
 	rep, err := c.run(ctx, keys, "", batch)
+	return c.result(rep, batch, err), interrupted(err)
+}
+
+// result is what a committed sweep of batch reports: its totals and, per subject's task, the
+// rows its keys matched, from the journal.
+func (c *Connector) result(rep Report, batch []erasure.SweepSubject, err error) erasure.SweepResult {
 	res := rep.SweepResult()
-	if err == nil {
-		// What each subject's task reports: the rows its keys matched, from the journal.
-		res.PerTask = map[int64]int64{}
-		for _, s := range batch {
-			for _, v := range normalizeKeys(s.Subject.Values(c.cfg.Key.Identifier)) {
-				res.PerTask[s.TaskID] += rep.RemovedByKey[v]
-			}
+	if err != nil {
+		return res
+	}
+	res.PerTask = map[int64]int64{}
+	for _, s := range batch {
+		for _, v := range normalizeKeys(s.Subject.Values(c.cfg.Key.Identifier)) {
+			res.PerTask[s.TaskID] += rep.RemovedByKey[v]
 		}
 	}
-	return res, interrupted(err)
+	return res
 }
 
 // interrupted returns a cancelled or expired context's error as a *erasure.TransientError (the

@@ -115,7 +115,7 @@ func (c *Connector) CommitSweep(ctx context.Context, planID string, batch []eras
 	}
 	rep, err := c.run(ctx, keys, id, batch)
 	c.plans.drop(planID)
-	return rep.SweepResult(), interrupted(err)
+	return c.result(rep, batch, err), interrupted(err)
 }
 
 // AbortSweep abandons plan before its commit: its temporary files and journal are removed and

@@ -103,6 +103,10 @@ func TestPartitionedSweep(t *testing.T) {
 		if res.Removed != 3 || res.Partitions != 5 || res.Scanned != 50 {
 			t.Fatalf("commit result %+v", res)
 		}
+		// Each subject's task reports its own rows, counted by the units in other processes.
+		if want := map[int64]int64{1: 1, 2: 1, 3: 1}; !reflect.DeepEqual(res.PerTask, want) {
+			t.Fatalf("rows per task %v, want %v", res.PerTask, want)
+		}
 		after := users(t, dir)
 		for u, n := range before {
 			want := n
