@@ -484,13 +484,18 @@ func writeFileSync(name string, b []byte, perm os.FileMode) error {
 	return writeFileAtomic(name, b, perm, true)
 }
 
+// The temporary name is the writer's own: two processes writing the same file at once (a unit
+// taken over from a slow worker) each rename a whole file, the last one winning.
 func writeFileAtomic(name string, b []byte, perm os.FileMode, sync bool) error {
-	tmp := name + ".new"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
+	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".*.new")
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(b)
+	tmp := f.Name()
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(b)
+	}
 	if err == nil && sync {
 		err = f.Sync()
 	}
