@@ -115,11 +115,56 @@ func (db *DB) CreateRequests(ctx context.Context, nrs []erasure.NewRequest) ([]e
 	return out, nil
 }
 
+// keyed is a request found by its idempotency key.
+type keyed struct{ id, fingerprint string }
+
+// idempotencyKeys returns the requests that already hold the idempotency keys of nrs, by key:
+// one query per inChunk keys, however large the batch.
+func (db *DB) idempotencyKeys(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequest) (map[string]keyed, error) {
+	var keys []string
+	seen := map[string]bool{}
+	for _, nr := range nrs {
+		if k := nr.IdempotencyKey; k != "" && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	out := map[string]keyed{}
+	for start := 0; start < len(keys); start += inChunk {
+		// Padded with "": stored keys are never empty (a request without one stores NULL).
+		args := padded(keys[start:min(len(keys), start+inChunk)], "")
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT idempotency_key, id, fingerprint FROM requests WHERE idempotency_key IN (`+placeholders(inChunk)+`)`), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k string
+			var r keyed
+			if err := rows.Scan(&k, &r.id, &r.fingerprint); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = r
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // createBatch writes the requests of a batch in tx. Results that are errors or existing
 // requests write nothing.
 func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequest) ([]erasure.CreateResult, error) {
 	out := make([]erasure.CreateResult, len(nrs))
 	now := db.Now().Truncate(time.Millisecond).UTC()
+	existing, err := db.idempotencyKeys(ctx, tx, nrs)
+	if err != nil {
+		return nil, err
+	}
 	byKey := map[string]int{}
 	var fresh []int
 	for i, nr := range nrs {
@@ -136,18 +181,15 @@ func (db *DB) createBatch(ctx context.Context, tx *sql.Tx, nrs []erasure.NewRequ
 			}
 			continue
 		}
-		var id, fp string
-		err := db.queryRow(ctx, tx, `SELECT id, fingerprint FROM requests WHERE idempotency_key = ?`, nr.IdempotencyKey).Scan(&id, &fp)
+		old, ok := existing[nr.IdempotencyKey]
 		switch {
-		case err == nil && fp != nr.Fingerprint:
-			out[i].Err = erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", id)
-		case err == nil:
-			out[i] = erasure.CreateResult{Request: &erasure.Request{ID: id}}
-		case errors.Is(err, sql.ErrNoRows):
+		case ok && old.fingerprint != nr.Fingerprint:
+			out[i].Err = erasure.Errorf(erasure.ECONFLICT, "idempotency key already used for a different request (%s)", old.id)
+		case ok:
+			out[i] = erasure.CreateResult{Request: &erasure.Request{ID: old.id}}
+		default:
 			byKey[nr.IdempotencyKey] = i
 			fresh = append(fresh, i)
-		default:
-			return nil, err
 		}
 	}
 	var tasks []erasure.Task
