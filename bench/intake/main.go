@@ -180,9 +180,9 @@ func writeSubjects(path string, n int) error {
 func startServer(ctx context.Context, dir, dsn string, datasets int) (string, func(), error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\nserver: { data_dir: %q, max_body_bytes: 1048576 }\n", filepath.Join(dir, "data"))
-	env := map[string]string{"BENCH_TOKEN": token, "BENCH_AUDIT_KEY": randomHex(32), "BENCH_DSN": dsn}
+	env := map[string]string{"BENCH_TOKEN": token, "BENCH_AUDIT_KEY": randomHex(32), "BENCH_SIGNING_KEY": randomHex(32), "BENCH_DSN": dsn}
 	if dsn != "" {
-		b.WriteString("store: { dsn: \"${BENCH_DSN}\" }\naudit: { key: \"${BENCH_AUDIT_KEY}\" }\n")
+		b.WriteString("store: { dsn: \"${BENCH_DSN}\" }\naudit: { key: \"${BENCH_AUDIT_KEY}\", signing_key: \"${BENCH_SIGNING_KEY}\" }\n")
 	}
 	b.WriteString("auth: { tokens: [ { name: bench, secret: \"${BENCH_TOKEN}\", roles: [submit, read] } ] }\n")
 	b.WriteString("identifiers: [user_id, email]\ndatasets:\n")

@@ -8,7 +8,10 @@
 //	               subject's rows counted, then deleted, in one transaction
 //	(c) pipeline   requests submitted to the pipeline (SQLite store) and executed by its
 //	               engine with -workers workers: planning, leasing, erase (guarded by
-//	               -max-removed, as every dataset is by default), verify, audit
+//	               -max-removed, as every dataset is by default), verify, audit; one
+//	               submitter, one Submit (one durable commit) per subject
+//	(d) batched    the pipeline again, the subjects submitted as a bulk intake does
+//	               (SubmitBatch of -batch, one transaction each)
 //
 // and prints the time per subject of each and its ratio to (a).
 //
@@ -42,12 +45,13 @@ func main() {
 	dsn := flag.String("dsn", envOr("ERASURE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	rows := flag.Int("rows", 1_000_000, "rows in the table")
 	subjects := flag.Int("subjects", 10_000, "subjects erased by each mode")
-	workers := flag.Int("workers", 16, "pipeline workers for (c)")
-	maxRemoved := flag.Int64("max-removed", 10000, "the guard of (g) and (c); 0 runs them unguarded")
+	workers := flag.Int("workers", 16, "pipeline workers for (c) and (d)")
+	maxRemoved := flag.Int64("max-removed", 10000, "the guard of (g), (c) and (d); 0 runs them unguarded")
+	batch := flag.Int("batch", 1000, "submissions per SubmitBatch in (d)")
 	flag.Parse()
 	users := *rows / rowsPerUser
-	if 4**subjects > users {
-		log.Fatalf("-rows %d holds %d users: too few for 4 × %d subjects", *rows, users, *subjects)
+	if 5**subjects > users {
+		log.Fatalf("-rows %d holds %d users: too few for 5 × %d subjects", *rows, users, *subjects)
 	}
 	ctx := context.Background()
 
@@ -88,10 +92,15 @@ func main() {
 	report("guarded", "the same under a guard: count and delete in one transaction", g, n, a)
 	check(ctx, admin, schema, 2*n, 3*n)
 
-	c, submitted := pipe(ctx, sdsn, 3*n, 4*n, *workers, *maxRemoved)
+	c, submitted := pipe(ctx, sdsn, 3*n, 4*n, *workers, 1, *maxRemoved)
 	report("pipeline", fmt.Sprintf("submit + execute (guarded erase, verify, audit), %d workers, SQLite store", *workers), c, n, a)
-	fmt.Printf("          of which the last submission returned after %v (one submitter; the engine runs meanwhile)\n", submitted.Round(time.Millisecond))
+	fmt.Printf("          of which the last submission returned after %v (one submitter, one Submit each; the engine runs meanwhile)\n", submitted.Round(time.Millisecond))
 	check(ctx, admin, schema, 3*n, 4*n)
+
+	bc, bsubmitted := pipe(ctx, sdsn, 4*n, 5*n, *workers, *batch, *maxRemoved)
+	report("batched", fmt.Sprintf("the same, submitted as a bulk intake does (SubmitBatch of %d)", *batch), bc, n, a)
+	fmt.Printf("          of which the last batch returned after %v\n", bsubmitted.Round(time.Millisecond))
+	check(ctx, admin, schema, 4*n, 5*n)
 
 	var left int64
 	admin.QueryRowContext(ctx, "SELECT count(*) FROM "+schema+".events").Scan(&left)
@@ -143,7 +152,7 @@ func connector(ctx context.Context, dsn string, from, to int, ectx context.Conte
 }
 
 // pipe returns the time until every request completed, and the time the submissions took.
-func pipe(ctx context.Context, dsn string, from, to, workers int, maxRemoved int64) (time.Duration, time.Duration) {
+func pipe(ctx context.Context, dsn string, from, to, workers, batch int, maxRemoved int64) (time.Duration, time.Duration) {
 	dir, err := os.MkdirTemp("", "erasure-sqlerase-")
 	if err != nil {
 		log.Fatal(err)
@@ -173,10 +182,26 @@ func pipe(ctx context.Context, dsn string, from, to, workers int, maxRemoved int
 	done := make(chan struct{})
 	start := time.Now()
 	go func() { eng.Run(rctx); close(done) }()
+	var subs []erasure.Submission
 	for u := from; u < to; u++ {
 		sub := erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(u)}), Reason: "bench", Actor: "bench"}
-		if _, _, err := svc.Submit(ctx, sub); err != nil {
-			log.Fatal(err)
+		if batch <= 1 {
+			if _, _, err := svc.Submit(ctx, sub); err != nil {
+				log.Fatal(err)
+			}
+			continue
+		}
+		if subs = append(subs, sub); len(subs) == batch || u == to-1 {
+			rs, err := svc.SubmitBatch(ctx, subs)
+			if err != nil {
+				log.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.Err != nil {
+					log.Fatal(r.Err)
+				}
+			}
+			subs = subs[:0]
 		}
 	}
 	submitted := time.Since(start)

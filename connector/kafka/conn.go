@@ -31,6 +31,10 @@ const DefaultAckGroup = "erasure-acks"
 // before it is applied again.
 const AckRetryDelay = 2 * time.Second
 
+// AckParallel is how many acknowledgements ListenAcks applies at once by default
+// (WithAckParallel): the store gathers concurrent acknowledgements into shared transactions.
+const AckParallel = 128
+
 // Conn is erasure's connection to a Kafka cluster: connectors bound to it (Bind) produce
 // through it, and it reads acknowledgements (ListenAcks). It is safe for concurrent use.
 type Conn struct {
@@ -41,6 +45,8 @@ type Conn struct {
 	partitions int32
 	deployment string
 	log        *slog.Logger
+	// ackParallel is how many acknowledgements ListenAcks applies at once.
+	ackParallel int
 
 	mu      sync.Mutex
 	readers []*kgo.Client
@@ -59,6 +65,10 @@ type Option func(*Conn)
 // sharing an ack topic each read every acknowledgement.
 func WithDeployment(id string) Option { return func(c *Conn) { c.deployment = id } }
 
+// WithAckParallel makes ListenAcks apply up to n acknowledgements at once (default
+// AckParallel; 1 applies them one at a time, in partition order).
+func WithAckParallel(n int) Option { return func(c *Conn) { c.ackParallel = max(n, 1) } }
+
 // WithKgoOptions adds franz-go options to every client of the Conn (tests, tuning).
 func WithKgoOptions(opts ...kgo.Opt) Option {
 	return func(c *Conn) { c.base = append(c.base, opts...) }
@@ -74,7 +84,7 @@ func Connect(cfg registry.Kafka, log *slog.Logger, opts ...Option) (*Conn, error
 	if len(cfg.Brokers) == 0 {
 		return nil, erasure.Errorf(erasure.EINVALID, "kafka.brokers is empty")
 	}
-	c := &Conn{ackTopic: cfg.AckTopic, group: cfg.Group, partitions: int32(cfg.Partitions), log: log.WithGroup("kafka"), closing: make(chan struct{})}
+	c := &Conn{ackTopic: cfg.AckTopic, group: cfg.Group, partitions: int32(cfg.Partitions), log: log.WithGroup("kafka"), closing: make(chan struct{}), ackParallel: AckParallel}
 	if c.ackTopic == "" {
 		c.ackTopic = registry.DefaultKafkaAckTopic
 	}
@@ -206,15 +216,16 @@ func (c *Conn) EnsureTopics(ctx context.Context, topics []string) error {
 // code EINVALID, ENOTFOUND, ECONFLICT or EFORBIDDEN rejects the acknowledgement for good
 // (logged without its content, never retried); any other error is a passing failure (the
 // store is down) and the acknowledgement is applied again after AckRetryDelay, holding back
-// the ones after it (Kafka keeps order per partition, and offsets are committed in order).
+// the later ones of its task and the commit of its fetch (offsets are committed in order).
 type ApplyFunc func(ctx context.Context, ack erasure.Ack) error
 
 // ListenAcks starts reading acknowledgements from the ack topic in the Conn's consumer group,
 // from the oldest one not yet committed, so that acknowledgements produced while the server is
 // down are applied when it comes back, and several servers share them. Each record's value is
 // decoded with wire.DecodeAck; a malformed one is logged (never with its content) and skipped
-// without calling apply. apply is called for the others, one at a time, in partition order;
-// offsets are committed after apply, so each acknowledgement is applied at least once.
+// without calling apply. apply is called for the others, up to AckParallel at once (one at a
+// time with WithAckParallel(1)); the acknowledgements of one task in partition order. Offsets
+// are committed after apply, so each acknowledgement is applied at least once.
 //
 // ListenAcks returns once the cluster answered; reading goes on until ctx is cancelled or the
 // Conn is closed. Errors: EUNAVAILABLE when the cluster does not answer.
@@ -248,13 +259,9 @@ func (c *Conn) ListenAcks(ctx context.Context, apply ApplyFunc) error {
 			fetches.EachError(func(topic string, p int32, err error) {
 				c.log.Warn("reading acknowledgements", "partition", p, "err", err)
 			})
-			var done []*kgo.Record
-			fetches.EachRecord(func(r *kgo.Record) {
-				if c.handleAck(ctx, applyCtx, r, apply) {
-					done = append(done, r)
-				}
-			})
-			if len(done) > 0 {
+			var records []*kgo.Record
+			fetches.EachRecord(func(r *kgo.Record) { records = append(records, r) })
+			if done := c.applyFetch(ctx, applyCtx, records, apply); len(done) > 0 {
 				if err := cl.CommitRecords(applyCtx, done...); err != nil {
 					// The records will be read again: applying an acknowledgement twice is harmless.
 					c.log.Warn("committing acknowledgements", "err", err)
@@ -263,6 +270,56 @@ func (c *Conn) ListenAcks(ctx context.Context, apply ApplyFunc) error {
 		}
 	}()
 	return nil
+}
+
+// applyFetch applies the records of one fetch, up to AckParallel at once, and returns those
+// whose offsets may be committed. The acknowledgements of one task are applied one after the
+// other in partition order (a chain per task id); different tasks' at once, so that the store
+// gathers them into shared transactions instead of one commit each. Of each partition only the
+// records before the first one left undone (the listener is stopping) are returned: a
+// committed offset never skips an acknowledgement that was not applied.
+func (c *Conn) applyFetch(ctx, applyCtx context.Context, records []*kgo.Record, apply ApplyFunc) []*kgo.Record {
+	ok := make([]bool, len(records))
+	chains := map[string][]int{}
+	var order []string
+	for i, r := range records {
+		key := fmt.Sprintf("%d/#%d", r.Partition, r.Offset) // a malformed one: rejected on its own by handleAck
+		if ack, err := wire.DecodeAck(r.Value); err == nil {
+			key = fmt.Sprintf("%d/%d", r.Partition, ack.TaskID)
+		}
+		if _, seen := chains[key]; !seen {
+			order = append(order, key)
+		}
+		chains[key] = append(chains[key], i)
+	}
+	slots := make(chan struct{}, c.ackParallel)
+	var wg sync.WaitGroup
+	for _, key := range order {
+		chain := chains[key]
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			for _, i := range chain {
+				if !c.handleAck(ctx, applyCtx, records[i], apply) {
+					return // stopping: the rest of the chain stays undone
+				}
+				ok[i] = true
+			}
+		}()
+	}
+	wg.Wait()
+	var done []*kgo.Record
+	stopped := map[int32]bool{}
+	for i, r := range records {
+		if !ok[i] {
+			stopped[r.Partition] = true
+		}
+		if ok[i] && !stopped[r.Partition] {
+			done = append(done, r)
+		}
+	}
+	return done
 }
 
 // handleAck applies one record, retrying passing failures until ctx ends; it reports whether
