@@ -67,9 +67,24 @@ type Engine struct {
 	stopping atomic.Bool
 
 	laneMu sync.Mutex
-	lanes  map[string]chan queued
+	lanes  map[string]*lane
 	closed bool
 }
+
+// lane is a dataset's queue of leased tasks and the last time one of its workers took a task
+// from it: a lane that moves is busy, one that stopped moving is hung.
+type lane struct {
+	queue chan queued
+	moved atomic.Int64 // unix nanoseconds
+}
+
+// busyPause is how long a task given back because its dataset's lane was full waits before it
+// is leased again while the lane moves (a backlog: room comes soon). A lane that did not move
+// for laneStill is taken for hung, and its tasks wait about half their timeout (deferred).
+const (
+	busyPause = 500 * time.Millisecond
+	laneStill = 2 * time.Second
+)
 
 func (e *Engine) init() {
 	e.once.Do(func() {
@@ -162,18 +177,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	results := make(chan erasure.TaskResult, e.capacity+int64(e.Batch))
 	committed := make(chan struct{}, 1)
 	var workers sync.WaitGroup
-	e.lanes = map[string]chan queued{}
+	e.lanes = map[string]*lane{}
 	for name, d := range e.Datasets {
 		n := e.concurrency(d)
-		lane := make(chan queued, e.Batch)
-		e.lanes[name] = lane
+		l := &lane{queue: make(chan queued, e.Batch)}
+		l.moved.Store(e.Now().UnixNano())
+		e.lanes[name] = l
 		for range n {
 			workers.Add(1)
 			go func() {
 				defer workers.Done()
-				for q := range lane {
+				for q := range l.queue {
+					l.moved.Store(e.Now().UnixNano())
 					if e.Now().Sub(q.since) > maxQueueWait {
-						results <- e.deferred(q.task)
+						results <- e.deferred(q.task, false)
 						continue
 					}
 					r := e.Execute(workCtx, q.task)
@@ -227,8 +244,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.stopping.Store(true)
 	e.laneMu.Lock()
 	e.closed = true
-	for _, lane := range e.lanes {
-		close(lane)
+	for _, l := range e.lanes {
+		close(l.queue)
 	}
 	e.laneMu.Unlock()
 	done := make(chan struct{})
@@ -260,7 +277,9 @@ func (e *Engine) reserve(n int) int {
 }
 
 // dispatch hands leased tasks to their datasets' lanes. A task whose lane is full (or closed,
-// at shutdown) is given back unexecuted, due again after a pause.
+// at shutdown) is given back unexecuted, due again after a pause: a short one while the lane
+// moves (a backlog of a healthy dataset), about half the dataset's timeout once it stopped
+// moving (a hung one, whose tasks must not be leased again and again).
 func (e *Engine) dispatch(ts []erasure.Task, results chan<- erasure.TaskResult) {
 	if len(ts) == 0 {
 		return
@@ -269,28 +288,32 @@ func (e *Engine) dispatch(ts []erasure.Task, results chan<- erasure.TaskResult) 
 	defer e.laneMu.Unlock()
 	now := e.Now()
 	for _, t := range ts {
-		lane := e.lanes[t.Dataset]
-		if lane == nil {
+		l := e.lanes[t.Dataset]
+		if l == nil {
 			results <- e.Execute(context.Background(), t) // no longer registered: fails at once
 			continue
 		}
 		if !e.closed {
 			select {
-			case lane <- queued{t, now}:
+			case l.queue <- queued{t, now}:
 				continue
 			default:
 			}
 		}
-		results <- e.deferred(t)
+		results <- e.deferred(t, !e.closed && now.Sub(time.Unix(0, l.moved.Load())) < laneStill)
 	}
 }
 
-// deferred is the result of a task given back unexecuted: due again after about half its
-// dataset's timeout (between 1s and 1 minute), not counted as an attempt.
-func (e *Engine) deferred(t erasure.Task) erasure.TaskResult {
+// deferred is the result of a task given back unexecuted, not counted as an attempt: due
+// again after busyPause when its lane is busy, else after about half its dataset's timeout
+// (between 1s and 1 minute).
+func (e *Engine) deferred(t erasure.Task, busy bool) erasure.TaskResult {
 	pause := time.Second
 	if d := e.Datasets[t.Dataset]; d != nil {
 		pause = min(max(d.Policy.Timeout/2, time.Second), time.Minute)
+	}
+	if busy {
+		pause = busyPause
 	}
 	now := e.Now()
 	if e.Metrics != nil {
