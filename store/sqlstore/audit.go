@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"sort"
+	"strings"
 
 	"erasure"
 	"erasure/audit"
+	"erasure/store/migrate"
 )
 
 // The audit trail is a chain of blocks (erasure.AuditBlock): every transaction that changes
@@ -63,8 +66,13 @@ func (a *auditWriter) move(dataset string, from, to erasure.TaskState, at int64)
 	a.count(dataset, to, 1, at)
 }
 
-// flushCounts writes the count changes, in key order (so that concurrent writers on
-// PostgreSQL lock the rows in one order).
+// countShards is how many rows each count of dataset_tasks is spread over on PostgreSQL: a
+// transaction adds its changes to one shard (012_count_shards), so that concurrent writers
+// seldom wait for each other's commit on these rows. SQLite, with one writer, uses shard 0.
+const countShards = 16
+
+// flushCounts writes the count changes with one statement, to one shard, in key order (so
+// that concurrent writers on PostgreSQL lock the rows in one order).
 func (a *auditWriter) flushCounts(ctx context.Context) error {
 	if len(a.counts) == 0 {
 		return nil
@@ -75,23 +83,36 @@ func (a *auditWriter) flushCounts(ctx context.Context) error {
 			keys = append(keys, k)
 		}
 	}
+	counts := a.counts
+	a.counts = nil
+	if len(keys) == 0 {
+		return nil
+	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].dataset != keys[j].dataset {
 			return keys[i].dataset < keys[j].dataset
 		}
 		return keys[i].state < keys[j].state
 	})
-	for _, k := range keys {
-		d := a.counts[k]
-		if _, err := a.db.exec(ctx, a.tx, `INSERT INTO dataset_tasks (dataset, state, n, last_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (dataset, state) DO UPDATE SET n = dataset_tasks.n + excluded.n,
-				last_at = CASE WHEN excluded.last_at > dataset_tasks.last_at THEN excluded.last_at ELSE dataset_tasks.last_at END`,
-			k.dataset, string(k.state), d.n, d.last); err != nil {
-			return err
-		}
+	shard := 0
+	if a.db.dialect == migrate.Postgres {
+		shard = rand.IntN(countShards)
 	}
-	a.counts = nil
-	return nil
+	var q strings.Builder
+	q.WriteString(`INSERT INTO dataset_tasks (dataset, state, shard, n, last_at) VALUES `)
+	args := make([]any, 0, 5*len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?)")
+		d := counts[k]
+		args = append(args, k.dataset, string(k.state), shard, d.n, d.last)
+	}
+	q.WriteString(` ON CONFLICT (dataset, state, shard) DO UPDATE SET n = dataset_tasks.n + excluded.n,
+		last_at = CASE WHEN excluded.last_at > dataset_tasks.last_at THEN excluded.last_at ELSE dataset_tasks.last_at END`)
+	_, err := a.db.exec(ctx, a.tx, q.String(), args...)
+	return err
 }
 
 // auditWriter returns an audit writer for tx.

@@ -536,9 +536,10 @@ func (db *DB) OverdueRequests(ctx context.Context) (int, error) {
 // DatasetStats implements erasure.Store. The tasks of canary requests are left out: they are
 // few, and the canary's own result is the dataset's health in that respect.
 func (db *DB) DatasetStats(ctx context.Context) ([]erasure.DatasetStats, error) {
-	// The counts are kept by every change of a task's state (dataset_tasks), not counted here;
+	// The counts are kept by every change of a task's state (dataset_tasks, in shards), not counted here;
 	// the few canary tasks (synthetic erasures) are counted and taken out.
-	rows, err := db.readQuery(ctx, `SELECT c.dataset, c.state, c.n - coalesce(k.n, 0), c.last_at FROM dataset_tasks c
+	rows, err := db.readQuery(ctx, `SELECT c.dataset, c.state, c.n - coalesce(k.n, 0), c.last_at
+		FROM (SELECT dataset, state, sum(n) AS n, max(last_at) AS last_at FROM dataset_tasks GROUP BY dataset, state) c
 		LEFT JOIN (SELECT t.dataset, t.state, count(*) AS n FROM requests r JOIN tasks t ON t.request_id = r.id
 			WHERE r.canary <> '' GROUP BY t.dataset, t.state) k ON k.dataset = c.dataset AND k.state = c.state
 		WHERE c.n - coalesce(k.n, 0) <> 0 ORDER BY c.dataset, c.state`)
