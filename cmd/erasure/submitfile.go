@@ -17,6 +17,7 @@ import (
 
 	"erasure"
 	"erasure/client"
+	"erasure/internal/strictjson"
 )
 
 // `erasure submit --file FILE` submits one erasure per line of a CSV or JSON lines file, in
@@ -259,10 +260,10 @@ func jsonLines(r io.Reader, o submitFileOptions) func() (fileLine, bool) {
 				Deadline       string                     `json:"deadline"`
 				IdempotencyKey string                     `json:"idempotency_key"`
 			}
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&w); err != nil {
-				l.err = erasure.Errorf(erasure.EINVALID, "not a submission as JSON (%s)", jsonProblem(err))
+			// Strictly, as the API reads its bodies: a duplicate key (two subjects, the last one
+			// winning), a misspelt field name or invalid UTF-8 is refused, never guessed at.
+			if err := strictjson.Unmarshal(b, &w); err != nil {
+				l.err = erasure.Errorf(erasure.EINVALID, "not a submission as JSON (%s)", erasure.ErrorMessage(err))
 				return l, true
 			}
 			var ids []erasure.Identifier
@@ -294,18 +295,6 @@ func jsonLines(r io.Reader, o submitFileOptions) func() (fileLine, bool) {
 			return l, true
 		}
 	}
-}
-
-// jsonProblem says what is wrong with a JSON line without quoting it.
-func jsonProblem(err error) string {
-	var syntax *json.SyntaxError
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("malformed at byte %d", syntax.Offset)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return "not an object of subject, reason, deadline, idempotency_key"
 }
 
 // csvLines reads a CSV file with a header; rows are numbered as lines of the file (the header

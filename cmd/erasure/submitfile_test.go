@@ -69,13 +69,25 @@ func TestClientCommands_SubmitFile(t *testing.T) {
 {"subject":{"user_id":"3"},"colour":"red"}
 not json
 {"subject":{"user_id":["4","5"]}}
-`)
+{"subject":{"user_id":"6","user_id":"7"}}
+{"Subject":{"user_id":"8"}}
+{"subject":{"user_id":"9"},"subject":{"user_id":"10"}}
+`+"{\"subject\":{\"user_id\":\"\xff\"}}\n")
 		code, out, errOut := run(t, "submit", "--file", path, "--reason", "retention")
-		if code != 2 || !strings.Contains(out, "3 requests created, 0 already there, 2 failed, of 5 lines") {
+		if code != 2 || !strings.Contains(out, "3 requests created, 0 already there, 6 failed, of 9 lines") {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
-		if !strings.Contains(errOut, `line 4: not a submission as JSON (unknown field "colour")`) || !strings.Contains(errOut, "line 5: not a submission as JSON (malformed") {
-			t.Fatalf("stderr %s", errOut)
+		for _, want := range []string{`line 4: not a submission as JSON (unknown field "colour")`, "line 5: not a submission as JSON (",
+			`has key "user_id" twice`, `line 8: not a submission as JSON (unknown field "Subject"`, `has key "subject" twice`,
+			"line 10: not a submission as JSON (", "UTF-8"} {
+			if !strings.Contains(errOut, want) {
+				t.Fatalf("stderr lacks %q:\n%s", want, errOut)
+			}
+		}
+		for _, v := range []string{"user_id=7", `"7"`, `"10"`} {
+			if strings.Contains(errOut, v) {
+				t.Fatalf("stderr quotes a value (%s):\n%s", v, errOut)
+			}
 		}
 		if n := count(e); n != 3 {
 			t.Fatalf("%d stored", n)
