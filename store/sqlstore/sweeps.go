@@ -68,7 +68,9 @@ func (db *DB) startSweep(ctx context.Context, dataset, id string, mode erasure.S
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys, guard FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase' ORDER BY id`+db.forUpdate(), dataset)
+		// The last term restates tasks_dataset_open's predicate so that the index is used.
+		rows, err := db.query(ctx, tx, `SELECT id, request_id, keys, guard FROM tasks WHERE dataset = ? AND state = 'queued' AND sweep_id = '' AND kind = 'erase'
+			AND state NOT IN ('done', 'skipped', 'cancelled') ORDER BY id`+db.forUpdate(), dataset)
 		if err != nil {
 			return err
 		}
