@@ -312,8 +312,10 @@ func (db *DB) sweeps(ctx context.Context, q string, args ...any) ([]erasure.Swee
 func (db *DB) QueuedTasks(ctx context.Context, dataset string) (int, time.Time, error) {
 	var n int
 	var earliest sql.NullInt64
+	// The last term restates tasks_dataset_open's predicate so that the index is used.
 	err := db.readRow(ctx, `SELECT count(*), min(r.deadline) FROM tasks t JOIN requests r ON r.id = t.request_id
-		WHERE t.dataset = ? AND t.state = 'queued' AND t.sweep_id = '' AND t.kind = 'erase'`, dataset).Scan(&n, &earliest)
+		WHERE t.dataset = ? AND t.state = 'queued' AND t.sweep_id = '' AND t.kind = 'erase'
+			AND t.state NOT IN ('done', 'skipped', 'cancelled')`, dataset).Scan(&n, &earliest)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
