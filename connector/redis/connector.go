@@ -354,6 +354,9 @@ func (c *Connector) count(ctx context.Context, rdb *redis.Client, steps []step, 
 			}
 		}
 	}
+	// SCAN may return a key more than once (while the keyspace is rehashed): each is counted
+	// once, however often it is seen, and whichever patterns match it.
+	seen := map[string]bool{}
 	for _, st := range steps {
 		if !st.glob {
 			continue
@@ -364,7 +367,12 @@ func (c *Connector) count(ctx context.Context, rdb *redis.Client, steps []step, 
 			if err != nil {
 				return 0, classify(st.what, err)
 			}
-			n += int64(len(st.keep(keys))) // counted as erased: within one segment
+			for _, k := range st.keep(keys) { // counted as erased: within one segment
+				if !seen[k] {
+					seen[k] = true
+					n++
+				}
+			}
 			if cursor = next; cursor == 0 {
 				break
 			}

@@ -109,15 +109,15 @@ func (e *env) drop(t testing.TB, rdb *redis.Client) {
 func (e *env) count(t testing.TB, rdb *redis.Client) int {
 	t.Helper()
 	ctx := context.Background()
-	n := 0
+	seen := map[string]bool{} // SCAN may return a key more than once
 	iter := rdb.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
 	for iter.Next(ctx) {
-		n++
+		seen[iter.Val()] = true
 	}
 	if err := iter.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return len(seen)
 }
 
 // exists counts which of keys exist.
