@@ -5,7 +5,7 @@
 //	(a) direct     one prepared DELETE per subject over one connection: the baseline
 //	(b) connector  the sql connector's Erase then Holds per subject, one after the other
 //	(g) guarded    the same under a guard (-max-removed, default 10000 as in the registry): the
-//	               subject's rows counted, then deleted, in one transaction
+//	               subject's rows counted and deleted atomically (one statement on PostgreSQL)
 //	(c) pipeline   requests submitted to the pipeline (SQLite store) and executed by its
 //	               engine with -workers workers: planning, leasing, erase (guarded by
 //	               -max-removed, as every dataset is by default), verify, audit; one
@@ -89,7 +89,7 @@ func main() {
 	check(ctx, admin, schema, n, 2*n)
 
 	g := connector(ctx, sdsn, 2*n, 3*n, erasure.ContextWithGuard(ctx, erasure.Guard{MaxRemoved: *maxRemoved}))
-	report("guarded", "the same under a guard: count and delete in one transaction", g, n, a)
+	report("guarded", "the same under a guard: count and delete atomically", g, n, a)
 	check(ctx, admin, schema, 2*n, 3*n)
 
 	c, submitted := pipe(ctx, sdsn, 3*n, 4*n, *workers, 1, *maxRemoved)

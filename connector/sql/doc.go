@@ -71,7 +71,10 @@
 // subject's rows still to erase inside it, and rolls back, having erased nothing, with a
 // permanent *erasure.GuardError naming the count and the limit when they exceed max_removed;
 // otherwise the same bounded statements run in that transaction, which is rolled back too should
-// they remove more than the limit (rows inserted meanwhile). Without a guard the statements run
+// they remove more than the limit (rows inserted meanwhile). On PostgreSQL, for a subject with
+// one value per key column, the same is one statement (its count and its erasure see one
+// snapshot, and the erasure's predicate is false unless the count is within the limit): one round
+// trip instead of four. Without a guard the statements run
 // each in its own short transaction, as above. A sweep counts, inside its transaction, the rows
 // of each queued subject (by key tuple, joined to the temporary key table) and fails the sweep,
 // naming the tasks whose subjects exceed max_removed (not those forced past it), before erasing
