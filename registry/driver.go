@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -81,6 +82,52 @@ func (b *Build) Declared(typ string) bool {
 		}
 	}
 	return false
+}
+
+// AsyncFields checks the fields every async connector's block shares: ack_timeout (a
+// duration of at least a second, optional) and identifiers (the declared types the owner
+// needs, at least one, each once), reporting problems as "KIND.field: ..." at their lines.
+// When they are valid it sets the dataset's ack timeout (if given) and keys, and returns true.
+func (b *Build) AsyncFields(kind, ackTimeout string, identifiers []string) bool {
+	ok := true
+	var timeout time.Duration
+	if ackTimeout != "" {
+		d, err := ParseDuration(ackTimeout)
+		switch {
+		case err != nil:
+			b.Errorf(Child(b.Block, "ack_timeout"), "%s.ack_timeout: %v", kind, err)
+			ok = false
+		case d < time.Second:
+			b.Errorf(Child(b.Block, "ack_timeout"), "%s.ack_timeout %s is shorter than a second", kind, d)
+			ok = false
+		}
+		timeout = d
+	}
+	if len(identifiers) == 0 {
+		b.Errorf(b.Block, "%s.identifiers is required: list the identifier types the owner needs, such as [user_id]", kind)
+		ok = false
+	}
+	seen := map[string]bool{}
+	for i, typ := range identifiers {
+		at := Item(Child(b.Block, "identifiers"), i)
+		switch {
+		case !b.Declared(typ):
+			b.Errorf(at, "%s.identifiers: %q is not a declared identifier (declared: %v)", kind, typ, b.Identifiers)
+			ok = false
+		case seen[typ]:
+			b.Errorf(at, "%s.identifiers: %q is listed twice", kind, typ)
+			ok = false
+		}
+		seen[typ] = true
+	}
+	if !ok {
+		return false
+	}
+	if timeout > 0 {
+		b.Dataset.Policy.AckTimeout = timeout
+	}
+	b.Dataset.Keys = append([]string(nil), identifiers...)
+	return true
 }
 
 // LineError is one registry or configuration error, located in its file.

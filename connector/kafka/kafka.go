@@ -33,7 +33,6 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,43 +87,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Errorf(node("topic"), "kafka.topic %q is the ack topic, where acknowledgements go", blk.Topic)
 		ok = false
 	}
-	var ackTimeout time.Duration
-	if blk.AckTimeout != "" {
-		d, err := registry.ParseDuration(blk.AckTimeout)
-		switch {
-		case err != nil:
-			b.Errorf(node("ack_timeout"), "kafka.ack_timeout: %v", err)
-			ok = false
-		case d < time.Second:
-			b.Errorf(node("ack_timeout"), "kafka.ack_timeout %s is shorter than a second", d)
-			ok = false
-		}
-		ackTimeout = d
-	}
-	if len(blk.Identifiers) == 0 {
-		b.Errorf(b.Block, "kafka.identifiers is required: list the identifier types the owner needs, such as [user_id]")
-		ok = false
-	}
-	seen := map[string]bool{}
-	for i, typ := range blk.Identifiers {
-		at := registry.Item(node("identifiers"), i)
-		switch {
-		case !b.Declared(typ):
-			b.Errorf(at, "kafka.identifiers: %q is not a declared identifier (declared: %v)", typ, b.Identifiers)
-			ok = false
-		case seen[typ]:
-			b.Errorf(at, "kafka.identifiers: %q is listed twice", typ)
-			ok = false
-		}
-		seen[typ] = true
-	}
-	if !ok {
+	if !b.AsyncFields("kafka", blk.AckTimeout, blk.Identifiers) || !ok {
 		return nil
 	}
-	if ackTimeout > 0 {
-		b.Dataset.Policy.AckTimeout = ackTimeout
-	}
-	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
 	return newConnector(b.Dataset.Name, blk.Topic, b.Dataset.Keys)
 }
 

@@ -78,43 +78,9 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 		b.Errorf(node("subject"), "nats.subject %q is under %s, where acknowledgements go", blk.Subject, prefix)
 		ok = false
 	}
-	var ackTimeout time.Duration
-	if blk.AckTimeout != "" {
-		d, err := registry.ParseDuration(blk.AckTimeout)
-		switch {
-		case err != nil:
-			b.Errorf(node("ack_timeout"), "nats.ack_timeout: %v", err)
-			ok = false
-		case d < time.Second:
-			b.Errorf(node("ack_timeout"), "nats.ack_timeout %s is shorter than a second", d)
-			ok = false
-		}
-		ackTimeout = d
-	}
-	if len(blk.Identifiers) == 0 {
-		b.Errorf(b.Block, "nats.identifiers is required: list the identifier types the owner needs, such as [user_id]")
-		ok = false
-	}
-	seen := map[string]bool{}
-	for i, typ := range blk.Identifiers {
-		at := registry.Item(node("identifiers"), i)
-		switch {
-		case !b.Declared(typ):
-			b.Errorf(at, "nats.identifiers: %q is not a declared identifier (declared: %v)", typ, b.Identifiers)
-			ok = false
-		case seen[typ]:
-			b.Errorf(at, "nats.identifiers: %q is listed twice", typ)
-			ok = false
-		}
-		seen[typ] = true
-	}
-	if !ok {
+	if !b.AsyncFields("nats", blk.AckTimeout, blk.Identifiers) || !ok {
 		return nil
 	}
-	if ackTimeout > 0 {
-		b.Dataset.Policy.AckTimeout = ackTimeout
-	}
-	b.Dataset.Keys = append([]string(nil), blk.Identifiers...)
 	c := &Connector{dataset: b.Dataset.Name, subject: blk.Subject, keys: b.Dataset.Keys, policy: &b.Dataset.Policy}
 	SharedConn.Use(b.Resources, func(conn *Conn) { c.conn.Store(conn) })
 	return c
