@@ -39,6 +39,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ import (
 	"erasure/store/sqlite"
 )
 
+// intake is how the pipeline scenarios submit their requests (-intake).
+var intake string
+
 func main() {
 	n := flag.Int("n", 10000, "tasks (messages) per scenario")
 	url := flag.String("url", "", "NATS URL; empty starts an embedded server")
@@ -67,7 +71,19 @@ func main() {
 	syncMode := flag.String("sync", "NORMAL", "SQLite synchronous pragma for the pipeline scenario (FULL or NORMAL)")
 	transport := flag.String("transport", "", "run only nats or kafka")
 	only := flag.String("only", "", "run only raw, connector or pipeline")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
+	flag.StringVar(&intake, "intake", "single", "how the pipeline scenario's requests go in: single (Submit, one per call, 8 submitters) or batch (SubmitBatch, 1,000 per call)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	dir, err := os.MkdirTemp("", "erasure-bench-async-")
 	if err != nil {
@@ -338,16 +354,40 @@ func runPipeline(ctx context.Context, dir string, n int, syncMode string, conn e
 	go func() { eng.Run(lctx); close(engDone) }()
 	defer func() { cancel(); <-engDone }()
 
+	sub := func(i int) erasure.Submission {
+		return erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(i)}), Reason: "bench", Actor: "bench"}
+	}
 	begin := time.Now()
-	publishAll(n, 8, func(i int) error {
-		_, _, err := svc.Submit(ctx, erasure.Submission{Subject: erasure.NewSubject(erasure.Identifier{Type: "user_id", Value: strconv.Itoa(i)}),
-			Reason: "bench", Actor: "bench"})
-		return err
-	})
+	switch intake {
+	case "single":
+		publishAll(n, 8, func(i int) error {
+			_, _, err := svc.Submit(ctx, sub(i))
+			return err
+		})
+	case "batch":
+		const per = 1000
+		for start := 0; start < n; start += per {
+			subs := make([]erasure.Submission, 0, per)
+			for i := start; i < min(n, start+per); i++ {
+				subs = append(subs, sub(i))
+			}
+			res, err := svc.SubmitBatch(ctx, subs)
+			if err != nil {
+				log.Fatal(err)
+			}
+			for _, r := range res {
+				if r.Err != nil {
+					log.Fatal(r.Err)
+				}
+			}
+		}
+	default:
+		log.Fatalf("-intake %q: want single or batch", intake)
+	}
 	submitted := time.Since(begin)
 	<-done
 	elapsed := time.Since(begin)
-	fmt.Printf("pipeline: %d requests submitted in %.3fs; every ack applied %.3fs later\n", n, submitted.Seconds(), (elapsed - submitted).Seconds())
+	fmt.Printf("pipeline: %d requests submitted (intake %s) in %.3fs; every ack applied %.3fs later\n", n, intake, submitted.Seconds(), (elapsed - submitted).Seconds())
 	stats, err := st.DatasetStats(ctx)
 	if err != nil {
 		log.Fatal(err)

@@ -279,76 +279,108 @@ func (db *DB) WithdrawRequest(ctx context.Context, id, actor string) (*erasure.R
 	return db.change(ctx, id, actor, (*erasure.Machine).Withdraw)
 }
 
-// leaveBehind writes what a completed request leaves (ch.Suppress, ch.Escrow) from its
-// identifiers' clear values, which tx still holds.
-func (db *DB) leaveBehind(ctx context.Context, tx *sql.Tx, requestID string, ch erasure.Changes) error {
-	rows, err := db.query(ctx, tx, `SELECT type, value, hash FROM identifiers WHERE request_id = ? AND value IS NOT NULL ORDER BY type, value`, requestID)
-	if err != nil {
-		return err
+// leaveBehind writes what ended requests leave behind, made of their identifiers still in
+// clear: the suppression entries of those in Changes.Suppress (keyed by the suppression key,
+// one statement per inChunk entries; of two requests of the batch suppressing one identifier,
+// the later is recorded, as if written one after the other) and the sealed escrow of each
+// Changes.Escrow. At most inChunk requests.
+func (db *DB) leaveBehind(ctx context.Context, tx *sql.Tx, changes []requestChange) error {
+	if len(changes) == 0 {
+		return nil
 	}
 	type clear struct {
 		id   erasure.Identifier
 		hash string
 	}
-	var ids []clear
+	ids := make([]string, len(changes))
+	for i, r := range changes {
+		ids[i] = r.id
+	}
+	rows, err := db.query(ctx, tx, `SELECT request_id, type, value, hash FROM identifiers WHERE request_id IN (`+placeholders(inChunk)+`) AND value IS NOT NULL ORDER BY request_id, type, value`, padded(ids, "")...)
+	if err != nil {
+		return err
+	}
+	byRequest := map[string][]clear{}
 	for rows.Next() {
+		var rid string
 		var c clear
-		if err := rows.Scan(&c.id.Type, &c.id.Value, &c.hash); err != nil {
+		if err := rows.Scan(&rid, &c.id.Type, &c.id.Value, &c.hash); err != nil {
 			rows.Close()
 			return err
 		}
-		ids = append(ids, c)
+		byRequest[rid] = append(byRequest[rid], c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	now := ms(db.Now())
-	suppress := map[string]bool{}
-	for _, h := range ch.Suppress {
-		suppress[h] = true
-	}
-	for _, c := range ids {
-		if !suppress[c.hash] {
-			continue
+	type entry struct{ hash, typ, requestID string }
+	var entries []entry
+	at := map[string]int{}
+	for _, r := range changes {
+		suppress := map[string]bool{}
+		for _, h := range r.ch.Suppress {
+			suppress[h] = true
 		}
-		if db.suppression == nil {
-			return fmt.Errorf("sqlstore: no suppression key to suppress request %s's identifiers with", requestID)
-		}
-		if _, err := db.exec(ctx, tx, `INSERT INTO suppressions (hash, type, request_id, added_at, removed_at, removed_by) VALUES (?, ?, ?, ?, NULL, '')
-			ON CONFLICT (hash) DO UPDATE SET request_id = excluded.request_id, added_at = excluded.added_at, removed_at = NULL, removed_by = ''`,
-			db.suppression.Identifier(c.id), c.id.Type, requestID, now); err != nil {
-			return err
-		}
-	}
-	for _, seal := range ch.Escrow {
-		var subject []erasure.Identifier
-		for _, c := range ids {
-			for _, typ := range seal.Types {
-				if c.id.Type == typ {
-					subject = append(subject, c.id)
-				}
+		for _, c := range byRequest[r.id] {
+			if !suppress[c.hash] {
+				continue
+			}
+			if db.suppression == nil {
+				return fmt.Errorf("sqlstore: no suppression key to suppress request %s's identifiers with", r.id)
+			}
+			e := entry{db.suppression.Identifier(c.id), c.id.Type, r.id}
+			if i, ok := at[e.hash]; ok {
+				entries[i] = e
+			} else {
+				at[e.hash] = len(entries)
+				entries = append(entries, e)
 			}
 		}
-		if len(subject) == 0 {
-			continue
+	}
+	for start := 0; start < len(entries); start += inChunk {
+		part := entries[start:min(len(entries), start+inChunk)]
+		args := make([]any, 0, 4*len(part))
+		for _, e := range part {
+			args = append(args, e.hash, e.typ, e.requestID, now)
 		}
-		if db.escrow == nil {
-			return fmt.Errorf("sqlstore: no escrow cipher to seal request %s's identifiers with", requestID)
-		}
-		month, destroyAt := erasure.EscrowMonth(db.Now(), seal.Period)
-		wrapped, err := db.escrowKey(ctx, tx, seal.Dataset, month, destroyAt)
-		if err != nil {
+		if _, err := db.exec(ctx, tx, `INSERT INTO suppressions (hash, type, request_id, added_at, removed_at, removed_by) VALUES `+
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, NULL, ''), ", len(part)), ", ")+`
+			ON CONFLICT (hash) DO UPDATE SET request_id = excluded.request_id, added_at = excluded.added_at, removed_at = NULL, removed_by = ''`, args...); err != nil {
 			return err
 		}
-		plain, _ := json.Marshal(subject)
-		sealed, err := db.escrow.Seal(wrapped, plain, escrowAAD(seal.Dataset, month, requestID))
-		if err != nil {
-			return fmt.Errorf("sqlstore: sealing the escrow of %s: %w", seal.Dataset, err)
-		}
-		if _, err := db.exec(ctx, tx, `INSERT INTO escrow (request_id, dataset, month, sealed, completed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			requestID, seal.Dataset, month, sealed, now); err != nil {
-			return err
+	}
+	for _, r := range changes {
+		for _, seal := range r.ch.Escrow {
+			var subject []erasure.Identifier
+			for _, c := range byRequest[r.id] {
+				for _, typ := range seal.Types {
+					if c.id.Type == typ {
+						subject = append(subject, c.id)
+					}
+				}
+			}
+			if len(subject) == 0 {
+				continue
+			}
+			if db.escrow == nil {
+				return fmt.Errorf("sqlstore: no escrow cipher to seal request %s's identifiers with", r.id)
+			}
+			month, destroyAt := erasure.EscrowMonth(db.Now(), seal.Period)
+			wrapped, err := db.escrowKey(ctx, tx, seal.Dataset, month, destroyAt)
+			if err != nil {
+				return err
+			}
+			plain, _ := json.Marshal(subject)
+			sealed, err := db.escrow.Seal(wrapped, plain, escrowAAD(seal.Dataset, month, r.id))
+			if err != nil {
+				return fmt.Errorf("sqlstore: sealing the escrow of %s: %w", seal.Dataset, err)
+			}
+			if _, err := db.exec(ctx, tx, `INSERT INTO escrow (request_id, dataset, month, sealed, completed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				r.id, seal.Dataset, month, sealed, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -206,34 +206,89 @@ func (w *changeWriter) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, r := range w.requests {
-		cancelled := 0
-		if r.ch.Cancelled {
-			cancelled = 1
-		}
-		if _, err := db.exec(ctx, tx, `UPDATE requests SET status = coalesce(nullif(?, ''), status), cancelled = CASE WHEN ? = 1 THEN 1 ELSE cancelled END, updated_at = ?, finished_at = coalesce(?, finished_at) WHERE id = ?`,
-			string(r.ch.Status), cancelled, now, nullMS(r.ch.FinishedAt), r.id); err != nil {
-			return err
-		}
-		if len(r.ch.Suppress) > 0 || len(r.ch.Escrow) > 0 {
-			// The clear values are still here: what the request leaves behind is made of them
-			// before they are dropped, below.
-			if err := db.leaveBehind(ctx, tx, r.id, r.ch); err != nil {
-				return err
-			}
-		}
-		if r.ch.FinishedAt != nil {
-			if _, err := db.exec(ctx, tx, `UPDATE identifiers SET value = NULL WHERE request_id = ? AND value IS NOT NULL`, r.id); err != nil {
-				return err
-			}
-			db.scrubbed()
-		}
+	if err := w.writeRequests(ctx, now); err != nil {
+		return err
 	}
 	for _, ev := range w.events {
 		w.audit.append(ev)
 	}
 	*w = changeWriter{db: db, tx: tx, audit: w.audit}
 	return nil
+}
+
+// requestUpdate writes up to inChunk requests' changes (rows padded with id ” match nothing):
+// the status when one is given, cancelled when set, finished_at when given.
+const requestUpdate = `UPDATE requests SET status = coalesce(nullif(v.column2, ''), requests.status),
+		cancelled = CASE WHEN v.column3 = 1 THEN 1 ELSE requests.cancelled END, updated_at = v.column4,
+		finished_at = coalesce(v.column5, requests.finished_at)
+	FROM (VALUES %s) AS v
+	WHERE requests.id = v.column1`
+
+const requestUpdateRow = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS BIGINT))`
+
+var requestUpdateChunk = fmt.Sprintf(requestUpdate, strings.TrimSuffix(strings.Repeat(requestUpdateRow+", ", inChunk), ", "))
+
+// scrubChunk forgets the clear identifiers of up to inChunk ended requests.
+var scrubChunk = `UPDATE identifiers SET value = NULL WHERE request_id IN (` + placeholders(inChunk) + `) AND value IS NOT NULL`
+
+// writeRequests writes the requests' changes, inChunk requests per statement: their rows, then
+// what the ended ones leave behind (made of their clear identifiers), then the scrub of those
+// identifiers. A request changed twice in one flush is written in two statements, in order.
+func (w *changeWriter) writeRequests(ctx context.Context, now int64) error {
+	db, tx := w.db, w.tx
+	var chunk []requestChange
+	inChunkAlready := map[string]bool{}
+	write := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		args := make([]any, 0, 5*inChunk)
+		var behind []requestChange
+		var ended []string
+		for _, r := range chunk {
+			cancelled := 0
+			if r.ch.Cancelled {
+				cancelled = 1
+			}
+			args = append(args, r.id, string(r.ch.Status), cancelled, now, nullMS(r.ch.FinishedAt))
+			if len(r.ch.Suppress) > 0 || len(r.ch.Escrow) > 0 {
+				behind = append(behind, r)
+			}
+			if r.ch.FinishedAt != nil {
+				ended = append(ended, r.id)
+			}
+		}
+		for i := len(chunk); i < inChunk; i++ {
+			args = append(args, "", "", 0, 0, nil)
+		}
+		if _, err := db.exec(ctx, tx, requestUpdateChunk, args...); err != nil {
+			return err
+		}
+		// The clear values are still here: what the requests leave behind is made of them
+		// before they are dropped, below.
+		if err := db.leaveBehind(ctx, tx, behind); err != nil {
+			return err
+		}
+		if len(ended) > 0 {
+			if _, err := db.exec(ctx, tx, scrubChunk, padded(ended, "")...); err != nil {
+				return err
+			}
+			db.scrubbed()
+		}
+		chunk = chunk[:0]
+		clear(inChunkAlready)
+		return nil
+	}
+	for _, r := range w.requests {
+		if inChunkAlready[r.id] || len(chunk) == inChunk {
+			if err := write(); err != nil {
+				return err
+			}
+		}
+		chunk = append(chunk, r)
+		inChunkAlready[r.id] = true
+	}
+	return write()
 }
 
 // writeChanges persists what one Machine decided for request id, with its audit block, as the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -389,6 +390,34 @@ func testSuppression(t *testing.T, open PolicyOpener) {
 	complete(t, s, c)
 	if got, _ := s.Suppressed(ctx, []string{sh("user_id", "1")}); !got[0] {
 		t.Fatal("not suppressed after a second erasure")
+	}
+
+	// Many requests ending in one commit (more than one statement's worth), two of them of the
+	// same subject, one opted out: each is completed, scrubbed and suppressed as if alone.
+	var batch []*erasure.Request
+	var hashes []string
+	for i := range 40 {
+		v := fmt.Sprintf("batch-%d", i)
+		if i == 7 || i == 33 {
+			v = "batch-twice"
+		}
+		nr := newRequest(c, subject("user_id", v, "email", v+"@example.com"), erase("a"))
+		nr.NoSuppress = i == 20
+		batch = append(batch, create(t, s, nr))
+		hashes = append(hashes, sh("user_id", v))
+	}
+	finish(t, s, c, erasure.TaskDone, lease(t, s, "w", 100)...)
+	got, err = s.Suppressed(ctx, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range batch {
+		if g := get(t, s, r.ID); g.Status != erasure.RequestCompleted || len(g.Subject) != 0 {
+			t.Fatalf("request %d of the batch: %s, %d identifiers in clear", i, g.Status, len(g.Subject))
+		}
+		if got[i] != (i != 20) {
+			t.Fatalf("request %d of the batch: suppressed %v", i, got[i])
+		}
 	}
 	VerifyTrail(t, s)
 }
