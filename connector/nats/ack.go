@@ -20,7 +20,7 @@ import (
 type ApplyFunc func(ctx context.Context, dataset string, ack erasure.Ack) error
 
 // AckParallel is how many acknowledgements the server applies at once (WithAckParallel).
-const AckParallel = 128
+const AckParallel = 1024
 
 // AckRetryDelay is how long an acknowledgement whose apply failed for a passing reason waits
 // before it is delivered again.
