@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,12 @@ import (
 // A sidecar is used only while the partition's size, mtime and sample checksum match it;
 // otherwise (and when it is missing or torn) the partition is read. Sidecars are written
 // through a temporary name and not synced: a lost one only costs a read.
+//
+// A sidecar holds a hash of every key its partition held, so none outlives what it describes:
+// a commit rewrites (or, with the index off, removes) the sidecars of the partitions it
+// rewrote, and removes those of partitions that no longer exist (deleted or renamed by the
+// dataset's owner, whose keys would otherwise stay here for ever, erased subjects' too) and
+// the temporary files of writes that never finished; BuildIndex does the same.
 
 const indexMagic = "ERSKIX01"
 
@@ -167,20 +175,25 @@ func (c *Connector) writeIndex(rel string, hashes []uint64) {
 	st, err := os.Stat(c.abs(rel))
 	if err == nil {
 		c.writeIndexFor(rel, st, hashes)
+	} else {
+		os.Remove(c.indexPath(rel))
 	}
 }
 
 // writeIndexFor writes the sidecar of partition rel as it was when st was taken, unless it
-// has changed since. Failures are logged and ignored: a missing sidecar only costs a read.
+// has changed since; then the sidecar it had, which describes older content, is removed.
+// Failures are logged and ignored: a missing sidecar only costs a read.
 func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 	slices.Sort(hashes)
 	hashes = slices.Compact(hashes)
 	sample, err := sampleSum(c.abs(rel), st.Size())
 	if err != nil {
+		os.Remove(c.indexPath(rel))
 		return
 	}
 	now, err := os.Stat(c.abs(rel))
 	if err != nil || now.Size() != st.Size() || !now.ModTime().Equal(st.ModTime()) {
+		os.Remove(c.indexPath(rel))
 		return
 	}
 	ix := &skipIndex{size: st.Size(), mtime: st.ModTime().UnixNano(), sample: sample, hashes: hashes}
@@ -208,6 +221,48 @@ func readHashes(name string) ([]uint64, error) {
 		return nil, err
 	}
 	return ix.hashes, nil
+}
+
+// staleTemp is how old a sidecar's temporary file must be to be taken for the leftover of a
+// write that never finished (a write takes milliseconds).
+const staleTemp = time.Minute
+
+// pruneIndex removes the sidecars of partitions that no longer exist and the leftover
+// temporary files of sidecar writes, and returns how many files it removed. A partition that
+// appears while it runs keeps its sidecar: the partition's own file is looked at, not a
+// listing.
+func (c *Connector) pruneIndex() int {
+	root := filepath.Join(c.cfg.StateDir, "index")
+	removed := 0
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		switch {
+		case strings.HasSuffix(name, ".idx"):
+			rel, err := filepath.Rel(root, strings.TrimSuffix(p, ".idx"))
+			if err != nil {
+				return nil
+			}
+			if _, err := os.Lstat(c.abs(filepath.ToSlash(rel))); !errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+		case strings.HasSuffix(name, ".new") && strings.Contains(name, ".idx."):
+			if info, err := d.Info(); err != nil || time.Since(info.ModTime()) < staleTemp {
+				return nil
+			}
+		default:
+			return nil
+		}
+		if err := os.Remove(p); err == nil {
+			removed++
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			c.logger().Warn("skip index: a sidecar that outlived its partition was not removed", "err", err)
+		}
+		return nil
+	})
+	return removed
 }
 
 // IndexReport is what BuildIndex did: the domain's.
@@ -271,6 +326,7 @@ func (c *Connector) BuildIndex(ctx context.Context, progress ProgressFunc) (Inde
 		return rep, err
 	}
 	tr.final()
+	c.pruneIndex()
 	rep.Built, rep.Current, rep.Rows, rep.BytesRead = int(built.Load()), int(current.Load()), rows.Load(), read.Load()
 	rep.Elapsed = time.Since(start)
 	return rep, nil

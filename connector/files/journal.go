@@ -373,14 +373,21 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 		}
 	}
 	rep.Rewritten = len(prepared)
-	if c.cfg.Index {
-		for _, m := range prepared {
+	for _, m := range prepared {
+		if c.cfg.Index {
 			hashes, err := readHashes(filepath.Join(c.journalDir(plan.ID), "parts", markerName(m.Path)+".keys"))
 			if err == nil {
 				c.writeIndex(m.Path, hashes) // best effort: a missing sidecar only costs a read
+				continue
 			}
 		}
+		// With the index off (or the kept keys' hashes unreadable), a sidecar an earlier
+		// configuration left would keep the removed keys' hashes: it goes.
+		if err := os.Remove(c.indexPath(m.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.logger().Warn("skip index: the sidecar of a rewritten partition was not removed", "partition", m.Path, "err", err)
+		}
 	}
+	c.pruneIndex()
 	hook("committed", "")
 	c.removeTemps(plan.ID)
 	os.RemoveAll(c.journalDir(plan.ID))
