@@ -43,20 +43,9 @@ func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasur
 // groupCommit runs the waiting CreateRequest calls in batches until Close.
 func (db *DB) groupCommit() {
 	defer close(db.done)
+	var g gatherer
 	for op := range db.creates {
-		batch := []*createOp{op}
-	more:
-		for len(batch) < 256 {
-			select {
-			case op, ok := <-db.creates:
-				if !ok {
-					break more
-				}
-				batch = append(batch, op)
-			default:
-				break more
-			}
-		}
+		batch, _ := gather(&g, db.creates, op, 256)
 		var nrs []erasure.NewRequest
 		var live []*createOp
 		for _, op := range batch {
