@@ -55,6 +55,8 @@ type DB struct {
 	escrow      erasure.EscrowCipher
 
 	stmts    sync.Map // SQLite: query → *sql.Stmt prepared on w
+	rstmts   sync.Map // SQLite: query → *sql.Stmt prepared on r (up to maxReadStmts)
+	nrstmts  atomic.Int64
 	seen     sync.Map // SQLite: queries used in a transaction, not yet prepared for good
 	rebound  sync.Map // PostgreSQL: query → query with $n placeholders
 	creates  chan *createOp
@@ -141,6 +143,7 @@ func (db *DB) Close() error {
 	close(db.scrubStop)
 	<-db.scrubDone
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	db.rstmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	err := db.w.Close()
 	if db.r != db.w {
 		if err2 := db.r.Close(); err == nil {
@@ -275,12 +278,49 @@ func (db *DB) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...an
 
 // readQuery runs a query on the read pool.
 func (db *DB) readQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return db.r.QueryContext(ctx, db.q(query), args...)
 }
 
 // readRow runs a one-row query on the read pool.
 func (db *DB) readRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.readStmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return db.r.QueryRowContext(ctx, db.q(query), args...)
+}
+
+// maxReadStmts bounds the read statements kept prepared: queries are built from constants
+// and placeholders, so a few dozen exist, but a query built otherwise must not grow the cache
+// without end.
+const maxReadStmts = 512
+
+// readStmt returns query prepared on the SQLite read pool, kept for the next calls (a point
+// lookup costs less than parsing its statement; database/sql prepares it once on each
+// connection of the pool); nil on PostgreSQL (pgx keeps its own statement cache), when the
+// cache is full, or when preparing fails (the caller's query then reports the error).
+func (db *DB) readStmt(ctx context.Context, query string) *sql.Stmt {
+	if db.dialect != migrate.SQLite {
+		return nil
+	}
+	if st, ok := db.rstmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	if db.nrstmts.Load() >= maxReadStmts {
+		return nil
+	}
+	st, err := db.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if prev, loaded := db.rstmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt)
+	}
+	db.nrstmts.Add(1)
+	return st
 }
 
 // inTx runs fn in a write transaction, committing when it returns nil. On PostgreSQL a

@@ -34,7 +34,7 @@ func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasur
 		return nil, false, op.res.Err
 	}
 	if !op.res.Created {
-		r, err := db.request(ctx, db.r, op.res.Request.ID)
+		r, err := db.request(ctx, db.reads(), op.res.Request.ID)
 		return r, false, err
 	}
 	return op.res.Request, true, nil
@@ -302,15 +302,28 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []erasure.Task,
 	return ids, nil
 }
 
-// querier is what both *sql.DB and *sql.Tx offer.
+// querier is what both *sql.DB and *sql.Tx offer, and reads.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// reads is the read pool as a querier whose statements are kept prepared (readStmt).
+type reads struct{ db *DB }
+
+func (db *DB) reads() querier { return reads{db} }
+
+func (r reads) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return r.db.readQuery(ctx, query, args...)
+}
+
+func (r reads) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return r.db.readRow(ctx, query, args...)
+}
+
 // Request implements erasure.Store.
 func (db *DB) Request(ctx context.Context, id string) (*erasure.Request, error) {
-	return db.request(ctx, db.r, id)
+	return db.request(ctx, db.reads(), id)
 }
 
 const requestColumns = `id, status, reason, deadline, submitted_by, cancelled, created_at, updated_at, finished_at, not_before, canary`
@@ -512,7 +525,7 @@ func (db *DB) change(ctx context.Context, id, actor string, action func(*erasure
 	if err != nil {
 		return nil, err
 	}
-	return db.request(ctx, db.r, id)
+	return db.request(ctx, db.reads(), id)
 }
 
 // OverdueRequests implements erasure.Store.
