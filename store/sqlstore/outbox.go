@@ -103,7 +103,7 @@ func (db *DB) LeaseOutbox(ctx context.Context, owner string, n int, lease time.D
 		rows, err := db.query(ctx, tx, `SELECT `+outboxColumns+` FROM outbox o
 			WHERE o.state = 'pending' AND o.next_at <= ?
 			  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscriber = o.subscriber AND p.key = o.key AND p.state <> 'delivered' AND p.id < o.id)
-			ORDER BY o.next_at, o.id LIMIT ?`+db.skipLocked(), ms(now), n)
+			ORDER BY o.next_at, o.id LIMIT `+limitParam+db.skipLocked(), ms(now), n)
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func (db *DB) MarkOverdue(ctx context.Context, limit int) ([]string, error) {
 		now := db.Now()
 		rows, err := db.query(ctx, tx, `SELECT id, status, deadline FROM requests
 			WHERE overdue_at IS NULL AND status NOT IN ('completed', 'cancelled') AND deadline < ?
-			ORDER BY deadline, id LIMIT ?`+db.skipLocked(), ms(now), limit)
+			ORDER BY deadline, id LIMIT `+limitParam+db.skipLocked(), ms(now), limit)
 		if err != nil {
 			return err
 		}

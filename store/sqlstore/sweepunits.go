@@ -156,7 +156,7 @@ func (db *DB) LeaseSweepUnits(ctx context.Context, id, owner string, n int, leas
 		args = append(args, n)
 		rows, err := db.query(ctx, tx, `UPDATE sweep_units SET state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1
 			WHERE id IN (SELECT id FROM sweep_units WHERE state IN ('pending', 'running') AND due_at <= ?`+only+`
-				AND sweep_id IN (SELECT id FROM sweeps WHERE state = 'running') ORDER BY due_at, id LIMIT ?`+db.skipLocked()+`)
+				AND sweep_id IN (SELECT id FROM sweeps WHERE state = 'running') ORDER BY due_at, id LIMIT `+limitParam+db.skipLocked()+`)
 			RETURNING `+unitColumns, args...)
 		if err != nil {
 			return err

@@ -46,7 +46,7 @@ func (db *DB) leaseTx(ctx context.Context, tx *sql.Tx, a *auditWriter, owner str
 	now := db.Now()
 	until := now.Add(lease)
 	rows, err := db.query(ctx, tx, `UPDATE tasks SET leased_from = state, state = 'running', lease_owner = ?, due_at = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id IN (SELECT id FROM tasks WHERE state IN (`+leaseStates+`) AND due_at <= ? ORDER BY due_at, request_id LIMIT ?`+db.skipLocked()+`)
+		WHERE id IN (SELECT id FROM tasks WHERE state IN (`+leaseStates+`) AND due_at <= ? ORDER BY due_at, request_id LIMIT `+limitParam+db.skipLocked()+`)
 		RETURNING `+taskColumns+`, leased_from`, owner, ms(until), ms(now), ms(now), n)
 	if err != nil {
 		return nil, err
