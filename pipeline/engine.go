@@ -64,6 +64,8 @@ type Engine struct {
 	// inflight counts leased tasks whose result is not yet committed; capacity bounds it.
 	inflight atomic.Int64
 	capacity int64
+	// leasedAt is when either loop last leased (unix nanoseconds).
+	leasedAt atomic.Int64
 	stopping atomic.Bool
 
 	laneMu sync.Mutex
@@ -210,10 +212,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	leaseFor := e.leaseFor()
 	// While the store fails, one line when it starts, one a minute, one when it is back.
 	var failingSince, loggedAt time.Time
+	deferred := false // a wake-up left to the commit loop's lease
 	for ctx.Err() == nil {
-		n := e.reserve(e.Batch)
+		n := 0
+		if !deferred {
+			n = e.reserve(e.Batch)
+		}
+		deferred = false
 		if n > 0 {
 			got, err := e.Store.LeaseTasks(ctx, e.Owner, n, leaseFor)
+			e.leasedAt.Store(time.Now().UnixNano())
 			switch now := time.Now(); {
 			case err != nil && ctx.Err() == nil && (failingSince.IsZero() || now.Sub(loggedAt) >= time.Minute):
 				if failingSince.IsZero() {
@@ -234,6 +242,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-e.wake:
+			if e.inflight.Load() > 0 && time.Since(time.Unix(0, e.leasedAt.Load())) < e.Poll {
+				// Results are on their way, and the transaction that commits them leases
+				// what is due by then (FinishAndLease): a lease of its own now would be one
+				// transaction more for the same tasks. Leases do not stop for longer than Poll.
+				deferred = true
+				break
+			}
 			// Submissions and acknowledgements come in bursts: gather a burst's wake-ups into
 			// one lease instead of leasing one task per wake-up.
 			time.Sleep(2 * time.Millisecond)
@@ -364,6 +379,9 @@ func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct
 		var leased []erasure.Task
 		for try := 0; try < 5; try++ {
 			dropped, leased, err = e.Store.FinishAndLease(ctx, batch, e.Owner, n, leaseFor)
+			if n > 0 {
+				e.leasedAt.Store(time.Now().UnixNano())
+			}
 			if err == nil {
 				if len(dropped) > 0 {
 					e.Logger.Warn("results dropped: lease lost", "tasks", dropped)
@@ -386,9 +404,14 @@ func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct
 		}
 		e.inflight.Add(int64(len(leased) - n))
 		e.dispatch(leased, results)
-		select {
-		case committed <- struct{}{}:
-		default:
+		if n > 0 && len(leased) == n {
+			// The lease was full: more may be due, and the main loop leases on. A lease that
+			// took less found nothing more due, and another lease now would be a transaction
+			// for nothing.
+			select {
+			case committed <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
