@@ -287,20 +287,9 @@ func (db *DB) AckTask(ctx context.Context, dataset string, d erasure.AckDecision
 // ackGroup applies the waiting AckTask calls in batches until Close.
 func (db *DB) ackGroup() {
 	defer close(db.acksDone)
+	var g gatherer
 	for op := range db.acks {
-		batch := []*ackOp{op}
-	more:
-		for len(batch) < 256 {
-			select {
-			case op, ok := <-db.acks:
-				if !ok {
-					break more
-				}
-				batch = append(batch, op)
-			default:
-				break more
-			}
-		}
+		batch, _ := gather(&g, db.acks, op, 256)
 		var live []*ackOp
 		for _, op := range batch {
 			if err := op.ctx.Err(); err != nil {
