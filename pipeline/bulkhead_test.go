@@ -21,6 +21,13 @@ func (f *frozen) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome,
 	return erasure.Outcome{}, erasure.Transient(ctx.Err(), 0)
 }
 
+// frozenDataset is dataset "frozen" on fz: a minute's timeout, concurrency 2.
+func frozenDataset(fz *frozen) *erasure.Dataset {
+	return &erasure.Dataset{Name: "frozen", Owner: "team", Connector: "test", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Conn: fz,
+		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute},
+			Timeout: time.Minute, Concurrency: 2}}
+}
+
 // TestEngine_FrozenDatasetHoldsOnlyItsOwnSlots runs a frozen dataset beside a healthy one: the
 // healthy dataset's tasks all complete while the frozen one's calls hang, and the frozen
 // dataset never has more calls in flight than its concurrency. Without bulkheads the frozen
@@ -29,9 +36,7 @@ func (f *frozen) Erase(ctx context.Context, s erasure.Subject) (erasure.Outcome,
 func TestEngine_FrozenDatasetHoldsOnlyItsOwnSlots(t *testing.T) {
 	healthy := dataset("healthy", &conn{}, []string{"user_id"})
 	fz := &frozen{}
-	stuck := &erasure.Dataset{Name: "frozen", Owner: "team", Connector: "test", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Conn: fz,
-		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute},
-			Timeout: time.Minute, Concurrency: 2}}
+	stuck := frozenDataset(fz)
 	h := newHarness(t, nil, healthy, stuck)
 	h.engine.Workers, h.engine.Grace = 4, 100*time.Millisecond
 	const n = 40
@@ -84,9 +89,7 @@ func TestEngine_FrozenDatasetHoldsOnlyItsOwnSlots(t *testing.T) {
 func TestEngine_WakeUpsBesideHungTasksStillLease(t *testing.T) {
 	healthy := dataset("healthy", &conn{}, []string{"user_id"})
 	fz := &frozen{}
-	stuck := &erasure.Dataset{Name: "frozen", Owner: "team", Connector: "test", Method: erasure.MethodRealtime, Keys: []string{"user_id"}, Conn: fz,
-		Policy: erasure.Policy{Deadline: 720 * time.Hour, MaxAttempts: 3, Backoff: erasure.Backoff{Initial: time.Second, Max: time.Minute},
-			Timeout: time.Minute, Concurrency: 2}}
+	stuck := frozenDataset(fz)
 	h := newHarness(t, nil, healthy, stuck)
 	h.engine.Poll, h.engine.Grace = 200*time.Millisecond, 100*time.Millisecond
 	first := h.submit(t, "user_id", "1")
