@@ -28,6 +28,11 @@ func derive(auditKey []byte, label string) []byte {
 // since it opens neither the audit trail nor the escrow.
 func SuppressionKey(auditKey []byte) []byte { return derive(auditKey, "erasure suppression list/1") }
 
+// IndexKey returns the key connectors hash the identifiers of their own indexes with (the
+// files connector's skip index), derived from the audit key: every process of a deployment
+// reads the others' indexes, and nobody without the audit key can test a value against them.
+func IndexKey(auditKey []byte) []byte { return derive(auditKey, "erasure connector index/1") }
+
 // Escrow is the replay escrow's cipher (erasure.EscrowCipher). Data keys are 32 random bytes,
 // stored wrapped with AES-256-GCM under a master key derived from the audit key (which is not
 // in the store); what they seal is AES-256-GCM too, with a random 96-bit nonce before the

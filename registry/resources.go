@@ -89,3 +89,8 @@ func (r Resource[T]) Wanted(rs *Resources) bool {
 	e := rs.entries[r.name]
 	return e != nil && len(e.users) > 0
 }
+
+// IndexKey is the 32-byte key connectors hash identifiers with in indexes of their own (the
+// files connector's skip index): audit.IndexKey of the deployment's audit key, provided by
+// the server. Any hash of an identifier is keyed.
+var IndexKey = NewResource[[]byte]("index-key")

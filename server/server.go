@@ -162,6 +162,7 @@ func Open(ctx context.Context, cfg *registry.Config, log *slog.Logger) (_ *Serve
 	if err != nil {
 		return nil, err
 	}
+	registry.IndexKey.Provide(cfg.Resources, audit.IndexKey(key))
 	pol, err := openPolicies(cfg, key)
 	if err != nil {
 		return nil, err

@@ -27,9 +27,11 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/minio/highwayhash"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"erasure"
+	"erasure/audit"
 	"erasure/client"
 )
 
@@ -227,6 +229,31 @@ func TestPrivacy_NothingRecoverableAfterErasure(t *testing.T) {
 		t.Errorf("the dictionary attack recovered %d identifiers from hash-like values on disk:\n  %s", len(hits), strings.Join(hits[:min(len(hits), 10)], "\n  "))
 	}
 	t.Logf("scanned %d hash-like values with a dictionary of %d entries and %d hash functions", att.tokens, len(dict), len(hashFuncs))
+
+	// The snapshot's skip index still describes the open requests' rows, under the
+	// deployment's index key: no unkeyed hash of their identifiers either, and every sidecar
+	// names that key.
+	if hits := newDictionaryAttack(openValues).scan(t, snapshot); len(hits) > 0 {
+		t.Errorf("the dictionary attack recovered %d identifiers of open requests from the snapshot's state:\n  %s", len(hits), strings.Join(hits[:min(len(hits), 10)], "\n  "))
+	}
+	auditKey, err := audit.LoadKey("", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := highwayhash.Sum64([]byte("erasure skip index key"), audit.IndexKey(auditKey))
+	sidecars := 0
+	filepath.WalkDir(snapshot, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".idx") {
+			sidecars++
+			if b, _ := os.ReadFile(p); len(b) < 16 || binary.LittleEndian.Uint64(b[8:16]) != keyID {
+				t.Errorf("sidecar %s is not under the deployment's index key", p)
+			}
+		}
+		return nil
+	})
+	if sidecars == 0 {
+		t.Error("the snapshot has no skip index sidecar")
+	}
 
 	// The server's logs, at debug level, and its metrics never carry an identifier, of an
 	// ended request or an open one, in clear or as an unkeyed hash.

@@ -164,6 +164,11 @@ func (driver) Build(b *registry.Build) erasure.Connector {
 	b.Dataset.Keys = []string{cfg.Key.Identifier}
 	c := newConnector(cfg)
 	c.name = b.Dataset.Name
+	registry.IndexKey.Use(b.Resources, func(key []byte) {
+		if err := c.SetIndexKey(key); err != nil {
+			c.logger().Error("skip index: the deployment's index key is refused; sidecars serve this process only", "err", err)
+		}
+	})
 	if b.Dataset.Canary != nil && !buildPlant(b, c) {
 		return nil
 	}

@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/minio/highwayhash"
 	"golang.org/x/sync/errgroup"
 
 	"erasure"
@@ -36,6 +38,8 @@ type Connector struct {
 	indexRead atomic.Int64
 	// plans are the key sets of the shared sweeps this process worked on (units.go).
 	plans planCache
+	// ikey keys the skip index's hashes (SetIndexKey).
+	ikey atomic.Pointer[indexKey]
 }
 
 var (
@@ -60,6 +64,11 @@ func New(cfg Config) (*Connector, error) {
 
 func newConnector(cfg Config) *Connector {
 	c := &Connector{name: cfg.Path, cfg: cfg}
+	// Until the server gives the deployment's key (SetIndexKey), a random one: sidecars then
+	// serve only this connector.
+	key := make([]byte, highwayhash.Size)
+	rand.Read(key)
+	c.ikey.Store(newIndexKey(key))
 	if cfg.Format != formatCSV {
 		c.path = strings.Split(cfg.Key.Field, ".")
 	}
@@ -442,7 +451,7 @@ func (c *Connector) holds(ctx context.Context, s erasure.Subject) (bool, error) 
 	for _, p := range parts {
 		g.Go(func() error {
 			if c.cfg.Index {
-				if ix, ok := c.readIndex(p.Path); ok && !ix.mayHold(ks.hashes) {
+				if ix, ok := c.readIndex(p.Path); ok && !ix.mayHold(ks.indexHashes(c.indexKey())) {
 					return nil
 				}
 			}

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,16 +16,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/minio/highwayhash"
 	"golang.org/x/sync/errgroup"
 
 	"erasure"
 )
 
 // The skip index keeps, for each partition, a sidecar in <state>/index/<partition>.idx: the
-// sorted, distinct 64-bit xxhash values of the keys the partition holds (an exact set up to
-// hash collisions: a collision only makes a sweep read a partition it could have skipped).
+// sorted, distinct 64-bit keyed hashes (HighwayHash, a PRF, under the index key) of the keys
+// the partition holds (an exact set up to hash collisions: a collision only makes a sweep read
+// a partition it could have skipped). Keyed, so that nobody without the key can test a value
+// against a sidecar; the server gives every connector the deployment's key
+// (registry.IndexKey, derived from the audit key), so that its processes share the sidecars.
+// A connector without one uses a random key of its own, and its sidecars serve only itself.
 //
-//	"ERSKIX01"  magic
+//	"ERSKIX02"  magic
+//	key         uint64  which key hashed it (a keyed hash of a constant)
 //	size        int64   the partition's size,
 //	mtime       int64   modification time (ns)
 //	sample      uint32  and CRC-32C of its first and last 4 KiB when the sidecar was made
@@ -32,8 +39,9 @@ import (
 //	hashes      count × uint64, ascending
 //	crc         uint32  CRC-32C of everything before it
 //
-// A sidecar is used only while the partition's size, mtime and sample checksum match it;
-// otherwise (and when it is missing or torn) the partition is read. Sidecars are written
+// A sidecar is used only while its key is the connector's and the partition's size, mtime
+// and sample checksum match it; otherwise (and when it is missing or torn) the partition is
+// read. Sidecars are written
 // through a temporary name and not synced: a lost one only costs a read.
 //
 // A sidecar holds a hash of every key its partition held, so none outlives what it describes:
@@ -42,11 +50,38 @@ import (
 // dataset's owner, whose keys would otherwise stay here for ever, erased subjects' too) and
 // the temporary files of writes that never finished; BuildIndex does the same.
 
-const indexMagic = "ERSKIX01"
+const indexMagic = "ERSKIX02"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// indexKey is a skip index key and its id (the keyed hash of a constant, written in each
+// sidecar).
+type indexKey struct {
+	key []byte
+	id  uint64
+}
+
+func newIndexKey(key []byte) *indexKey {
+	return &indexKey{key: key, id: highwayhash.Sum64([]byte("erasure skip index key"), key)}
+}
+
+// sum is the keyed hash of one key value.
+func (k *indexKey) sum(b []byte) uint64 { return highwayhash.Sum64(b, k.key) }
+
+// SetIndexKey makes key (32 bytes) the key of the skip index's hashes: sidecars made under
+// another key are no longer used, and are made again when their partition is read.
+func (c *Connector) SetIndexKey(key []byte) error {
+	if len(key) != highwayhash.Size {
+		return erasure.Errorf(erasure.EINVALID, "files: the index key must be %d bytes, not %d", highwayhash.Size, len(key))
+	}
+	c.ikey.Store(newIndexKey(bytes.Clone(key)))
+	return nil
+}
+
+func (c *Connector) indexKey() *indexKey { return c.ikey.Load() }
+
 type skipIndex struct {
+	key         uint64 // the id of the key that hashed it
 	size, mtime int64
 	sample      uint32
 	hashes      []uint64
@@ -101,6 +136,9 @@ func (c *Connector) loadIndex(rel string) (*skipIndex, bool) {
 		return &skipIndex{bytes: int64(len(b))}, false
 	}
 	ix.bytes = int64(len(b))
+	if ix.key != c.indexKey().id {
+		return ix, false
+	}
 	st, err := os.Stat(c.abs(rel))
 	if err != nil || st.Size() != ix.size || st.ModTime().UnixNano() != ix.mtime {
 		return ix, false
@@ -113,7 +151,7 @@ func (c *Connector) loadIndex(rel string) (*skipIndex, bool) {
 }
 
 func decodeIndex(b []byte) (*skipIndex, error) {
-	const head = 8 + 8 + 8 + 4 + 4
+	const head = 8 + 8 + 8 + 8 + 4 + 4
 	if len(b) < head+4 || string(b[:8]) != indexMagic {
 		return nil, errors.New("not a skip index")
 	}
@@ -122,11 +160,12 @@ func decodeIndex(b []byte) (*skipIndex, error) {
 		return nil, errors.New("skip index checksum mismatch")
 	}
 	ix := &skipIndex{
-		size:   int64(binary.LittleEndian.Uint64(b[8:])),
-		mtime:  int64(binary.LittleEndian.Uint64(b[16:])),
-		sample: binary.LittleEndian.Uint32(b[24:]),
+		key:    binary.LittleEndian.Uint64(b[8:]),
+		size:   int64(binary.LittleEndian.Uint64(b[16:])),
+		mtime:  int64(binary.LittleEndian.Uint64(b[24:])),
+		sample: binary.LittleEndian.Uint32(b[32:]),
 	}
-	n := int(binary.LittleEndian.Uint32(b[28:]))
+	n := int(binary.LittleEndian.Uint32(b[36:]))
 	if len(body) != head+8*n {
 		return nil, errors.New("skip index length mismatch")
 	}
@@ -138,8 +177,9 @@ func decodeIndex(b []byte) (*skipIndex, error) {
 }
 
 func encodeIndex(ix *skipIndex) []byte {
-	b := make([]byte, 0, 32+8*len(ix.hashes)+4)
+	b := make([]byte, 0, 40+8*len(ix.hashes)+4)
 	b = append(b, indexMagic...)
+	b = binary.LittleEndian.AppendUint64(b, ix.key)
 	b = binary.LittleEndian.AppendUint64(b, uint64(ix.size))
 	b = binary.LittleEndian.AppendUint64(b, uint64(ix.mtime))
 	b = binary.LittleEndian.AppendUint32(b, ix.sample)
@@ -196,7 +236,7 @@ func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 		os.Remove(c.indexPath(rel))
 		return
 	}
-	ix := &skipIndex{size: st.Size(), mtime: st.ModTime().UnixNano(), sample: sample, hashes: hashes}
+	ix := &skipIndex{key: c.indexKey().id, size: st.Size(), mtime: st.ModTime().UnixNano(), sample: sample, hashes: hashes}
 	p := c.indexPath(rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
 		err = writeFileAtomic(p, encodeIndex(ix), 0o600, false)
@@ -206,12 +246,13 @@ func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 	}
 }
 
-// writeHashes and readHashes keep a prepared partition's kept-key hashes in the journal.
-func writeHashes(name string, hashes []uint64) error {
-	return writeFileAtomic(name, encodeIndex(&skipIndex{hashes: hashes}), 0o600, false)
+// writeHashes and readHashes keep a prepared partition's kept-key hashes in the journal,
+// under the connector's index key: hashes made under another are refused.
+func (c *Connector) writeHashes(name string, hashes []uint64) error {
+	return writeFileAtomic(name, encodeIndex(&skipIndex{key: c.indexKey().id, hashes: hashes}), 0o600, false)
 }
 
-func readHashes(name string) ([]uint64, error) {
+func (c *Connector) readHashes(name string) ([]uint64, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
@@ -219,6 +260,9 @@ func readHashes(name string) ([]uint64, error) {
 	ix, err := decodeIndex(b)
 	if err != nil {
 		return nil, err
+	}
+	if ix.key != c.indexKey().id {
+		return nil, errors.New("kept-key hashes made under another index key")
 	}
 	return ix.hashes, nil
 }
@@ -307,7 +351,7 @@ func (c *Connector) BuildIndex(ctx context.Context, progress ProgressFunc) (Inde
 				return classifyIO(fmt.Errorf("files: %s: %w", c.abs(p.Path), err))
 			}
 			var hashes []uint64
-			s, err := c.process(gctx, p.Path, newKeySet(nil), modeScan, &processOut{hashes: &hashes})
+			s, err := c.process(gctx, p.Path, newKeySet(nil), modeScan, &processOut{hashes: &hashes, key: c.indexKey()})
 			if err != nil {
 				return err
 			}

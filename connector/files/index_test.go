@@ -81,3 +81,53 @@ func TestSkipIndex_NoSidecarOutlivesItsPartition(t *testing.T) {
 		t.Error("p0's sidecar, whose partition was not rewritten, was removed")
 	}
 }
+
+// TestSkipIndex_Keyed: sidecars hold keyed hashes only (no xxhash64 of any key the partitions
+// hold), serve every connector of the same index key, and are not trusted (made again) by a
+// connector with another.
+func TestSkipIndex_Keyed(t *testing.T) {
+	dir := t.TempDir()
+	row := func(id string) line { return line{`{"user":{"id":"` + id + `"}}` + "\n", false} }
+	writeFile(t, filepath.Join(dir, "p0.jsonl"), content([]line{row("42"), row("7")}, false))
+	writeFile(t, filepath.Join(dir, "p1.jsonl"), content([]line{row("8")}, false))
+	cfg := files.Config{Path: dir, Format: "jsonl", Key: files.Key{Field: "user.id"}, Index: true}
+	key := bytes.Repeat([]byte{7}, 32)
+	open := func(key []byte) *files.Connector {
+		c := newConn(t, cfg)
+		if key != nil {
+			if err := c.SetIndexKey(key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c
+	}
+	ctx := context.Background()
+	a := open(key)
+	if rep, err := a.BuildIndex(ctx, nil); err != nil || rep.Built != 2 {
+		t.Fatalf("BuildIndex = %+v, %v", rep, err)
+	}
+	for _, v := range []string{"42", "7", "8"} {
+		sum := binary.LittleEndian.AppendUint64(nil, xxhash.Sum64String(v))
+		filepath.WalkDir(filepath.Join(dir, ".erasure"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if b, _ := os.ReadFile(p); bytes.Contains(b, sum) {
+					t.Errorf("%s holds the unkeyed hash of %s", p, v)
+				}
+			}
+			return nil
+		})
+	}
+	if rep, _ := open(key).BuildIndex(ctx, nil); rep.Built != 0 || rep.Current != 2 {
+		t.Errorf("another connector with the same key: %+v, want both sidecars current", rep)
+	}
+	if rep, _ := open(nil).BuildIndex(ctx, nil); rep.Built != 2 {
+		t.Errorf("a connector with a key of its own: %+v, want both sidecars made again", rep)
+	}
+	if err := a.SetIndexKey([]byte("short")); err == nil {
+		t.Error("a 5-byte index key was taken")
+	}
+	// a's key is still its own: the sidecars the last connector made are not a's.
+	if res := sweep(t, a, "42"); res.Removed != 1 {
+		t.Fatalf("removed %d rows, want 1", res.Removed)
+	}
+}

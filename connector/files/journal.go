@@ -375,7 +375,7 @@ func (c *Connector) Commit(ctx context.Context, plan *Plan) (Report, error) {
 	rep.Rewritten = len(prepared)
 	for _, m := range prepared {
 		if c.cfg.Index {
-			hashes, err := readHashes(filepath.Join(c.journalDir(plan.ID), "parts", markerName(m.Path)+".keys"))
+			hashes, err := c.readHashes(filepath.Join(c.journalDir(plan.ID), "parts", markerName(m.Path)+".keys"))
 			if err == nil {
 				c.writeIndex(m.Path, hashes) // best effort: a missing sidecar only costs a read
 				continue

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 		tr.index(n)
 		if ok {
 			indexed = true
-			if !ix.mayHold(plan.keys.hashes) {
+			if !ix.mayHold(plan.keys.indexHashes(c.indexKey())) {
 				m.Skipped = true
 				if err := c.writeMarker(plan.ID, m); err != nil {
 					return res, classifyIO(err)
@@ -88,7 +89,7 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 	if useIndex {
 		hashes = new([]uint64)
 	}
-	stats, err := c.process(ctx, p.Path, plan.keys, modeRewrite, &processOut{sink: out, hashes: hashes})
+	stats, err := c.process(ctx, p.Path, plan.keys, modeRewrite, &processOut{sink: out, hashes: hashes, key: c.indexKey()})
 	if err != nil {
 		out.abort()
 		return res, err
@@ -108,7 +109,7 @@ func (c *Connector) RewritePartition(ctx context.Context, plan *Plan, p Partitio
 		m.TempSize = out.size
 		res.Prepared = true
 		if hashes != nil {
-			if err := writeHashes(filepath.Join(c.journalDir(plan.ID), "parts", markerName(p.Path)+".keys"), *hashes); err != nil {
+			if err := c.writeHashes(filepath.Join(c.journalDir(plan.ID), "parts", markerName(p.Path)+".keys"), *hashes); err != nil {
 				out.abort()
 				return res, classifyIO(err)
 			}
@@ -133,15 +134,17 @@ const (
 	modeCheck               // read the header / schema only
 )
 
-// processOut is where a rewrite goes: the sink for kept rows, and the kept keys' hashes.
+// processOut is where a rewrite goes: the sink for kept rows, and the kept keys' hashes
+// under the index key.
 type processOut struct {
 	sink   *sink
 	hashes *[]uint64
+	key    *indexKey
 }
 
 func (o *processOut) hash(key []byte) {
 	if o != nil && o.hashes != nil {
-		*o.hashes = append(*o.hashes, xxhash.Sum64(key))
+		*o.hashes = append(*o.hashes, o.key.sum(key))
 	}
 }
 
@@ -304,7 +307,7 @@ func (s *sink) abort() {
 	}
 }
 
-// keySet is the set of key values of a sweep, with their sorted hashes for the skip index
+// keySet is the set of key values of a sweep, with their sorted (unkeyed, in memory only) hashes
 // and a one-hash bit filter in front of the map (2 to 3% false positives, in a table small
 // enough for the cache), so that most rows' keys are ruled out without a map lookup.
 type keySet struct {
@@ -315,6 +318,25 @@ type keySet struct {
 	// match, when set, decides instead of the set: the rows of a job (retention, replay) are
 	// chosen by a predicate on their field's value, and the skip index cannot rule any out.
 	match func([]byte) bool
+
+	mu     sync.Mutex
+	idxKey *indexKey // the key idx was hashed under
+	idx    []uint64  // the keys' hashes under idxKey, sorted: the skip index's query
+}
+
+// indexHashes returns the set's keys hashed under k, sorted (computed once per key).
+func (ks *keySet) indexHashes(k *indexKey) []uint64 {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.idxKey != k {
+		idx := make([]uint64, 0, len(ks.m))
+		for v := range ks.m {
+			idx = append(idx, k.sum([]byte(v)))
+		}
+		slices.Sort(idx)
+		ks.idx, ks.idxKey = idx, k
+	}
+	return ks.idx
 }
 
 func newKeySet(keys []string) *keySet {
