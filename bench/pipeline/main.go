@@ -11,6 +11,7 @@
 //
 // Workers are separate Engines (their own owners, as processes would be): on PostgreSQL each
 // on a store handle (a pool) of its own; on SQLite, which one process owns, on the one handle.
+// Requests are submitted through the first handle, as a fleet's serve takes the API.
 // PostgreSQL runs in a schema created for each configuration and dropped after (-dsn, default
 // $ERASURE_TEST_POSTGRES).
 //
@@ -344,7 +345,10 @@ func (e *env) pipeline(ctx context.Context) (submit, execute time.Duration, err 
 		per = o.batch
 	}
 	for s := 0; s < o.submitters; s++ {
-		svc := e.svcs[s%len(e.svcs)]
+		// Requests go in through one process, as in a fleet (serve takes the API, the
+		// workers execute): spreading the submitters over every worker's handle would split
+		// the group commit's batches, and the intake would slow as workers are added.
+		svc := e.svcs[0]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
