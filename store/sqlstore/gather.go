@@ -78,3 +78,20 @@ func gather[T any](g *gatherer, ch <-chan T, first T, limit int) (batch []T, clo
 	}
 	return batch, false
 }
+
+// drain returns up to n of the calls queued on ch, without waiting.
+func drain[T any](ch <-chan T, n int) []T {
+	var out []T
+	for len(out) < n {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return out
+			}
+			out = append(out, v)
+		default:
+			return out
+		}
+	}
+	return out
+}

@@ -92,3 +92,20 @@ func TestGather(t *testing.T) {
 		}
 	})
 }
+
+func TestDrain(t *testing.T) {
+	ch := make(chan int, 5)
+	for i := range 5 {
+		ch <- i
+	}
+	if got := drain(ch, 3); len(got) != 3 || got[2] != 2 {
+		t.Fatalf("drain 3 of 5: %v", got)
+	}
+	close(ch)
+	if got := drain(ch, 10); len(got) != 2 || got[1] != 4 {
+		t.Fatalf("drain the rest of a closed channel: %v", got)
+	}
+	if got := drain(make(chan int), 10); len(got) != 0 {
+		t.Fatalf("drain of an empty channel: %v", got)
+	}
+}

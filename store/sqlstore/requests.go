@@ -40,7 +40,8 @@ func (db *DB) CreateRequest(ctx context.Context, nr erasure.NewRequest) (*erasur
 	return op.res.Request, true, nil
 }
 
-// groupCommit runs the waiting CreateRequest calls in batches until Close.
+// groupCommit runs the waiting CreateRequest calls in batches until Close. The calls that
+// queue while the batch waits for the write lock join it once it holds the lock (drain).
 func (db *DB) groupCommit() {
 	defer close(db.done)
 	var g gatherer
@@ -48,19 +49,25 @@ func (db *DB) groupCommit() {
 		batch, _ := gather(&g, db.creates, op, 256)
 		var nrs []erasure.NewRequest
 		var live []*createOp
-		for _, op := range batch {
-			if err := op.ctx.Err(); err != nil {
-				op.res.Err = err
-				close(op.done)
-				continue
+		take := func(ops []*createOp) {
+			for _, op := range ops {
+				if err := op.ctx.Err(); err != nil {
+					op.res.Err = err
+					close(op.done)
+					continue
+				}
+				nrs = append(nrs, op.nr)
+				live = append(live, op)
 			}
-			nrs = append(nrs, op.nr)
-			live = append(live, op)
 		}
+		take(batch)
 		if len(nrs) == 0 {
 			continue
 		}
-		res, err := db.CreateRequests(context.Background(), nrs)
+		res, err := db.createRequests(context.Background(), func() []erasure.NewRequest {
+			take(drain(db.creates, 256-len(live)))
+			return nrs
+		})
 		for i, op := range live {
 			if err != nil {
 				op.res.Err = err
@@ -79,8 +86,16 @@ func (db *DB) groupCommit() {
 // at the same moment), each request is written again in a transaction of its own, so that one
 // request's failure is only its own.
 func (db *DB) CreateRequests(ctx context.Context, nrs []erasure.NewRequest) ([]erasure.CreateResult, error) {
+	return db.createRequests(ctx, func() []erasure.NewRequest { return nrs })
+}
+
+// createRequests is CreateRequests of the batch that batch returns once the transaction holds
+// the write lock (the group commit adds the calls that queued meanwhile).
+func (db *DB) createRequests(ctx context.Context, batch func() []erasure.NewRequest) ([]erasure.CreateResult, error) {
 	var out []erasure.CreateResult
+	var nrs []erasure.NewRequest
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		nrs = batch()
 		var err error
 		out, err = db.createBatch(ctx, tx, nrs)
 		return err

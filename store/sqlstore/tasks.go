@@ -291,15 +291,25 @@ func (db *DB) ackGroup() {
 	for op := range db.acks {
 		batch, _ := gather(&g, db.acks, op, 256)
 		var live []*ackOp
-		for _, op := range batch {
-			if err := op.ctx.Err(); err != nil {
-				op.err = err
-				close(op.done)
-				continue
+		take := func(ops []*ackOp) {
+			for _, op := range ops {
+				if err := op.ctx.Err(); err != nil {
+					op.err = err
+					close(op.done)
+					continue
+				}
+				live = append(live, op)
 			}
-			live = append(live, op)
 		}
-		err := db.inTx(context.Background(), func(tx *sql.Tx) error { return db.ackBatch(context.Background(), tx, live) })
+		take(batch)
+		if len(live) == 0 {
+			continue
+		}
+		err := db.inTx(context.Background(), func(tx *sql.Tx) error {
+			// The write lock is held: the acknowledgements that queued meanwhile join.
+			take(drain(db.acks, 256-len(live)))
+			return db.ackBatch(context.Background(), tx, live)
+		})
 		if err != nil && len(live) > 1 {
 			// The batch failed as a whole (not one acknowledgement's refusal): each alone.
 			for _, op := range live {
