@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"erasure"
-	"erasure/store/migrate"
 )
 
 // leaseStates is erasure.LeaseStates as an SQL list.
@@ -194,21 +193,11 @@ func (db *DB) FinishAndLease(ctx context.Context, results []erasure.TaskResult, 
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		a := db.auditWriter(tx)
 		var err error
-		if db.dialect == migrate.Postgres {
-			// The lease first: finishing locks the results' requests until the commit, and
-			// another worker finishing a task of one of them waits for that lock; leasing
-			// after the finish would hold it the lease's time longer.
-			if leased, err = db.leaseTx(ctx, tx, a, owner, n, lease); err != nil {
-				return err
-			}
-		}
 		if dropped, err = db.finishTx(ctx, tx, a, results); err != nil {
 			return err
 		}
-		if db.dialect != migrate.Postgres {
-			if leased, err = db.leaseTx(ctx, tx, a, owner, n, lease); err != nil {
-				return err
-			}
+		if leased, err = db.leaseTx(ctx, tx, a, owner, n, lease); err != nil {
+			return err
 		}
 		return a.flush(ctx)
 	})
