@@ -271,8 +271,24 @@ func (c *Connector) readHashes(name string) ([]uint64, error) {
 // write that never finished (a write takes milliseconds).
 const staleTemp = time.Minute
 
-// pruneIndex removes the sidecars of partitions that no longer exist and the leftover
-// temporary files of sidecar writes, and returns how many files it removed. A partition that
+// currentFormat reports whether the sidecar at p is of this version's format (or could not
+// be read: it is left alone). Sidecars of the first format held unkeyed hashes.
+func currentFormat(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	magic := make([]byte, len(indexMagic))
+	if _, err := io.ReadFull(f, magic); err != nil {
+		return true
+	}
+	return string(magic) == indexMagic
+}
+
+// pruneIndex removes the sidecars of partitions that no longer exist and those of an earlier
+// format, and the leftover temporary files of sidecar writes, and returns how many files it
+// removed. A partition that
 // appears while it runs keeps its sidecar: the partition's own file is looked at, not a
 // listing.
 func (c *Connector) pruneIndex() int {
@@ -289,7 +305,7 @@ func (c *Connector) pruneIndex() int {
 			if err != nil {
 				return nil
 			}
-			if _, err := os.Lstat(c.abs(filepath.ToSlash(rel))); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Lstat(c.abs(filepath.ToSlash(rel))); !errors.Is(err, fs.ErrNotExist) && currentFormat(p) {
 				return nil
 			}
 		case strings.HasSuffix(name, ".new") && strings.Contains(name, ".idx."):

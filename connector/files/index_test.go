@@ -131,3 +131,21 @@ func TestSkipIndex_Keyed(t *testing.T) {
 		t.Fatalf("removed %d rows, want 1", res.Removed)
 	}
 }
+
+// TestSkipIndex_OldFormatRemoved: a sidecar of the first format (unkeyed hashes) goes at the
+// next commit, even with the index off, where nothing would rewrite it.
+func TestSkipIndex_OldFormatRemoved(t *testing.T) {
+	dir := t.TempDir()
+	row := func(id string) line { return line{`{"user":{"id":"` + id + `"}}` + "\n", false} }
+	writeFile(t, filepath.Join(dir, "p0.jsonl"), content([]line{row("42")}, false))
+	writeFile(t, filepath.Join(dir, "p1.jsonl"), content([]line{row("8")}, false))
+	old := filepath.Join(dir, ".erasure", "index", "p1.jsonl.idx")
+	writeFile(t, old, append([]byte("ERSKIX01"), binary.LittleEndian.AppendUint64(nil, xxhash.Sum64String("8"))...))
+	c := newConn(t, files.Config{Path: dir, Format: "jsonl", Key: files.Key{Field: "user.id"}})
+	if res := sweep(t, c, "42"); res.Removed != 1 {
+		t.Fatalf("removed %d rows, want 1", res.Removed)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Fatal("the first format's sidecar of p1 survived the commit")
+	}
+}
