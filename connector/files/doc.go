@@ -90,7 +90,11 @@
 // the hashes of the keys it holds, built for every partition a sweep reads or rewrites, or by
 // BuildIndex. A sweep then reads only partitions whose sidecar may hold a queued key. A sidecar
 // is tied to its partition's size, mtime and a checksum of its first and last 4 KiB; a stale,
-// torn or missing sidecar means the partition is read.
+// torn or missing sidecar means the partition is read. The hashes are keyed (HighwayHash under
+// the index key, which the server derives from the audit key and hands every connector:
+// SetIndexKey), so that a sidecar tests no value for whoever lacks the key; a sidecar made
+// under another key is not used. A commit removes the sidecars of partitions that are gone,
+// of an earlier format, or rewritten while the index is off.
 //
 // # Progress and export
 //
