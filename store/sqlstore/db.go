@@ -298,10 +298,10 @@ func (db *DB) readRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return db.r.QueryRowContext(ctx, db.q(query), args...)
 }
 
-// maxReadStmts bounds the read statements kept prepared: queries are built from constants
-// and placeholders, so a few dozen exist, but a query built otherwise must not grow the cache
-// without end.
-const maxReadStmts = 512
+// maxReadStmts bounds the read statements kept prepared (each on up to 8 connections):
+// queries are built from constants, placeholders and a few optional filters, so some dozens
+// exist, but a query built otherwise must not grow the cache without end.
+const maxReadStmts = 256
 
 // readStmt returns query prepared on the SQLite read pool, kept for the next calls (a point
 // lookup costs less than parsing its statement; database/sql prepares it once on each
