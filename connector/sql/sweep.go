@@ -51,7 +51,7 @@ func (c *Conn) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure
 	}
 	c.logger().LogAttrs(ctx, slog.LevelInfo, "sweep", slog.Int("subjects", len(batch)), slog.Int("keys", len(tuples)),
 		slog.Int64("rows", removed), slog.Duration("took", time.Since(start)))
-	return erasure.SweepResult{Scanned: int64(len(tuples)), Removed: removed}, nil
+	return erasure.SweepResult{Scanned: int64(len(tuples)), Removed: removed, PerTask: sg.perTask()}, nil
 }
 
 // sweepOn runs the sweep on a connection of its own, returned to the pool before it returns.
@@ -79,6 +79,53 @@ type sweepGuard struct {
 	exact []bool
 	// rows is the dataset's rows before the sweep (for the share).
 	rows int64
+	// counts are the rows matching each key tuple (by erasure_seq), counted in the sweep's
+	// transaction before its statements.
+	counts map[int64]int64
+}
+
+// totals returns the rows matching each subject of the batch (a row of two subjects counts
+// for both).
+func (sg *sweepGuard) totals() []int64 {
+	totals := make([]int64, len(sg.batch))
+	for seq, n := range sg.counts {
+		if seq < 0 || seq >= int64(len(sg.owners)) {
+			continue
+		}
+		for _, i := range sg.owners[seq] {
+			totals[i] += n
+		}
+	}
+	return totals
+}
+
+// perTask is what the sweep removed for each task's subject: the rows its key tuples matched.
+func (sg *sweepGuard) perTask() map[int64]int64 {
+	out := make(map[int64]int64, len(sg.batch))
+	for i, n := range sg.totals() {
+		out[sg.batch[i].TaskID] += n
+	}
+	return out
+}
+
+// count reads the rows matching each key tuple into sg.counts.
+func (sg *sweepGuard) count(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+	Close()
+}) error {
+	sg.counts = map[int64]int64{}
+	for rows.Next() {
+		var seq, n int64
+		if err := rows.Scan(&seq, &n); err != nil {
+			rows.Close()
+			return err
+		}
+		sg.counts[seq] = n
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 // perSubject reports whether some subject of the sweep is held to max_removed.
@@ -98,19 +145,10 @@ func (sg *sweepGuard) perSubject() bool {
 func (sg *sweepGuard) share() bool { return sg.g.MaxRemovedShare > 0 && sg.g.MaxRemovedShare < 1 }
 
 // checkSubjects returns a *GuardError naming the tasks whose subjects would remove more than
-// max_removed rows, given the rows matching each key tuple (by erasure_seq).
-func (c *Conn) checkSubjects(sg *sweepGuard, perTuple map[int64]int64) error {
-	totals := make([]int64, len(sg.batch))
-	for seq, n := range perTuple {
-		if seq < 0 || seq >= int64(len(sg.owners)) {
-			continue
-		}
-		for _, i := range sg.owners[seq] {
-			totals[i] += n
-		}
-	}
+// max_removed rows, given the rows matching each key tuple (sg.counts).
+func (c *Conn) checkSubjects(sg *sweepGuard) error {
 	ge := &erasure.GuardError{Dataset: c.ds.Name, Unit: "rows", Limit: sg.g.MaxRemoved}
-	for i, n := range totals {
+	for i, n := range sg.totals() {
 		if n > sg.g.MaxRemoved && !sg.batch[i].OverrideGuard {
 			ge.Tasks = append(ge.Tasks, sg.batch[i].TaskID)
 			ge.Count = max(ge.Count, n)
@@ -217,6 +255,13 @@ func (c *Conn) sweepTuples(batch []erasure.SweepSubject, cols map[string]string)
 	}
 	return out, owners, exact
 }
+
+// pgRows and sqlRows give pgx's and database/sql's rows the one shape sweepGuard.count reads.
+type pgRows struct{ pgx.Rows }
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }
 
 // sweepCreate returns the statement creating the temporary key table with the key columns'
 // types, copied from the swept table.
@@ -330,26 +375,18 @@ func (c *Conn) sweepPostgres(ctx context.Context, conn *sql.Conn, tuples [][]any
 		if _, err := tx.Exec(ctx, "ANALYZE "+sweepTable); err != nil {
 			return err
 		}
+		// The rows each key tuple matches: each task's count of rows removed, and what the
+		// per-subject guard checks.
 		perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries(sg.exact)
+		matched, err := tx.Query(ctx, perTupleQ, perTupleArgs...)
+		if err != nil {
+			return err
+		}
+		if err := sg.count(pgRows{matched}); err != nil {
+			return err
+		}
 		if sg.perSubject() {
-			rows, err := tx.Query(ctx, perTupleQ, perTupleArgs...)
-			if err != nil {
-				return err
-			}
-			counts := map[int64]int64{}
-			for rows.Next() {
-				var seq, n int64
-				if err := rows.Scan(&seq, &n); err != nil {
-					rows.Close()
-					return err
-				}
-				counts[seq] = n
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			if err := c.checkSubjects(sg, counts); err != nil {
+			if err := c.checkSubjects(sg); err != nil {
 				return err
 			}
 		}
@@ -422,26 +459,18 @@ func (c *Conn) sweepSQL(ctx context.Context, conn *sql.Conn, tuples [][]any, sg 
 			return 0, err
 		}
 	}
+	// The rows each key tuple matches: each task's count of rows removed, and what the
+	// per-subject guard checks.
 	perTupleQ, perTupleArgs, rowsQ, rowsArgs := c.guardQueries(sg.exact)
+	rows, err := tx.QueryContext(ctx, perTupleQ, perTupleArgs...)
+	if err != nil {
+		return 0, err
+	}
+	if err := sg.count(sqlRows{rows}); err != nil {
+		return 0, err
+	}
 	if sg.perSubject() {
-		rows, err := tx.QueryContext(ctx, perTupleQ, perTupleArgs...)
-		if err != nil {
-			return 0, err
-		}
-		counts := map[int64]int64{}
-		for rows.Next() {
-			var seq, n int64
-			if err := rows.Scan(&seq, &n); err != nil {
-				rows.Close()
-				return 0, err
-			}
-			counts[seq] = n
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, err
-		}
-		if err := c.checkSubjects(sg, counts); err != nil {
+		if err := c.checkSubjects(sg); err != nil {
 			return 0, err
 		}
 	}

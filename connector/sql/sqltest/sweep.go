@@ -72,6 +72,9 @@ func testSweep(t *testing.T, tg Target) {
 			t.Fatalf("Sweep: %v", err)
 		}
 		wantRemoved(t, "sweep", res.Removed, queued) // one audit row per queued user
+		if res.PerTask[1] != 1 || res.PerTask[-3] != 0 {
+			t.Errorf("per task %d and %d, want 1 redacted row for task 1 and none for task -3", res.PerTask[1], res.PerTask[-3])
+		}
 		wantCount(t, "redacted audit rows", e.count("events", "payload = ?", "[erased]"), queued)
 		wantCount(t, "redacted rows of other users", e.count("events", "payload = ? AND user_id >= ?", "[erased]", queued), 0)
 		again, err := sweeper("warehouse.audit").Sweep(e.ctx, batch)
@@ -86,6 +89,17 @@ func testSweep(t *testing.T, tg Target) {
 			t.Fatalf("Sweep: %v", err)
 		}
 		wantRemoved(t, "sweep", res.Removed, queued*perUser)
+		// Each task reports its own subject's rows: what tells a subject found from one that
+		// was not.
+		for _, s := range batch {
+			want := int64(perUser)
+			if s.TaskID < 0 {
+				want = 0
+			}
+			if got := res.PerTask[s.TaskID]; got != want {
+				t.Fatalf("task %d: %d rows removed for its subject, want %d", s.TaskID, got, want)
+			}
+		}
 		wantCount(t, "rows of queued users", e.count("events", "user_id < ?", queued), 0)
 		wantCount(t, "rows of other users", e.count("events", "user_id >= ?", queued), others)
 		wantCount(t, "other users' payloads intact", e.count("events", "user_id >= ? AND payload LIKE ?", queued, "p%"), others)
