@@ -83,8 +83,11 @@ func runSweepRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if st.Running != nil && st.Running.ID == sw.ID && st.Progress != nil {
 			prog.report(sweepStep(st.Progress))
 		}
+		// Ended means stored as ended and let go by the server's sweeper too (it lets go a
+		// moment after the store says committed): a command run next finds the dataset free.
+		held := st.Running != nil && st.Running.ID == sw.ID
 		for _, s := range st.Sweeps {
-			if s.ID != sw.ID {
+			if s.ID != sw.ID || held {
 				continue
 			}
 			switch s.State {
