@@ -37,10 +37,11 @@ import (
 //	sample      uint32  and CRC-32C of its first and last 4 KiB when the sidecar was made
 //	count       uint32
 //	hashes      count × uint64, ascending
-//	crc         uint32  CRC-32C of everything before it
+//	seal        uint64  HighwayHash of everything before it, under the index key
 //
-// A sidecar is used only while its key is the connector's and the partition's size, mtime
-// and sample checksum match it; otherwise (and when it is missing or torn) the partition is
+// A sidecar is used only while its seal holds under the connector's key (nobody without the
+// key can make or change one: a forged sidecar could otherwise make a sweep skip a partition
+// that holds a subject) and the partition's size, mtime and sample checksum match it; otherwise (and when it is missing or torn) the partition is
 // read. Sidecars are written
 // through a temporary name and not synced: a lost one only costs a read.
 //
@@ -131,7 +132,7 @@ func (c *Connector) loadIndex(rel string) (*skipIndex, bool) {
 		return nil, false
 	}
 	c.indexRead.Add(int64(len(b)))
-	ix, err := decodeIndex(b)
+	ix, err := decodeIndex(b, c.indexKey())
 	if err != nil {
 		return &skipIndex{bytes: int64(len(b))}, false
 	}
@@ -150,14 +151,16 @@ func (c *Connector) loadIndex(rel string) (*skipIndex, bool) {
 	return ix, true
 }
 
-func decodeIndex(b []byte) (*skipIndex, error) {
+// decodeIndex reads a sidecar made under k; an error when it is not one, is torn, or was
+// made or changed by anyone without k (its seal).
+func decodeIndex(b []byte, k *indexKey) (*skipIndex, error) {
 	const head = 8 + 8 + 8 + 8 + 4 + 4
-	if len(b) < head+4 || string(b[:8]) != indexMagic {
+	if len(b) < head+8 || string(b[:8]) != indexMagic {
 		return nil, errors.New("not a skip index")
 	}
-	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return nil, errors.New("skip index checksum mismatch")
+	body, seal := b[:len(b)-8], binary.LittleEndian.Uint64(b[len(b)-8:])
+	if k.sum(body) != seal {
+		return nil, errors.New("skip index torn, changed, or made under another key")
 	}
 	ix := &skipIndex{
 		key:    binary.LittleEndian.Uint64(b[8:]),
@@ -173,11 +176,15 @@ func decodeIndex(b []byte) (*skipIndex, error) {
 	for i := range ix.hashes {
 		ix.hashes[i] = binary.LittleEndian.Uint64(b[head+8*i:])
 	}
+	if !slices.IsSorted(ix.hashes) {
+		return nil, errors.New("skip index hashes out of order")
+	}
 	return ix, nil
 }
 
-func encodeIndex(ix *skipIndex) []byte {
-	b := make([]byte, 0, 40+8*len(ix.hashes)+4)
+// encodeIndex writes ix sealed under k.
+func encodeIndex(ix *skipIndex, k *indexKey) []byte {
+	b := make([]byte, 0, 40+8*len(ix.hashes)+8)
 	b = append(b, indexMagic...)
 	b = binary.LittleEndian.AppendUint64(b, ix.key)
 	b = binary.LittleEndian.AppendUint64(b, uint64(ix.size))
@@ -187,7 +194,7 @@ func encodeIndex(ix *skipIndex) []byte {
 	for _, h := range ix.hashes {
 		b = binary.LittleEndian.AppendUint64(b, h)
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return binary.LittleEndian.AppendUint64(b, k.sum(b))
 }
 
 // sampleSum is the CRC-32C of a file's first and last 4 KiB.
@@ -239,7 +246,7 @@ func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 	ix := &skipIndex{key: c.indexKey().id, size: st.Size(), mtime: st.ModTime().UnixNano(), sample: sample, hashes: hashes}
 	p := c.indexPath(rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
-		err = writeFileAtomic(p, encodeIndex(ix), 0o600, false)
+		err = writeFileAtomic(p, encodeIndex(ix, c.indexKey()), 0o600, false)
 	}
 	if err != nil {
 		c.logger().Warn("skip index not written", "partition", rel, "err", err)
@@ -249,7 +256,9 @@ func (c *Connector) writeIndexFor(rel string, st os.FileInfo, hashes []uint64) {
 // writeHashes and readHashes keep a prepared partition's kept-key hashes in the journal,
 // under the connector's index key: hashes made under another are refused.
 func (c *Connector) writeHashes(name string, hashes []uint64) error {
-	return writeFileAtomic(name, encodeIndex(&skipIndex{key: c.indexKey().id, hashes: hashes}), 0o600, false)
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	return writeFileAtomic(name, encodeIndex(&skipIndex{key: c.indexKey().id, hashes: hashes}, c.indexKey()), 0o600, false)
 }
 
 func (c *Connector) readHashes(name string) ([]uint64, error) {
@@ -257,7 +266,7 @@ func (c *Connector) readHashes(name string) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := decodeIndex(b)
+	ix, err := decodeIndex(b, c.indexKey())
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -147,5 +148,44 @@ func TestSkipIndex_OldFormatRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(old); err == nil {
 		t.Fatal("the first format's sidecar of p1 survived the commit")
+	}
+}
+
+// TestSkipIndex_ForgedSidecarNotTrusted: someone who can write the state dir replaces a
+// partition's sidecar with one that lists no key (its header copied from a real one, so it
+// names the key and matches the partition): without the key the seal cannot be made, the
+// sidecar is not trusted, and the sweep still reads the partition and removes the subject.
+func TestSkipIndex_ForgedSidecarNotTrusted(t *testing.T) {
+	dir := t.TempDir()
+	row := func(id string) line { return line{`{"user":{"id":"` + id + `"}}` + "\n", false} }
+	writeFile(t, filepath.Join(dir, "p0.jsonl"), content([]line{row("42"), row("7")}, false))
+	c := newConn(t, files.Config{Path: dir, Format: "jsonl", Key: files.Key{Field: "user.id"}, Index: true})
+	if rep, err := c.BuildIndex(context.Background(), nil); err != nil || rep.Built != 1 {
+		t.Fatalf("BuildIndex = %+v, %v", rep, err)
+	}
+	side := filepath.Join(dir, ".erasure", "index", "p0.jsonl.idx")
+	real, err := os.ReadFile(side)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The real header (magic, key id, size, mtime, sample), a count of 0, and a trailer
+	// anyone can compute: a CRC-32C (4 bytes, as the earlier format had; 8) or an unkeyed
+	// hash of the body.
+	forged := append(append([]byte{}, real[:36]...), 0, 0, 0, 0)
+	crc := crc32.Checksum(forged, crc32.MakeTable(crc32.Castagnoli))
+	for _, trailer := range [][]byte{
+		binary.LittleEndian.AppendUint32(nil, crc),
+		binary.LittleEndian.AppendUint64(nil, uint64(crc)),
+		binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(forged)),
+	} {
+		if err := os.WriteFile(side, append(append([]byte{}, forged...), trailer...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(filepath.Join(dir, "p0.jsonl"))
+		os.Chtimes(side, st.ModTime(), st.ModTime())
+		if res := sweep(t, c, "42"); res.Removed != 1 {
+			t.Fatalf("removed %d rows, want 1: a forged sidecar made the sweep skip the partition", res.Removed)
+		}
+		writeFile(t, filepath.Join(dir, "p0.jsonl"), content([]line{row("42"), row("7")}, false))
 	}
 }
