@@ -92,8 +92,9 @@
 // is tied to its partition's size, mtime and a checksum of its first and last 4 KiB; a stale,
 // torn or missing sidecar means the partition is read. The hashes are keyed (HighwayHash under
 // the index key, which the server derives from the audit key and hands every connector:
-// SetIndexKey), so that a sidecar tests no value for whoever lacks the key; a sidecar made
-// under another key is not used. A commit removes the sidecars of partitions that are gone,
+// SetIndexKey), so that a sidecar tests no value for whoever lacks the key, and each sidecar
+// is sealed under that key, so that nobody without it can make a sweep skip a partition; a
+// sidecar made under another key, or changed, is not used. A commit removes the sidecars of partitions that are gone,
 // of an earlier format, or rewritten while the index is off.
 //
 // # Progress and export
