@@ -49,6 +49,9 @@ func TestCrashChild(t *testing.T) {
 		}
 	})
 	c, err := files.New(crashConfig(dir))
+	if err == nil {
+		err = c.SetIndexKey(testIndexKey)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +140,9 @@ func TestSweep_SurvivesCrash(t *testing.T) {
 			checkWhole(t, dir, before, after)
 
 			c, err := files.New(crashConfig(dir))
+			if err == nil {
+				err = c.SetIndexKey(testIndexKey)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

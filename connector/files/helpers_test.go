@@ -104,8 +104,16 @@ func newConn(t *testing.T, cfg files.Config) *files.Connector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.SetIndexKey(testIndexKey); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
+
+// testIndexKey is the index key the tests' connectors share, as a deployment's processes
+// share the one the server derives from the audit key: a connector that resumes another's
+// sweep must find its journal sealed under its own key.
+var testIndexKey = bytes.Repeat([]byte{0x5a}, 32)
 
 // tree returns every file under dir (relative path → bytes), the state directory excepted.
 func tree(t *testing.T, dir string) map[string][]byte {

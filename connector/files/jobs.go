@@ -42,7 +42,9 @@ func (c *Connector) jobsDir() string { return filepath.Join(c.cfg.StateDir, "job
 func (c *Connector) withField(field string) *Connector {
 	cfg := c.cfg
 	cfg.Key.Field = field
-	return newConnector(cfg)
+	jc := newConnector(cfg)
+	jc.ikey.Store(c.ikey.Load()) // the same index key: its sidecars serve c
+	return jc
 }
 
 // dropJobs removes the journals and prepared copies of jobs a crash interrupted.

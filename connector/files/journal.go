@@ -1,7 +1,9 @@
 package files
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 
@@ -137,7 +139,7 @@ func (c *Connector) Begin(ctx context.Context, keys []string) (*Plan, error) {
 			return nil, classifyIO(fmt.Errorf("files: creating sweep journal: %w", err))
 		}
 		b, _ := json.Marshal(head)
-		if err := writeFileSync(filepath.Join(dir, "sweep.json"), b, 0o600); err != nil {
+		if err := writeFileSync(filepath.Join(dir, "sweep.json"), c.seal(b), 0o600); err != nil {
 			return nil, classifyIO(fmt.Errorf("files: writing sweep journal: %w", err))
 		}
 		if err := syncDir(c.sweepsDir()); err != nil {
@@ -178,8 +180,9 @@ func (c *Connector) openJournal(id string) (journalHead, error) {
 	} else if err != nil {
 		return head, classifyIO(fmt.Errorf("files: reading sweep journal %s: %w", id, err))
 	}
-	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
-		return head, erasure.Permanentf("files: sweep journal %s is damaged; remove %s after checking the snapshot", id, c.journalDir(id))
+	b, sealed := c.unseal(b)
+	if err := json.Unmarshal(b, &head); !sealed || err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
+		return head, erasure.Permanentf("files: sweep journal %s is damaged, or was written or changed without the index key; remove %s after checking the snapshot", id, c.journalDir(id))
 	}
 	return head, nil
 }
@@ -257,14 +260,39 @@ func (c *Connector) markerPath(id, rel string) string {
 func (c *Connector) writeMarker(id string, m marker) error {
 	b, _ := json.Marshal(m)
 	// No fsync: a lost or torn marker only makes a resume read the partition again.
-	return writeFileAtomic(c.markerPath(id, m.Path), b, 0o600, false)
+	return writeFileAtomic(c.markerPath(id, m.Path), c.seal(b), 0o600, false)
+}
+
+// seal returns b followed by its seal under the index key ("\n" and 16 hex digits): a
+// journal file says which partitions a sweep has handled and which keys it erases, and one
+// made or changed by anyone without the key (to make a sweep pass over a partition, or drop
+// a key) must not be believed.
+func (c *Connector) seal(b []byte) []byte {
+	return fmt.Appendf(b, "\n%016x", c.indexKey().sum(b))
+}
+
+// unseal returns the content of a sealed file; false when the seal does not hold.
+func (c *Connector) unseal(b []byte) ([]byte, bool) {
+	i := bytes.LastIndexByte(b, '\n')
+	if i < 0 || len(b)-i-1 != 16 {
+		return nil, false
+	}
+	want := fmt.Appendf(nil, "%016x", c.indexKey().sum(b[:i]))
+	if !hmac.Equal(b[i+1:], want) {
+		return nil, false
+	}
+	return b[:i], true
 }
 
 // validMarker returns the partition's marker when it still describes the partition as it is.
 func (c *Connector) validMarker(id, rel string) (marker, bool) {
 	var m marker
 	b, err := os.ReadFile(c.markerPath(id, rel))
-	if err != nil || json.Unmarshal(b, &m) != nil || m.Path != rel {
+	if err != nil {
+		return m, false
+	}
+	b, ok := c.unseal(b)
+	if !ok || json.Unmarshal(b, &m) != nil || m.Path != rel {
 		return m, false
 	}
 	st, err := os.Stat(c.abs(rel))
