@@ -153,33 +153,6 @@ func decodeBatchItem(raw json.RawMessage, now time.Time) (erasure.Submission, er
 			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "idempotency_key must be printable ASCII")
 		}
 	}
-	var sub erasure.Submission
-	if w.Subject != nil {
-		sub.Subject = erasure.NewSubject(w.Subject.ids...)
-	}
-	sub.Reason, sub.IdempotencyKey = w.Reason, w.IdempotencyKey
-	if w.Deadline != "" {
-		d, err := time.Parse(time.RFC3339Nano, w.Deadline)
-		if err != nil || d.IsZero() {
-			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", truncate(w.Deadline, 64))
-		}
-		if !d.After(now) {
-			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", d.Format(time.RFC3339))
-		}
-		sub.Deadline = d.UTC()
-	}
-	if w.Grace != nil {
-		g, err := parseGrace(*w.Grace)
-		if err != nil {
-			return erasure.Submission{}, err
-		}
-		sub.Grace = &g
-	}
-	if w.Suppress != nil && !*w.Suppress {
-		sub.NoSuppress = true
-	}
-	if err := sub.Validate(); err != nil {
-		return erasure.Submission{}, err
-	}
-	return sub, nil
+	sw := submissionWire{Subject: w.Subject, Reason: w.Reason, Deadline: w.Deadline, Grace: w.Grace, Suppress: w.Suppress}
+	return sw.submission(now, w.IdempotencyKey)
 }

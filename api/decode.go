@@ -99,7 +99,13 @@ func DecodeSubmission(r io.Reader, limit int64) (erasure.Submission, error) {
 	if err := decodeJSON(r, limit, &w); err != nil {
 		return erasure.Submission{}, err
 	}
-	var sub erasure.Submission
+	return w.submission(time.Time{}, "")
+}
+
+// submission is the validated submission w describes, under idempotency key key; with a
+// non-zero now, a deadline not after it is refused too.
+func (w *submissionWire) submission(now time.Time, key string) (erasure.Submission, error) {
+	sub := erasure.Submission{IdempotencyKey: key}
 	if w.Subject != nil {
 		sub.Subject = erasure.NewSubject(w.Subject.ids...)
 	}
@@ -108,6 +114,9 @@ func DecodeSubmission(r io.Reader, limit int64) (erasure.Submission, error) {
 		d, err := time.Parse(time.RFC3339Nano, w.Deadline)
 		if err != nil || d.IsZero() {
 			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %q is not an RFC 3339 time such as 2026-01-31T00:00:00Z", truncate(w.Deadline, 64))
+		}
+		if !now.IsZero() && !d.After(now) {
+			return erasure.Submission{}, erasure.Errorf(erasure.EINVALID, "deadline %s is in the past", d.Format(time.RFC3339))
 		}
 		sub.Deadline = d.UTC()
 	}
