@@ -276,6 +276,15 @@ func interrupted(err error) error {
 // Resume finishes every sweep whose journal is in the state directory (sweeps interrupted by a
 // crash or by a failed swap) and returns their reports. It is what a restarted server calls
 // before it sweeps again. Resume with nothing to finish returns nil, nil.
+//
+// A journal that is not believed (malformed, unsealed as journals from before they were
+// sealed are, or sealed under another index key) cannot be finished: its key set may not be
+// the sweep's. Resume discards it with the sweep's temporary files, logs a warning, reports
+// it with Discarded set (no subject erased, nothing counted) and goes on with the others.
+// That is always safe: a journal only lets a sweep skip work, partitions the sweep already
+// swapped stay swapped, and the next sweep of its subjects (whose tasks are still queued)
+// reads every partition again. The error is that of the first sweep that failed; the sweeps
+// after it are left for the next Resume.
 func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 	unlock, err := c.lock()
 	if err != nil {
@@ -289,7 +298,17 @@ func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 	var out []Report
 	for _, id := range ids {
 		j, err := c.openJournal(id)
-		if err != nil {
+		why, damaged := damagedJournal(err)
+		if erasure.ErrorCode(err) == erasure.EINVALID {
+			why, damaged = "its name is not a sweep id", true // no sweep wrote it
+		}
+		if damaged {
+			c.discardJournal(id, why)
+			out = append(out, Report{ID: id, Discarded: true, Reason: why})
+			continue
+		} else if erasure.ErrorCode(err) == erasure.ENOTFOUND {
+			continue // aborted since it was listed (AbortSweep takes no lock)
+		} else if err != nil {
 			return out, err
 		}
 		rep, err := c.run(ctx, j.Keys, id, nil)

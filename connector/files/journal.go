@@ -37,7 +37,9 @@ import (
 // is trusted only while the partition still has the size and mtime it records (and, for a
 // prepared one, while its temporary file has the recorded size). The key set is what lets a
 // restarted process finish the sweep without the store; it is deleted with the journal when
-// the sweep commits.
+// the sweep commits. Every journal file is sealed under the index key: an unsealed marker
+// means the partition is read again, and a journal whose sweep.json is not believed
+// (damagedJournalError) is discarded by Resume and CommitSweep.
 
 // Plan is one sweep: its id, its key set and the partitions it covers. Several workers (even in
 // several processes sharing the snapshot's filesystem) may run RewritePartition for the
@@ -181,10 +183,52 @@ func (c *Connector) openJournal(id string) (journalHead, error) {
 		return head, classifyIO(fmt.Errorf("files: reading sweep journal %s: %w", id, err))
 	}
 	b, sealed := c.unseal(b)
-	if err := json.Unmarshal(b, &head); !sealed || err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
-		return head, erasure.Permanentf("files: sweep journal %s is damaged, or was written or changed without the index key; remove %s after checking the snapshot", id, c.journalDir(id))
+	if !sealed {
+		return head, erasure.Permanent(&damagedJournalError{id: id, why: "unsealed or sealed under another key: written before journals were sealed, or without the index key"})
+	}
+	if err := json.Unmarshal(b, &head); err != nil || head.ID != id || !slices.Equal(normalizeKeys(head.Keys), head.Keys) || len(head.Keys) == 0 {
+		return head, erasure.Permanent(&damagedJournalError{id: id, why: "malformed"})
 	}
 	return head, nil
+}
+
+// damagedJournalError is openJournal's answer for a journal that is not believed: unsealed
+// (as every journal written before journals were sealed is), sealed under another index key,
+// or malformed. Its key set cannot be trusted, so the sweep cannot go on from it; it can only
+// be discarded (discardJournal), which is always safe: a journal only lets a sweep skip work,
+// and the next sweep of its subjects reads every partition again.
+type damagedJournalError struct {
+	id  string
+	why string
+}
+
+func (e *damagedJournalError) Error() string {
+	return fmt.Sprintf("files: sweep journal %s is damaged (%s) and is not believed: the sweep cannot go on from it, and its subjects' next sweep starts afresh (Resume, CommitSweep and AbortSweep discard such a journal)", e.id, e.why)
+}
+
+// damagedJournal returns why err's journal is not believed, when err is openJournal's answer
+// for such a journal.
+func damagedJournal(err error) (string, bool) {
+	var de *damagedJournalError
+	if errors.As(err, &de) {
+		return de.why, true
+	}
+	return "", false
+}
+
+// discardJournal removes the journal of sweep id and its temporary files, for a journal that
+// is not believed (why), and says so in the log: the partitions that sweep had already
+// swapped stay swapped, and the others are read again by the next sweep of its subjects,
+// whose tasks the pipeline still holds.
+func (c *Connector) discardJournal(id, why string) {
+	// Only a sweep id's first 12 characters name temporary files; a name that is not hex
+	// there is no sweep's, and must not match another's (a job's) files.
+	if len(id) >= 12 && strings.Trim(id[:12], "0123456789abcdef") == "" {
+		c.removeTemps(id)
+	}
+	os.RemoveAll(filepath.Join(c.sweepsDir(), id))
+	c.logger().Warn("sweep journal not believed, discarded with its temporary files; its subjects' next sweep reads every partition again",
+		"sweep", id, "reason", why)
 }
 
 // Pending returns the ids of the sweeps whose journals remain (interrupted or failed during
@@ -320,9 +364,15 @@ func isTempName(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".erasure-") && strings.HasSuffix(name, ".tmp")
 }
 
-// Report is what a committed sweep did.
+// Report is what a committed sweep did, or, with Discarded set, that Resume discarded the
+// journal of a sweep instead of finishing it.
 type Report struct {
 	ID string `json:"id"`
+	// Discarded is set when the sweep's journal was not believed (see Resume) and was removed
+	// with the sweep's temporary files: the sweep did not commit, and every count below is
+	// zero. Reason says why the journal was not believed.
+	Discarded bool   `json:"discarded,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 	// Partitions is how many partitions the sweep covered; Rewritten how many it replaced;
 	// Skipped how many the skip index let it leave unread.
 	Partitions int `json:"partitions"`

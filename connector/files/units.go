@@ -90,8 +90,10 @@ func (c *Connector) openUnitPlan(id string) (*Plan, error) {
 // CommitSweep finishes sweep plan under the snapshot's lock: every partition not prepared
 // since the plan began (new, changed, or whose unit never ran) is rewritten here, then every
 // prepared partition is swapped in (Commit). When the plan's journal is gone, the batch is
-// swept again whole, which changes nothing when another process committed it. Errors as for
-// Sweep; a failure before the swap aborts the plan (nothing changes).
+// swept again whole, which changes nothing when another process committed it. A journal that
+// is not believed (as Resume says) is discarded with the plan's temporary files, and the
+// batch is swept again whole too: its keys come from the caller, not from the journal. Errors
+// as for Sweep; a failure before the swap aborts the plan (nothing changes).
 func (c *Connector) CommitSweep(ctx context.Context, planID string, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
 	keys := c.Keys(batch)
 	if len(keys) == 0 && planID == "" {
@@ -105,6 +107,11 @@ func (c *Connector) CommitSweep(ctx context.Context, planID string, batch []eras
 	id := planID
 	if id != "" {
 		if _, err := c.openJournal(id); erasure.ErrorCode(err) == erasure.ENOTFOUND {
+			id = ""
+		} else if why, damaged := damagedJournal(err); damaged {
+			// Left in place, nothing would ever remove it (a new sweep begins a new journal),
+			// and an unsealed one holds the keys in clear.
+			c.discardJournal(id, why)
 			id = ""
 		} else if err != nil {
 			return erasure.SweepResult{}, interrupted(err)
