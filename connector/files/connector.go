@@ -274,8 +274,10 @@ func interrupted(err error) error {
 }
 
 // Resume finishes every sweep whose journal is in the state directory (sweeps interrupted by a
-// crash or by a failed swap) and returns their reports. It is what a restarted server calls
-// before it sweeps again. Resume with nothing to finish returns nil, nil.
+// crash or by a failed swap) and returns their reports. It is for a process that runs the
+// connector on its own; the server resumes sweeps through its store instead (an interrupted
+// sweep is executed again, and Begin reopens the journal of the same key set). Resume with
+// nothing to finish returns nil, nil.
 //
 // A journal that is not believed (malformed, unsealed as journals from before they were
 // sealed are, or sealed under another index key) cannot be finished: its key set may not be

@@ -53,8 +53,8 @@
 // # Crashes
 //
 // The journal (<state>/sweeps/<id>/, see journal.go) records the sweep's key set and each
-// partition's state. After a crash at any point, Resume (which a restarted server calls first)
-// or a Sweep with the same key set finishes the sweep: partitions are read again unless the
+// partition's state. After a crash at any point, Resume or a Sweep with the same key set (how
+// a restarted server resumes it) finishes the sweep: partitions are read again unless the
 // journal shows them handled and unchanged, prepared copies whose originals are unchanged are
 // reused, and the swap is completed. Rewriting is idempotent — a partition already swapped has
 // no match left and is left alone — so correctness never rests on the journal being up to

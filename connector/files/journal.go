@@ -45,7 +45,8 @@ import (
 // several processes sharing the snapshot's filesystem) may run RewritePartition for the
 // partitions of one plan; one of them then calls Commit.
 type Plan struct {
-	// ID names the sweep: a hash of its key set, so the same keys always make the same sweep.
+	// ID names the sweep (random; a sweep of the same key set interrupted before reopens its
+	// journal, see Begin).
 	ID string
 	// Keys are the key values erased, sorted and distinct.
 	Keys []string

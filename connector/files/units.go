@@ -67,8 +67,8 @@ func (c *Connector) SweepUnit(ctx context.Context, planID, unit string) (erasure
 }
 
 // openUnitPlan returns the plan of a journal that exists, without listing the partitions (a
-// unit needs only the key set). Plans are named by a hash of their keys, so a plan cached
-// once stays right; whether its journal is still there is checked every time.
+// unit needs only the key set). A plan's journal is written once under its id, so a plan
+// cached once stays right; whether its journal is still there is checked every time.
 func (c *Connector) openUnitPlan(id string) (*Plan, error) {
 	if _, err := os.Stat(filepath.Join(c.journalDir(id), "sweep.json")); err != nil {
 		if _, herr := c.openJournal(id); herr != nil {
