@@ -50,7 +50,7 @@ func (l *loader) guard(n *yaml.Node, what string, g *erasure.Guard) {
 		}
 	}
 	if v := get(gn, "max_removed_share"); l.scalar(v) {
-		if x, ok := floatOf(v); ok && (x < 0 || x > 1) {
+		if x, ok := floatOf(v); ok && !(x >= 0 && x <= 1) { // NaN too
 			l.errorf(v, "%s: guard.max_removed_share must be between 0 and 1 (0 or 1: no bound)", what)
 		} else if ok {
 			g.MaxRemovedShare = x
