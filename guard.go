@@ -52,22 +52,27 @@ func (g Guard) CheckShare(dataset, partition string, removed, rows int64) error 
 
 // GuardError says that an erasure stopped at its dataset's guard, having committed nothing
 // (except for HTTP services, which report what they removed after the fact: Reported).
+//
+// It holds counts, names of datasets and partitions and task ids, never a subject's
+// identifier, so it may be stored and shown as it is (JSON: a failed unit of a shared sweep
+// keeps it, see SweepUnit).
 type GuardError struct {
-	Dataset string
+	Dataset string `json:"dataset"`
 	// Unit is what was counted: rows, keys, documents.
-	Unit string
+	Unit string `json:"unit"`
 	// Count is what the erasure would have removed; Limit the dataset's max_removed.
-	Count, Limit int64
+	Count int64 `json:"count"`
+	Limit int64 `json:"limit,omitempty"`
 	// Partition, Rows and MaxShare are set for a sweep stopped by max_removed_share: the
 	// partition ("partition 2024/01.jsonl", "table events"), its rows, and the share allowed.
-	Partition string
-	Rows      int64
-	MaxShare  float64
+	Partition string  `json:"partition,omitempty"`
+	Rows      int64   `json:"rows,omitempty"`
+	MaxShare  float64 `json:"max_share,omitempty"`
 	// Reported is set when the count is the service's own report of what it already erased.
-	Reported bool
+	Reported bool `json:"reported,omitempty"`
 	// Tasks are, for a sweep, the tasks whose subjects exceed max_removed (their erasure
 	// fails; the sweep's other tasks wait for the next sweep).
-	Tasks []int64
+	Tasks []int64 `json:"tasks,omitempty"`
 }
 
 func (e *GuardError) Error() string {

@@ -74,6 +74,10 @@ type SweepUnit struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// Result is what the unit did (rows scanned and removed, bytes read), once done.
 	Result SweepResult `json:"result"`
+	// Guard is set when the unit failed at its dataset's guard (max_removed_share): the
+	// process running the sweep may not be the one that ran the unit, so the guard's counts
+	// travel with the unit and the sweep fails with them (a *GuardError), not with its text.
+	Guard *GuardError `json:"guard,omitempty"`
 }
 
 // SweepUnitResult is the outcome of one leased attempt of a unit, written by FinishSweepUnits.
@@ -88,6 +92,8 @@ type SweepUnitResult struct {
 	DueAt  time.Time
 	Error  string
 	Result SweepResult
+	// Guard is the guard that stopped a failed unit, if one did; kept only with UnitFailed.
+	Guard *GuardError
 }
 
 // SweepUnitStore keeps who runs each sweep and the units shared sweeps are split into. Every
@@ -117,7 +123,10 @@ type SweepUnitStore interface {
 	ExtendSweepUnits(ctx context.Context, owner string, ids []int64, lease time.Duration) error
 	// FinishSweepUnits writes each result whose lease is still held (the unit running, owned
 	// by Owner at Attempt, its sweep running) with a sweep.unit event for a unit done or
-	// failed, in one transaction, and returns the ids of the results dropped.
+	// failed, in one transaction, and returns the ids of the results dropped. A failed
+	// result's Guard is kept with its unit (read back by SweepUnits) and its event says
+	// "guard": "tripped". EINVALID for a state a unit's attempt does not end in, negative
+	// counts, or a guard that cannot be stored (a MaxShare not finite).
 	FinishSweepUnits(ctx context.Context, results []SweepUnitResult) (dropped []int64, err error)
 	// SweepUnits returns the units of sweep id in name order (none before it is planned).
 	SweepUnits(ctx context.Context, id string) ([]SweepUnit, error)

@@ -506,6 +506,13 @@ func (s *Sweeper) sweepUnits(ctx context.Context, sw *erasure.Sweep, conn erasur
 			if err := conn.AbortSweep(context.WithoutCancel(ctx), plan); err != nil {
 				log.Warn("plan of a failed sweep not abandoned", "err", err)
 			}
+			if g := failed.Guard; g != nil {
+				// Stopped at the guard, here or in another process's worker: the sweep fails
+				// with the guard itself (its message names the partition), so that the trip is
+				// counted, logged and ended in the store as a whole sweep's would be.
+				cp := *g
+				return erasure.SweepResult{}, erasure.Permanent(&cp)
+			}
 			return erasure.SweepResult{}, erasure.Permanentf("partition %s: %s", failed.Name, failed.Error)
 		case done == len(units):
 			wg.Wait()

@@ -124,7 +124,7 @@ func defaultOwner() string {
 func (r *unitRunner) work(ctx context.Context, u erasure.SweepUnit) {
 	res := r.run(ctx, u)
 	if ctx.Err() != nil && res.State != erasure.UnitDone {
-		res.State, res.DueAt, res.Error = erasure.UnitPending, r.now(), "interrupted: the worker stopped"
+		res.State, res.DueAt, res.Error, res.Guard = erasure.UnitPending, r.now(), "interrupted: the worker stopped", nil
 	}
 	r.finish(context.WithoutCancel(ctx), res)
 }
@@ -172,6 +172,14 @@ func (r *unitRunner) run(ctx context.Context, u erasure.SweepUnit) erasure.Sweep
 		return res
 	}
 	res.Error = erasure.OneLine(err, 1000)
+	if g, ok := erasure.AsGuardError(err); ok {
+		// The guard's counts go to the store with the unit, so that the process running the
+		// sweep (maybe another) fails it with them: the trip is counted and logged there. A
+		// guard error is permanent (Guard.CheckShare); it fails the unit however it came.
+		cp := *g
+		res.State, res.Guard = erasure.UnitFailed, &cp
+		return res
+	}
 	p := d.Policy
 	if erasure.IsPermanent(err) || erasure.ErrorCode(err) == erasure.ENOTFOUND || erasure.ErrorCode(err) == erasure.EINVALID || u.Attempts >= max(p.MaxAttempts, 1) {
 		res.State = erasure.UnitFailed

@@ -1,11 +1,17 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"erasure"
 	"erasure/pipeline"
@@ -198,4 +204,179 @@ func TestSweeper_LostSweepIsLeftToItsNewOwner(t *testing.T) {
 		t.Fatalf("the process that lost the sweep changed it: %+v", s)
 	}
 	close(g.release)
+}
+
+// shareTrip is a partitioned dataset of two units, "ok" and "wide": "wide" would lose 9 of its
+// 10 rows, which the dataset's guard (max_removed_share) refuses.
+type shareTrip struct {
+	mu                 sync.Mutex
+	aborted, committed int
+}
+
+func (c *shareTrip) Close() error { return nil }
+
+func (c *shareTrip) Sweep(ctx context.Context, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
+	return erasure.SweepResult{}, errors.New("a shared sweep was swept whole")
+}
+
+func (c *shareTrip) PlanSweep(ctx context.Context, batch []erasure.SweepSubject) (erasure.SweepPlan, error) {
+	return erasure.SweepPlan{ID: "plan-1", Units: []erasure.SweepUnitSpec{{Name: "ok", Size: 10}, {Name: "wide", Size: 10}}}, nil
+}
+
+func (c *shareTrip) SweepUnit(ctx context.Context, plan, unit string) (erasure.SweepResult, error) {
+	removed := int64(1)
+	if unit == "wide" {
+		removed = 9
+	}
+	if err := erasure.GuardFrom(ctx).CheckShare("lake", "partition "+unit, removed, 10); err != nil {
+		return erasure.SweepResult{}, err
+	}
+	return erasure.SweepResult{Partitions: 1, Scanned: 10, Removed: removed}, nil
+}
+
+func (c *shareTrip) CommitSweep(ctx context.Context, plan string, batch []erasure.SweepSubject) (erasure.SweepResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.committed++
+	return erasure.SweepResult{}, nil
+}
+
+func (c *shareTrip) AbortSweep(ctx context.Context, plan string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aborted++
+	return nil
+}
+
+// guardTrips returns erasure_guard_trips_total of dataset as reg holds it.
+func guardTrips(t *testing.T, reg *prometheus.Registry, dataset string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "erasure_guard_trips_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "dataset" && l.GetValue() == dataset {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestSweeper_UnitStoppedAtTheGuard: a unit stopped at the dataset's guard (max_removed_share)
+// fails its sweep as a whole sweep's trip does, whichever process ran the unit: the sweep's
+// error is the *GuardError naming the partition (logged loudly, counted in
+// erasure_guard_trips_total), nothing is committed, and the tasks go back to the queue.
+func TestSweeper_UnitStoppedAtTheGuard(t *testing.T) {
+	setup := func(t *testing.T, clock *storetest.Clock) (*harness, *erasure.Dataset, *shareTrip, []*erasure.Request) {
+		conn := &shareTrip{}
+		d := &erasure.Dataset{Name: "lake", Method: erasure.MethodOffline, Keys: []string{"user_id"}, Conn: conn,
+			Policy: erasure.Policy{MaxAttempts: 3, Timeout: time.Second, Guard: erasure.Guard{MaxRemovedShare: 0.5}}}
+		h := newHarness(t, clock, d)
+		return h, d, conn, h.queue(t, 1, 2)
+	}
+	// sweeper returns a sweeper of d whose guard trips are counted in reg and logged in log.
+	sweeper := func(h *harness, d *erasure.Dataset, owner string) (*pipeline.Sweeper, *prometheus.Registry, *bytes.Buffer) {
+		reg, log := prometheus.NewRegistry(), &bytes.Buffer{}
+		s := h.sweeper(d)
+		s.Owner, s.Metrics, s.Logger = owner, pipeline.NewMetrics(reg), slog.New(slog.NewJSONHandler(log, nil))
+		return s, reg, log
+	}
+	check := func(t *testing.T, h *harness, conn *shareTrip, reqs []*erasure.Request, id string, reg *prometheus.Registry, log *bytes.Buffer) {
+		t.Helper()
+		ctx := context.Background()
+		sw, err := h.store.Sweep(ctx, id)
+		if err != nil || sw.State != erasure.SweepFailed || !strings.Contains(sw.Error, "partition wide") || !strings.Contains(sw.Error, "max_removed_share 0.5") {
+			t.Fatalf("sweep %+v, %v: want it failed at the guard of partition wide", sw, err)
+		}
+		if n := guardTrips(t, reg, "lake"); n != 1 {
+			t.Errorf("erasure_guard_trips_total{dataset=lake} = %g, want 1", n)
+		}
+		var tripped bool
+		for line := range strings.Lines(log.String()) {
+			var rec struct {
+				Msg     string `json:"msg"`
+				Sweeper struct {
+					Partition string `json:"partition"`
+				} `json:"sweeper"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "sweep stopped at the dataset's guard") {
+				tripped = rec.Sweeper.Partition == "partition wide"
+			}
+		}
+		if !tripped {
+			t.Errorf("no guard trip of partition wide in the log:\n%s", log)
+		}
+		conn.mu.Lock()
+		if conn.committed != 0 || conn.aborted == 0 {
+			t.Errorf("plan committed %d times, aborted %d times; want it aborted, never committed", conn.committed, conn.aborted)
+		}
+		conn.mu.Unlock()
+		for _, r := range reqs {
+			tk := offlineTask(t, h.get(t, r.ID))
+			if tk.State != erasure.TaskQueued || tk.SweepID != "" || tk.Guard != erasure.GuardNone {
+				t.Errorf("task of %s after the trip: %+v; want it back in the queue, its guard untouched", r.ID, tk)
+			}
+		}
+	}
+
+	t.Run("RunByTheSweepsProcess", func(t *testing.T) {
+		h, d, conn, reqs := setup(t, nil)
+		s, reg, log := sweeper(h, d, "coordinator")
+		sw, err := s.SweepNow(context.Background(), "lake", "op")
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, h, conn, reqs, sw.ID, reg, log)
+	})
+
+	t.Run("RunByAnotherProcess", func(t *testing.T) {
+		clock := storetest.NewClock()
+		h, d, conn, reqs := setup(t, clock)
+		ctx := context.Background()
+		// A process started and planned the sweep, then died; a worker of a third process ran
+		// its units, one of them into the guard.
+		dead := "dead:1"
+		started, subjects, err := h.store.StartOwnedSweep(ctx, "lake", "s_dead", "scheduler", dead, time.Minute)
+		if err != nil || started.Tasks != 2 {
+			t.Fatalf("%+v %v", started, err)
+		}
+		plan, _ := conn.PlanSweep(ctx, subjects)
+		if _, err := h.store.PlanSweep(ctx, "s_dead", dead, plan); err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		w := &pipeline.SweepWorker{Store: h.store, Datasets: map[string]*erasure.Dataset{"lake": d}, Owner: "worker", Poll: 5 * time.Millisecond, Now: clock.Now}
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(wctx) }()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			us, err := h.store.SweepUnits(ctx, "s_dead")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if us[0].State == erasure.UnitDone && us[1].State == erasure.UnitFailed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("units after 10s: %+v", us)
+			}
+		}
+		stop()
+		<-done
+
+		clock.Add(time.Minute + time.Second)
+		heir, reg, log := sweeper(h, d, "heir")
+		if n, err := heir.Resume(ctx); err != nil || n != 1 {
+			t.Fatalf("Resume = %d, %v; want 1", n, err)
+		}
+		heir.Wait()
+		check(t, h, conn, reqs, "s_dead", reg, log)
+	})
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,17 +18,24 @@ var _ erasure.SweepUnitStore = (*DB)(nil)
 // leased like a task: one statement marks the due units running under their new owner (FOR
 // UPDATE SKIP LOCKED on PostgreSQL), and a result is written only while its lease is held.
 
-const unitColumns = `id, sweep_id, name, size, state, attempts, lease_owner, due_at, rows_scanned, rows_removed, bytes, error, finished_at`
+const unitColumns = `id, sweep_id, name, size, state, attempts, lease_owner, due_at, rows_scanned, rows_removed, bytes, error, finished_at, guard`
 
 func scanUnit(sc interface{ Scan(...any) error }, u *erasure.SweepUnit) error {
 	var due int64
 	var finished sql.NullInt64
+	var guard string
 	if err := sc.Scan(&u.ID, &u.SweepID, &u.Name, &u.Size, &u.State, &u.Attempts, &u.Owner, &due,
-		&u.Result.Scanned, &u.Result.Removed, &u.Result.Bytes, &u.Error, &finished); err != nil {
+		&u.Result.Scanned, &u.Result.Removed, &u.Result.Bytes, &u.Error, &finished, &guard); err != nil {
 		return err
 	}
 	u.DueAt, u.FinishedAt = fromMS(due), fromNullMS(finished)
 	u.Result.Partitions = 1
+	if guard != "" {
+		u.Guard = new(erasure.GuardError)
+		if err := json.Unmarshal([]byte(guard), u.Guard); err != nil {
+			return fmt.Errorf("unit %d: stored guard: %w", u.ID, err)
+		}
+	}
 	return nil
 }
 
@@ -234,12 +242,24 @@ func (db *DB) FinishSweepUnits(ctx context.Context, results []erasure.SweepUnitR
 			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
 		}
 	}
+	// The guard of a failed unit is kept as JSON (sweep_units.guard, migration 014).
+	guards := make([]string, len(sorted))
+	for i, r := range sorted {
+		if r.State != erasure.UnitFailed || r.Guard == nil {
+			continue
+		}
+		b, err := json.Marshal(r.Guard)
+		if err != nil {
+			return nil, erasure.Errorf(erasure.EINVALID, "unit %d: its guard cannot be stored: %v", r.UnitID, err)
+		}
+		guards[i] = string(b)
+	}
 	var dropped []int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		dropped = dropped[:0]
 		now := db.Now()
 		a := db.auditWriter(tx)
-		for _, r := range sorted {
+		for i, r := range sorted {
 			var name, dataset string
 			err := db.queryRow(ctx, tx, `SELECT u.name, s.dataset FROM sweep_units u JOIN sweeps s ON s.id = u.sweep_id
 				WHERE u.id = ? AND u.sweep_id = ? AND u.state = 'running' AND u.lease_owner = ? AND u.attempts = ? AND s.state = 'running'`+db.forUpdateOf("u"),
@@ -259,8 +279,8 @@ func (db *DB) FinishSweepUnits(ctx context.Context, results []erasure.SweepUnitR
 				_, err = db.exec(ctx, tx, `UPDATE sweep_units SET state = 'pending', lease_owner = '', due_at = ?, error = ? WHERE id = ?`,
 					ms(r.DueAt), msg, r.UnitID)
 			default:
-				_, err = db.exec(ctx, tx, `UPDATE sweep_units SET state = ?, lease_owner = '', rows_scanned = ?, rows_removed = ?, bytes = ?, error = ?, finished_at = ? WHERE id = ?`,
-					r.State, r.Result.Scanned, r.Result.Removed, r.Result.Bytes, msg, ms(now), r.UnitID)
+				_, err = db.exec(ctx, tx, `UPDATE sweep_units SET state = ?, lease_owner = '', rows_scanned = ?, rows_removed = ?, bytes = ?, error = ?, finished_at = ?, guard = ? WHERE id = ?`,
+					r.State, r.Result.Scanned, r.Result.Removed, r.Result.Bytes, msg, ms(now), guards[i], r.UnitID)
 			}
 			if err != nil {
 				return err
@@ -272,6 +292,9 @@ func (db *DB) FinishSweepUnits(ctx context.Context, results []erasure.SweepUnitR
 				"rows_scanned": r.Result.Scanned, "rows_removed": r.Result.Removed, "bytes": r.Result.Bytes}
 			if msg != "" {
 				data["error"] = msg
+			}
+			if guards[i] != "" {
+				data["guard"] = erasure.GuardTripped
 			}
 			a.append(erasure.AuditEvent{Time: now, Actor: r.Owner, Type: erasure.EventSweepUnit, Dataset: dataset, Data: erasure.EventData(data)})
 		}

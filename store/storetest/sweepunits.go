@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ func RunSweepUnits(t *testing.T, open SweepOpener) {
 	t.Run("PlannedOnceByItsOwner", func(t *testing.T) { testSweepPlan(t, open) })
 	t.Run("UnitsLeasedOnceAndTakenOverWhenExpired", func(t *testing.T) { testUnitLease(t, open) })
 	t.Run("UnitResultsAndTheirEvents", func(t *testing.T) { testUnitFinish(t, open) })
+	t.Run("FailedUnitKeepsItsGuard", func(t *testing.T) { testUnitGuard(t, open) })
 	t.Run("UnitsOfAnEndedSweepAreNotLeased", func(t *testing.T) { testUnitsOfEndedSweep(t, open) })
 	t.Run("ReleaseSweepLeases", func(t *testing.T) { testReleaseSweepLeases(t, open) })
 	t.Run("BadUnitInputChangesNothing", func(t *testing.T) { testUnitBadInput(t, open) })
@@ -301,6 +303,53 @@ func testUnitFinish(t *testing.T, open SweepOpener) {
 	}
 	if want := map[string]string{"p1": "done", "p3": "failed"}; fmt.Sprint(outcomes) != fmt.Sprint(want) {
 		t.Fatalf("unit events %v, want %v", outcomes, want)
+	}
+	VerifyTrail(t, s)
+}
+
+// testUnitGuard: the guard that stopped a unit is read back whole, by whichever process runs
+// the sweep, so that the sweep fails with it; a unit done has none.
+func testUnitGuard(t *testing.T, open SweepOpener) {
+	c := NewClock()
+	s := open(t, c.Now)
+	ctx := context.Background()
+	ownedSweep(t, s, c, "s_1", "A", 1)
+	plan(t, s, "s_1", "A", "p1", "p2")
+	got := leaseUnits(t, s, "s_1", "w", 2)
+	// Every field is set, those of a per-subject guard too, so that none is lost on the way.
+	guard := &erasure.GuardError{Dataset: "snap", Unit: "rows", Count: 80, Limit: 10, Partition: "partition p1", Rows: 100, MaxShare: 0.5,
+		Reported: true, Tasks: []int64{7, 9}}
+	failed := erasure.SweepUnitResult{UnitID: got[0].ID, SweepID: "s_1", Owner: "w", Attempt: 1, State: erasure.UnitFailed,
+		Error: guard.Error(), Guard: guard}
+	if dropped := finishUnits(t, s, failed, unitDone(got[1], 1)); len(dropped) != 0 {
+		t.Fatalf("dropped %v", dropped)
+	}
+	us, err := s.SweepUnits(ctx, "s_1")
+	if err != nil || len(us) != 2 {
+		t.Fatalf("SweepUnits: %+v %v", us, err)
+	}
+	if u := us[0]; u.State != erasure.UnitFailed || u.Guard == nil || !reflect.DeepEqual(*u.Guard, *guard) {
+		t.Fatalf("unit failed at its guard: %+v, guard %+v; want guard %+v", u, u.Guard, guard)
+	}
+	if u := us[1]; u.State != erasure.UnitDone || u.Guard != nil {
+		t.Fatalf("done unit %+v, guard %+v; want none", u, u.Guard)
+	}
+	guards := map[string]string{}
+	evs, err := s.Audit(ctx, erasure.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		var d struct {
+			Unit  string `json:"unit"`
+			Guard string `json:"guard"`
+		}
+		if ev.Type == erasure.EventSweepUnit && json.Unmarshal(ev.Data, &d) == nil {
+			guards[d.Unit] = d.Guard
+		}
+	}
+	if want := map[string]string{"p1": "tripped", "p2": ""}; !reflect.DeepEqual(guards, want) {
+		t.Fatalf("guards in the sweep.unit events %v, want %v", guards, want)
 	}
 	VerifyTrail(t, s)
 }
