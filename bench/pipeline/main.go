@@ -9,6 +9,12 @@
 //	go run ./bench/pipeline -stores postgres -river           # with River beside (bench/river)
 //	go run ./bench/pipeline -grow 1000000 -api                # cost as the store grows
 //
+// Beside the baseline, "baseline+" (-indexed, on by default) writes the same rows as a store of
+// tasks must at least: with an index by request, one of due tasks and one of each dataset's open
+// tasks, and a lease update between the insert and the finishing update. It is printed for
+// comparison (how much of the gap is what any task store writes); the ratios stay against the
+// baseline.
+//
 // Workers are separate Engines (their own owners, as processes would be): on PostgreSQL each
 // on a store handle (a pool) of its own; on SQLite, which one process owns, on the one handle.
 // Requests are submitted through the first handle, as a fleet's serve takes the API.
@@ -74,6 +80,7 @@ type options struct {
 	river                                 bool
 	riverDir                              string
 	riverJobs                             int
+	indexed                               bool
 }
 
 func main() {
@@ -93,6 +100,7 @@ func main() {
 	flag.BoolVar(&o.river, "river", false, "run the River peer (bench/river, on PostgreSQL) beside")
 	flag.StringVar(&o.riverDir, "river-dir", "bench/river", "where the River peer's module is")
 	flag.IntVar(&o.riverJobs, "river-jobs", 20000, "jobs of the River peer")
+	flag.BoolVar(&o.indexed, "indexed", true, "also measure baseline+: the baseline's rows with the indexes a task store needs and a lease update")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the pipeline runs to `file`")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -179,6 +187,11 @@ func runOnce(o options, kind string, w, preload int) (result, error) {
 	if res.base, err = e.baseline(ctx); err != nil {
 		return res, err
 	}
+	if o.indexed {
+		if err := e.indexedBaseline(ctx); err != nil {
+			return res, err
+		}
+	}
 	if res.submit, res.execute, err = e.pipeline(ctx); err != nil {
 		return res, err
 	}
@@ -254,8 +267,8 @@ type env struct {
 	m       map[string]*erasure.Dataset
 	conn    *noop
 	runs    int // pipeline runs so far (each submits users of its own)
-	// baseRate is the baseline's tasks/s, once measured.
-	baseRate float64
+	// baseRate is the baseline's tasks/s, once measured; indexedRate the indexed baseline's.
+	baseRate, indexedRate float64
 }
 
 func setup(ctx context.Context, o options, kind string, w, preload int) (*env, error) {
@@ -320,7 +333,7 @@ func (e *env) close() {
 // baseline runs the target's baseline for the run's tasks with w writers, and prints it.
 func (e *env) baseline(ctx context.Context) (time.Duration, error) {
 	tasks := e.o.requests * e.o.datasets
-	d, err := e.t.baseline(ctx, tasks, e.o.batch, e.w)
+	d, err := e.t.baseline(ctx, tasks, e.o.batch, e.w, false)
 	if err != nil {
 		return 0, fmt.Errorf("baseline: %w", err)
 	}
@@ -328,6 +341,22 @@ func (e *env) baseline(ctx context.Context) (time.Duration, error) {
 		e.kind, e.w, plural(e.w), tasks, e.o.batch, e.w, plural(e.w), d.Round(time.Millisecond), float64(tasks)/d.Seconds())
 	e.baseRate = float64(tasks) / d.Seconds()
 	return d, nil
+}
+
+// indexedBaseline measures, for comparison only, the same rows with what any store of tasks
+// needs: an index by request, an index of due tasks and one of each dataset's open tasks
+// (partial, as the store's are), and a lease step (an update to running, due at the lease's
+// end) between the insert and the finishing update.
+func (e *env) indexedBaseline(ctx context.Context) error {
+	tasks := e.o.requests * e.o.datasets
+	d, err := e.t.baseline(ctx, tasks, e.o.batch, e.w, true)
+	if err != nil {
+		return fmt.Errorf("indexed baseline: %w", err)
+	}
+	e.indexedRate = float64(tasks) / d.Seconds()
+	fmt.Printf("%-8s %d worker%s baseline+ the same with 3 indexes (by request, due, dataset open) and a lease update: %v  (%.0f tasks/s)\n",
+		e.kind, e.w, plural(e.w), d.Round(time.Millisecond), e.indexedRate)
+	return nil
 }
 
 // pipeline submits the run's requests (users of its own) and runs them to completion with the
@@ -414,6 +443,9 @@ func (e *env) pipeline(ctx context.Context) (submit, execute time.Duration, err 
 	ratio := ""
 	if e.baseRate > 0 {
 		ratio = fmt.Sprintf("  = %.2f × baseline", rate/e.baseRate)
+	}
+	if e.indexedRate > 0 {
+		ratio += fmt.Sprintf(" (%.2f × baseline+)", rate/e.indexedRate)
 	}
 	fmt.Printf("%-8s %d worker%s pipeline  submit %v (%.0f requests/s, %d submitters), execute %v, total %v  (%.0f tasks/s)%s\n",
 		e.kind, e.w, plural(e.w), submit.Round(time.Millisecond), float64(o.requests)/submit.Seconds(), o.submitters, execute.Round(time.Millisecond),
@@ -532,8 +564,10 @@ func (t *target) ph(i int) string {
 }
 
 // baseline inserts n task rows then updates each, batch rows per transaction, from writers
-// goroutines (each with its share), in a table of its own in the same database.
-func (t *target) baseline(ctx context.Context, n, batch, writers int) (time.Duration, error) {
+// goroutines (each with its share), in a table of its own in the same database. Indexed, the
+// table has the three indexes of indexedBaseline and each row is updated twice: leased
+// (running, due at the lease's end), then done.
+func (t *target) baseline(ctx context.Context, n, batch, writers int, indexed bool) (time.Duration, error) {
 	db, err := t.raw(writers)
 	if err != nil {
 		return 0, err
@@ -543,11 +577,28 @@ func (t *target) baseline(ctx context.Context, n, batch, writers int) (time.Dura
 	if t.kind == "postgres" {
 		id = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE bench_baseline (id `+id+`, request_id TEXT NOT NULL, dataset TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, updated_at BIGINT NOT NULL)`); err != nil {
+	table := "bench_baseline"
+	if indexed {
+		table = "bench_baseline_indexed"
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE `+table+` (id `+id+`, request_id TEXT NOT NULL, dataset TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, updated_at BIGINT NOT NULL, due_at BIGINT NOT NULL DEFAULT 0)`); err != nil {
 		return 0, err
 	}
-	insert := fmt.Sprintf(`INSERT INTO bench_baseline (request_id, dataset, state, attempts, updated_at) VALUES (%s, %s, 'pending', 0, %s) RETURNING id`, t.ph(1), t.ph(2), t.ph(3))
-	update := fmt.Sprintf(`UPDATE bench_baseline SET state = 'done', attempts = attempts + 1, updated_at = %s WHERE id = %s`, t.ph(1), t.ph(2))
+	steps := []string{fmt.Sprintf(`UPDATE %s SET state = 'done', attempts = attempts + 1, updated_at = %s WHERE id = %s`, table, t.ph(1), t.ph(2))}
+	if indexed {
+		for _, q := range []string{
+			`CREATE INDEX ` + table + `_request ON ` + table + ` (request_id)`,
+			`CREATE INDEX ` + table + `_due ON ` + table + ` (due_at, request_id) WHERE state IN ('pending', 'running')`,
+			`CREATE INDEX ` + table + `_open ON ` + table + ` (dataset, request_id) WHERE state <> 'done'`,
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return 0, err
+			}
+		}
+		lease := fmt.Sprintf(`UPDATE %s SET state = 'running', attempts = attempts + 1, due_at = CAST(%s AS BIGINT) + 60000 WHERE id = %s`, table, t.ph(1), t.ph(2))
+		steps = []string{lease, steps[0]}
+	}
+	insert := fmt.Sprintf(`INSERT INTO %s (request_id, dataset, state, attempts, updated_at) VALUES (%s, %s, 'pending', 0, %s) RETURNING id`, table, t.ph(1), t.ph(2), t.ph(3))
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -558,51 +609,35 @@ func (t *target) baseline(ctx context.Context, n, batch, writers int) (time.Dura
 			defer wg.Done()
 			var ids []int64
 			for i := lo; i < hi; i += batch {
-				tx, err := db.BeginTx(ctx, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				st, err := tx.PrepareContext(ctx, insert)
-				if err != nil {
-					errs <- err
-					return
-				}
-				for j := i; j < min(hi, i+batch); j++ {
-					var id int64
-					if err := st.QueryRowContext(ctx, fmt.Sprintf("r_%d", j/10), fmt.Sprintf("ds%d", j%10), time.Now().UnixMilli()).Scan(&id); err != nil {
-						errs <- err
-						return
+				err := inTx(ctx, db, insert, func(st *sql.Stmt) error {
+					for j := i; j < min(hi, i+batch); j++ {
+						var id int64
+						if err := st.QueryRowContext(ctx, fmt.Sprintf("r_%d", j/10), fmt.Sprintf("ds%d", j%10), time.Now().UnixMilli()).Scan(&id); err != nil {
+							return err
+						}
+						ids = append(ids, id)
 					}
-					ids = append(ids, id)
-				}
-				st.Close()
-				if err := tx.Commit(); err != nil {
+					return nil
+				})
+				if err != nil {
 					errs <- err
 					return
 				}
 			}
-			for i := 0; i < len(ids); i += batch {
-				tx, err := db.BeginTx(ctx, nil)
-				if err != nil {
-					errs <- err
-					return
-				}
-				st, err := tx.PrepareContext(ctx, update)
-				if err != nil {
-					errs <- err
-					return
-				}
-				for _, id := range ids[i:min(len(ids), i+batch)] {
-					if _, err := st.ExecContext(ctx, time.Now().UnixMilli(), id); err != nil {
+			for _, update := range steps {
+				for i := 0; i < len(ids); i += batch {
+					err := inTx(ctx, db, update, func(st *sql.Stmt) error {
+						for _, id := range ids[i:min(len(ids), i+batch)] {
+							if _, err := st.ExecContext(ctx, time.Now().UnixMilli(), id); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
 						errs <- err
 						return
 					}
-				}
-				st.Close()
-				if err := tx.Commit(); err != nil {
-					errs <- err
-					return
 				}
 			}
 		}()
@@ -610,6 +645,25 @@ func (t *target) baseline(ctx context.Context, n, batch, writers int) (time.Dura
 	wg.Wait()
 	close(errs)
 	return time.Since(start), <-errs
+}
+
+// inTx runs fn with statement q prepared in a transaction of db, and commits; on an error the
+// transaction is rolled back (left open, it would hold its locks until the schema's drop).
+func inTx(ctx context.Context, db *sql.DB, q string, fn func(st *sql.Stmt) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := fn(st); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // preload writes n finished (completed) requests with datasets done tasks each and one
