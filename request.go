@@ -486,10 +486,14 @@ type Store interface {
 	ReleaseLeases(ctx context.Context) (int, error)
 	// FinishTasks applies each result with Machine.Finish and settles each request touched,
 	// writing the changes and events in one transaction. It returns the ids of the results
-	// dropped because their lease was lost.
+	// dropped because their lease was lost. A store shared by several processes applies the
+	// results of a request another transaction holds in a second transaction, once it is let
+	// go, rather than make the first wait with its own requests locked.
 	FinishTasks(ctx context.Context, results []TaskResult) (dropped []int64, err error)
 	// FinishAndLease is FinishTasks followed, in the same transaction, by LeaseTasks(owner, n,
 	// lease): an executor's commit of one batch takes its next batch (one commit, not two).
+	// On an error nothing is leased, except when only that second transaction failed: then
+	// the tasks leased are returned with the error, and are the caller's.
 	FinishAndLease(ctx context.Context, results []TaskResult, owner string, n int, lease time.Duration) (dropped []int64, leased []Task, err error)
 	// Task returns one task (without its subject); ENOTFOUND.
 	Task(ctx context.Context, id int64) (*Task, error)

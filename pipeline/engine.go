@@ -377,11 +377,18 @@ func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct
 		var err error
 		var dropped []int64
 		var leased []erasure.Task
+		reserved := n
 		for try := 0; try < 5; try++ {
-			dropped, leased, err = e.Store.FinishAndLease(ctx, batch, e.Owner, n, leaseFor)
+			var got []erasure.Task
+			dropped, got, err = e.Store.FinishAndLease(ctx, batch, e.Owner, n, leaseFor)
 			if n > 0 {
 				e.leasedAt.Store(time.Now().UnixNano())
 			}
+			// A call that failed may still have leased (a shared store commits the lease with
+			// the results it could apply, and fails on the rest): those tasks are ours, and
+			// the tries that follow lease nothing more.
+			leased = append(leased, got...)
+			n -= len(got)
 			if err == nil {
 				if len(dropped) > 0 {
 					e.Logger.Warn("results dropped: lease lost", "tasks", dropped)
@@ -402,9 +409,9 @@ func (e *Engine) commit(results chan erasure.TaskResult, committed chan<- struct
 				}
 			}
 		}
-		e.inflight.Add(int64(len(leased) - n))
+		e.inflight.Add(int64(len(leased) - reserved))
 		e.dispatch(leased, results)
-		if n > 0 && len(leased) == n {
+		if reserved > 0 && len(leased) == reserved {
 			// The lease was full: more may be due, and the main loop leases on. A lease that
 			// took less found nothing more due, and another lease now would be a transaction
 			// for nothing.

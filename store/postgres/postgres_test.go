@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"erasure"
 	"erasure/internal/testenv"
@@ -66,6 +69,35 @@ func TestPolicyStore_Conformance(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		return db
+	})
+}
+
+func TestStore_FinishBesideHeldRequest(t *testing.T) {
+	dsn := testenv.PostgresSchema(t, "held")
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	storetest.RunFinishBesideHeldRequest(t, func(t *testing.T, now func() time.Time) erasure.Store {
+		db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}, func(t *testing.T, id string) func() {
+		// Another process's transaction, as its finish of the request holds it.
+		tx, err := raw.BeginTx(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := tx.QueryRow(`SELECT id FROM requests WHERE id = $1 FOR UPDATE`, id).Scan(&got); err != nil {
+			tx.Rollback()
+			t.Fatal(err)
+		}
+		return func() { tx.Rollback() }
 	})
 }
 

@@ -36,6 +36,13 @@ func padded[T any](chunk []T, pad T) []any {
 // loadStates reads the states of the requests ids inside tx; a request that does not exist
 // is absent from the map.
 func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*erasure.RequestState, error) {
+	return db.loadStatesLocking(ctx, tx, ids, db.forUpdate())
+}
+
+// loadStatesLocking is loadStates with the requests' rows locked by lock (on PostgreSQL:
+// " FOR UPDATE", or " FOR UPDATE SKIP LOCKED", which leaves out the requests another
+// transaction holds, as if they did not exist).
+func (db *DB) loadStatesLocking(ctx context.Context, tx *sql.Tx, ids []string, lock string) (map[string]*erasure.RequestState, error) {
 	out := make(map[string]*erasure.RequestState, len(ids))
 	var holds []erasure.Hold
 	if len(ids) > 0 {
@@ -48,7 +55,7 @@ func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[str
 		args := padded(ids[start:min(len(ids), start+inChunk)], "")
 		// On PostgreSQL the requests' rows are locked, in id order, before their tasks are read:
 		// changes of one request are serialised, changes of others are not.
-		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled, not_before, suppress, submitted_by FROM requests WHERE id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)
+		rows, err := db.query(ctx, tx, `SELECT id, status, cancelled, not_before, suppress, submitted_by FROM requests WHERE id IN (`+placeholders(inChunk)+`) ORDER BY id`+lock, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -68,6 +75,18 @@ func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[str
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
+		// Only the requests read (and locked) are read further: one another transaction holds
+		// (skipped) has its tasks locked by it too.
+		var got []string
+		for _, id := range ids[start:min(len(ids), start+inChunk)] {
+			if out[id] != nil {
+				got = append(got, id)
+			}
+		}
+		if len(got) == 0 {
+			continue
+		}
+		args = padded(got, "")
 		// Their tasks are locked too: a lease (which takes task rows only, skipping locked ones)
 		// cannot change a task between this read and the write of the decision.
 		rows, err = db.query(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE request_id IN (`+placeholders(inChunk)+`) ORDER BY id`+db.forUpdate(), args...)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"erasure"
+	"erasure/store/migrate"
 )
 
 // leaseStates is erasure.LeaseStates as an SQL list.
@@ -187,13 +188,20 @@ func (db *DB) FinishTasks(ctx context.Context, results []erasure.TaskResult) ([]
 
 // FinishAndLease implements erasure.Store: the results are applied, then the next tasks leased,
 // then the audit block appended, in one transaction.
+//
+// On PostgreSQL, the results of requests another transaction holds (another worker finishing
+// tasks of the same request, split between two leases) are not waited for in that transaction:
+// they are applied in a second one once it committed. Waiting there, with this transaction's
+// own requests locked, made the other workers wait in turn.
 func (db *DB) FinishAndLease(ctx context.Context, results []erasure.TaskResult, owner string, n int, lease time.Duration) ([]int64, []erasure.Task, error) {
 	var dropped []int64
 	var leased []erasure.Task
+	var busy []erasure.TaskResult
+	skip := db.dialect == migrate.Postgres
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		a := db.auditWriter(tx)
 		var err error
-		if dropped, err = db.finishTx(ctx, tx, a, results); err != nil {
+		if dropped, busy, err = db.finishTx(ctx, tx, a, results, skip); err != nil {
 			return err
 		}
 		if leased, err = db.leaseTx(ctx, tx, a, owner, n, lease); err != nil {
@@ -201,16 +209,38 @@ func (db *DB) FinishAndLease(ctx context.Context, results []erasure.TaskResult, 
 		}
 		return a.flush(ctx)
 	})
-	return dropped, leased, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(busy) == 0 {
+		return dropped, leased, nil
+	}
+	// The lease above is committed: an error here is returned with it (the caller owns those
+	// tasks), and a caller that tries the whole batch again finds the first transaction's
+	// results applied already (dropped as stale: their tasks no longer run under that attempt).
+	var more []int64
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		a := db.auditWriter(tx)
+		var err error
+		if more, _, err = db.finishTx(ctx, tx, a, busy, false); err != nil {
+			return err
+		}
+		return a.flush(ctx)
+	})
+	if err != nil {
+		return dropped, leased, fmt.Errorf("results of %d tasks whose requests were held elsewhere: %w", len(busy), err)
+	}
+	return append(dropped, more...), leased, nil
 }
 
 // finishTx applies results in tx: per request touched, the results are applied to its state by
-// the domain's Machine, which settles it, and the changes written; the events go to a.
-func (db *DB) finishTx(ctx context.Context, tx *sql.Tx, a *auditWriter, results []erasure.TaskResult) ([]int64, error) {
+// the domain's Machine, which settles it, and the changes written; the events go to a. With
+// skipLocked, the results of requests another transaction holds are returned as busy, not
+// applied.
+func (db *DB) finishTx(ctx context.Context, tx *sql.Tx, a *auditWriter, results []erasure.TaskResult, skipLocked bool) (dropped []int64, busy []erasure.TaskResult, err error) {
 	if len(results) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var dropped []int64
 	now := db.Now()
 	var order []string
 	byRequest := map[string][]erasure.TaskResult{}
@@ -220,13 +250,21 @@ func (db *DB) finishTx(ctx context.Context, tx *sql.Tx, a *auditWriter, results 
 		}
 		byRequest[r.RequestID] = append(byRequest[r.RequestID], r)
 	}
-	states, err := db.loadStates(ctx, tx, order)
+	lock := db.forUpdate()
+	if skipLocked {
+		lock = db.skipLocked()
+	}
+	states, err := db.loadStatesLocking(ctx, tx, order, lock)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := db.changeWriter(tx, a)
 	for _, id := range order {
 		rs := states[id]
+		if rs == nil && skipLocked {
+			busy = append(busy, byRequest[id]...)
+			continue
+		}
 		if rs == nil {
 			for _, r := range byRequest[id] {
 				dropped = append(dropped, r.TaskID)
@@ -242,7 +280,7 @@ func (db *DB) finishTx(ctx context.Context, tx *sql.Tx, a *auditWriter, results 
 		m.Settle("pipeline")
 		w.add(id, m.Changes())
 	}
-	return dropped, w.flush(ctx)
+	return dropped, busy, w.flush(ctx)
 }
 
 // Task implements erasure.Store.
