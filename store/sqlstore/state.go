@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"erasure"
@@ -43,6 +44,9 @@ func (db *DB) loadStates(ctx context.Context, tx *sql.Tx, ids []string) (map[str
 // " FOR UPDATE", or " FOR UPDATE SKIP LOCKED", which leaves out the requests another
 // transaction holds, as if they did not exist).
 func (db *DB) loadStatesLocking(ctx context.Context, tx *sql.Tx, ids []string, lock string) (map[string]*erasure.RequestState, error) {
+	// Requests are locked in id order across chunks too, so that two transactions locking
+	// more than a chunk's worth never take them in opposite orders (a deadlock on PostgreSQL).
+	ids = slices.Sorted(slices.Values(ids))
 	out := make(map[string]*erasure.RequestState, len(ids))
 	var holds []erasure.Hold
 	if len(ids) > 0 {
