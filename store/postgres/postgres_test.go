@@ -17,8 +17,14 @@ import (
 // open opens a store on a fresh schema of the test server, dropped when the test ends.
 func open(t *testing.T, now func() time.Time) *postgres.DB {
 	t.Helper()
-	dsn := testenv.PostgresSchema(t, "store")
-	db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now})
+	return openOn(t, testenv.PostgresSchema(t, "store"), now, 0)
+}
+
+// openOn opens a store (a pool of maxConns, 0 for the default) on the schema of dsn, closed
+// when the test ends.
+func openOn(t *testing.T, dsn string, now func() time.Time, maxConns int) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: maxConns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +46,7 @@ func TestStore_Concurrent(t *testing.T) {
 		dsn := testenv.PostgresSchema(t, "conc")
 		hs := make([]storetest.SweepStore, n)
 		for i := range hs {
-			db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 4})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			hs[i] = db
+			hs[i] = openOn(t, dsn, now, 4)
 		}
 		return hs
 	})
@@ -80,12 +81,7 @@ func TestStore_FinishBesideHeldRequest(t *testing.T) {
 	}
 	t.Cleanup(func() { raw.Close() })
 	storetest.RunFinishBesideHeldRequest(t, func(t *testing.T, now func() time.Time) erasure.Store {
-		db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
+		return openOn(t, dsn, now, 4)
 	}, func(t *testing.T, id string) func() {
 		// Another process's transaction, as its finish of the request holds it.
 		tx, err := raw.BeginTx(context.Background(), nil)
@@ -104,12 +100,7 @@ func TestStore_FinishBesideHeldRequest(t *testing.T) {
 func TestStore_AuditTriggersAreRestoredAtOpen(t *testing.T) {
 	dsn := testenv.PostgresSchema(t, "triggers")
 	storetest.RunAuditTriggers(t, func(t *testing.T, now func() time.Time) storetest.TriggerStore {
-		db, err := postgres.Open(context.Background(), dsn, postgres.Options{Hasher: storetest.Hasher, Chain: storetest.Chain, Now: now, MaxConns: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
+		return openOn(t, dsn, now, 2)
 	}, []string{
 		`DROP TRIGGER audit_blocks_no_update ON audit_blocks`,
 		`ALTER TABLE audit_index DISABLE TRIGGER audit_index_no_update`,
