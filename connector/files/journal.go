@@ -514,8 +514,8 @@ func (c *Connector) removeTemps(id string) {
 	})
 }
 
-// dropSubsumed removes the journals of interrupted sweeps whose keys are all in keys: the
-// sweep that just committed erased their keys too.
+// dropSubsumed removes the journals of interrupted sweeps whose keys are all in keys (the
+// sweep that just committed erased their keys too), and the journals that are not believed.
 func (c *Connector) dropSubsumed(keys []string) {
 	ids, _ := c.journals()
 	set := map[string]bool{}
@@ -524,7 +524,13 @@ func (c *Connector) dropSubsumed(keys []string) {
 	}
 	for _, id := range ids {
 		head, err := c.openJournal(id)
-		if err != nil {
+		if why, damaged := damagedJournal(err); damaged {
+			// Nothing would ever finish it (Begin does not reopen a journal it does not
+			// believe), and an unsealed one holds its keys in clear: it goes too. Journals are
+			// written whole (renamed into place), so this is never one being begun.
+			c.discardJournal(id, why)
+			continue
+		} else if err != nil {
 			continue
 		}
 		all := true

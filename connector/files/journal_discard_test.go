@@ -230,3 +230,26 @@ func TestCommitSweep_DiscardsJournalNotBelieved(t *testing.T) {
 	}
 	noLeftovers(t, dir)
 }
+
+// TestCommit_DiscardsJournalsNotBelieved: a journal that is not believed, which no sweep would
+// ever reopen (and which, unsealed, holds its keys in clear), goes when any other sweep of the
+// snapshot commits, with its temporary files; its subject's rows are left to its own sweep.
+func TestCommit_DiscardsJournalsNotBelieved(t *testing.T) {
+	dir := discardSnapshot(t)
+	c := newConn(t, files.Config{Path: dir, Format: "jsonl", Key: files.Key{Field: "user_id"}, Workers: 2})
+	damaged := interruptSweep(t, c, dir, false, "42")
+	unseal(t, dir, damaged)
+	if res := sweep(t, c, "7"); res.Removed != 3 {
+		t.Fatalf("the sweep of 7 removed %d rows, want 3", res.Removed)
+	}
+	if ids, _ := c.Pending(); len(ids) != 0 {
+		t.Errorf("journals left after another sweep committed: %v", ids)
+	}
+	if _, err := os.Stat(journalHead(dir, damaged)); !os.IsNotExist(err) {
+		t.Errorf("the journal not believed is still there (%v)", err)
+	}
+	noLeftovers(t, dir)
+	if got := users(t, dir); got["42"] != 6 || got["7"] != 0 {
+		t.Errorf("rows per user: %v, want the 6 rows of 42 kept and none of 7", got)
+	}
+}
