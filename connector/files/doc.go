@@ -63,9 +63,9 @@
 // keys it covered. Journal files are sealed under the index key; a journal that is not (one an
 // older version left, one sealed under another key, or a malformed one) is not believed, since
 // its key set may not be the sweep's. Resume, CommitSweep and any sweep that commits discard
-// it themselves, with the sweep's temporary files, and log a warning (Resume also reports it, Report.Discarded):
-// nothing needs removing by hand. That is safe because a journal only saves work; the next
-// sweep of its subjects reads every partition again. Sweep, Resume and BuildIndex take a lock
+// it themselves, with the sweep's temporary files, and log a warning (Resume also reports it,
+// Report.Discarded): nothing needs removing by hand. That is safe because a journal only saves
+// work; the next sweep of its subjects reads every partition again. Sweep, Resume and BuildIndex take a lock
 // file in the state directory, so two processes never run them at once on one snapshot; the
 // snapshot must not be rewritten by anyone else during a sweep.
 //
