@@ -297,9 +297,12 @@ func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The journals not believed are discarded first: a sweep resumed below discards them as
+	// it commits (dropSubsumed), and they must be reported whatever order the ids come in.
 	var out []Report
+	var believed []string
 	for _, id := range ids {
-		j, err := c.openJournal(id)
+		_, err := c.openJournal(id)
 		why, damaged := damagedJournal(err)
 		if erasure.ErrorCode(err) == erasure.EINVALID {
 			why, damaged = "its name is not a sweep id", true // no sweep wrote it
@@ -307,9 +310,16 @@ func (c *Connector) Resume(ctx context.Context) ([]Report, error) {
 		if damaged {
 			c.discardJournal(id, why)
 			out = append(out, Report{ID: id, Discarded: true, Reason: why})
+		} else {
+			believed = append(believed, id)
+		}
+	}
+	for _, id := range believed {
+		j, err := c.openJournal(id)
+		if erasure.ErrorCode(err) == erasure.ENOTFOUND {
+			// Aborted since it was listed (AbortSweep takes no lock), or dropped by a sweep
+			// resumed before it that covered its keys.
 			continue
-		} else if erasure.ErrorCode(err) == erasure.ENOTFOUND {
-			continue // aborted since it was listed (AbortSweep takes no lock)
 		} else if err != nil {
 			return out, err
 		}

@@ -71,6 +71,7 @@ func TestPartitionedSweep(t *testing.T) {
 		// Each unit on a connector of its own, as workers in other processes; one unit twice
 		// at once (a lease taken over from a slow worker).
 		var wg sync.WaitGroup
+		var mu sync.Mutex
 		results := make([]erasure.SweepResult, len(plan.Units))
 		for i, u := range plan.Units {
 			for k := 0; k < 1+btoi(i == 1); k++ {
@@ -81,7 +82,9 @@ func TestPartitionedSweep(t *testing.T) {
 					if err != nil {
 						t.Errorf("unit %s: %v", u.Name, err)
 					}
-					results[i] = res
+					mu.Lock()
+					results[i] = res // the unit run twice writes the same result twice
+					mu.Unlock()
 				}()
 			}
 		}
